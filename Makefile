@@ -1,0 +1,46 @@
+# One command surface for people, hooks and CI. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KAFKA := deploy/kafka/kafka-local.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-kafka lint typecheck check kafka-fetch clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,fast]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with the project and its dev tools
+
+kafka-fetch: ## resolve the pinned Kafka broker's jars from Maven Central (cached in ~/.cache/rctc)
+	$(KAFKA) fetch
+
+run: install kafka-fetch ## the whole system locally: broker, topics, demo registry, services, receivers, feed
+	$(VENV)/bin/rctc dev up
+
+test: install kafka-fetch ## the whole suite: unit tests and real-broker integration tests
+	$(PY) -m pytest
+
+test-unit: install ## only the fast tests (no broker)
+	$(PY) -m pytest -m "not kafka"
+
+test-kafka: install kafka-fetch ## only the tests against the real broker
+	$(PY) -m pytest -m kafka
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+
+typecheck: install ## mypy --strict on the source
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## everything CI runs
+
+clean: ## remove the local broker's data and the virtualenv
+	rm -rf .run $(VENV) .pytest_cache .mypy_cache .ruff_cache

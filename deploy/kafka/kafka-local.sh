@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka broker (KRaft, broker + controller in one JVM) for `make run`, the test
+# suite and the benchmark. Its jars come from Maven Central at the version pinned in pom.xml beside this
+# script and are cached outside the work tree, so a fresh machine needs only a JDK and Maven.
+#
+#   kafka-local.sh fetch                       resolve the jars into the cache (idempotent)
+#   kafka-local.sh start --dir D [--port P]    format D if new, start in the background, wait until ready
+#   kafka-local.sh stop --dir D                stop the broker started with D (SIGTERM, then SIGKILL)
+#   kafka-local.sh status --dir D              exit 0 when the broker of D is running
+#
+# Environment: RCTC_KAFKA_CACHE (default ~/.cache/rctc/kafka), KAFKA_HEAP_OPTS, RCTC_KAFKA_START_TIMEOUT.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
+cache="${RCTC_KAFKA_CACHE:-$HOME/.cache/rctc/kafka}/$version"
+libs="$cache/libs"
+
+die() { echo "kafka-local: $*" >&2; exit 1; }
+
+fetch() {
+  if [[ -f "$libs/.complete" ]]; then return 0; fi
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to resolve Kafka $version from Maven Central"
+  command -v java >/dev/null || die "a JDK (java 17+) is needed to run Kafka $version"
+  echo "kafka-local: resolving Apache Kafka $version from Maven Central into $libs" >&2
+  rm -rf "$libs.tmp"; mkdir -p "$cache"
+  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs.tmp" >"$cache.mvn.log" 2>&1 || { cat "$cache.mvn.log" >&2; die "Maven could not resolve Kafka $version"; }
+  touch "$libs.tmp/.complete"
+  rm -rf "$libs" && mv "$libs.tmp" "$libs"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start() {
+  local dir="" port="9092" controller_port=""
+  while (($#)); do
+    case "$1" in
+      --dir) dir="$2"; shift 2 ;;
+      --port) port="$2"; shift 2 ;;
+      --controller-port) controller_port="$2"; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  [[ -n "$dir" ]] || die "start needs --dir"
+  [[ "$port" == 0 ]] && port="$(free_port)"
+  [[ -n "$controller_port" ]] || controller_port="$(free_port)"
+  fetch
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if status --dir "$dir"; then die "a broker already runs from $dir (pid $(cat "$dir/broker.pid"))"; fi
+
+  # Ports are fixed when the directory is formatted; a restart reuses them so clients reconnect.
+  if [[ -f "$dir/server.properties" ]]; then
+    port="$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.properties")"
+  else
+    sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@DATA_DIR@#$dir#g" \
+      "$here/server.properties.template" >"$dir/server.properties"
+  fi
+  local cp="$libs/*"
+  if [[ ! -f "$dir/log/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid)"
+    java -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$cp" kafka.tools.StorageTool format \
+      -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+      || { cat "$dir/format.log" >&2; die "formatting $dir failed"; }
+  fi
+
+  # A small heap and few GC threads: this broker shares two cores with every service and the tests.
+  local heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+  # shellcheck disable=SC2086
+  nohup java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1 \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/log4j2.yaml" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
+  echo $! >"$dir/broker.pid"
+
+  local timeout="${RCTC_KAFKA_START_TIMEOUT:-90}" waited=0
+  until grep -q "Kafka Server started" "$dir/broker.log" 2>/dev/null; do
+    if ! kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
+      tail -n 30 "$dir/broker.log" >&2; rm -f "$dir/broker.pid"; die "the broker exited during start"
+    fi
+    ((waited >= timeout * 10)) && { stop --dir "$dir"; die "the broker did not start within ${timeout}s"; }
+    sleep 0.1; waited=$((waited + 1))
+  done
+  echo "127.0.0.1:$port"
+}
+
+status() {
+  [[ "${1:-}" == "--dir" && -n "${2:-}" ]] || die "status needs --dir"
+  [[ -f "$2/broker.pid" ]] && kill -0 "$(cat "$2/broker.pid")" 2>/dev/null
+}
+
+stop() {
+  [[ "${1:-}" == "--dir" && -n "${2:-}" ]] || die "stop needs --dir"
+  local pidfile="$2/broker.pid"
+  [[ -f "$pidfile" ]] || return 0
+  local pid; pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    # A controlled shutdown of one node takes a few seconds; past 30 s it is stuck.
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  fetch) fetch; echo "$libs" ;;
+  start) start "$@" ;;
+  stop) stop "$@" ;;
+  status) status "$@" ;;
+  version) echo "$version" ;;
+  *) die "usage: kafka-local.sh fetch|start --dir D [--port P]|stop --dir D|status --dir D|version" ;;
+esac

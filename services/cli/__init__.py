@@ -1,0 +1,1 @@
+"""`rctc`: what operators and developers do by hand."""

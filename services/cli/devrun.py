@@ -1,0 +1,184 @@
+"""`rctc dev up` (what `make run` calls): the whole system on one machine, logs interleaved in the terminal.
+
+Starts the local Kafka broker (deploy/kafka/kafka-local.sh), creates the topics, applies the demo registry,
+then runs every service, the demo receivers and the demo feed as child processes, each line of their
+output prefixed with its name. Children run in their own sessions so Ctrl-C reaches only this supervisor,
+which then stops them in order (feed first, broker last) with SIGTERM and a bounded wait, so no process is
+left behind. If any child dies, everything is stopped and the exit code says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
+COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93"]
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+
+
+def children(bootstrap: str, ports: dict[str, int], registry: Path, feed_interval: float) -> list[Child]:
+    python = sys.executable
+    common = {"RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "RCTC_LOG__FORMAT": "console"}
+
+    def service(name: str, ops: int, **extra: str) -> Child:
+        return Child(name, [python, "-m", f"services.{name}"], {**common, "RCTC_OPS__PORT": str(ops), **extra})
+
+    return [
+        service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"])),
+        service("enricher", ports["ops"] + 2),
+        service("router", ports["ops"] + 3),
+        service("dispatcher", ports["ops"] + 4),
+        service(
+            "gateway",
+            ports["ops"] + 1,
+            RCTC_HTTP__PORT=str(ports["gateway"]),
+            RCTC_TRACKER_URL=f"http://127.0.0.1:{ports['tracker']}",
+        ),
+        Child(
+            "receivers",
+            [
+                python,
+                "-m",
+                "services.cli.main",
+                "demo",
+                "receivers",
+                "--registry",
+                str(registry),
+                "--port",
+                str(ports["receivers"]),
+            ],
+            dict(common),
+        ),
+        Child(
+            "feed",
+            [
+                python,
+                "-m",
+                "services.cli.main",
+                "demo",
+                "feed",
+                "--interval",
+                str(feed_interval),
+                "--gateway",
+                f"http://127.0.0.1:{ports['gateway']}",
+            ],
+            dict(common),
+        ),
+    ]
+
+
+async def _pump(child: Child, colour: str, width: int) -> None:
+    assert child.process is not None and child.process.stdout is not None
+    tty = sys.stdout.isatty()
+    prefix = f"\033[{colour}m{child.name:<{width}}\033[0m | " if tty else f"{child.name:<{width}} | "
+    async for line in child.process.stdout:
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def supervise(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir).resolve()
+    kafka_dir = state / "kafka"
+    print(f"rctc dev: starting Kafka in {kafka_dir}", flush=True)
+    bootstrap = subprocess.run(
+        [str(KAFKA_SCRIPT), "start", "--dir", str(kafka_dir), "--port", str(args.kafka_port)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    try:
+        env = {**os.environ, "RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+        cli = [sys.executable, "-m", "services.cli.main"]
+        subprocess.run([*cli, "topics", "apply", "--replication-factor", "1"], check=True, env=env)
+        subprocess.run(
+            [*cli, "registry", "apply", str(args.registry), "--replication-factor", "1"], check=True, env=env
+        )
+        ports = {
+            "gateway": args.gateway_port,
+            "tracker": args.gateway_port + 5,
+            "receivers": 8701,
+            "ops": args.ops_port,
+        }
+        return asyncio.run(_run_children(children(bootstrap, ports, args.registry, args.feed_interval), args))
+    finally:
+        print("rctc dev: stopping Kafka", flush=True)
+        subprocess.run([str(KAFKA_SCRIPT), "stop", "--dir", str(kafka_dir)], check=False)
+
+
+async def _run_children(kids: list[Child], args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    width = max(len(k.name) for k in kids)
+    pumps = []
+    for i, kid in enumerate(kids):
+        kid.process = await asyncio.create_subprocess_exec(
+            *kid.argv,
+            cwd=ROOT,
+            env={**os.environ, **kid.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        pumps.append(asyncio.create_task(_pump(kid, COLOURS[i % len(COLOURS)], width)))
+    print(
+        f"rctc dev: up. Gateway http://127.0.0.1:{args.gateway_port}, operator token demo-duty-desk. "
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    waits = {asyncio.create_task(k.process.wait()): k for k in kids if k.process}
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({*waits, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    failed = [waits[t] for t in done if t in waits]
+    for kid in failed:
+        print(
+            f"rctc dev: {kid.name} exited with {kid.process.returncode if kid.process else '?'}; stopping all",
+            flush=True,
+        )
+    # Stop in reverse start order: the feed and the gateway first, the tracker last.
+    for kid in reversed(kids):
+        await _terminate(kid)
+    await asyncio.gather(*pumps, return_exceptions=True)
+    stopper.cancel()
+    return 1 if failed else 0
+
+
+async def _terminate(kid: Child, grace: float = 15.0) -> None:
+    process = kid.process
+    if process is None or process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+def add_parser(sub: Any) -> None:
+    dev = sub.add_parser("dev", help="run the whole system locally").add_subparsers(metavar="ACTION")
+    p = dev.add_parser("up", help="broker, topics, demo registry, services, receivers and feed (make run)")
+    p.add_argument("--state-dir", default=str(ROOT / ".run"), help="where the broker keeps its data")
+    p.add_argument("--registry", type=Path, default=ROOT / "deploy" / "registry" / "demo.yaml")
+    p.add_argument("--kafka-port", type=int, default=9092)
+    p.add_argument("--gateway-port", type=int, default=8080)
+    p.add_argument("--ops-port", type=int, default=9100, help="services' /metrics ports start after it")
+    p.add_argument("--feed-interval", type=float, default=4.0)
+    p.set_defaults(run=supervise)

@@ -1,0 +1,82 @@
+"""`rctc tail TOPIC`: print a topic's records decoded, one JSON line each (secrets masked)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from services.common import topics
+from services.common.codec import Codec
+from services.common.errors import CodecError, RctcError
+from services.common.kafka import consumer, partitions_of
+from services.common.records import (
+    AckSubmitted,
+    AlertEnriched,
+    AlertRejected,
+    AlertRouted,
+    AlertShared,
+    AlertSubmitted,
+    DeliverWebhook,
+    DeliveryAttempted,
+    EscalationRaised,
+)
+from services.common.registry import RegistryPublished
+from services.common.settings import KafkaSettings
+
+RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
+    topics.ALERTS_SUBMITTED: AlertSubmitted,
+    topics.ALERTS_ENRICHED: AlertEnriched,
+    topics.ALERTS_REJECTED: AlertRejected,
+    topics.ALERTS_ROUTED: AlertRouted,
+    topics.ALERTS_ESCALATIONS: EscalationRaised,
+    topics.ACKS_SUBMITTED: AckSubmitted,
+    topics.DELIVERIES_WEBHOOK: DeliverWebhook,
+    topics.DELIVERIES_DEAD: DeliverWebhook,
+    topics.DELIVERIES_EVENTS: DeliveryAttempted,
+    topics.REGISTRY: RegistryPublished,
+}
+
+
+def record_type(topic: str) -> type[msgspec.Struct]:
+    if topic.startswith("agency.") and topic.endswith(".alerts"):
+        return AlertShared
+    try:
+        return RECORD_TYPES[topic]
+    except KeyError:
+        raise RctcError(f"no record type is known for topic {topic}") from None
+
+
+async def tail(kafka: KafkaSettings, topic: str, *, from_beginning: bool, count: int) -> int:
+    kind = record_type(topic)
+    codec = Codec.from_directory()
+    c = consumer(kafka, "tail", group=None, from_beginning=from_beginning)
+    await c.start()
+    seen = 0
+    try:
+        partitions = await partitions_of(c, [topic])
+        c.assign(partitions)
+        if from_beginning:
+            await c.seek_to_beginning(*partitions)
+        else:
+            await c.seek_to_end(*partitions)
+        while count == 0 or seen < count:
+            for records in (await c.getmany(timeout_ms=1000)).values():
+                for r in records:
+                    try:
+                        value = msgspec.to_builtins(codec.decode(r.value, kind))
+                    except CodecError as exc:
+                        value = {"unreadable": str(exc)}
+                    if isinstance(value, dict) and kind is RegistryPublished:
+                        for agency in value.get("agencies", []):
+                            if agency.get("webhook"):
+                                agency["webhook"]["secrets"] = ["whsec_…"]
+                    line = {
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "key": (r.key or b"").decode(),
+                        "value": value,
+                    }
+                    print(msgspec.json.encode(line).decode(), flush=True)
+                    seen += 1
+    finally:
+        await c.stop()
+    return 0

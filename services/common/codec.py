@@ -1,0 +1,138 @@
+"""Avro single-object encoding for every record on Kafka.
+
+A record on the wire is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's
+parsing canonical form, then the Avro binary body (Avro specification, "Single-object encoding"). Any Avro
+library can decode it given the schema; a reader resolves an older writer schema to its own with the usual
+Avro rules, so producers and consumers can be upgraded one at a time.
+
+    codec = Codec.from_directory(SCHEMA_DIR)
+    data = codec.encode(AlertSubmitted(...))
+    record = codec.decode(data, AlertSubmitted)
+
+The Python class name is the Avro record name (`AlertSubmitted` is `rctc.AlertSubmitted`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fastavro
+import fastavro.schema
+import msgspec
+
+from services.common.errors import CodecError, UnknownSchemaError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+NAMESPACE = "rctc"
+MAGIC = b"\xc3\x01"
+# Files that only define types others reference; they are not records of their own on any topic.
+LIBRARY_SCHEMAS = ("Alert",)
+
+T = TypeVar("T", bound=msgspec.Struct)
+Schema = dict[str, Any]
+
+
+def fingerprint(schema: Schema) -> bytes:
+    """The 8-byte CRC-64-AVRO fingerprint of a schema's parsing canonical form, as written on the wire."""
+    canonical = fastavro.schema.to_parsing_canonical_form(schema)
+    value = int(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"), 16)
+    return struct.pack("<Q", value)
+
+
+def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
+    """Load one .avsc with the library types it references (rctc.Alert's enums and records) expanded."""
+    named: dict[str, Schema] = {}
+    for name in LIBRARY_SCHEMAS:
+        fastavro.parse_schema(json.loads((schema_dir / f"{NAMESPACE}.{name}.avsc").read_text()), named)
+    schema = json.loads(path.read_text())
+    return _parse(schema, named, expand=True)
+
+
+class Codec:
+    """Encodes records with the current schema of their type; decodes any known writer version."""
+
+    def __init__(self, current: Mapping[str, Schema], older: Iterable[Schema] = ()) -> None:
+        # name -> (parsed schema, fingerprint) for writing and as the reader schema.
+        self._current: dict[str, tuple[Schema, bytes]] = {}
+        # fingerprint -> (record name, parsed writer schema) for reading.
+        self._writers: dict[bytes, tuple[str, Schema]] = {}
+        for name, schema in current.items():
+            parsed = _parse(schema)
+            fp = fingerprint(parsed)
+            self._current[name] = (parsed, fp)
+            self._writers[fp] = (name, parsed)
+        for schema in older:
+            old = _parse(schema)
+            self._writers[fingerprint(old)] = (str(old["name"]), old)
+
+    @classmethod
+    def from_directory(cls, schema_dir: Path = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
+        current: dict[str, Schema] = {}
+        for path in sorted(schema_dir.glob(f"{NAMESPACE}.*.avsc")):
+            name = path.name.removesuffix(".avsc")
+            if name.removeprefix(f"{NAMESPACE}.") in LIBRARY_SCHEMAS:
+                continue
+            current[name] = load_schema_file(path, schema_dir)
+        return cls(current, older)
+
+    def schema_for(self, record_type: type[msgspec.Struct]) -> Schema:
+        return self._current[f"{NAMESPACE}.{record_type.__name__}"][0]
+
+    def encode(self, record: msgspec.Struct) -> bytes:
+        name = f"{NAMESPACE}.{type(record).__name__}"
+        try:
+            schema, fp = self._current[name]
+        except KeyError:
+            raise CodecError(f"no schema for {name} in schemas/") from None
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(fp)
+        try:
+            fastavro.schemaless_writer(out, schema, _to_avro(record), strict_allow_default=True)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CodecError(f"{name} does not fit its schema: {exc}") from exc
+        return out.getvalue()
+
+    def decode(self, data: bytes, into: type[T]) -> T:
+        name = f"{NAMESPACE}.{into.__name__}"
+        if len(data) < 10 or data[:2] != MAGIC:
+            raise CodecError(f"not an Avro single-object encoded record (expected {name})")
+        fp = data[2:10]
+        writer = self._writers.get(fp)
+        if writer is None:
+            raise UnknownSchemaError(fp)
+        writer_name, writer_schema = writer
+        if writer_name != name:
+            raise CodecError(f"expected {name}, got a record written as {writer_name}")
+        reader_schema = self._current[name][0]
+        try:
+            value = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer_schema, reader_schema)
+            return msgspec.convert(value, into, strict=False)
+        except (ValueError, TypeError, EOFError, msgspec.ValidationError, StopIteration) as exc:
+            raise CodecError(f"corrupt {name}: {exc}") from exc
+
+    def fingerprints(self) -> dict[str, str]:
+        """Current schema fingerprint by record name, for `rctc schemas` and the docs."""
+        return {name: fp.hex() for name, (_, fp) in self._current.items()}
+
+
+def _parse(schema: Schema, named: dict[str, Schema] | None = None, *, expand: bool = False) -> Schema:
+    parsed = fastavro.parse_schema(schema, named, expand=expand, _write_hint=False)
+    assert isinstance(parsed, dict)  # a record schema parses to a dict
+    return parsed
+
+
+def _to_avro(record: msgspec.Struct) -> Any:
+    # Keep datetimes and bytes as they are: fastavro encodes them with the logical types.
+    return msgspec.to_builtins(record, builtin_types=(datetime, bytes))
+
+
+def schema_json(schema: Schema) -> str:
+    """The canonical form of a schema, for documentation and for consumers in other languages."""
+    return json.dumps(json.loads(fastavro.schema.to_parsing_canonical_form(schema)), indent=2)

@@ -1,0 +1,114 @@
+"""Kafka clients set up the same way in every service.
+
+- Producers are idempotent with acks=all: a retried send never duplicates and an acknowledged one survives
+  a broker failure (with min.insync.replicas=2 in production).
+- Consumers never auto-commit: a service commits only what it has fully handled (DESIGN.md, Guarantees),
+  and reads committed records only, so it never sees a router transaction that was aborted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from services.common import tracing
+from services.common.codec import Codec
+from services.common.errors import NotReadyError
+from services.common.settings import KafkaSettings
+
+
+def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
+    """An idempotent producer (transactional when given an id, which implies idempotence)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{settings.client_id_prefix}-{name}",
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": settings.linger_ms,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    if transactional_id is not None:
+        options["transactional_id"] = f"{settings.client_id_prefix}-{transactional_id}"
+    return AIOKafkaProducer(**options)
+
+
+def consumer(
+    settings: KafkaSettings,
+    name: str,
+    *topics: str,
+    group: str | None,
+    from_beginning: bool = True,
+    listener: ConsumerRebalanceListener | None = None,
+) -> AIOKafkaConsumer:
+    """A consumer in `group` (None: no group, for readers that assign partitions themselves)."""
+    c = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id_prefix}-{name}",
+        group_id=f"{settings.client_id_prefix}-{group}" if group else None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        session_timeout_ms=settings.session_timeout_ms,
+        max_poll_records=settings.max_poll_records,
+    )
+    if topics:
+        c.subscribe(list(topics), listener=listener)
+    return c
+
+
+async def partitions_of(c: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of `topics`, for readers that assign themselves instead of joining a group.
+
+    aiokafka's `partitions_for_topic` answers only for topics already in the client's metadata, so ask the
+    cluster (the same call `AIOKafkaConsumer.topics()` makes). A missing topic is an error: nothing here
+    may depend on auto-creation.
+    """
+    cluster = await c._client.fetch_all_metadata()
+    names = list(topics)
+    missing = [t for t in names if cluster.partitions_for_topic(t) is None]
+    if missing:
+        raise NotReadyError(f"topics {', '.join(missing)} do not exist: run `rctc topics apply`")
+    return [TopicPartition(t, p) for t in names for p in sorted(cluster.partitions_for_topic(t))]
+
+
+def group_id(settings: KafkaSettings, group: str) -> str:
+    """The group id `consumer(group=...)` uses, for send_offsets_to_transaction."""
+    return f"{settings.client_id_prefix}-{group}"
+
+
+class Outbox:
+    """Encodes records and hands them to a producer, keeping the delivery futures to await before a commit.
+
+    Sending is split from awaiting so a batch of records is produced in one pipelined burst instead of one
+    round trip per record.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, codec: Codec) -> None:
+        self._producer = producer
+        self._codec = codec
+        self._pending: list[Any] = []
+
+    async def send(self, topic: str, key: bytes, record: msgspec.Struct, traceparent: str) -> None:
+        future = await self._producer.send(
+            topic, self._codec.encode(record), key=key, headers=tracing.headers_for(traceparent)
+        )
+        self._pending.append(future)
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged; raises the first delivery error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            await future
+
+
+def offsets_after(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int]:
+    """The offsets to commit once `records` are handled: one past the last of each partition."""
+    result: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        result[tp] = max(result.get(tp, 0), r.offset + 1)
+    return result

@@ -1,0 +1,208 @@
+"""The records that travel on Kafka, as typed Python values.
+
+Each top-level class has the name of its Avro record in schemas/ (`AlertSubmitted` is `rctc.AlertSubmitted`):
+events are past tense, requests imperative. Field names and types mirror the .avsc files; the codec turns
+one into the other, and tests/unit/test_codec.py checks that every class round-trips through its schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+MsgType = Literal["Alert", "Update", "Cancel"]
+Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
+Urgency = Literal["Immediate", "Expected", "Future", "Past", "Unknown"]
+Certainty = Literal["Observed", "Likely", "Possible", "Unlikely", "Unknown"]
+DeliveryOutcome = Literal["delivered", "retrying", "dead", "unknown"]
+AckResponse = Literal["actioned", "no_nexus", "request_info", "other"]
+
+# Ordered from least to most restrictive (FIRST TLP 2.0).
+TLP_LEVELS: tuple[str, ...] = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
+# Ordered from least to most severe, for "minimum severity" comparisons.
+SEVERITY_ORDER: tuple[str, ...] = ("Unknown", "Minor", "Moderate", "Severe", "Extreme")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, truncated to the millisecond that Avro timestamp-millis keeps."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """Base of every record on a topic."""
+
+
+class Location(msgspec.Struct, kw_only=True):
+    lat: float
+    lon: float
+    radius_km: float | None = None
+
+
+class Indicator(msgspec.Struct, kw_only=True, frozen=True):
+    type: str
+    value: str
+
+
+class Subject(msgspec.Struct, kw_only=True):
+    kind: str
+    name: str
+    identifiers: dict[str, str] = {}
+    nationality: str | None = None
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    msg_type: MsgType
+    references: list[str] = []
+    category: str
+    severity: Severity
+    urgency: Urgency
+    certainty: Certainty
+    tlp: str
+    source_reliability: str = "F"
+    information_credibility: int = 6
+    title: str
+    summary: str = ""
+    sent: datetime
+    expires: datetime | None = None
+    affected_countries: list[str] = []
+    locations: list[Location] = []
+    indicators: list[Indicator] = []
+    subjects: list[Subject] = []
+    releasable_to: list[str] = []
+    originator_control: bool = False
+
+
+class AlertSubmitted(Record, kw_only=True):
+    alert_id: str
+    origin: str
+    submitted_at: datetime
+    idempotency_key: str | None = None
+    alert: Alert
+
+
+class AlertEnriched(Record, kw_only=True):
+    alert_id: str
+    origin: str
+    submitted_at: datetime
+    enriched_at: datetime
+    priority: int
+    extracted_indicators: int = 0
+    watchlist_hits: list[str] = []
+    alert: Alert
+
+
+class AlertRejected(Record, kw_only=True):
+    alert_id: str
+    origin: str
+    stage: str
+    reason: str
+    rejected_at: datetime
+
+
+class SharedAlert(msgspec.Struct, kw_only=True):
+    """A recipient's view of an alert: no handling lists, and every redactable field optional."""
+
+    msg_type: MsgType
+    references: list[str] = []
+    category: str
+    severity: Severity
+    urgency: Urgency
+    certainty: Certainty
+    tlp: str
+    title: str
+    sent: datetime
+    expires: datetime | None = None
+    originator_control: bool = False
+    source_reliability: str | None = None
+    information_credibility: int | None = None
+    summary: str | None = None
+    affected_countries: list[str] | None = None
+    locations: list[Location] | None = None
+    indicators: list[Indicator] | None = None
+    subjects: list[Subject] | None = None
+
+
+class AlertShared(Record, kw_only=True):
+    alert_id: str
+    recipient: str
+    origin: str
+    event_type: str
+    agreement_id: str
+    shared_at: datetime
+    priority: int
+    redacted_fields: list[str] = []
+    alert: SharedAlert
+
+
+class RoutingDecision(msgspec.Struct, kw_only=True):
+    agency: str
+    delivered: bool
+    rule: str
+    reason: str
+    agreement_id: str | None = None
+    redacted_fields: list[str] = []
+    channels: list[str] = []
+
+
+class AlertRouted(Record, kw_only=True):
+    alert_id: str
+    origin: str
+    msg_type: MsgType
+    references: list[str] = []
+    severity: Severity
+    urgency: Urgency
+    routed_at: datetime
+    registry_version: int
+    decisions: list[RoutingDecision]
+
+
+class DeliverWebhook(Record, kw_only=True):
+    webhook_id: str
+    alert_id: str
+    agency: str
+    event_type: str
+    urgency: Urgency
+    payload: bytes
+    attempt: int = 0
+    requested_at: datetime
+    last_error: str | None = None
+
+
+class DeliveryAttempted(Record, kw_only=True):
+    webhook_id: str
+    alert_id: str
+    agency: str
+    attempt: int
+    outcome: DeliveryOutcome
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = None
+    attempted_at: datetime
+
+
+class AckSubmitted(Record, kw_only=True):
+    ack_id: str
+    alert_id: str
+    agency: str
+    response: AckResponse | None = None
+    note: str | None = None
+    channel: str
+    submitted_at: datetime
+
+
+class EscalationRaised(Record, kw_only=True):
+    alert_id: str
+    agency: str
+    origin: str
+    level: int
+    reason: str
+    deadline: datetime
+    raised_at: datetime
+
+
+def recipient_key(alert_id: str, agency: str) -> bytes:
+    """The Kafka key of a per-recipient record: `alert_id:agency` (DESIGN.md, Data on Kafka)."""
+    return f"{alert_id}:{agency}".encode()

@@ -1,0 +1,152 @@
+"""The registry: agencies, their subscriptions, webhooks and credentials, operators, and the agreements.
+
+`RegistryDocument` is what an operator writes in YAML; `RegistryPublished` is what `rctc registry apply`
+puts on the compacted topic `registry.config`; `Registry` indexes the latest one for fast lookups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from functools import cached_property
+from typing import Literal
+
+import msgspec
+
+from services.common.records import Record, Severity
+
+# The fields an agreement may redact from a recipient's copy. The rest (kind, category, severity, urgency,
+# certainty, TLP, title, times) is what makes an alert actionable at all, so it always travels.
+REDACTABLE_FIELDS: tuple[str, ...] = (
+    "summary",
+    "subjects",
+    "indicators",
+    "locations",
+    "affected_countries",
+    "source_reliability",
+    "information_credibility",
+)
+
+
+class Subscription(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    categories: list[str]
+    countries: list[str] = []
+    min_severity: Severity = "Unknown"
+
+
+class Webhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str
+    secrets: list[str]
+    allow_private: bool = False
+
+
+class Agency(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    code: str
+    name: str
+    country: str
+    active: bool = True
+    token_sha256: list[str] = []
+    subscriptions: list[Subscription] = []
+    webhook: Webhook | None = None
+
+
+class Operator(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    token_sha256: list[str] = []
+
+
+class Agreement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    kind: Literal["multilateral", "directed"]
+    parties: list[str] = []
+    from_: list[str] = msgspec.field(default_factory=list, name="from")
+    to: list[str] = []
+    categories: list[str]
+    max_tlp: str
+    redact: list[str] = []
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    suspended: bool = False
+
+    def allows(self, origin: str, recipient: str) -> bool:
+        """Whether this agreement lets `origin` share with `recipient` (ignoring category, TLP and time)."""
+        if self.kind == "multilateral":
+            return origin in self.parties and recipient in self.parties and origin != recipient
+        return origin in self.from_ and recipient in self.to
+
+    def in_force(self, at: datetime) -> bool:
+        if self.suspended:
+            return False
+        if self.valid_from is not None and at < self.valid_from:
+            return False
+        return not (self.valid_until is not None and at >= self.valid_until)
+
+
+class RegistryDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    regions: dict[str, list[str]] = {}
+    agencies: list[Agency]
+    operators: list[Operator] = []
+    agreements: list[Agreement] = []
+
+    def content_sha256(self) -> str:
+        """A hash of the content alone, so re-applying an unchanged file publishes nothing."""
+        return hashlib.sha256(msgspec.json.encode(self, order="deterministic")).hexdigest()
+
+
+class RegistryPublished(Record, kw_only=True):
+    version: int
+    sha256: str
+    published_at: datetime
+    published_by: str
+    source: str
+    regions: dict[str, list[str]] = {}
+    agencies: list[Agency]
+    operators: list[Operator] = []
+    agreements: list[Agreement] = []
+
+
+Principal = tuple[Literal["agency", "operator"], str]
+
+
+class Registry:
+    """Read-only lookups over one published registry. Replaced whole when a new version arrives."""
+
+    def __init__(self, published: RegistryPublished) -> None:
+        self.published = published
+        self.version = published.version
+        self.agencies: dict[str, Agency] = {a.code: a for a in published.agencies}
+        self.agreements = published.agreements
+        self.regions = published.regions
+        self._tokens: dict[str, Principal] = {}
+        for agency in published.agencies:
+            for digest in agency.token_sha256:
+                self._tokens[digest] = ("agency", agency.code)
+        for operator in published.operators:
+            for digest in operator.token_sha256:
+                self._tokens[digest] = ("operator", operator.name)
+
+    @classmethod
+    def empty(cls) -> Registry:
+        return cls(
+            RegistryPublished(
+                version=0,
+                sha256="",
+                published_at=datetime.fromtimestamp(0).astimezone(),
+                published_by="",
+                source="",
+                agencies=[],
+            )
+        )
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The agency or operator a bearer token belongs to. Only token hashes are stored."""
+        # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens.
+        return self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
+
+    def countries_of(self, code: str) -> frozenset[str]:
+        """A country code, or the countries of a region code."""
+        return frozenset(self.regions.get(code, [code]))
+
+    @cached_property
+    def agency_codes(self) -> tuple[str, ...]:
+        return tuple(sorted(self.agencies))

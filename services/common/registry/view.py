@@ -1,0 +1,106 @@
+"""A live, read-only view of the latest registry, followed from the compacted topic `registry.config`.
+
+Every service runs one. `start()` returns once the latest published registry has been read (or the topic
+was found empty), so a service is never ready with a stale or empty view by accident; `run()` then keeps
+following the topic, and a new version replaces the whole `Registry` at once, so a reader never sees half
+of an apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.codec import Codec
+from services.common.errors import CodecError
+from services.common.kafka import consumer
+from services.common.logs import get_logger
+from services.common.registry.model import Registry, RegistryPublished
+from services.common.settings import KafkaSettings
+from services.common.topics import REGISTRY
+
+log = get_logger(__name__)
+
+
+class RegistryView:
+    def __init__(self, kafka: KafkaSettings, codec: Codec, *, name: str) -> None:
+        self._kafka = kafka
+        self._codec = codec
+        self._name = name
+        self._consumer: AIOKafkaConsumer | None = None
+        self.current = Registry.empty()
+        self.loaded = False
+        self._listeners: list[Callable[[Registry], None]] = []
+        self._changed = asyncio.Condition()
+
+    def on_change(self, listener: Callable[[Registry], None]) -> None:
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        c = consumer(self._kafka, f"{self._name}-registry", group=None)
+        await c.start()
+        self._consumer = c
+        tp = TopicPartition(REGISTRY, 0)
+        c.assign([tp])
+        await c.seek_to_beginning(tp)
+        end = (await c.end_offsets([tp]))[tp]
+        while await c.position(tp) < end:
+            await self._poll(500)
+        self.loaded = True
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self._poll(500)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def wait_for_version(self, version: int) -> Registry:
+        """Wait until at least `version` is loaded (bound it with asyncio.timeout)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.current.version >= version)
+        return self.current
+
+    async def wait_until_published(self, stopping: asyncio.Event) -> bool:
+        """Wait for the first published registry; False when `stopping` is set first.
+
+        Routing or delivering against an empty registry would share with nobody and commit, so the
+        services that decide wait here before they consume.
+        """
+        published = asyncio.create_task(self.wait_for_version(1))
+        stopped = asyncio.create_task(stopping.wait())
+        await asyncio.wait({published, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (published, stopped):
+            task.cancel()
+        return self.current.version > 0
+
+    async def _poll(self, timeout_ms: int) -> None:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        latest: RegistryPublished | None = None
+        for records in batches.values():
+            for record in records:
+                if record.value is None:
+                    continue
+                try:
+                    latest = self._codec.decode(record.value, RegistryPublished)
+                except CodecError as exc:
+                    # Keep serving the last good registry: a bad record must not take routing down.
+                    log.error("registry.unreadable", offset=record.offset, error=str(exc))
+        if latest is not None and latest.version > self.current.version:
+            self.current = Registry(latest)
+            log.info(
+                "registry.loaded",
+                version=latest.version,
+                agencies=len(latest.agencies),
+                agreements=len(latest.agreements),
+                sha256=latest.sha256[:12],
+            )
+            for listener in self._listeners:
+                listener(self.current)
+            async with self._changed:
+                self._changed.notify_all()

@@ -1,0 +1,94 @@
+"""One way to start and stop every service.
+
+A service is three coroutines: `start()` opens its clients, `run(stopping)` works until the event is set
+and then finishes or hands back what is in flight, `stop()` closes its clients in reverse order. `serve`
+adds the operations server, signal handling and the bounded graceful shutdown:
+
+    asyncio.run(serve(build_router(settings), settings))
+
+On SIGTERM or SIGINT the service stops fetching, gets `shutdown_timeout_s` to finish the records it holds
+(their offsets are committed), and is cancelled after that: what was not committed is fetched again by
+whichever replica owns the partition next, so nothing is lost either way. The process then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Protocol, TypeVar
+
+from services.common.logs import configure_logging, get_logger
+from services.common.ops import OpsServer
+from services.common.settings import ServiceSettings
+
+log = get_logger(__name__)
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def run(self, stopping: asyncio.Event) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def readiness(self) -> dict[str, bool]: ...
+
+
+@asynccontextmanager
+async def running(service: Service, shutdown_timeout_s: float = 10.0) -> AsyncIterator[asyncio.Task[None]]:
+    """Start a service, run it in a task, and stop it gracefully on exit (also what tests use)."""
+    stopping = asyncio.Event()
+    await service.start()
+    task = asyncio.create_task(service.run(stopping), name=f"{service.name}.run")
+    try:
+        yield task
+    finally:
+        stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), shutdown_timeout_s)
+        except TimeoutError:
+            log.warning("service.shutdown_timeout", timeout_s=shutdown_timeout_s)
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        except Exception:
+            # run() failed: it is logged below by serve(), or raised to the test that awaited the task.
+            pass
+        await service.stop()
+
+
+async def serve(service: Service, settings: ServiceSettings) -> None:
+    """Run a service until SIGTERM/SIGINT, with its /healthz, /readyz and /metrics server."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled.set)
+    ops = OpsServer(settings.ops, service.readiness)
+    await ops.start()
+    started = time.monotonic()
+    try:
+        async with running(service, settings.shutdown_timeout_s) as task:
+            log.info("service.started", service=service.name, ops_port=ops.port)
+            waiter = asyncio.create_task(signalled.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if task.done() and task.exception() is not None:
+                log.error("service.crashed", service=service.name, exc_info=task.exception())
+                raise SystemExit(1)
+            log.info("service.stopping", service=service.name)
+    finally:
+        await ops.stop()
+        log.info("service.stopped", service=service.name, uptime_s=round(time.monotonic() - started, 1))
+
+
+def main(name: str, settings_type: type[S], build: Callable[[S], Service]) -> None:
+    """The entry point of every service: settings from the environment, logging, then serve until stopped."""
+    settings = settings_type()
+    configure_logging(settings.log, name)
+    asyncio.run(serve(build(settings), settings))

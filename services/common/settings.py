@@ -1,0 +1,50 @@
+"""Typed settings shared by every service.
+
+Each service subclasses `ServiceSettings` in its own `settings.py` and builds it once, in its entry point,
+from the environment (`RCTC_` prefix, `__` between nested parts, e.g. `RCTC_KAFKA__BOOTSTRAP_SERVERS`) and
+the command line; everything below receives the built object. Nothing in the shared library reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Prefix of client ids and transactional ids, so several systems can share one cluster.
+    client_id_prefix: str = "rctc"
+    # Production: acks=all with min.insync.replicas=2 on the topics (deploy/README.md).
+    linger_ms: int = 5
+    request_timeout_ms: int = 30_000
+    session_timeout_ms: int = 10_000
+    max_poll_records: int = 500
+
+
+class OpsSettings(BaseModel):
+    """The /healthz, /readyz and /metrics server every service runs."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (tests); make run and deployments set one
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: readable console on a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RCTC_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    # Bounded graceful shutdown: in-flight work gets this long to finish before it is handed back.
+    shutdown_timeout_s: float = 10.0
+    schema_dir: Path | None = None

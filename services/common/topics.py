@@ -1,0 +1,157 @@
+"""Topic names, and creating topics from their declaration in deploy/topics.yaml.
+
+    declarations = load_declarations()
+    report = await apply_topics(kafka_settings, declarations.all_for(agency_codes), replication_factor=1)
+
+`apply_topics` creates what is missing and reports drift (fewer partitions than declared, a config that
+differs); it never deletes a topic nor lowers partitions, which would lose data or break key ordering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.common.settings import KafkaSettings
+
+DECLARATIONS = Path(__file__).resolve().parents[2] / "deploy" / "topics.yaml"
+
+ALERTS_SUBMITTED = "alerts.submitted"
+ALERTS_ENRICHED = "alerts.enriched"
+ALERTS_REJECTED = "alerts.rejected"
+ALERTS_ROUTED = "alerts.routed"
+ALERTS_ESCALATIONS = "alerts.escalations"
+ACKS_SUBMITTED = "acks.submitted"
+DELIVERIES_WEBHOOK = "deliveries.webhook"
+DELIVERIES_EVENTS = "deliveries.events"
+DELIVERIES_DEAD = "deliveries.dead"
+AUDIT_EVENTS = "audit.events"
+REGISTRY = "registry.config"
+
+
+def agency_topic(code: str) -> str:
+    """The agency's own topic, `agency.<CODE>.alerts` (DESIGN.md, Delivery)."""
+    return f"agency.{code}.alerts"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Declarations:
+    topics: tuple[TopicSpec, ...]
+    agency_template: TopicSpec
+
+    def for_agency(self, code: str) -> TopicSpec:
+        t = self.agency_template
+        return TopicSpec(agency_topic(code), t.partitions, t.replication_factor, dict(t.config))
+
+    def all_for(self, agency_codes: list[str] | tuple[str, ...]) -> list[TopicSpec]:
+        return [*self.topics, *(self.for_agency(c) for c in agency_codes)]
+
+
+def load_declarations(path: Path = DECLARATIONS) -> Declarations:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    defaults = data.get("defaults", {})
+
+    def spec(name: str, body: dict[str, Any]) -> TopicSpec:
+        config = {**defaults.get("config", {}), **(body.get("config") or {})}
+        return TopicSpec(
+            name=name,
+            partitions=int(body.get("partitions", defaults.get("partitions", 1))),
+            replication_factor=int(body.get("replication_factor", defaults.get("replication_factor", 1))),
+            config={k: str(v) for k, v in config.items()},
+        )
+
+    topics = tuple(spec(name, body or {}) for name, body in data["topics"].items())
+    template = data["agency_topic"]
+    return Declarations(topics, spec(template["name"], template))
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    grown: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+
+
+async def apply_topics(
+    kafka: KafkaSettings,
+    specs: list[TopicSpec],
+    *,
+    replication_factor: int | None = None,
+    grow_partitions: bool = False,
+) -> ApplyReport:
+    """Create missing topics; report (and with grow_partitions, fix) partition and config drift."""
+    report = ApplyReport()
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=f"{kafka.client_id_prefix}-topics")
+    await admin.start()
+    try:
+        rf = replication_factor
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        for s in missing:
+            config = dict(s.config)
+            if rf is not None and rf < 2:
+                # min.insync.replicas above the replication factor would refuse every acks=all write.
+                config["min.insync.replicas"] = "1"
+            try:
+                await admin.create_topics(
+                    [NewTopic(s.name, s.partitions, rf or s.replication_factor, topic_configs=config)]
+                )
+                report.created.append(s.name)
+            except TopicAlreadyExistsError:
+                # Another apply created it meanwhile; check it like any existing topic.
+                existing.add(s.name)
+        present = [s for s in specs if s.name in existing]
+        if present:
+            described = await admin.describe_topics([s.name for s in present])
+            partitions = {t["topic"]: len(t["partitions"]) for t in described}
+            configs = await _configs(admin, [s.name for s in present])
+            for s in present:
+                drifted = False
+                have = partitions.get(s.name, 0)
+                if have < s.partitions:
+                    if grow_partitions:
+                        await admin.create_partitions({s.name: NewPartitions(s.partitions)})
+                        report.grown.append(f"{s.name}: partitions {have} -> {s.partitions}")
+                    else:
+                        report.drift.append(f"{s.name}: {have} partitions, declared {s.partitions}")
+                        drifted = True
+                elif have > s.partitions:
+                    report.drift.append(f"{s.name}: {have} partitions, declared {s.partitions} (never lowered)")
+                    drifted = True
+                for key, want in s.config.items():
+                    if key == "min.insync.replicas" and rf is not None and rf < 2:
+                        continue
+                    got = configs.get(s.name, {}).get(key)
+                    if got is not None and got != want:
+                        report.drift.append(f"{s.name}: {key}={got}, declared {want}")
+                        drifted = True
+                if not drifted:
+                    report.unchanged.append(s.name)
+    finally:
+        await admin.close()
+    return report
+
+
+async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    result: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for resource in response.resources:
+            _, _, _, name, entries = resource[:5]
+            result[name] = {e[0]: e[1] for e in entries}
+    return result

@@ -1,0 +1,1 @@
+"""The dispatcher: delivers recipients' copies to their webhooks, signed per Standard Webhooks."""

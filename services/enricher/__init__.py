@@ -1,0 +1,1 @@
+"""The enricher: normalises submitted alerts, extracts indicators from their text, sets their priority."""

@@ -1,0 +1,127 @@
+"""The enricher's consume loop: alerts.submitted in, alerts.enriched or alerts.rejected out, at least once.
+
+Re-delivery after a crash produces the same alert id again; the router's transactional output and the
+receivers' de-duplication (by alert id and webhook-id) make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import structlog
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from services.common import tracing
+from services.common.codec import Codec
+from services.common.consume import consume_batches
+from services.common.errors import CodecError
+from services.common.kafka import Outbox, consumer, producer
+from services.common.logs import get_logger
+from services.common.metrics import RECORD_SECONDS, RECORDS
+from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, utcnow
+from services.common.topics import ALERTS_ENRICHED, ALERTS_REJECTED, ALERTS_SUBMITTED
+from services.enricher.enrich import enrich
+from services.enricher.settings import EnricherSettings
+
+log = get_logger("rctc.enricher")
+
+
+def load_watchlist(path: Path | None) -> frozenset[str]:
+    if path is None:
+        return frozenset()
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    return frozenset(str(e).casefold() for e in entries)
+
+
+class Enricher:
+    name = "enricher"
+
+    def __init__(self, settings: EnricherSettings, codec: Codec) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.watchlist = load_watchlist(settings.watchlist_file)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = producer(self.settings.kafka, "enricher")
+        await self._producer.start()
+        self._consumer = consumer(self.settings.kafka, "enricher", ALERTS_SUBMITTED, group="enricher")
+        await self._consumer.start()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        assert self._consumer is not None
+        await consume_batches(self._consumer, self.handle_batch, stopping, service=self.name)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def readiness(self) -> dict[str, bool]:
+        return {"consumer": self._consumer is not None and bool(self._consumer.assignment())}
+
+    async def handle_batch(self, records: list[ConsumerRecord]) -> None:
+        assert self._producer is not None
+        outbox = Outbox(self._producer, self.codec)
+        for record in records:
+            await self._handle(record, outbox)
+        await outbox.flush()
+
+    async def _handle(self, record: ConsumerRecord, outbox: Outbox) -> None:
+        started = time.perf_counter()
+        traceparent = tracing.child_of(tracing.from_headers(record.headers))
+        key = record.key or b""
+        with structlog.contextvars.bound_contextvars(
+            alert_id=key.decode(errors="replace"),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            trace_id=tracing.trace_id(traceparent),
+        ):
+            try:
+                submitted = self.codec.decode(record.value, AlertSubmitted)
+            except CodecError as exc:
+                # A poison record: say so on alerts.rejected and move on, rather than block the partition.
+                result: AlertEnriched | AlertRejected = AlertRejected(
+                    alert_id=key.decode(errors="replace"),
+                    origin="unknown",
+                    stage="enricher",
+                    reason=f"unreadable record: {exc}",
+                    rejected_at=utcnow(),
+                )
+            else:
+                result = enrich(submitted, now=utcnow(), watchlist=self.watchlist)
+            if isinstance(result, AlertEnriched):
+                await outbox.send(ALERTS_ENRICHED, key, result, traceparent)
+                log.info(
+                    "alert.enriched",
+                    agency=result.origin,
+                    outcome="enriched",
+                    priority=result.priority,
+                    indicators=len(result.alert.indicators),
+                    extracted=result.extracted_indicators,
+                    watchlist_hits=len(result.watchlist_hits),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            else:
+                await outbox.send(ALERTS_REJECTED, key, result, traceparent)
+                log.warning(
+                    "alert.rejected",
+                    agency=result.origin,
+                    outcome="rejected",
+                    reason=result.reason,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            RECORDS.labels(
+                self.name, record.topic, "enriched" if isinstance(result, AlertEnriched) else "rejected"
+            ).inc()
+            RECORD_SECONDS.labels(self.name, record.topic).observe(time.perf_counter() - started)
+
+
+def build(settings: EnricherSettings, codec: Codec | None = None) -> Enricher:
+    return Enricher(settings, codec or Codec.from_directory())

@@ -1,0 +1,1 @@
+"""The gateway: the public HTTP API through which agencies submit alerts and acknowledgements."""

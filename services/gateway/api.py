@@ -1,0 +1,214 @@
+"""The public HTTP API (docs/openapi.yaml). Handlers authenticate, validate, produce and answer; the state
+they report is the tracker's, fetched on each request.
+
+Every error answers with the same JSON shape, `{"error": code, "message": text, "problems": [...]}`,
+and every request is logged once as `http.request` with its outcome.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from services.common import tracing
+from services.common.kafka import Outbox
+from services.common.logs import get_logger
+from services.common.records import AckResponse, AckSubmitted, AlertSubmitted, recipient_key, utcnow
+from services.common.registry import RegistryView
+from services.common.registry.model import Principal
+from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
+from services.gateway.idempotency import KeyReuseGuard, alert_id_for
+from services.gateway.submission import InvalidSubmission, parse_submission
+
+log = get_logger("rctc.gateway")
+
+PRINCIPAL = "rctc.principal"
+
+
+class AckBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    response: AckResponse | None = None
+    note: str | None = None
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    problems: list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if problems:
+        body["problems"] = [{"field": f, "message": m} for f, m in problems]
+    return web.json_response(body, status=status, headers=headers)
+
+
+class GatewayApi:
+    def __init__(
+        self,
+        registry: RegistryView,
+        outbox_factory: Callable[[], Outbox],
+        tracker: aiohttp.ClientSession,
+        tracker_url: str,
+        key_guard: KeyReuseGuard,
+    ) -> None:
+        self._registry = registry
+        self._outbox = outbox_factory
+        self._tracker = tracker
+        self._tracker_url = tracker_url.rstrip("/")
+        self._keys = key_guard
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/alerts", self.submit_alert),
+            web.post("/v1/alerts/{alert_id}/ack", self.acknowledge),
+            web.get("/v1/alerts/{alert_id}", self.alert_status),
+            web.get("/v1/alerts/{alert_id}/routing", self.alert_routing),
+        ]
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        fields: dict[str, Any] = {"method": request.method, "path": request.path}
+        try:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            principal = self._registry.current.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+            if principal is None:
+                response: web.StreamResponse = error(
+                    401,
+                    "unauthenticated",
+                    "a valid bearer token is required (Authorization: Bearer ...)",
+                    headers={"WWW-Authenticate": 'Bearer realm="rctc"'},
+                )
+            else:
+                fields["principal"] = f"{principal[0]}:{principal[1]}"
+                request[PRINCIPAL] = principal
+                response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            response = error(413, "too_large", "the body is larger than the gateway accepts")
+        except web.HTTPException as exc:
+            response = exc
+        fields.update(status=response.status, duration_ms=round((time.perf_counter() - started) * 1000, 2))
+        if "alert_id" in request.match_info:
+            fields["alert_id"] = request.match_info["alert_id"]
+        log.info("http.request", **fields)
+        return response
+
+    @staticmethod
+    def _principal(request: web.Request) -> Principal:
+        principal: Principal = request[PRINCIPAL]
+        return principal
+
+    async def submit_alert(self, request: web.Request) -> web.Response:
+        kind, agency = self._principal(request)
+        if kind != "agency":
+            return error(403, "forbidden", "only agencies submit alerts; operators do not originate them")
+        if request.content_type != "application/json":
+            return error(415, "unsupported_media_type", "send the alert as application/json")
+        body = await request.read()
+        now = utcnow()
+        try:
+            alert = parse_submission(body, now=now)
+        except InvalidSubmission as exc:
+            if exc.malformed:
+                return error(400, "malformed_json", exc.problems[0][1])
+            return error(422, "invalid_alert", "the alert was not accepted", exc.problems)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 255:
+            return error(400, "bad_idempotency_key", "an Idempotency-Key has 1 to 255 characters")
+        if key is not None and self._keys.conflicts(agency, key, body):
+            return error(422, "idempotency_key_reused", "this Idempotency-Key was used for a different alert")
+        alert_id = alert_id_for(agency, key)
+        traceparent = tracing.child_of(request.headers.get("traceparent"))
+        record = AlertSubmitted(alert_id=alert_id, origin=agency, submitted_at=now, idempotency_key=key, alert=alert)
+        outbox = self._outbox()
+        await outbox.send(ALERTS_SUBMITTED, alert_id.encode(), record, traceparent)
+        await outbox.flush()
+        log.info(
+            "alert.submitted",
+            alert_id=alert_id,
+            agency=agency,
+            category=alert.category,
+            severity=alert.severity,
+            tlp=alert.tlp,
+            trace_id=tracing.trace_id(traceparent),
+        )
+        return web.json_response(
+            {
+                "alert_id": alert_id,
+                "status": "accepted",
+                "links": {"self": f"/v1/alerts/{alert_id}", "routing": f"/v1/alerts/{alert_id}/routing"},
+            },
+            status=202,
+            headers={"traceparent": traceparent, "Location": f"/v1/alerts/{alert_id}"},
+        )
+
+    async def acknowledge(self, request: web.Request) -> web.Response:
+        kind, agency = self._principal(request)
+        alert_id = request.match_info["alert_id"]
+        if kind != "agency":
+            return error(403, "forbidden", "only a recipient agency acknowledges an alert")
+        body = await request.read()
+        try:
+            ack = msgspec.json.decode(body or b"{}", type=AckBody)
+        except msgspec.DecodeError as exc:
+            return error(422 if isinstance(exc, msgspec.ValidationError) else 400, "invalid_ack", str(exc))
+        status, state = await self._tracker_get(f"/internal/alerts/{alert_id}/recipients/{agency}")
+        if status == 404:
+            return error(404, "not_found", f"no alert {alert_id} has been routed")
+        if status != 200:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        if not state.get("recipient"):
+            return error(403, "not_a_recipient", f"{agency} did not receive alert {alert_id}")
+        if state.get("state") == "acknowledged":
+            return web.json_response({"alert_id": alert_id, "agency": agency, "status": "already_acknowledged"})
+        record = AckSubmitted(
+            ack_id=str(uuid.uuid4()),
+            alert_id=alert_id,
+            agency=agency,
+            response=ack.response,
+            note=ack.note,
+            channel="http",
+            submitted_at=utcnow(),
+        )
+        outbox = self._outbox()
+        await outbox.send(
+            ACKS_SUBMITTED,
+            recipient_key(alert_id, agency),
+            record,
+            tracing.child_of(request.headers.get("traceparent")),
+        )
+        await outbox.flush()
+        log.info("ack.submitted", alert_id=alert_id, agency=agency, response=ack.response, channel="http")
+        return web.json_response({"alert_id": alert_id, "agency": agency, "status": "accepted"}, status=202)
+
+    async def alert_status(self, request: web.Request) -> web.Response:
+        return await self._forward(request, "")
+
+    async def alert_routing(self, request: web.Request) -> web.Response:
+        return await self._forward(request, "/routing")
+
+    async def _forward(self, request: web.Request, suffix: str) -> web.Response:
+        kind, name = self._principal(request)
+        alert_id = request.match_info["alert_id"]
+        status, body = await self._tracker_get(
+            f"/internal/alerts/{alert_id}{suffix}", params={"viewer_kind": kind, "viewer": name}
+        )
+        return web.json_response(body, status=status if status in (200, 403, 404) else 503)
+
+    async def _tracker_get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
+        try:
+            async with self._tracker.get(self._tracker_url + path, params=params) as response:
+                return response.status, await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("tracker.unavailable", path=path, error=repr(exc))
+            return 503, {"error": "unavailable", "message": "the tracker cannot answer now; retry"}

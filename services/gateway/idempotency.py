@@ -1,0 +1,43 @@
+"""Idempotent submission: a retried POST with the same `Idempotency-Key` gets the same alert id.
+
+The alert id is derived from (agency, key) with UUIDv5, so every gateway replica, before or after a
+restart, answers a retry with the same id without shared state, and the same id travels down the
+pipeline where consumers de-duplicate on it. Reusing a key for a different body is a client bug that the
+IETF Idempotency-Key draft answers with 422; detecting it needs the first body, which each replica
+remembers for its most recent keys (a bounded LRU), so the check is best effort across replicas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import OrderedDict
+
+_NAMESPACE = uuid.UUID("6f1c1c53-55a4-4c55-9a3c-7d0b6f0e2a11")
+
+
+def alert_id_for(agency: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_NAMESPACE, f"{agency}\n{idempotency_key}"))
+
+
+class KeyReuseGuard:
+    """Remembers the body digest of recent (agency, key) pairs to refuse a key reused for another body."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._digests: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def conflicts(self, agency: str, key: str, body: bytes) -> bool:
+        """True when the key was used with a different body; otherwise remember this one."""
+        digest = hashlib.sha256(body).hexdigest()
+        slot = (agency, key)
+        seen = self._digests.get(slot)
+        if seen is not None:
+            self._digests.move_to_end(slot)
+            return seen != digest
+        self._digests[slot] = digest
+        if len(self._digests) > self._capacity:
+            self._digests.popitem(last=False)
+        return False

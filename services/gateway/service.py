@@ -1,0 +1,70 @@
+"""Wiring of the gateway: one function that builds it from settings, with its collaborators swappable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from services.common.codec import Codec
+from services.common.kafka import Outbox, producer
+from services.common.ops import bound_port
+from services.common.registry import RegistryView
+from services.gateway.api import GatewayApi
+from services.gateway.idempotency import KeyReuseGuard
+from services.gateway.settings import GatewaySettings
+
+
+class Gateway:
+    name = "gateway"
+
+    def __init__(self, settings: GatewaySettings, codec: Codec) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.registry = RegistryView(settings.kafka, codec, name="gateway")
+        self._producer: AIOKafkaProducer | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        await self.registry.start()
+        self._producer = producer(self.settings.kafka, "gateway")
+        await self._producer.start()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        prod = self._producer
+        api = GatewayApi(
+            self.registry,
+            lambda: Outbox(prod, self.codec),
+            self._session,
+            self.settings.tracker_url,
+            KeyReuseGuard(self.settings.idempotency_cache_size),
+        )
+        app = web.Application(middlewares=[api.middleware], client_max_size=self.settings.http.max_body_bytes)
+        app.add_routes(api.routes())
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port).start()
+        self.port = bound_port(self._runner)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self.registry.run(stopping)
+
+    async def stop(self) -> None:
+        # Stop taking requests first (in-flight ones finish), then flush and close the producer.
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.registry.stop()
+
+    def readiness(self) -> dict[str, bool]:
+        return {"registry": self.registry.loaded, "http": self.port is not None}
+
+
+def build(settings: GatewaySettings, codec: Codec | None = None) -> Gateway:
+    return Gateway(settings, codec or Codec.from_directory())

@@ -1,0 +1,110 @@
+"""The sharing decision: which agencies receive an alert, under which agreement, and why. Pure: no I/O.
+
+    verdicts = decide(enriched, registry)     # one Verdict per agency in the registry, origin included
+
+An agency B receives alert X from originator A only when every rule holds (DESIGN.md, Sharing agreements);
+the first rule that fails is the recorded reason, so an operator reading `alerts.routed` sees exactly why:
+
+    agency_inactive      B is suspended in the registry
+    originator           B submitted X
+    origin_unknown       A is not an active agency of the registry
+    not_releasable       X names releasable_to (or originator control) and B is not in it
+    not_subscribed       no subscription of B matches X, and B's country is not affected
+    no_agreement         no agreement lets A share with B at all
+    agreement_not_in_force  agreements exist but none is in force (dates, suspension)
+    category_not_covered the agreements in force do not cover X's category
+    tlp_exceeds_agreement the agreements covering the category allow a lower TLP than X's
+    shared               delivered, under the named agreement
+
+When several agreements permit the same share, the one that redacts the fewest fields applies (ties by
+id), so a narrower agreement never hides what a broader one between the same parties allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common import taxonomy
+from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
+from services.common.registry import Agency, Agreement, Registry
+
+
+@dataclass(frozen=True)
+class Verdict:
+    agency: str
+    delivered: bool
+    rule: str
+    reason: str
+    agreement: Agreement | None = None
+
+
+def decide(enriched: AlertEnriched, registry: Registry) -> list[Verdict]:
+    """The verdict for every agency of the registry, in code order."""
+    return [
+        verdict_for(enriched, registry, agency) for agency in sorted(registry.agencies.values(), key=lambda a: a.code)
+    ]
+
+
+def verdict_for(enriched: AlertEnriched, registry: Registry, agency: Agency) -> Verdict:
+    alert = enriched.alert
+    origin = registry.agencies.get(enriched.origin)
+    code = agency.code
+
+    if agency.code == enriched.origin:
+        return Verdict(code, False, "originator", "submitted the alert")
+    if not agency.active:
+        return Verdict(code, False, "agency_inactive", f"{code} is suspended in the registry")
+    if origin is None or not origin.active:
+        return Verdict(code, False, "origin_unknown", f"originator {enriched.origin} is not an active agency")
+    if alert.releasable_to and code not in alert.releasable_to and agency.country not in alert.releasable_to:
+        why = "originator control names" if alert.originator_control else "releasable_to names"
+        return Verdict(code, False, "not_releasable", f"{why} only {', '.join(alert.releasable_to)}")
+    if not interested(agency, enriched, registry):
+        return Verdict(
+            code,
+            False,
+            "not_subscribed",
+            f"no subscription matches {alert.category}/{alert.severity} and {agency.country} "
+            "is not an affected country",
+        )
+
+    between = [a for a in registry.agreements if a.allows(enriched.origin, code)]
+    if not between:
+        return Verdict(code, False, "no_agreement", f"no agreement lets {enriched.origin} share with {code}")
+    in_force = [a for a in between if a.in_force(enriched.submitted_at)]
+    if not in_force:
+        return Verdict(
+            code, False, "agreement_not_in_force", f"agreements {', '.join(a.id for a in between)} are not in force"
+        )
+    covering = [a for a in in_force if any(taxonomy.matches(p, alert.category) for p in a.categories)]
+    if not covering:
+        return Verdict(code, False, "category_not_covered", f"agreements in force do not cover {alert.category}")
+    tlp = TLP_LEVELS.index(alert.tlp)
+    permitting = [a for a in covering if TLP_LEVELS.index(a.max_tlp) >= tlp]
+    if not permitting:
+        return Verdict(
+            code,
+            False,
+            "tlp_exceeds_agreement",
+            f"TLP:{alert.tlp} is above what {', '.join(a.id for a in covering)} allow",
+        )
+    chosen = min(permitting, key=lambda a: (len(set(a.redact)), a.id))
+    return Verdict(code, True, "shared", f"shared under {chosen.id}", chosen)
+
+
+def interested(agency: Agency, enriched: AlertEnriched, registry: Registry) -> bool:
+    """A subscription matches (category, place, minimum severity), or the agency's country is affected."""
+    alert = enriched.alert
+    if agency.country in alert.affected_countries:
+        return True
+    severity = SEVERITY_ORDER.index(alert.severity)
+    affected = set(alert.affected_countries)
+    for sub in agency.subscriptions:
+        if severity < SEVERITY_ORDER.index(sub.min_severity):
+            continue
+        if not any(taxonomy.matches(p, alert.category) for p in sub.categories):
+            continue
+        if sub.countries and not any(registry.countries_of(c) & affected for c in sub.countries):
+            continue
+        return True
+    return False

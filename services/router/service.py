@@ -1,0 +1,298 @@
+"""The router's consume-transform-produce loop, exactly once into agency topics.
+
+For each input partition the router keeps one transactional producer whose id is fixed by the partition
+(`router-alerts.enriched-<n>`). A batch from that partition is routed inside one Kafka transaction that
+holds every output record (agency copies, webhook requests, the decision) and the consumed offsets, so the
+outputs and the progress commit together or not at all; agency consumers read committed records only.
+
+Kafka fences zombies by transactional id alone (aiokafka does not send the group generation), so when a
+partition is assigned, its producer is created first (which aborts whatever a previous owner left open)
+and only then is the consumer moved to the committed offset. On a fenced producer, a timeout or any other
+producer error, the producer is recreated with the same id and the partition rewound to its committed
+offset. A rebalance waits for the transaction in progress to finish before giving a partition up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from services.common import tracing
+from services.common.codec import Codec
+from services.common.errors import CodecError
+from services.common.kafka import consumer, group_id, producer
+from services.common.logs import get_logger
+from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
+from services.common.records import (
+    AlertEnriched,
+    AlertRejected,
+    AlertRouted,
+    AlertShared,
+    DeliverWebhook,
+    RoutingDecision,
+    recipient_key,
+    utcnow,
+)
+from services.common.registry import RegistryView
+from services.common.topics import (
+    ALERTS_ENRICHED,
+    ALERTS_REJECTED,
+    ALERTS_ROUTED,
+    DELIVERIES_WEBHOOK,
+    agency_topic,
+)
+from services.router.payload import EVENT_TYPES, webhook_body, webhook_id
+from services.router.policy import decide
+from services.router.redaction import shared_copy
+from services.router.settings import RouterSettings
+
+log = get_logger("rctc.router")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._router.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._router.claim(assigned)
+
+
+class Router:
+    name = "router"
+
+    def __init__(self, settings: RouterSettings, codec: Codec) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.registry = RegistryView(settings.kafka, codec, name="router")
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._group = group_id(settings.kafka, "router")
+        # Held while a transaction is open, so a rebalance never revokes a partition mid-transaction.
+        self._in_transaction = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.registry.start()
+        self._consumer = consumer(
+            self.settings.kafka, "router", ALERTS_ENRICHED, group="router", listener=_Rebalance(self)
+        )
+        await self._consumer.start()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.registry.run(stopping))
+            tasks.create_task(self._route_loop(stopping))
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()  # revokes every partition: release() closes their producers
+        for p in list(self._producers.values()):
+            await p.stop()
+        self._producers.clear()
+        await self.registry.stop()
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "registry": self.registry.current.version > 0,
+            "consumer": self._consumer is not None and bool(self._consumer.assignment()),
+        }
+
+    async def claim(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            await self._fresh_producer(tp)
+            await self._rewind(tp)
+
+    async def release(self, revoked: list[TopicPartition]) -> None:
+        async with self._in_transaction:
+            for tp in revoked:
+                p = self._producers.pop(tp, None)
+                if p is not None:
+                    await p.stop()
+
+    async def _fresh_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
+        old = self._producers.pop(tp, None)
+        if old is not None:
+            await old.stop()
+        p = producer(
+            self.settings.kafka, f"router-{tp.partition}", transactional_id=f"router-{tp.topic}-{tp.partition}"
+        )
+        await p.start()  # init_transactions: fences and aborts a predecessor's open transaction
+        self._producers[tp] = p
+        return p
+
+    async def _rewind(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        committed = await self._consumer.committed(tp)
+        if committed is None:
+            await self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, committed)
+
+    async def _route_loop(self, stopping: asyncio.Event) -> None:
+        assert self._consumer is not None
+        if not await self.registry.wait_until_published(stopping):
+            return
+        backoff = 0.1
+        while not stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=250, max_records=self.settings.max_batch)
+            for tp, records in batches.items():
+                if await self._route_partition(tp, records):
+                    backoff = 0.1
+                else:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+
+    async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> bool:
+        started = time.perf_counter()
+        lines: list[dict[str, Any]] = []
+        async with self._in_transaction:
+            assert self._consumer is not None
+            if tp not in self._consumer.assignment():
+                return True  # revoked while this batch was in hand: its new owner routes it
+            p = self._producers.get(tp)
+            try:
+                if p is None:  # an earlier recovery failed: try again, from the committed offset
+                    await self._fresh_producer(tp)
+                    await self._rewind(tp)
+                    return False
+                async with p.transaction():
+                    for record in records:
+                        lines.append(await self._route_record(record, p))
+                    await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                BATCH_FAILURES.labels(self.name, tp.topic).inc()
+                log.warning(
+                    "router.transaction_failed",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    records=len(records),
+                    error=repr(exc),
+                    hint="is every agency topic created? run `rctc registry apply`",
+                )
+                await self._recover(tp)
+                return False
+        elapsed = time.perf_counter() - started
+        for line in lines:
+            event = line.pop("event")
+            (log.warning if event == "alert.rejected" else log.info)(event, **line)
+            RECORDS.labels(self.name, tp.topic, line["outcome"]).inc()
+            RECORD_SECONDS.labels(self.name, tp.topic).observe(elapsed)
+        return True
+
+    async def _recover(self, tp: TopicPartition) -> None:
+        """Recreate the partition's producer with the same id and rewind to the committed offset."""
+        try:
+            await self._fresh_producer(tp)
+            await self._rewind(tp)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            # The broker is still unreachable: forget the producer; the next batch for tp retries this.
+            log.warning("router.recover_failed", partition=tp.partition, error=repr(exc))
+            self._producers.pop(tp, None)
+
+    async def _route_record(self, record: ConsumerRecord, p: AIOKafkaProducer) -> dict[str, Any]:
+        """Send every output of one record inside the open transaction; return its log line."""
+        traceparent = tracing.child_of(tracing.from_headers(record.headers))
+        headers = tracing.headers_for(traceparent)
+        key = record.key or b""
+        context = {
+            "alert_id": key.decode(errors="replace"),
+            "partition": record.partition,
+            "offset": record.offset,
+            "trace_id": tracing.trace_id(traceparent),
+        }
+        try:
+            enriched = self.codec.decode(record.value, AlertEnriched)
+        except CodecError as exc:
+            rejected = AlertRejected(
+                alert_id=context["alert_id"],
+                origin="unknown",
+                stage="router",
+                reason=f"unreadable record: {exc}",
+                rejected_at=utcnow(),
+            )
+            await p.send(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
+            return {"event": "alert.rejected", "outcome": "rejected", "reason": rejected.reason, **context}
+
+        registry = self.registry.current
+        now = utcnow()
+        alert = enriched.alert
+        event_type = EVENT_TYPES[alert.msg_type]
+        decisions: list[RoutingDecision] = []
+        with structlog.contextvars.bound_contextvars(**context):
+            for verdict in decide(enriched, registry):
+                channels: list[str] = []
+                removed: list[str] = []
+                if verdict.delivered and verdict.agreement is not None:
+                    copy, removed = shared_copy(alert, verdict.agreement)
+                    shared = AlertShared(
+                        alert_id=enriched.alert_id,
+                        recipient=verdict.agency,
+                        origin=enriched.origin,
+                        event_type=event_type,
+                        agreement_id=verdict.agreement.id,
+                        shared_at=now,
+                        priority=enriched.priority,
+                        redacted_fields=removed,
+                        alert=copy,
+                    )
+                    rkey = recipient_key(enriched.alert_id, verdict.agency)
+                    await p.send(agency_topic(verdict.agency), self.codec.encode(shared), key=rkey, headers=headers)
+                    channels.append("kafka")
+                    if registry.agencies[verdict.agency].webhook is not None:
+                        request = DeliverWebhook(
+                            webhook_id=webhook_id(enriched.alert_id, verdict.agency),
+                            alert_id=enriched.alert_id,
+                            agency=verdict.agency,
+                            event_type=event_type,
+                            urgency=alert.urgency,
+                            payload=webhook_body(shared),
+                            requested_at=now,
+                        )
+                        await p.send(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
+                        channels.append("webhook")
+                decisions.append(
+                    RoutingDecision(
+                        agency=verdict.agency,
+                        delivered=verdict.delivered,
+                        rule=verdict.rule,
+                        reason=verdict.reason,
+                        agreement_id=verdict.agreement.id if verdict.agreement else None,
+                        redacted_fields=removed,
+                        channels=channels,
+                    )
+                )
+            routed = AlertRouted(
+                alert_id=enriched.alert_id,
+                origin=enriched.origin,
+                msg_type=alert.msg_type,
+                references=alert.references,
+                severity=alert.severity,
+                urgency=alert.urgency,
+                routed_at=now,
+                registry_version=registry.version,
+                decisions=decisions,
+            )
+            await p.send(ALERTS_ROUTED, self.codec.encode(routed), key=key, headers=headers)
+        recipients = [d.agency for d in decisions if d.delivered]
+        withheld = sum(1 for d in decisions if not d.delivered and d.rule != "originator")
+        return {
+            "event": "alert.routed",
+            "outcome": "routed",
+            "agency": enriched.origin,
+            "recipients": recipients,
+            "withheld": withheld,
+            "registry_version": registry.version,
+            **context,
+        }
+
+
+def build(settings: RouterSettings, codec: Codec | None = None) -> Router:
+    return Router(settings, codec or Codec.from_directory())

@@ -1,0 +1,178 @@
+"""Per-(alert, recipient) state folded from the routed, delivery and ack records, and who may see it.
+Pure: no I/O.
+
+    ledger = Ledger()
+    ledger.apply_routed(routed); ledger.apply_attempt(attempt); ledger.apply_ack(ack)
+    status, body = ledger.status(alert_id, Viewer("agency", "JO-GID"))
+
+States of a recipient: `delivered` once its copy is committed to its own topic (the router does that in
+the routing transaction), `acknowledged` once it acks. The webhook channel is tracked beside the state
+(pending, delivered, retrying, dead) because a recipient can read its topic while its receiver is down.
+Records for an alert not routed yet (topics are read in parallel) wait until its routing arrives.
+
+Visibility: the originator and operators see every recipient and the routing decision; a recipient sees
+only its own row; anyone else is refused, without learning who received the alert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted
+
+
+@dataclass(frozen=True)
+class Viewer:
+    kind: Literal["agency", "operator"]
+    name: str
+
+
+class WebhookStatus(msgspec.Struct, kw_only=True):
+    webhook_id: str | None = None
+    status: Literal["pending", "delivered", "retrying", "dead"] = "pending"
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+class RecipientState(msgspec.Struct, kw_only=True):
+    agency: str
+    state: Literal["routed", "delivered", "acknowledged"]
+    agreement_id: str | None
+    redacted_fields: list[str]
+    channels: list[str]
+    routed_at: datetime
+    webhook: WebhookStatus | None = None
+    acknowledged_at: datetime | None = None
+    response: str | None = None
+    note: str | None = None
+    ack_channel: str | None = None
+
+
+class AlertState(msgspec.Struct, kw_only=True):
+    alert_id: str
+    origin: str
+    msg_type: str
+    severity: str
+    urgency: str
+    routed_at: datetime
+    registry_version: int
+    recipients: dict[str, RecipientState]
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.alerts: dict[str, AlertState] = {}
+        self.routing: dict[str, AlertRouted] = {}
+        self._early: dict[str, list[DeliveryAttempted | AckSubmitted]] = {}
+
+    def apply_routed(self, routed: AlertRouted) -> None:
+        if routed.alert_id in self.alerts:
+            return  # routed again after a replay: the first decision stands
+        recipients = {
+            d.agency: RecipientState(
+                agency=d.agency,
+                state="delivered" if "kafka" in d.channels else "routed",
+                agreement_id=d.agreement_id,
+                redacted_fields=d.redacted_fields,
+                channels=d.channels,
+                routed_at=routed.routed_at,
+                webhook=WebhookStatus() if "webhook" in d.channels else None,
+            )
+            for d in routed.decisions
+            if d.delivered
+        }
+        self.alerts[routed.alert_id] = AlertState(
+            alert_id=routed.alert_id,
+            origin=routed.origin,
+            msg_type=routed.msg_type,
+            severity=routed.severity,
+            urgency=routed.urgency,
+            routed_at=routed.routed_at,
+            registry_version=routed.registry_version,
+            recipients=recipients,
+        )
+        self.routing[routed.alert_id] = routed
+        for record in self._early.pop(routed.alert_id, []):
+            self._apply(record)
+
+    def apply_attempt(self, attempt: DeliveryAttempted) -> None:
+        self._apply(attempt)
+
+    def apply_ack(self, ack: AckSubmitted) -> bool:
+        """Apply an ack; False when it changes nothing (a repeat, or not from a recipient)."""
+        return self._apply(ack)
+
+    def _apply(self, record: DeliveryAttempted | AckSubmitted) -> bool:
+        alert = self.alerts.get(record.alert_id)
+        if alert is None:
+            self._early.setdefault(record.alert_id, []).append(record)
+            return True
+        recipient = alert.recipients.get(record.agency)
+        if recipient is None:
+            return False
+        if isinstance(record, AckSubmitted):
+            if recipient.state == "acknowledged":
+                return False
+            recipient.state = "acknowledged"
+            recipient.acknowledged_at = record.submitted_at
+            recipient.response = record.response
+            recipient.note = record.note
+            recipient.ack_channel = record.channel
+            return True
+        hook = recipient.webhook or WebhookStatus()
+        recipient.webhook = hook
+        if hook.status == "delivered":
+            return False  # a late duplicate of an earlier success
+        hook.webhook_id = record.webhook_id
+        hook.attempts = max(hook.attempts, record.attempt)
+        hook.last_status_code = record.status_code
+        hook.last_error = record.error
+        if record.outcome == "delivered":
+            hook.status = "delivered"
+            hook.delivered_at = record.attempted_at
+            if recipient.state == "routed":
+                recipient.state = "delivered"
+        elif record.outcome in ("retrying", "dead"):
+            hook.status = record.outcome
+        return True
+
+    def recipient(self, alert_id: str, agency: str) -> tuple[int, dict[str, Any]]:
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
+        row = alert.recipients.get(agency)
+        return 200, {
+            "alert_id": alert_id,
+            "agency": agency,
+            "recipient": row is not None,
+            "state": row.state if row else None,
+        }
+
+    def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
+        body = msgspec.to_builtins(alert)
+        if viewer.kind == "operator" or viewer.name == alert.origin:
+            return 200, body
+        own = alert.recipients.get(viewer.name)
+        if own is None:
+            return 403, {"error": "forbidden", "message": f"{viewer.name} did not receive alert {alert_id}"}
+        body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
+        # A recipient learns neither the originator's registry version nor anything about others.
+        body.pop("registry_version", None)
+        return 200, body
+
+    def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+        routed = self.routing.get(alert_id)
+        if routed is None:
+            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
+        if viewer.kind != "operator" and viewer.name != routed.origin:
+            return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+        return 200, msgspec.to_builtins(routed)
