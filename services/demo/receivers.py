@@ -25,11 +25,18 @@ log = get_logger("rctc.demo.receivers")
 class Receivers:
     """Verifying receivers for a set of agencies; `received` keeps what arrived, by agency, de-duplicated."""
 
-    def __init__(self, secrets: dict[str, list[str]]) -> None:
-        self._verifiers = {code: [Webhook(s) for s in keys] for code, keys in secrets.items()}
-        self.received: dict[str, dict[str, Any]] = {code: {} for code in secrets}
+    def __init__(self, secrets: dict[str, list[str]] | None = None) -> None:
+        self._verifiers: dict[str, list[Webhook]] = {}
+        self.received: dict[str, dict[str, Any]] = {}
         self.rejected = 0
         self.duplicates = 0
+        for code, keys in (secrets or {}).items():
+            self.register(code, keys)
+
+    def register(self, code: str, secrets: list[str]) -> None:
+        """Receive for `code`, verifying with any of `secrets` (several during a rotation)."""
+        self._verifiers[code] = [Webhook(s) for s in secrets]
+        self.received.setdefault(code, {})
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -28,7 +28,7 @@ from services.gateway.submission import InvalidSubmission, parse_submission
 
 log = get_logger("rctc.gateway")
 
-PRINCIPAL = "rctc.principal"
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 
 
 class AckBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -105,8 +105,7 @@ class GatewayApi:
 
     @staticmethod
     def _principal(request: web.Request) -> Principal:
-        principal: Principal = request[PRINCIPAL]
-        return principal
+        return request[PRINCIPAL]
 
     async def submit_alert(self, request: web.Request) -> web.Response:
         kind, agency = self._principal(request)

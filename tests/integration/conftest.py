@@ -1,0 +1,57 @@
+"""The real Apache Kafka broker the integration tests run against, started by the project's own script.
+
+One broker per test session, on a free port, in a temporary directory, stopped at the end. Tests isolate
+themselves from each other with a unique client-id prefix (their own consumer groups and transactional
+ids) and unique agency codes, so they can share the broker and its topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import KafkaSettings
+from services.common.topics import apply_topics, load_declarations
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real single-node KRaft broker, with every declared topic created."""
+    directory = tmp_path_factory.mktemp("kafka")
+    started = subprocess.run(
+        [str(SCRIPT), "start", "--dir", str(directory), "--port", "0"], capture_output=True, text=True, timeout=180
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the local Kafka broker did not start:\n{started.stderr}")
+    bootstrap = started.stdout.strip().splitlines()[-1]
+    try:
+        report = asyncio.run(
+            apply_topics(
+                KafkaSettings(bootstrap_servers=bootstrap), list(load_declarations().topics), replication_factor=1
+            )
+        )
+        assert not report.drift, report.drift
+        yield bootstrap
+    finally:
+        subprocess.run([str(SCRIPT), "stop", "--dir", str(directory)], timeout=60, check=False)
+
+
+@pytest.fixture
+def kafka(broker: str) -> KafkaSettings:
+    """Kafka settings with a client-id prefix of this test's own (its groups and transactional ids)."""
+    return KafkaSettings(bootstrap_servers=broker, client_id_prefix=f"t{uuid.uuid4().hex[:10]}", linger_ms=1)

@@ -1,0 +1,158 @@
+"""Building registries and alerts for tests, and reading what the system produced.
+
+Agency codes get a per-test suffix (`IQ-A` + suffix) so tests sharing one broker never see each other's
+agency topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+from aiokafka import TopicPartition
+
+from services.common.codec import Codec
+from services.common.kafka import consumer, partitions_of
+from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
+from services.common.settings import KafkaSettings
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass
+class Cast:
+    """Agencies of one test: code by role, their tokens and webhook secrets."""
+
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:6].upper())
+    tokens: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, list[str]] = field(default_factory=dict)
+
+    def code(self, role: str) -> str:
+        return f"{role}{self.suffix}"
+
+    def agency(
+        self,
+        role: str,
+        country: str,
+        *,
+        subscriptions: list[Subscription] | None = None,
+        webhook_url: str | None = None,
+        active: bool = True,
+    ) -> Agency:
+        code = self.code(role)
+        token = f"token-{code}-{uuid.uuid4().hex}"
+        self.tokens[code] = token
+        webhook = None
+        if webhook_url is not None:
+            self.secrets[code] = [new_secret()]
+            webhook = Webhook(url=f"{webhook_url}/hooks/{code}", secrets=self.secrets[code], allow_private=True)
+        return Agency(
+            code=code,
+            name=f"Test agency {code}",
+            country=country,
+            active=active,
+            token_sha256=[hashlib.sha256(token.encode()).hexdigest()],
+            subscriptions=subscriptions if subscriptions is not None else [Subscription(categories=["*"])],
+            webhook=webhook,
+        )
+
+    def bearer(self, code: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[code]}"}
+
+
+def agreement(
+    id: str,
+    parties: list[str] | None = None,
+    *,
+    from_: list[str] | None = None,
+    to: list[str] | None = None,
+    categories: list[str] | None = None,
+    max_tlp: str = "AMBER",
+    redact: list[str] | None = None,
+) -> Agreement:
+    return Agreement(
+        id=id,
+        kind="directed" if from_ else "multilateral",
+        parties=parties or [],
+        from_=from_ or [],
+        to=to or [],
+        categories=categories or ["*"],
+        max_tlp=max_tlp,
+        redact=redact or [],
+        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+
+
+def registry(
+    agencies: list[Agency],
+    agreements: list[Agreement],
+    operator_token: str | None = None,
+    regions: dict[str, list[str]] | None = None,
+) -> RegistryDocument:
+    from services.common.registry.model import Operator
+
+    operators = []
+    if operator_token:
+        operators.append(Operator(name="duty-desk", token_sha256=[hashlib.sha256(operator_token.encode()).hexdigest()]))
+    return RegistryDocument(regions=regions or {}, agencies=agencies, operators=operators, agreements=agreements)
+
+
+def alert_json(**overrides: Any) -> dict[str, Any]:
+    """A valid submission body; override any field."""
+    body: dict[str, Any] = {
+        "category": "terrorism.attack_plot",
+        "severity": "Severe",
+        "urgency": "Immediate",
+        "certainty": "Likely",
+        "tlp": "AMBER",
+        "source_reliability": "B",
+        "information_credibility": 2,
+        "title": "Planned attack on a transport hub",
+        "summary": "Abu Karim coordinates via karim@mailbox.example and hxxps://relay[.]example/k",
+        "affected_countries": ["IQ"],
+        "subjects": [{"kind": "person", "name": "Abu Karim"}],
+    }
+    body.update(overrides)
+    return body
+
+
+async def read_topic(kafka: KafkaSettings, codec: Codec, topic: str, into: type[T]) -> list[tuple[bytes, T]]:
+    """Every committed record of a topic (read_committed), decoded, with its key."""
+    c = consumer(kafka, f"reader-{uuid.uuid4().hex[:6]}", group=None)
+    await c.start()
+    try:
+        partitions = await partitions_of(c, [topic])
+        c.assign(partitions)
+        await c.seek_to_beginning(*partitions)
+        ends = await c.end_offsets(partitions)
+        out: list[tuple[bytes, T]] = []
+        async with asyncio.timeout(30):
+            for tp in partitions:
+                while await c.position(tp) < ends[tp]:
+                    for records in (await c.getmany(tp, timeout_ms=500)).values():
+                        out.extend((r.key, codec.decode(r.value, into)) for r in records)
+        return out
+    finally:
+        await c.stop()
+
+
+async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, int]:
+    c = consumer(kafka, f"offsets-{uuid.uuid4().hex[:6]}", group=None)
+    await c.start()
+    try:
+        partitions = await partitions_of(c, [topic])
+        result: dict[TopicPartition, int] = await c.end_offsets(partitions)
+        return result
+    finally:
+        await c.stop()
