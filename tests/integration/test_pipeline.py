@@ -24,7 +24,7 @@ from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED, ALERTS_ROUTED, agency_topic
 from services.demo.receivers import Receivers
 from tests.support.system import system
-from tests.support.world import Cast, agreement, alert_json, read_topic, registry
+from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
 
 OPERATOR = "operator-token-for-tests"
 
@@ -40,16 +40,6 @@ async def receivers() -> AsyncIterator[tuple[str, Receivers]]:
         yield f"http://127.0.0.1:{bound_port(runner)}", receivers
     finally:
         await runner.cleanup()
-
-
-async def eventually(check: Any, timeout: float = 20.0) -> Any:
-    """Poll `check()` until it returns a truthy value (the pipeline is asynchronous by design)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check() if asyncio.iscoroutinefunction(check) else check()
-            if result:
-                return result
-            await asyncio.sleep(0.1)
 
 
 async def test_alert_flows_to_entitled_agencies_only(
@@ -87,7 +77,7 @@ async def test_alert_flows_to_entitled_agencies_only(
 
         # The routing decision arrives; the tracker knows the alert.
         async def routed() -> AlertRouted | None:
-            for key, record in await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted):
+            for _, record in await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted):
                 if record.alert_id == alert_id:
                     return record
             return None

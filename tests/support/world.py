@@ -127,6 +127,16 @@ def alert_json(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+async def eventually(check: Any, within_s: float = 20.0) -> Any:
+    """Poll `check()` until it returns a truthy value: the pipeline is asynchronous by design."""
+    async with asyncio.timeout(within_s):
+        while True:
+            result = await check() if asyncio.iscoroutinefunction(check) else check()
+            if result:
+                return result
+            await asyncio.sleep(0.1)
+
+
 async def read_topic(kafka: KafkaSettings, codec: Codec, topic: str, into: type[T]) -> list[tuple[bytes, T]]:
     """Every committed record of a topic (read_committed), decoded, with its key."""
     c = consumer(kafka, f"reader-{uuid.uuid4().hex[:6]}", group=None)

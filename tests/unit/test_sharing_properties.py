@@ -1,0 +1,220 @@
+"""The sharing rules, tried against random registries and alerts (hypothesis).
+
+The router must never give an agency an alert or a field its agreements do not allow, and must give
+every entitled agency its copy. These tests state DESIGN.md's rules a second time, independently of
+services/router/policy.py, as a set-based oracle, and require the router's decision to equal it exactly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from services.common.records import SEVERITY_ORDER, TLP_LEVELS, Alert, AlertShared, Indicator, Subject
+from services.common.registry import REDACTABLE_FIELDS, Agency, Agreement, Registry, RegistryPublished, Subscription
+from services.common.taxonomy import CATEGORIES
+from services.router.policy import decide
+from services.router.redaction import MASK, shared_copy
+from tests.unit.samples import enriched
+
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+COUNTRIES = ["IQ", "JO", "SA", "AE", "EG", "KW"]
+REGIONS = {"LEVANT": ["IQ", "JO"], "GULF": ["SA", "AE", "KW"]}
+PATTERNS = ["*", "terrorism.*", "cyber.*", "cbrn", "terrorism.financing", "cyber.ransomware"]
+SEVERITIES = list(SEVERITY_ORDER)
+# Lower-case prose cannot spell an agency code (upper case and a dash), so any code found in a copy leaked.
+PROSE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ", min_size=0, max_size=40)
+NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=10)
+
+
+@st.composite
+def registries(draw: st.DrawFn) -> Registry:
+    n = draw(st.integers(2, 7))
+    agencies = []
+    for i in range(n):
+        country = draw(st.sampled_from(COUNTRIES))
+        subs = draw(
+            st.lists(
+                st.builds(
+                    Subscription,
+                    categories=st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=2),
+                    countries=st.lists(st.sampled_from([*COUNTRIES, *REGIONS]), max_size=2),
+                    min_severity=st.sampled_from(SEVERITIES),
+                ),
+                max_size=2,
+            )
+        )
+        agencies.append(
+            Agency(
+                code=f"{country}-A{i}",
+                name=f"agency {i}",
+                country=country,
+                active=draw(st.booleans()) or draw(st.booleans()),
+                subscriptions=subs,
+            )
+        )
+    codes = [a.code for a in agencies]
+    agreements = []
+    for j in range(draw(st.integers(0, 4))):
+        directed = draw(st.booleans())
+        start = NOW + timedelta(days=draw(st.integers(-400, 30)))
+        agreements.append(
+            Agreement(
+                id=f"AG-{j}",
+                kind="directed" if directed else "multilateral",
+                parties=[] if directed else draw(st.lists(st.sampled_from(codes), min_size=2, unique=True)),
+                from_=draw(st.lists(st.sampled_from(codes), min_size=1, unique=True)) if directed else [],
+                to=draw(st.lists(st.sampled_from(codes), min_size=1, unique=True)) if directed else [],
+                categories=draw(st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=2)),
+                max_tlp=draw(st.sampled_from(TLP_LEVELS)),
+                redact=draw(st.lists(st.sampled_from(REDACTABLE_FIELDS), unique=True)),
+                valid_from=start,
+                valid_until=draw(st.one_of(st.none(), st.just(start + timedelta(days=draw(st.integers(1, 800)))))),
+                suspended=draw(st.integers(0, 9)) == 0,
+            )
+        )
+    return Registry(
+        RegistryPublished(
+            version=1,
+            sha256="x",
+            published_at=NOW,
+            published_by="t",
+            source="t",
+            regions=REGIONS,
+            agencies=agencies,
+            agreements=agreements,
+        )
+    )
+
+
+@st.composite
+def alerts(draw: st.DrawFn, registry: Registry) -> tuple[str, Alert]:
+    origin = draw(st.sampled_from(sorted(registry.agencies)))
+    releasable = draw(st.lists(st.sampled_from([*registry.agencies, *COUNTRIES]), max_size=3, unique=True))
+    tlp = draw(st.sampled_from(TLP_LEVELS if releasable else TLP_LEVELS[:-1]))
+    subjects = draw(st.lists(st.builds(Subject, kind=st.just("person"), name=NAMES), max_size=2))
+    indicators = draw(
+        st.lists(st.builds(Indicator, type=st.just("domain"), value=NAMES.map(lambda n: f"{n}.example")), max_size=2)
+    )
+    # Free text that sometimes quotes the subjects and indicators, as analysts' summaries do.
+    quoted = " ".join(
+        draw(
+            st.lists(
+                st.sampled_from([s.name for s in subjects] + [i.value for i in indicators] or ["nothing"]), max_size=3
+            )
+        )
+    )
+    alert = Alert(
+        msg_type="Alert",
+        category=draw(st.sampled_from(CATEGORIES)),
+        severity=draw(st.sampled_from(SEVERITIES)),
+        urgency="Expected",
+        certainty="Likely",
+        tlp=tlp,
+        title=draw(PROSE) + " " + quoted,
+        summary=quoted + " " + draw(PROSE),
+        sent=NOW,
+        affected_countries=draw(st.lists(st.sampled_from(COUNTRIES), max_size=3, unique=True)),
+        subjects=subjects,
+        indicators=indicators,
+        releasable_to=releasable,
+        originator_control=bool(releasable) and draw(st.booleans()),
+        source_reliability="B",
+        information_credibility=2,
+    )
+    return origin, alert
+
+
+def entitled(registry: Registry, origin: str, alert: Alert) -> dict[str, set[str]]:
+    """The oracle: every agency DESIGN.md entitles to the alert, with the ids of the agreements permitting it."""
+    result: dict[str, set[str]] = {}
+    origin_agency = registry.agencies[origin]
+    for b in registry.agencies.values():
+        if not b.active or b.code == origin or not origin_agency.active:
+            continue
+        if alert.releasable_to and not ({b.code, b.country} & set(alert.releasable_to)):
+            continue
+        affected = set(alert.affected_countries)
+        subscribed = any(
+            SEVERITY_ORDER.index(alert.severity) >= SEVERITY_ORDER.index(s.min_severity)
+            and any(fnmatch.fnmatchcase(alert.category, p) for p in s.categories)
+            and (not s.countries or affected & {c for place in s.countries for c in REGIONS.get(place, [place])})
+            for s in b.subscriptions
+        )
+        if not (subscribed or b.country in affected):
+            continue
+        permitting = {
+            a.id
+            for a in registry.agreements
+            if (
+                ({origin, b.code} <= set(a.parties))
+                if a.kind == "multilateral"
+                else (origin in a.from_ and b.code in a.to)
+            )
+            and not a.suspended
+            and (a.valid_from is None or a.valid_from <= NOW)
+            and (a.valid_until is None or a.valid_until > NOW)
+            and any(fnmatch.fnmatchcase(alert.category, p) for p in a.categories)
+            and TLP_LEVELS.index(a.max_tlp) >= TLP_LEVELS.index(alert.tlp)
+        }
+        if permitting:
+            result[b.code] = permitting
+    return result
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_delivered_exactly_to_the_entitled(data: st.DataObject) -> None:
+    """Delivered agencies equal the oracle's entitled set, each under an agreement that permits it."""
+    registry = data.draw(registries())
+    origin, alert = data.draw(alerts(registry))
+    expected = entitled(registry, origin, alert)
+    verdicts = decide(enriched(alert, origin=origin), registry)
+    delivered = {v.agency: v for v in verdicts if v.delivered}
+    assert set(delivered) == set(expected)
+    for code, verdict in delivered.items():
+        assert verdict.agreement is not None and verdict.agreement.id in expected[code]
+    assert {v.agency for v in verdicts} == set(registry.agencies)
+    assert all(v.reason for v in verdicts)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_copies_hold_only_permitted_fields_and_no_other_recipient(data: st.DataObject) -> None:
+    """A copy has no redacted field, no redacted value in its text, and names no agency but recipient and origin."""
+    registry = data.draw(registries())
+    origin, alert = data.draw(alerts(registry))
+    for verdict in decide(enriched(alert, origin=origin), registry):
+        if not verdict.delivered:
+            continue
+        assert verdict.agreement is not None
+        copy, removed = shared_copy(alert, verdict.agreement)
+        assert removed == sorted(set(verdict.agreement.redact))
+        for name in REDACTABLE_FIELDS:
+            assert (getattr(copy, name) is None) == (name in verdict.agreement.redact)
+        text = f"{copy.title}\n{copy.summary or ''}".casefold()
+        if "subjects" in removed:
+            for s in alert.subjects:
+                assume(s.name.casefold() not in MASK.casefold())
+                assert s.name.casefold() not in text
+        if "indicators" in removed:
+            for i in alert.indicators:
+                assert i.value.casefold() not in text
+        shared = AlertShared(
+            alert_id="a",
+            recipient=verdict.agency,
+            origin=origin,
+            event_type="alert.created",
+            agreement_id=verdict.agreement.id,
+            shared_at=NOW,
+            priority=2,
+            redacted_fields=removed,
+            alert=copy,
+        )
+        wire = msgspec.json.encode(shared).decode()
+        others = set(registry.agencies) - {verdict.agency, origin}
+        assert not [code for code in others if code in wire]
