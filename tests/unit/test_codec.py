@@ -69,7 +69,7 @@ def test_unknown_writer_schema_is_refused_with_its_fingerprint(codec: Codec) -> 
 def test_wrong_record_type_and_garbage_are_refused(codec: Codec) -> None:
     """Decoding as the wrong type, or bytes that are not single-object encoded, is a CodecError."""
     data = codec.encode(AlertRejected(alert_id="a", origin="o", stage="s", reason="r", rejected_at=utcnow()))
-    with pytest.raises(CodecError, match="expected rctc.AlertSubmitted"):
+    with pytest.raises(CodecError, match=r"expected rctc\.AlertSubmitted"):
         codec.decode(data, AlertSubmitted)
     with pytest.raises(CodecError, match="not an Avro single-object"):
         codec.decode(b'{"json": true}', AlertSubmitted)
