@@ -25,8 +25,8 @@ from aiokafka.errors import KafkaError
 
 from services.common import tracing
 from services.common.codec import Codec
-from services.common.errors import CodecError
-from services.common.kafka import consumer, group_id, producer
+from services.common.errors import CodecError, NotReadyError
+from services.common.kafka import consumer, group_id, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
 from services.common.records import (
@@ -50,6 +50,7 @@ from services.common.topics import (
 from services.router.payload import EVENT_TYPES, webhook_body, webhook_id
 from services.router.policy import decide
 from services.router.redaction import shared_copy
+from services.router.routed_log import RoutedLog
 from services.router.settings import RouterSettings
 
 log = get_logger("rctc.router")
@@ -74,6 +75,8 @@ class Router:
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="router")
         self._consumer: AIOKafkaConsumer | None = None
+        self._log_reader: AIOKafkaConsumer | None = None
+        self._routed: RoutedLog | None = None
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._group = group_id(settings.kafka, "router")
         # Held while a transaction is open, so a rebalance never revokes a partition mid-transaction.
@@ -81,6 +84,16 @@ class Router:
 
     async def start(self) -> None:
         await self.registry.start()
+        reader = consumer(self.settings.kafka, "router-log", group=None)
+        await reader.start()
+        self._log_reader = reader
+        counts = {t: len(await partitions_of(reader, [t])) for t in (ALERTS_ENRICHED, ALERTS_ROUTED)}
+        if counts[ALERTS_ROUTED] < counts[ALERTS_ENRICHED]:
+            raise NotReadyError(
+                f"{ALERTS_ROUTED} needs at least as many partitions as {ALERTS_ENRICHED} ({counts}): each input "
+                "partition's decisions go to the output partition of the same number"
+            )
+        self._routed = RoutedLog(reader, self.settings.dedup_window_hours * 3600)
         self._consumer = consumer(
             self.settings.kafka, "router", ALERTS_ENRICHED, group="router", listener=_Rebalance(self)
         )
@@ -97,6 +110,8 @@ class Router:
         for p in list(self._producers.values()):
             await p.stop()
         self._producers.clear()
+        if self._log_reader is not None:
+            await self._log_reader.stop()
         await self.registry.stop()
 
     def readiness(self) -> dict[str, bool]:
@@ -106,9 +121,9 @@ class Router:
         }
 
     async def claim(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            await self._fresh_producer(tp)
-            await self._rewind(tp)
+        async with self._in_transaction:
+            for tp in assigned:
+                await self._take_over(tp)
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         async with self._in_transaction:
@@ -116,6 +131,8 @@ class Router:
                 p = self._producers.pop(tp, None)
                 if p is not None:
                     await p.stop()
+                if self._routed is not None:
+                    self._routed.forget(tp.partition)
 
     async def _fresh_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
         old = self._producers.pop(tp, None)
@@ -124,9 +141,26 @@ class Router:
         p = producer(
             self.settings.kafka, f"router-{tp.partition}", transactional_id=f"router-{tp.topic}-{tp.partition}"
         )
-        await p.start()  # init_transactions: fences and aborts a predecessor's open transaction
+        # Registered before it starts, so a shutdown that interrupts the start still closes it.
         self._producers[tp] = p
+        try:
+            await p.start()  # init_transactions: fences and aborts a predecessor's open transaction
+        except BaseException:
+            self._producers.pop(tp, None)
+            await p.stop()
+            raise
         return p
+
+    async def _take_over(self, tp: TopicPartition) -> None:
+        """Fence any predecessor, learn what the partition already routed, and resume after its last commit.
+
+        The order matters: the fresh producer's init_transactions completes or aborts the predecessor's open
+        transaction, so the routed log and the committed offset read afterwards are final.
+        """
+        assert self._routed is not None
+        await self._fresh_producer(tp)
+        await self._routed.load(tp.partition)
+        await self._rewind(tp)
 
     async def _rewind(self, tp: TopicPartition) -> None:
         assert self._consumer is not None
@@ -160,13 +194,15 @@ class Router:
             p = self._producers.get(tp)
             try:
                 if p is None:  # an earlier recovery failed: try again, from the committed offset
-                    await self._fresh_producer(tp)
-                    await self._rewind(tp)
+                    await self._take_over(tp)
                     return False
+                routed: list[str] = []
                 async with p.transaction():
                     for record in records:
-                        lines.append(await self._route_record(record, p))
+                        lines.append(await self._route_record(record, p, routed))
                     await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
+                assert self._routed is not None
+                self._routed.add(tp.partition, routed)
             except (KafkaError, TimeoutError, OSError) as exc:
                 BATCH_FAILURES.labels(self.name, tp.topic).inc()
                 log.warning(
@@ -190,15 +226,18 @@ class Router:
     async def _recover(self, tp: TopicPartition) -> None:
         """Recreate the partition's producer with the same id and rewind to the committed offset."""
         try:
-            await self._fresh_producer(tp)
-            await self._rewind(tp)
+            # A commit that failed may still have happened: _take_over re-reads the log to know.
+            await self._take_over(tp)
         except (KafkaError, TimeoutError, OSError) as exc:
             # The broker is still unreachable: forget the producer; the next batch for tp retries this.
             log.warning("router.recover_failed", partition=tp.partition, error=repr(exc))
             self._producers.pop(tp, None)
 
-    async def _route_record(self, record: ConsumerRecord, p: AIOKafkaProducer) -> dict[str, Any]:
-        """Send every output of one record inside the open transaction; return its log line."""
+    async def _route_record(self, record: ConsumerRecord, p: AIOKafkaProducer, routed: list[str]) -> dict[str, Any]:
+        """Send every output of one record inside the open transaction; return its log line.
+
+        `routed` collects the alert ids this transaction routes, to skip a repeat within the same batch.
+        """
         traceparent = tracing.child_of(tracing.from_headers(record.headers))
         headers = tracing.headers_for(traceparent)
         key = record.key or b""
@@ -221,6 +260,10 @@ class Router:
             await p.send(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
             return {"event": "alert.rejected", "outcome": "rejected", "reason": rejected.reason, **context}
 
+        assert self._routed is not None
+        if self._routed.routed(record.partition, enriched.alert_id) or enriched.alert_id in routed:
+            return {"event": "alert.duplicate", "outcome": "duplicate", "agency": enriched.origin, **context}
+        routed.append(enriched.alert_id)
         registry = self.registry.current
         now = utcnow()
         alert = enriched.alert
@@ -269,7 +312,7 @@ class Router:
                         channels=channels,
                     )
                 )
-            routed = AlertRouted(
+            decision = AlertRouted(
                 alert_id=enriched.alert_id,
                 origin=enriched.origin,
                 msg_type=alert.msg_type,
@@ -280,7 +323,10 @@ class Router:
                 registry_version=registry.version,
                 decisions=decisions,
             )
-            await p.send(ALERTS_ROUTED, self.codec.encode(routed), key=key, headers=headers)
+            # Same partition number as the input: the routed log of this partition is read back from it.
+            await p.send(
+                ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=headers, partition=record.partition
+            )
         recipients = [d.agency for d in decisions if d.delivered]
         withheld = sum(1 for d in decisions if not d.delivered and d.rule != "originator")
         return {

@@ -6,3 +6,6 @@ from services.common.settings import ServiceSettings
 class RouterSettings(ServiceSettings):
     # Records routed in one transaction: larger amortises the commit, smaller shortens latency.
     max_batch: int = 200
+    # How far back a partition's routed alert ids are read to refuse routing the same alert twice
+    # (Idempotency-Key retries, enricher re-sends). Longer costs start-up time after a rebalance.
+    dedup_window_hours: float = 168.0

@@ -68,12 +68,19 @@ async def test_alert_flows_to_entitled_agencies_only(
     await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
 
     async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
-        # The originator submits.
-        async with http.post(
-            f"{sys_.url}/v1/alerts", json=alert_json(affected_countries=["IQ", "JO"]), headers=cast.bearer(origin.code)
-        ) as response:
-            assert response.status == 202, await response.text()
-            alert_id = (await response.json())["alert_id"]
+        # The originator submits, and retries as a client whose connection dropped would: same
+        # Idempotency-Key, same alert id. The alert must still reach each recipient once.
+        ids = []
+        for _ in range(2):
+            async with http.post(
+                f"{sys_.url}/v1/alerts",
+                json=alert_json(affected_countries=["IQ", "JO"]),
+                headers={**cast.bearer(origin.code), "Idempotency-Key": "submit-1"},
+            ) as response:
+                assert response.status == 202, await response.text()
+                ids.append((await response.json())["alert_id"])
+        assert ids[0] == ids[1]
+        alert_id = ids[0]
 
         # The routing decision arrives; the tracker knows the alert.
         async def routed() -> AlertRouted | None:
@@ -93,15 +100,22 @@ async def test_alert_flows_to_entitled_agencies_only(
             eg.code: (False, "not_subscribed"),
         }
 
-        # The enricher extracted the indicators from the summary.
-        enriched = [
-            r for _, r in await read_topic(kafka, codec, ALERTS_ENRICHED, AlertEnriched) if r.alert_id == alert_id
-        ]
+        # The enricher extracted the indicators from the summary (and passed both submissions on).
+        async def both_enriched() -> list[AlertEnriched]:
+            found = [
+                r for _, r in await read_topic(kafka, codec, ALERTS_ENRICHED, AlertEnriched) if r.alert_id == alert_id
+            ]
+            return found if len(found) == 2 else []
+
+        enriched = await eventually(both_enriched)
         assert {(i.type, i.value) for i in enriched[0].alert.indicators} == {
             ("email", "karim@mailbox.example"),
             ("url", "https://relay.example/k"),
         }
 
+        await asyncio.sleep(0.5)  # time for a second routing, if the router failed to refuse it
+        routings = [r for _, r in await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted) if r.alert_id == alert_id]
+        assert len(routings) == 1
         # Each entitled agency's topic holds exactly one copy, with subjects redacted and the name masked.
         for code in (jo.code, kw.code):
             copies = [
