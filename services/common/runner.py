@@ -44,7 +44,11 @@ class Service(Protocol):
 async def running(service: Service, shutdown_timeout_s: float = 10.0) -> AsyncIterator[asyncio.Task[None]]:
     """Start a service, run it in a task, and stop it gracefully on exit (also what tests use)."""
     stopping = asyncio.Event()
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()  # close whatever the failed start opened; stop() tolerates a partial start
+        raise
     task = asyncio.create_task(service.run(stopping), name=f"{service.name}.run")
     try:
         yield task

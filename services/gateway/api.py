@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from services.common import tracing
 from services.common.kafka import Outbox
@@ -129,9 +130,13 @@ class GatewayApi:
         alert_id = alert_id_for(agency, key)
         traceparent = tracing.child_of(request.headers.get("traceparent"))
         record = AlertSubmitted(alert_id=alert_id, origin=agency, submitted_at=now, idempotency_key=key, alert=alert)
-        outbox = self._outbox()
-        await outbox.send(ALERTS_SUBMITTED, alert_id.encode(), record, traceparent)
-        await outbox.flush()
+        if not await self._publish(ALERTS_SUBMITTED, alert_id.encode(), record, traceparent):
+            return error(
+                503,
+                "unavailable",
+                "the alert could not be stored; retry with the same Idempotency-Key",
+                headers={"Retry-After": "5"},
+            )
         log.info(
             "alert.submitted",
             alert_id=alert_id,
@@ -179,16 +184,32 @@ class GatewayApi:
             channel="http",
             submitted_at=utcnow(),
         )
-        outbox = self._outbox()
-        await outbox.send(
+        if not await self._publish(
             ACKS_SUBMITTED,
             recipient_key(alert_id, agency),
             record,
             tracing.child_of(request.headers.get("traceparent")),
-        )
-        await outbox.flush()
+        ):
+            return error(
+                503, "unavailable", "the acknowledgement could not be stored; retry", headers={"Retry-After": "5"}
+            )
         log.info("ack.submitted", alert_id=alert_id, agency=agency, response=ack.response, channel="http")
         return web.json_response({"alert_id": alert_id, "agency": agency, "status": "accepted"}, status=202)
+
+    async def _publish(self, topic: str, key: bytes, record: msgspec.Struct, traceparent: str) -> bool:
+        """Produce and wait for the broker's acknowledgement; False (logged) when Kafka cannot take it.
+
+        A 202 is only ever answered for a record the broker acknowledged (acks=all), so an accepted
+        alert is never lost; a failure is a 503 the client retries, safely with its Idempotency-Key.
+        """
+        outbox = self._outbox()
+        try:
+            await outbox.send(topic, key, record, traceparent)
+            await outbox.flush()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.error("kafka.produce_failed", topic=topic, key=key.decode(errors="replace"), error=repr(exc))
+            return False
+        return True
 
     async def alert_status(self, request: web.Request) -> web.Response:
         return await self._forward(request, "")

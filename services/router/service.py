@@ -85,8 +85,8 @@ class Router:
     async def start(self) -> None:
         await self.registry.start()
         reader = consumer(self.settings.kafka, "router-log", group=None)
+        self._log_reader = reader  # kept before start, so stop() closes it even if start fails
         await reader.start()
-        self._log_reader = reader
         counts = {t: len(await partitions_of(reader, [t])) for t in (ALERTS_ENRICHED, ALERTS_ROUTED)}
         if counts[ALERTS_ROUTED] < counts[ALERTS_ENRICHED]:
             raise NotReadyError(

@@ -43,8 +43,8 @@ class Tracker:
 
     async def start(self) -> None:
         c = consumer(self.settings.kafka, "tracker", group=None)
+        self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        self._consumer = c
         partitions = await partitions_of(c, TOPICS)
         c.assign(partitions)
         await c.seek_to_beginning(*partitions)

@@ -79,6 +79,12 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
             return set(ids) <= done
 
         await eventually(all_enriched, within_s=30)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{ops_port}/healthz") as r:
+                assert (r.status, await r.json()) == (200, {"status": "ok"})
+            async with http.get(f"http://127.0.0.1:{ops_port}/metrics") as r:
+                metrics = await r.text()
+            assert 'rctc_records_total{outcome="enriched",service="enricher",topic="alerts.submitted"}' in metrics
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             code = await process.wait()

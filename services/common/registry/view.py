@@ -40,8 +40,8 @@ class RegistryView:
 
     async def start(self) -> None:
         c = consumer(self._kafka, f"{self._name}-registry", group=None)
+        self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        self._consumer = c
         tp = TopicPartition(REGISTRY, 0)
         c.assign([tp])
         await c.seek_to_beginning(tp)

@@ -1,0 +1,41 @@
+"""The `rctc` command's offline parts: validating a registry file, making credentials."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from services.cli.main import main
+
+DEMO = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "demo.yaml"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(caught.value.code or 0), out, err
+
+
+def test_validate_accepts_the_demo_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    """A valid file is summarised and the exit code is 0."""
+    code, out, _ = run(["registry", "validate", str(DEMO)], capsys)
+    assert code == 0 and "valid: 8 agencies, 5 agreements" in out
+
+
+def test_validate_reports_problems_with_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid file exits 1 and prints each problem as file:line: field: message."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("max_tlp: AMBER\n", "max_tlp: AMBR\n", 1))
+    code, _, err = run(["registry", "validate", str(bad)], capsys)
+    line = DEMO.read_text().splitlines().index("    max_tlp: AMBER") + 1
+    assert code == 1
+    assert f"{bad}:{line}: $.agreements[0].max_tlp: 'AMBR' is not one of" in err
+
+
+def test_token_prints_the_hash_the_registry_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    """`rctc token T` prints SHA-256(T), the value for token_sha256."""
+    code, out, _ = run(["token", "demo-iq-nab"], capsys)
+    assert code == 0 and hashlib.sha256(b"demo-iq-nab").hexdigest() in out

@@ -1,0 +1,70 @@
+"""The gateway's HTTP layer when its dependencies fail: the caller gets a retryable 503, never a 500."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+from aiokafka.errors import KafkaConnectionError
+
+from services.common.codec import Codec
+from services.common.ops import bound_port
+from services.common.records import utcnow
+from services.common.registry import Agency, Registry, RegistryPublished, RegistryView
+from services.common.settings import KafkaSettings
+from services.gateway.api import GatewayApi
+from services.gateway.idempotency import KeyReuseGuard
+from tests.support.world import alert_json
+
+
+class BrokerDown:
+    """Stands in for the Kafka outbox when the broker cannot be reached (this tests HTTP, not Kafka)."""
+
+    async def send(self, topic: str, key: bytes, record: msgspec.Struct, traceparent: str) -> None:
+        raise KafkaConnectionError("broker unreachable")
+
+    async def flush(self) -> None:
+        raise AssertionError("not reached")
+
+
+@pytest.fixture
+async def gateway_url(codec: Codec) -> AsyncIterator[str]:
+    view = RegistryView(KafkaSettings(), codec, name="test")
+    agency = Agency(code="IQ-A", name="a", country="IQ", token_sha256=[hashlib.sha256(b"tok").hexdigest()])
+    view.current = Registry(
+        RegistryPublished(version=1, sha256="x", published_at=utcnow(), published_by="t", source="t", agencies=[agency])
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as tracker:
+        api = GatewayApi(view, lambda: BrokerDown(), tracker, "http://127.0.0.1:9", KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
+        app = web.Application(middlewares=[api.middleware])
+        app.add_routes(api.routes())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            yield f"http://127.0.0.1:{bound_port(runner)}"
+        finally:
+            await runner.cleanup()
+
+
+async def post(url: str, body: Any) -> tuple[int, dict[str, Any], Any]:
+    async with aiohttp.ClientSession() as http, http.post(url, json=body, headers={"Authorization": "Bearer tok"}) as r:
+        return r.status, await r.json(), r.headers
+
+
+async def test_broker_down_is_a_retryable_503(gateway_url: str) -> None:
+    """When Kafka cannot take the alert, the answer is 503 with Retry-After, not a 202 or a 500."""
+    status, body, headers = await post(f"{gateway_url}/v1/alerts", alert_json())
+    assert (status, body["error"], headers["Retry-After"]) == (503, "unavailable", "5")
+    assert "Idempotency-Key" in body["message"]
+
+
+async def test_tracker_down_is_a_503_for_acks(gateway_url: str) -> None:
+    """Without the tracker the gateway cannot tell a recipient from a stranger: 503, never a guess."""
+    status, body, _ = await post(f"{gateway_url}/v1/alerts/some-id/ack", {"response": "actioned"})
+    assert (status, body["error"]) == (503, "unavailable")
