@@ -52,12 +52,26 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(_demote_transient_kafka_errors)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # aiokafka logs every coordinator hiccup at INFO/WARNING; keep its warnings, drop its chatter.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
     logging.getLogger("aiohttp.access").setLevel(max(level, logging.WARNING))
+
+
+# aiokafka logs these at ERROR although it retries them itself: they are expected while a broker starts or
+# moves a coordinator, and an ERROR line that needs no action trains operators to ignore ERROR lines.
+_TRANSIENT = ("GroupCoordinatorNotAvailableError", "NotCoordinatorForGroupError", "CoordinatorLoadInProgressError")
+
+
+def _demote_transient_kafka_errors(record: logging.LogRecord) -> bool:
+    if record.levelno == logging.ERROR and record.name.startswith("aiokafka"):
+        message = record.getMessage()
+        if any(name in message for name in _TRANSIENT):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 def _add_service(service: str) -> Any:

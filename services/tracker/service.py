@@ -9,6 +9,8 @@ changelog, and deadlines, come with acknowledgement tracking (issue 5).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -119,26 +121,20 @@ class Tracker:
                     outcome="applied" if changed else "ignored",
                 )
 
+    async def _status(self, request: web.Request) -> web.Response:
+        return self._as_viewer(request, self.ledger.status)
+
+    async def _routing(self, request: web.Request) -> web.Response:
+        return self._as_viewer(request, self.ledger.routing_of)
+
     @staticmethod
-    def _viewer(request: web.Request) -> Viewer | None:
+    def _as_viewer(request: web.Request, query: Callable[[str, Viewer], tuple[int, dict[str, Any]]]) -> web.Response:
+        """Answer `query` for the viewer the gateway authenticated (it passes kind and name)."""
         kind = request.query.get("viewer_kind")
         name = request.query.get("viewer")
         if kind not in ("agency", "operator") or not name:
-            return None
-        return Viewer(kind, name)  # type: ignore[arg-type]
-
-    async def _status(self, request: web.Request) -> web.Response:
-        viewer = self._viewer(request)
-        if viewer is None:
             return web.json_response({"error": "bad_request", "message": "viewer_kind and viewer"}, status=400)
-        status, body = self.ledger.status(request.match_info["alert_id"], viewer)
-        return web.json_response(body, status=status, dumps=_dumps)
-
-    async def _routing(self, request: web.Request) -> web.Response:
-        viewer = self._viewer(request)
-        if viewer is None:
-            return web.json_response({"error": "bad_request", "message": "viewer_kind and viewer"}, status=400)
-        status, body = self.ledger.routing_of(request.match_info["alert_id"], viewer)
+        status, body = query(request.match_info["alert_id"], Viewer(kind, name))  # type: ignore[arg-type]
         return web.json_response(body, status=status, dumps=_dumps)
 
     async def _recipient(self, request: web.Request) -> web.Response:
