@@ -145,6 +145,7 @@ class RoutingDecision(msgspec.Struct, kw_only=True):
     agreement_id: str | None = None
     redacted_fields: list[str] = []
     channels: list[str] = []
+    copy_sha256: str | None = None
 
 
 class AlertRouted(Record, kw_only=True):

@@ -13,6 +13,7 @@ the first rule that fails is the recorded reason, so an operator reading `alerts
     no_agreement         no agreement lets A share with B at all
     agreement_not_in_force  agreements exist but none is in force (dates, suspension)
     category_not_covered the agreements in force do not cover X's category
+    outside_agreement_area  those agreements cover other countries or regions than X affects
     tlp_exceeds_agreement the agreements covering the category allow a lower TLP than X's
     shared               delivered, under the named agreement
 
@@ -79,14 +80,24 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: Agency) -> 
     covering = [a for a in in_force if any(taxonomy.matches(p, alert.category) for p in a.categories)]
     if not covering:
         return Verdict(code, False, "category_not_covered", f"agreements in force do not cover {alert.category}")
+    affected = set(alert.affected_countries)
+    in_area = [a for a in covering if not a.countries or any(registry.countries_of(c) & affected for c in a.countries)]
+    if not in_area:
+        where = ", ".join(sorted(affected)) or "no country"
+        return Verdict(
+            code,
+            False,
+            "outside_agreement_area",
+            f"{', '.join(a.id for a in covering)} cover other countries than {where}",
+        )
     tlp = TLP_LEVELS.index(alert.tlp)
-    permitting = [a for a in covering if TLP_LEVELS.index(a.max_tlp) >= tlp]
+    permitting = [a for a in in_area if TLP_LEVELS.index(a.max_tlp) >= tlp]
     if not permitting:
         return Verdict(
             code,
             False,
             "tlp_exceeds_agreement",
-            f"TLP:{alert.tlp} is above what {', '.join(a.id for a in covering)} allow",
+            f"TLP:{alert.tlp} is above what {', '.join(a.id for a in in_area)} allow",
         )
     chosen = min(permitting, key=lambda a: (len(set(a.redact)), a.id))
     return Verdict(code, True, "shared", f"shared under {chosen.id}", chosen)

@@ -70,6 +70,7 @@ def registries(draw: st.DrawFn) -> Registry:
                 from_=draw(st.lists(st.sampled_from(codes), min_size=1, unique=True)) if directed else [],
                 to=draw(st.lists(st.sampled_from(codes), min_size=1, unique=True)) if directed else [],
                 categories=draw(st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=2)),
+                countries=draw(st.lists(st.sampled_from([*COUNTRIES, *REGIONS]), max_size=2)),
                 max_tlp=draw(st.sampled_from(TLP_LEVELS)),
                 redact=draw(st.lists(st.sampled_from(REDACTABLE_FIELDS), unique=True)),
                 valid_from=start,
@@ -159,6 +160,7 @@ def entitled(registry: Registry, origin: str, alert: Alert) -> dict[str, set[str
             and (a.valid_from is None or a.valid_from <= NOW)
             and (a.valid_until is None or a.valid_until > NOW)
             and any(fnmatch.fnmatchcase(alert.category, p) for p in a.categories)
+            and (not a.countries or affected & {c for place in a.countries for c in REGIONS.get(place, [place])})
             and TLP_LEVELS.index(a.max_tlp) >= TLP_LEVELS.index(alert.tlp)
         }
         if permitting:

@@ -22,7 +22,7 @@ import yaml
 
 from services.common import taxonomy
 from services.common.errors import RegistryError
-from services.common.records import TLP_LEVELS
+from services.common.records import SEVERITY_ORDER, TLP_LEVELS
 from services.common.registry.model import REDACTABLE_FIELDS, RegistryDocument
 
 AGENCY_CODE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,16}$")
@@ -48,6 +48,9 @@ def parse_registry(text: str, source: str = "<registry>") -> RegistryDocument:
         raise RegistryError(source, [(line, "$", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
     if not isinstance(data, dict):
         raise RegistryError(source, [(1, "$", "the registry must be a mapping with an `agencies` list")])
+    duration_problems = _durations_to_seconds(data)
+    if duration_problems:
+        raise RegistryError(source, [(_line_of(root, f), f, m) for f, m in duration_problems])
     try:
         doc = msgspec.convert(_dates_to_utc(data), RegistryDocument)
     except msgspec.ValidationError as exc:
@@ -123,6 +126,12 @@ def check(doc: RegistryDocument) -> list[tuple[str, str]]:
                 bad(f"{at}.redact[{j}]", f"{field!r} cannot be redacted; one of {', '.join(REDACTABLE_FIELDS)}")
         if agreement.valid_from and agreement.valid_until and agreement.valid_until <= agreement.valid_from:
             bad(f"{at}.valid_until", "must be after valid_from")
+        _check_places(doc, agreement.countries, f"{at}.countries", bad)
+        for severity, seconds in agreement.ack_deadlines.items():
+            if severity not in SEVERITY_ORDER:
+                bad(f"{at}.ack_deadlines.{severity}", f"{severity!r} is not a severity: {', '.join(SEVERITY_ORDER)}")
+            elif seconds <= 0:
+                bad(f"{at}.ack_deadlines.{severity}", "a deadline is a positive duration such as 15m, 4h or 2d")
     return problems
 
 
@@ -159,6 +168,32 @@ def _check_webhook(url: str, secrets: list[str], allow_private: bool, at: str, b
             continue
         if not 24 <= len(raw) <= 64:
             bad(f"{at}.secrets[{j}]", "a secret holds 24 to 64 random bytes (Standard Webhooks)")
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _durations_to_seconds(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Turn agreements' ack deadlines written as 15m / 4h / 2d into seconds, in place; list bad ones."""
+    problems = []
+    agreements = data.get("agreements")
+    for i, agreement in enumerate(agreements if isinstance(agreements, list) else []):
+        deadlines = agreement.get("ack_deadlines") if isinstance(agreement, dict) else None
+        if not isinstance(deadlines, dict):
+            continue
+        for severity, value in deadlines.items():
+            match = _DURATION.match(str(value))
+            if match is None:
+                problems.append(
+                    (
+                        f"$.agreements[{i}].ack_deadlines.{severity}",
+                        f"{value!r} is not a duration such as 15m, 4h or 2d",
+                    )
+                )
+            else:
+                deadlines[severity] = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return problems
 
 
 def _dates_to_utc(value: Any) -> Any:

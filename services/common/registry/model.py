@@ -62,11 +62,14 @@ class Agreement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     from_: list[str] = msgspec.field(default_factory=list, name="from")
     to: list[str] = []
     categories: list[str]
+    countries: list[str] = []
     max_tlp: str
     redact: list[str] = []
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     suspended: bool = False
+    # Seconds to acknowledge, by severity (YAML takes durations such as 15m, 4h, 2d).
+    ack_deadlines: dict[str, int] = {}
 
     def allows(self, origin: str, recipient: str) -> bool:
         """Whether this agreement lets `origin` share with `recipient` (ignoring category, TLP and time)."""
