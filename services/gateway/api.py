@@ -130,7 +130,10 @@ class GatewayApi:
         alert_id = alert_id_for(agency, key)
         traceparent = tracing.child_of(request.headers.get("traceparent"))
         record = AlertSubmitted(alert_id=alert_id, origin=agency, submitted_at=now, idempotency_key=key, alert=alert)
-        if not await self._publish(ALERTS_SUBMITTED, alert_id.encode(), record, traceparent):
+        # An Update or Cancel is keyed by the alert it updates, so the whole thread stays in order on one
+        # partition and reaches the router partition that knows the original's recipients.
+        thread = alert.references[0] if alert.msg_type != "Alert" else alert_id
+        if not await self._publish(ALERTS_SUBMITTED, thread.encode(), record, traceparent):
             return error(
                 503,
                 "unavailable",

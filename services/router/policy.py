@@ -17,6 +17,9 @@ the first rule that fails is the recorded reason, so an operator reading `alerts
     tlp_exceeds_agreement the agreements covering the category allow a lower TLP than X's
     shared               delivered, under the named agreement
 
+An Update or Cancel follows its original instead (`follow_up`): `follows_original` or
+`not_original_recipient`.
+
 When several agreements permit the same share, the one that redacts the fewest fields applies (ties by
 id), so a narrower agreement never hides what a broader one between the same parties allows.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 from services.common import taxonomy
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
-from services.common.registry import Agency, Agreement, Registry
+from services.common.registry import Agency, Registry
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,18 @@ class Verdict:
     delivered: bool
     rule: str
     reason: str
-    agreement: Agreement | None = None
+    agreement_id: str | None = None
+    # Fields removed from this recipient's copy.
+    redact: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Original:
+    """What the router recorded when it routed an alert, as read back from alerts.routed."""
+
+    origin: str
+    # recipient -> (agreement id, fields redacted from its copy)
+    recipients: dict[str, tuple[str | None, frozenset[str]]]
 
 
 def decide(enriched: AlertEnriched, registry: Registry) -> list[Verdict]:
@@ -100,7 +114,38 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: Agency) -> 
             f"TLP:{alert.tlp} is above what {', '.join(a.id for a in in_area)} allow",
         )
     chosen = min(permitting, key=lambda a: (len(set(a.redact)), a.id))
-    return Verdict(code, True, "shared", f"shared under {chosen.id}", chosen)
+    return Verdict(code, True, "shared", f"shared under {chosen.id}", chosen.id, frozenset(chosen.redact))
+
+
+def follow_up(enriched: AlertEnriched, original: Original | None, registry: Registry) -> list[Verdict] | str:
+    """Verdicts for an Update or Cancel, or the reason it is refused.
+
+    It goes to exactly the recipients of the alert it refers to (`references[0]`, the thread's first alert),
+    whatever the registry says now: a recipient must learn that what it holds changed or was withdrawn,
+    and nobody else may learn of it. Each copy is redacted at least as the original was, and also as the
+    same agreement redacts today if it was tightened since.
+    """
+    alert = enriched.alert
+    root = alert.references[0]
+    if original is None:
+        return (
+            f"{alert.msg_type} refers to {root}, which was not routed here "
+            "(unknown, or older than the router's de-duplication window)"
+        )
+    if original.origin != enriched.origin:
+        return f"only {original.origin}, the originator of {root}, may update or cancel it"
+    current = {a.id: frozenset(a.redact) for a in registry.agreements}
+    verdicts = []
+    for code in sorted(set(registry.agencies) | set(original.recipients)):
+        if code == enriched.origin:
+            verdicts.append(Verdict(code, False, "originator", "submitted the alert"))
+        elif code in original.recipients:
+            agreement_id, redacted = original.recipients[code]
+            redact = redacted | current.get(agreement_id or "", frozenset())
+            verdicts.append(Verdict(code, True, "follows_original", f"received {root}", agreement_id, redact))
+        else:
+            verdicts.append(Verdict(code, False, "not_original_recipient", f"did not receive {root}"))
+    return verdicts
 
 
 def interested(agency: Agency, enriched: AlertEnriched, registry: Registry) -> bool:

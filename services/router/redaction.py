@@ -10,16 +10,17 @@ that survives in the summary is not redacted.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from services.common.records import Alert, SharedAlert
-from services.common.registry import REDACTABLE_FIELDS, Agreement
+from services.common.registry import REDACTABLE_FIELDS
 
 MASK = "[REDACTED]"
 
 
-def shared_copy(alert: Alert, agreement: Agreement) -> tuple[SharedAlert, list[str]]:
-    """The copy a recipient under `agreement` receives, and the names of the fields removed from it."""
-    removed = sorted(f for f in REDACTABLE_FIELDS if f in agreement.redact)
+def shared_copy(alert: Alert, redact: Collection[str]) -> tuple[SharedAlert, list[str]]:
+    """The copy a recipient receives when `redact` names the fields to remove, and the fields removed."""
+    removed = sorted(f for f in REDACTABLE_FIELDS if f in redact)
     allowed = {f for f in REDACTABLE_FIELDS if f not in removed}
     secrets = _quoted_values(alert, removed)
     copy = SharedAlert(

@@ -1,13 +1,16 @@
-"""Which alerts an input partition has already routed, read back from the router's own output.
+"""What an input partition has already routed, read back from the router's own output.
 
 Kafka transactions make each routing of a record atomic, but the same alert can reach the router twice:
 a client retries with the same Idempotency-Key (same alert id, by design), or the at-least-once enricher
-re-sends after a rebalance. Routing it again would put a second copy in every agency topic. So the router
-writes each decision to `alerts.routed` in the *same partition number* as the input record, inside the
-routing transaction, and when it claims an input partition it reads that partition of `alerts.routed`
-(committed records only, over the de-duplication window) to learn what was routed already. The log is
-the state: nothing else has to survive a crash, and a new owner of the partition sees exactly what its
-predecessor committed.
+re-sends after a rebalance. Routing it again would put a second copy in every agency topic. And an Update
+or Cancel must go to exactly the recipients of the alert it refers to. So the router writes each decision
+to `alerts.routed` in the *same partition number* as the input record, inside the routing transaction,
+and when it claims an input partition it reads that partition of `alerts.routed` (committed records only,
+over the window) to learn what was routed already and to whom. The log is the state: nothing else has to
+survive a crash, and a new owner of the partition sees exactly what its predecessor committed.
+
+Updates and Cancels are keyed by the thread's first alert id (gateway), so they arrive on the partition
+whose log holds their original, in order.
 """
 
 from __future__ import annotations
@@ -17,21 +20,32 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.codec import Codec
+from services.common.records import AlertRouted
 from services.common.topics import ALERTS_ROUTED
+from services.router.policy import Original
+
+
+def original_of(routed: AlertRouted) -> Original:
+    return Original(
+        origin=routed.origin,
+        recipients={d.agency: (d.agreement_id, frozenset(d.redacted_fields)) for d in routed.decisions if d.delivered},
+    )
 
 
 class RoutedLog:
-    # Reading a week of one partition's keys takes well under this; past it the broker is in trouble, and
-    # the claim fails (and is retried) rather than route without knowing what was routed.
+    # Reading a week of one partition takes well under this; past it the broker is in trouble, and the
+    # claim fails (and is retried) rather than route without knowing what was routed.
     LOAD_TIMEOUT_S = 60.0
 
-    def __init__(self, reader: AIOKafkaConsumer, window_s: float) -> None:
+    def __init__(self, reader: AIOKafkaConsumer, codec: Codec, window_s: float) -> None:
         self._reader = reader  # a group-less, read_committed consumer used only here
+        self._codec = codec
         self._window_ms = int(window_s * 1000)
-        self._seen: dict[int, set[str]] = {}
+        self._routed: dict[int, dict[str, Original]] = {}
 
     async def load(self, partition: int) -> int:
-        """Read what `partition` routed within the window; returns how many alert ids were found."""
+        """Read what `partition` routed within the window; returns how many alerts were found."""
         tp = TopicPartition(ALERTS_ROUTED, partition)
         self._reader.assign([tp])
         since = int(time.time() * 1000) - self._window_ms
@@ -39,20 +53,24 @@ class RoutedLog:
         end = (await self._reader.end_offsets([tp]))[tp]
         start = found[tp].offset if found.get(tp) is not None else end
         self._reader.seek(tp, start)
-        seen: set[str] = set()
+        routed: dict[str, Original] = {}
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
-                    seen.update(r.key.decode() for r in records if r.key is not None)
-        self._seen[partition] = seen
-        return len(seen)
+                    for r in records:
+                        decision = self._codec.decode(r.value, AlertRouted)
+                        routed[decision.alert_id] = original_of(decision)
+        self._routed[partition] = routed
+        return len(routed)
 
     def forget(self, partition: int) -> None:
-        self._seen.pop(partition, None)
+        self._routed.pop(partition, None)
 
-    def routed(self, partition: int, alert_id: str) -> bool:
-        return alert_id in self._seen.get(partition, ())
+    def get(self, partition: int, alert_id: str) -> Original | None:
+        return self._routed.get(partition, {}).get(alert_id)
 
-    def add(self, partition: int, alert_ids: list[str]) -> None:
-        """Record ids whose routing transaction committed."""
-        self._seen.setdefault(partition, set()).update(alert_ids)
+    def add(self, partition: int, decisions: list[AlertRouted]) -> None:
+        """Record decisions whose routing transaction committed."""
+        entries = self._routed.setdefault(partition, {})
+        for decision in decisions:
+            entries[decision.alert_id] = original_of(decision)

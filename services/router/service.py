@@ -15,10 +15,10 @@ offset. A rebalance waits for the transaction in progress to finish before givin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
-import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -48,9 +48,9 @@ from services.common.topics import (
     agency_topic,
 )
 from services.router.payload import EVENT_TYPES, webhook_body, webhook_id
-from services.router.policy import decide
+from services.router.policy import Verdict, decide, follow_up
 from services.router.redaction import shared_copy
-from services.router.routed_log import RoutedLog
+from services.router.routed_log import RoutedLog, original_of
 from services.router.settings import RouterSettings
 
 log = get_logger("rctc.router")
@@ -93,7 +93,7 @@ class Router:
                 f"{ALERTS_ROUTED} needs at least as many partitions as {ALERTS_ENRICHED} ({counts}): each input "
                 "partition's decisions go to the output partition of the same number"
             )
-        self._routed = RoutedLog(reader, self.settings.dedup_window_hours * 3600)
+        self._routed = RoutedLog(reader, self.codec, self.settings.dedup_window_hours * 3600)
         self._consumer = consumer(
             self.settings.kafka, "router", ALERTS_ENRICHED, group="router", listener=_Rebalance(self)
         )
@@ -196,13 +196,13 @@ class Router:
                 if p is None:  # an earlier recovery failed: try again, from the committed offset
                     await self._take_over(tp)
                     return False
-                routed: list[str] = []
+                decided: list[AlertRouted] = []
                 async with p.transaction():
                     for record in records:
-                        lines.append(await self._route_record(record, p, routed))
+                        lines.append(await self._route_record(record, p, decided))
                     await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
                 assert self._routed is not None
-                self._routed.add(tp.partition, routed)
+                self._routed.add(tp.partition, decided)
             except (KafkaError, TimeoutError, OSError) as exc:
                 BATCH_FAILURES.labels(self.name, tp.topic).inc()
                 log.warning(
@@ -233,10 +233,13 @@ class Router:
             log.warning("router.recover_failed", partition=tp.partition, error=repr(exc))
             self._producers.pop(tp, None)
 
-    async def _route_record(self, record: ConsumerRecord, p: AIOKafkaProducer, routed: list[str]) -> dict[str, Any]:
+    async def _route_record(
+        self, record: ConsumerRecord, p: AIOKafkaProducer, decided: list[AlertRouted]
+    ) -> dict[str, Any]:
         """Send every output of one record inside the open transaction; return its log line.
 
-        `routed` collects the alert ids this transaction routes, to skip a repeat within the same batch.
+        `decided` collects this transaction's decisions: a repeat within the same batch is skipped, and an
+        Update later in the batch finds its original there.
         """
         traceparent = tracing.child_of(tracing.from_headers(record.headers))
         headers = tracing.headers_for(traceparent)
@@ -250,94 +253,134 @@ class Router:
         try:
             enriched = self.codec.decode(record.value, AlertEnriched)
         except CodecError as exc:
-            rejected = AlertRejected(
-                alert_id=context["alert_id"],
-                origin="unknown",
-                stage="router",
-                reason=f"unreadable record: {exc}",
-                rejected_at=utcnow(),
-            )
-            await p.send(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
-            return {"event": "alert.rejected", "outcome": "rejected", "reason": rejected.reason, **context}
-
+            return await self._reject(p, key, headers, context, "unknown", f"unreadable record: {exc}")
+        context["alert_id"] = enriched.alert_id
         assert self._routed is not None
-        if self._routed.routed(record.partition, enriched.alert_id) or enriched.alert_id in routed:
+        earlier = {d.alert_id: d for d in decided}
+        if self._routed.get(record.partition, enriched.alert_id) or enriched.alert_id in earlier:
             return {"event": "alert.duplicate", "outcome": "duplicate", "agency": enriched.origin, **context}
-        routed.append(enriched.alert_id)
+
+        registry = self.registry.current
+        alert = enriched.alert
+        if alert.msg_type == "Alert":
+            verdicts = decide(enriched, registry)
+        else:
+            root = alert.references[0]
+            original = self._routed.get(record.partition, root)
+            if original is None and root in earlier:
+                original = original_of(earlier[root])
+            outcome = follow_up(enriched, original, registry)
+            if isinstance(outcome, str):
+                return await self._reject(p, key, headers, context, enriched.origin, outcome)
+            verdicts = outcome
+        decision = await self._send_copies(p, enriched, verdicts, thread=key.decode(), headers=headers)
+        # Same partition number as the input: the routed log of this partition is read back from it.
+        await p.send(ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=headers, partition=record.partition)
+        decided.append(decision)
+        recipients = [d.agency for d in decision.decisions if d.delivered]
+        return {
+            "event": "alert.routed",
+            "outcome": "routed",
+            "agency": enriched.origin,
+            "msg_type": alert.msg_type,
+            "recipients": recipients,
+            "withheld": sum(1 for d in decision.decisions if not d.delivered and d.rule != "originator"),
+            "registry_version": registry.version,
+            **context,
+        }
+
+    async def _send_copies(
+        self,
+        p: AIOKafkaProducer,
+        enriched: AlertEnriched,
+        verdicts: list[Verdict],
+        *,
+        thread: str,
+        headers: list[tuple[str, bytes]],
+    ) -> AlertRouted:
+        """Each recipient's copy to its topic (and webhook); the decision that records it all.
+
+        Per-recipient records are keyed by the thread (`<first alert id>:<agency>`), so an agency reads an
+        alert and its updates in order.
+        """
         registry = self.registry.current
         now = utcnow()
         alert = enriched.alert
         event_type = EVENT_TYPES[alert.msg_type]
         decisions: list[RoutingDecision] = []
-        with structlog.contextvars.bound_contextvars(**context):
-            for verdict in decide(enriched, registry):
-                channels: list[str] = []
-                removed: list[str] = []
-                if verdict.delivered and verdict.agreement is not None:
-                    copy, removed = shared_copy(alert, verdict.agreement)
-                    shared = AlertShared(
-                        alert_id=enriched.alert_id,
-                        recipient=verdict.agency,
-                        origin=enriched.origin,
-                        event_type=event_type,
-                        agreement_id=verdict.agreement.id,
-                        shared_at=now,
-                        priority=enriched.priority,
-                        redacted_fields=removed,
-                        alert=copy,
-                    )
-                    rkey = recipient_key(enriched.alert_id, verdict.agency)
-                    await p.send(agency_topic(verdict.agency), self.codec.encode(shared), key=rkey, headers=headers)
-                    channels.append("kafka")
-                    if registry.agencies[verdict.agency].webhook is not None:
-                        request = DeliverWebhook(
-                            webhook_id=webhook_id(enriched.alert_id, verdict.agency),
-                            alert_id=enriched.alert_id,
-                            agency=verdict.agency,
-                            event_type=event_type,
-                            urgency=alert.urgency,
-                            payload=webhook_body(shared),
-                            requested_at=now,
-                        )
-                        await p.send(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
-                        channels.append("webhook")
-                decisions.append(
-                    RoutingDecision(
-                        agency=verdict.agency,
-                        delivered=verdict.delivered,
-                        rule=verdict.rule,
-                        reason=verdict.reason,
-                        agreement_id=verdict.agreement.id if verdict.agreement else None,
-                        redacted_fields=removed,
-                        channels=channels,
-                    )
+        for verdict in verdicts:
+            channels: list[str] = []
+            removed: list[str] = []
+            digest = None
+            if verdict.delivered:
+                copy, removed = shared_copy(alert, verdict.redact)
+                shared = AlertShared(
+                    alert_id=enriched.alert_id,
+                    recipient=verdict.agency,
+                    origin=enriched.origin,
+                    event_type=event_type,
+                    agreement_id=verdict.agreement_id or "",
+                    shared_at=now,
+                    priority=enriched.priority,
+                    redacted_fields=removed,
+                    alert=copy,
                 )
-            decision = AlertRouted(
-                alert_id=enriched.alert_id,
-                origin=enriched.origin,
-                msg_type=alert.msg_type,
-                references=alert.references,
-                severity=alert.severity,
-                urgency=alert.urgency,
-                routed_at=now,
-                registry_version=registry.version,
-                decisions=decisions,
+                encoded = self.codec.encode(shared)
+                digest = hashlib.sha256(encoded).hexdigest()
+                rkey = recipient_key(thread, verdict.agency)
+                await p.send(agency_topic(verdict.agency), encoded, key=rkey, headers=headers)
+                channels.append("kafka")
+                agency = registry.agencies.get(verdict.agency)
+                if agency is not None and agency.webhook is not None:
+                    request = DeliverWebhook(
+                        webhook_id=webhook_id(enriched.alert_id, verdict.agency),
+                        alert_id=enriched.alert_id,
+                        agency=verdict.agency,
+                        event_type=event_type,
+                        urgency=alert.urgency,
+                        payload=webhook_body(shared),
+                        requested_at=now,
+                    )
+                    await p.send(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
+                    channels.append("webhook")
+            decisions.append(
+                RoutingDecision(
+                    agency=verdict.agency,
+                    delivered=verdict.delivered,
+                    rule=verdict.rule,
+                    reason=verdict.reason,
+                    agreement_id=verdict.agreement_id,
+                    redacted_fields=removed,
+                    channels=channels,
+                    copy_sha256=digest,
+                )
             )
-            # Same partition number as the input: the routed log of this partition is read back from it.
-            await p.send(
-                ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=headers, partition=record.partition
-            )
-        recipients = [d.agency for d in decisions if d.delivered]
-        withheld = sum(1 for d in decisions if not d.delivered and d.rule != "originator")
-        return {
-            "event": "alert.routed",
-            "outcome": "routed",
-            "agency": enriched.origin,
-            "recipients": recipients,
-            "withheld": withheld,
-            "registry_version": registry.version,
-            **context,
-        }
+        return AlertRouted(
+            alert_id=enriched.alert_id,
+            origin=enriched.origin,
+            msg_type=alert.msg_type,
+            references=alert.references,
+            severity=alert.severity,
+            urgency=alert.urgency,
+            routed_at=now,
+            registry_version=registry.version,
+            decisions=decisions,
+        )
+
+    async def _reject(
+        self,
+        p: AIOKafkaProducer,
+        key: bytes,
+        headers: list[tuple[str, bytes]],
+        context: dict[str, Any],
+        origin: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        rejected = AlertRejected(
+            alert_id=context["alert_id"], origin=origin, stage="router", reason=reason, rejected_at=utcnow()
+        )
+        await p.send(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
+        return {"event": "alert.rejected", "outcome": "rejected", "agency": origin, "reason": reason, **context}
 
 
 def build(settings: RouterSettings, codec: Codec | None = None) -> Router:

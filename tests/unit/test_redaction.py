@@ -5,19 +5,15 @@ from __future__ import annotations
 import msgspec
 
 from services.common.records import Indicator, SharedAlert, Subject
-from services.common.registry import REDACTABLE_FIELDS, Agreement
+from services.common.registry import REDACTABLE_FIELDS
 from services.router.redaction import MASK, shared_copy
 from tests.unit.samples import sample_alert
-
-
-def agreement(redact: list[str]) -> Agreement:
-    return Agreement(id="A", kind="multilateral", parties=["X", "Y"], categories=["*"], max_tlp="RED", redact=redact)
 
 
 def test_nothing_redacted_keeps_every_field_but_handling() -> None:
     """Without redaction the copy carries every field, except the handling list of who may receive it."""
     alert = sample_alert(releasable_to=["JO-TAC", "SA"], originator_control=True)
-    copy, removed = shared_copy(alert, agreement([]))
+    copy, removed = shared_copy(alert, [])
     assert removed == []
     assert copy.summary == alert.summary and copy.subjects == alert.subjects
     assert copy.originator_control is True
@@ -31,7 +27,7 @@ def test_redacted_subjects_are_masked_in_title_and_summary() -> None:
         summary="abu karim (passport X1234567) meets at evil.example",
         subjects=[Subject(kind="person", name="Abu Karim", identifiers={"passport": "X1234567"})],
     )
-    copy, removed = shared_copy(alert, agreement(["subjects"]))
+    copy, removed = shared_copy(alert, ["subjects"])
     assert removed == ["subjects"] and copy.subjects is None
     assert copy.title == f"{MASK} moves tonight"
     assert copy.summary == f"{MASK} (passport {MASK}) meets at evil.example"
@@ -48,14 +44,14 @@ def test_redacted_indicators_are_masked_in_plain_and_defanged_forms() -> None:
             Indicator(type="iban", value="IQ98NBIQ85012345"),
         ],
     )
-    copy, _ = shared_copy(alert, agreement(["indicators"]))
+    copy, _ = shared_copy(alert, ["indicators"])
     assert copy.summary == f"Go to {MASK} or {MASK}; call {MASK}; IBAN {MASK}"
     assert copy.indicators is None
 
 
 def test_every_redactable_field_can_be_removed() -> None:
     """Redacting all redactable fields leaves only what makes an alert actionable."""
-    copy, removed = shared_copy(sample_alert(), agreement(list(REDACTABLE_FIELDS)))
+    copy, removed = shared_copy(sample_alert(), REDACTABLE_FIELDS)
     assert removed == sorted(REDACTABLE_FIELDS)
     kept = {k for k, v in msgspec.structs.asdict(copy).items() if v not in (None, [], False)}
     assert kept == {"msg_type", "category", "severity", "urgency", "certainty", "tlp", "title", "sent"}

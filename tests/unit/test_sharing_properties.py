@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, Alert, AlertShared, Indicator, Subject
 from services.common.registry import REDACTABLE_FIELDS, Agency, Agreement, Registry, RegistryPublished, Subscription
 from services.common.taxonomy import CATEGORIES
-from services.router.policy import decide
+from services.router.policy import Original, decide, follow_up
 from services.router.redaction import MASK, shared_copy
 from tests.unit.samples import enriched
 
@@ -179,7 +179,9 @@ def test_delivered_exactly_to_the_entitled(data: st.DataObject) -> None:
     delivered = {v.agency: v for v in verdicts if v.delivered}
     assert set(delivered) == set(expected)
     for code, verdict in delivered.items():
-        assert verdict.agreement is not None and verdict.agreement.id in expected[code]
+        assert verdict.agreement_id in expected[code]
+        permitting = next(a for a in registry.agreements if a.id == verdict.agreement_id)
+        assert verdict.redact == frozenset(permitting.redact)
     assert {v.agency for v in verdicts} == set(registry.agencies)
     assert all(v.reason for v in verdicts)
 
@@ -193,11 +195,10 @@ def test_copies_hold_only_permitted_fields_and_no_other_recipient(data: st.DataO
     for verdict in decide(enriched(alert, origin=origin), registry):
         if not verdict.delivered:
             continue
-        assert verdict.agreement is not None
-        copy, removed = shared_copy(alert, verdict.agreement)
-        assert removed == sorted(set(verdict.agreement.redact))
+        copy, removed = shared_copy(alert, verdict.redact)
+        assert removed == sorted(verdict.redact)
         for name in REDACTABLE_FIELDS:
-            assert (getattr(copy, name) is None) == (name in verdict.agreement.redact)
+            assert (getattr(copy, name) is None) == (name in verdict.redact)
         text = f"{copy.title}\n{copy.summary or ''}".casefold()
         if "subjects" in removed:
             for s in alert.subjects:
@@ -211,7 +212,7 @@ def test_copies_hold_only_permitted_fields_and_no_other_recipient(data: st.DataO
             recipient=verdict.agency,
             origin=origin,
             event_type="alert.created",
-            agreement_id=verdict.agreement.id,
+            agreement_id=verdict.agreement_id or "",
             shared_at=NOW,
             priority=2,
             redacted_fields=removed,
@@ -220,3 +221,60 @@ def test_copies_hold_only_permitted_fields_and_no_other_recipient(data: st.DataO
         wire = msgspec.json.encode(shared).decode()
         others = set(registry.agencies) - {verdict.agency, origin}
         assert not [code for code in others if code in wire]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_updates_follow_the_original_recipients_whatever_the_registry_says_now(data: st.DataObject) -> None:
+    """An Update reaches exactly the original's recipients, redacted at least as before; no one else learns of it."""
+    then = data.draw(registries())
+    origin, alert = data.draw(alerts(then))
+    original = Original(
+        origin=origin,
+        recipients={
+            v.agency: (v.agreement_id, v.redact) for v in decide(enriched(alert, origin=origin), then) if v.delivered
+        },
+    )
+    now = data.draw(registries())  # the registry may have changed completely since
+    update = msgspec.structs.replace(
+        alert, msg_type=data.draw(st.sampled_from(["Update", "Cancel"])), references=["alert-1"]
+    )
+    verdicts = follow_up(enriched(update, origin=origin, alert_id="alert-2"), original, now)
+    assert not isinstance(verdicts, str)
+    delivered = {v.agency: v for v in verdicts if v.delivered}
+    assert set(delivered) == set(original.recipients)
+    for code, verdict in delivered.items():
+        assert verdict.redact >= original.recipients[code][1]
+        assert verdict.agreement_id == original.recipients[code][0]
+
+
+def test_updates_are_refused_for_unknown_originals_and_other_originators() -> None:
+    """Only the originator may update an alert, and only one that was routed."""
+    registry = Registry(
+        RegistryPublished(
+            version=1,
+            sha256="x",
+            published_at=NOW,
+            published_by="t",
+            source="t",
+            agencies=[Agency(code="IQ-A0", name="a", country="IQ"), Agency(code="JO-A1", name="b", country="JO")],
+        )
+    )
+    update = enriched(
+        Alert(
+            msg_type="Cancel",
+            references=["alert-1"],
+            category="cbrn",
+            severity="Minor",
+            urgency="Past",
+            certainty="Unlikely",
+            tlp="GREEN",
+            title="withdrawn",
+            sent=NOW,
+        ),
+        origin="JO-A1",
+        alert_id="alert-2",
+    )
+    assert "was not routed here" in str(follow_up(update, None, registry))
+    original = Original(origin="IQ-A0", recipients={"JO-A1": ("AG", frozenset())})
+    assert "only IQ-A0" in str(follow_up(update, original, registry))
