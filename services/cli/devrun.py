@@ -43,6 +43,7 @@ def children(bootstrap: str, ports: dict[str, int], registry: Path, feed_interva
         service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"])),
         service("enricher", ports["ops"] + 2),
         service("router", ports["ops"] + 3),
+        service("auditor", ports["ops"] + 6),
         service("dispatcher", ports["ops"] + 4),
         service(
             "gateway",

@@ -79,6 +79,17 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p.add_argument("--routing", action="store_true", help="show the routing decision instead")
     p.set_defaults(run=_status)
 
+    p = sub.add_parser("explain", help="why each agency did or did not receive an alert, through the gateway")
+    p.add_argument("alert_id")
+    p.add_argument("--gateway", default=settings.gateway_url, help="env RCTC_GATEWAY_URL")
+    p.add_argument("--token", default=settings.token, help="operator or originator token (env RCTC_TOKEN)")
+    p.set_defaults(run=_status, routing=True)
+
+    p = sub.add_parser("simulate", help="how past alerts would be routed under a draft registry")
+    p.add_argument("file", type=Path)
+    p.add_argument("--last", type=int, default=200, help="the most recent N alerts")
+    p.set_defaults(run=_simulate)
+
     p = sub.add_parser("tail", help="decode and print records of a topic")
     p.add_argument("topic")
     p.add_argument("--from-beginning", action="store_true")
@@ -95,10 +106,11 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="the Avro record schemas and their fingerprints")
     p.set_defaults(run=_schemas)
 
-    from services.cli import devrun
+    from services.cli import audit, devrun
     from services.demo import feed, receivers
 
     devrun.add_parser(sub)
+    audit.add_parser(sub, _kafka)
     demo = sub.add_parser("demo", help="demo webhook receivers and alert feed").add_subparsers(metavar="ACTION")
     receivers.add_parser(demo)
     feed.add_parser(demo)
@@ -202,6 +214,12 @@ def _status(args: argparse.Namespace) -> int:
         ack = f" {row['response']}" if row.get("response") else ""
         print(f"  {code:<14} {row['state']:<13}{ack:<14} {webhook}")
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from services.cli.simulation import simulate
+
+    return asyncio.run(simulate(_kafka(args), args.file, args.last))
 
 
 def _tail(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
@@ -112,3 +113,25 @@ def offsets_after(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int
         tp = TopicPartition(r.topic, r.partition)
         result[tp] = max(result.get(tp, 0), r.offset + 1)
     return result
+
+
+async def read_to_end(kafka: KafkaSettings, topic: str, *, name: str) -> AsyncIterator[ConsumerRecord]:
+    """Every committed record of `topic` from its beginning up to its end when called, partition by partition.
+
+    For tools and checks that read a whole topic once (audit verification, simulations, tests).
+    """
+    c = consumer(kafka, name, group=None)
+    await c.start()
+    try:
+        partitions = await partitions_of(c, [topic])
+        c.assign(partitions)
+        await c.seek_to_beginning(*partitions)
+        ends = await c.end_offsets(partitions)
+        for tp in partitions:
+            async with asyncio.timeout(60):
+                while await c.position(tp) < ends[tp]:
+                    for records in (await c.getmany(tp, timeout_ms=500)).values():
+                        for record in records:
+                            yield record
+    finally:
+        await c.stop()

@@ -204,6 +204,25 @@ class EscalationRaised(Record, kw_only=True):
     raised_at: datetime
 
 
+class AuditRecorded(Record, kw_only=True):
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+    recorded_at: datetime
+    kind: str
+    alert_id: str
+    msg_type: str
+    origin: str
+    agency: str
+    rule: str
+    reason: str
+    agreement_id: str | None = None
+    redacted_fields: list[str] = []
+    copy_sha256: str | None = None
+    registry_version: int
+    routed_at: datetime
+
+
 def recipient_key(alert_id: str, agency: str) -> bytes:
     """The Kafka key of a per-recipient record: `alert_id:agency` (DESIGN.md, Data on Kafka)."""
     return f"{alert_id}:{agency}".encode()

@@ -25,6 +25,9 @@ from services.common.records import AlertRouted
 from services.common.topics import ALERTS_ROUTED
 from services.router.policy import Original
 
+# Header on each alerts.routed record: the offset of the input record it decided.
+SOURCE_OFFSET_HEADER = "rctc-source-offset"
+
 
 def original_of(routed: AlertRouted) -> Original:
     return Original(
@@ -43,6 +46,8 @@ class RoutedLog:
         self._codec = codec
         self._window_ms = int(window_s * 1000)
         self._routed: dict[int, dict[str, Original]] = {}
+        # Input offset after the last record whose decision is in the log, by partition.
+        self._next: dict[int, int] = {}
 
     async def load(self, partition: int) -> int:
         """Read what `partition` routed within the window; returns how many alerts were found."""
@@ -60,17 +65,30 @@ class RoutedLog:
                     for r in records:
                         decision = self._codec.decode(r.value, AlertRouted)
                         routed[decision.alert_id] = original_of(decision)
+                        source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER)
+                        if source is not None:
+                            self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
         self._routed[partition] = routed
         return len(routed)
 
+    def next_offset(self, partition: int) -> int | None:
+        """Where routing of `partition` resumes according to the log itself (None if the window is empty).
+
+        The decision and the input offset commit in one transaction, so this is never behind the committed
+        offset; it guards against a committed-offset read that lags a just-committed transaction.
+        """
+        return self._next.get(partition)
+
     def forget(self, partition: int) -> None:
         self._routed.pop(partition, None)
+        self._next.pop(partition, None)
 
     def get(self, partition: int, alert_id: str) -> Original | None:
         return self._routed.get(partition, {}).get(alert_id)
 
-    def add(self, partition: int, decisions: list[AlertRouted]) -> None:
-        """Record decisions whose routing transaction committed."""
+    def add(self, partition: int, decisions: list[AlertRouted], next_offset: int) -> None:
+        """Record decisions whose routing transaction committed, up to input offset `next_offset`."""
         entries = self._routed.setdefault(partition, {})
         for decision in decisions:
             entries[decision.alert_id] = original_of(decision)
+        self._next[partition] = max(self._next.get(partition, 0), next_offset)

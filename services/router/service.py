@@ -50,7 +50,7 @@ from services.common.topics import (
 from services.router.payload import EVENT_TYPES, webhook_body, webhook_id
 from services.router.policy import Verdict, decide, follow_up
 from services.router.redaction import shared_copy
-from services.router.routed_log import RoutedLog, original_of
+from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of
 from services.router.settings import RouterSettings
 
 log = get_logger("rctc.router")
@@ -163,12 +163,17 @@ class Router:
         await self._rewind(tp)
 
     async def _rewind(self, tp: TopicPartition) -> None:
-        assert self._consumer is not None
-        committed = await self._consumer.committed(tp)
-        if committed is None:
-            await self._consumer.seek_to_beginning(tp)
+        """Resume `tp` after the last routed record: the committed offset, or the routed log's if it is ahead.
+
+        A committed-offset fetch right after a transaction commits can still answer the offset before it
+        (seen with aiokafka against Kafka 4.1); the routed log, written in the same transaction, cannot lag.
+        """
+        assert self._consumer is not None and self._routed is not None
+        candidates = [o for o in (await self._consumer.committed(tp), self._routed.next_offset(tp.partition)) if o]
+        if candidates:
+            self._consumer.seek(tp, max(candidates))
         else:
-            self._consumer.seek(tp, committed)
+            await self._consumer.seek_to_beginning(tp)
 
     async def _route_loop(self, stopping: asyncio.Event) -> None:
         assert self._consumer is not None
@@ -202,7 +207,7 @@ class Router:
                         lines.append(await self._route_record(record, p, decided))
                     await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
                 assert self._routed is not None
-                self._routed.add(tp.partition, decided)
+                self._routed.add(tp.partition, decided, records[-1].offset + 1)
             except (KafkaError, TimeoutError, OSError) as exc:
                 BATCH_FAILURES.labels(self.name, tp.topic).inc()
                 log.warning(
@@ -275,7 +280,10 @@ class Router:
             verdicts = outcome
         decision = await self._send_copies(p, enriched, verdicts, thread=key.decode(), headers=headers)
         # Same partition number as the input: the routed log of this partition is read back from it.
-        await p.send(ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=headers, partition=record.partition)
+        source = [(SOURCE_OFFSET_HEADER, str(record.offset).encode())]
+        await p.send(
+            ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=[*headers, *source], partition=record.partition
+        )
         decided.append(decision)
         recipients = [d.agency for d in decision.decisions if d.delivered]
         return {

@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from services.auditor.service import Auditor
+from services.auditor.service import build as build_auditor
+from services.auditor.settings import AuditorSettings
 from services.common.codec import Codec
 from services.common.runner import running
 from services.common.settings import KafkaSettings
@@ -32,6 +35,7 @@ from services.tracker.settings import InternalHttpSettings, TrackerSettings
 
 @dataclass
 class System:
+    auditor: Auditor
     gateway: Gateway
     enricher: Enricher
     router: Router
@@ -47,7 +51,7 @@ class System:
 async def system(
     kafka: KafkaSettings, codec: Codec, *, retry_delays_s: tuple[float, ...] = (0.2, 0.5)
 ) -> AsyncIterator[System]:
-    """Start tracker, enricher, router, dispatcher and gateway (in that order); stop them in reverse."""
+    """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse."""
     common = {"kafka": kafka, "shutdown_timeout_s": 10.0}
     async with AsyncExitStack() as stack:
         tracker = build_tracker(TrackerSettings(**common, http=InternalHttpSettings(port=0)), codec)
@@ -56,10 +60,12 @@ async def system(
         await stack.enter_async_context(running(enricher))
         router = build_router(RouterSettings(**common), codec)
         await stack.enter_async_context(running(router))
+        auditor = build_auditor(AuditorSettings(**common), codec)
+        await stack.enter_async_context(running(auditor))
         dispatcher = build_dispatcher(DispatcherSettings(**common, retry_delays_s=retry_delays_s), codec)
         await stack.enter_async_context(running(dispatcher))
         gateway = build_gateway(
             GatewaySettings(**common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker.port}"), codec
         )
         await stack.enter_async_context(running(gateway))
-        yield System(gateway, enricher, router, dispatcher, tracker)
+        yield System(auditor, gateway, enricher, router, dispatcher, tracker)

@@ -19,7 +19,7 @@ import msgspec
 from aiokafka import TopicPartition
 
 from services.common.codec import Codec
-from services.common.kafka import consumer, partitions_of
+from services.common.kafka import consumer, partitions_of, read_to_end
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
 from services.common.settings import KafkaSettings
 
@@ -139,22 +139,7 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
 
 async def read_topic(kafka: KafkaSettings, codec: Codec, topic: str, into: type[T]) -> list[tuple[bytes, T]]:
     """Every committed record of a topic (read_committed), decoded, with its key."""
-    c = consumer(kafka, f"reader-{uuid.uuid4().hex[:6]}", group=None)
-    await c.start()
-    try:
-        partitions = await partitions_of(c, [topic])
-        c.assign(partitions)
-        await c.seek_to_beginning(*partitions)
-        ends = await c.end_offsets(partitions)
-        out: list[tuple[bytes, T]] = []
-        async with asyncio.timeout(30):
-            for tp in partitions:
-                while await c.position(tp) < ends[tp]:
-                    for records in (await c.getmany(tp, timeout_ms=500)).values():
-                        out.extend((r.key, codec.decode(r.value, into)) for r in records)
-        return out
-    finally:
-        await c.stop()
+    return [(r.key, codec.decode(r.value, into)) async for r in read_to_end(kafka, topic, name="test-reader")]
 
 
 async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, int]:

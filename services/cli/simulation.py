@@ -1,0 +1,47 @@
+"""`rctc simulate FILE`: the routing a draft registry would give the most recent alerts, against today's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.common.codec import Codec
+from services.common.kafka import read_to_end
+from services.common.records import AlertEnriched, utcnow
+from services.common.registry import Registry, RegistryPublished, load_registry
+from services.common.registry.publish import latest_published
+from services.common.settings import KafkaSettings
+from services.common.topics import ALERTS_ENRICHED
+from services.router.simulate import compare
+
+
+async def simulate(kafka: KafkaSettings, file: Path, last: int) -> int:
+    codec = Codec.from_directory()
+    draft_doc = load_registry(file)
+    current = await latest_published(kafka, codec)
+    if current is None:
+        print("no registry is in force yet: every alert would be new")
+        return 1
+    draft = Registry(
+        RegistryPublished(
+            version=current.version + 1,
+            sha256=draft_doc.content_sha256(),
+            published_at=utcnow(),
+            published_by="simulation",
+            source=file.name,
+            regions=draft_doc.regions,
+            agencies=draft_doc.agencies,
+            operators=draft_doc.operators,
+            agreements=draft_doc.agreements,
+        )
+    )
+    alerts = [codec.decode(r.value, AlertEnriched) async for r in read_to_end(kafka, ALERTS_ENRICHED, name="simulate")]
+    recent = sorted({a.alert_id: a for a in alerts}.values(), key=lambda a: a.submitted_at)[-last:]
+    changes = compare(recent, Registry(current), draft)
+    for change in changes:
+        print(change.describe())
+    affected = len({c.alert_id for c in changes})
+    print(
+        f"{len(recent)} alerts replayed against {file.name} (registry v{current.version} in force): "
+        f"{affected} would be routed differently, {len(changes)} agency outcomes change"
+    )
+    return 0
