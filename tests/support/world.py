@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import inspect
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -131,7 +132,9 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
     """Poll `check()` until it returns a truthy value: the pipeline is asynchronous by design."""
     async with asyncio.timeout(within_s):
         while True:
-            result = await check() if asyncio.iscoroutinefunction(check) else check()
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
             if result:
                 return result
             await asyncio.sleep(0.1)
