@@ -17,6 +17,7 @@ from services.common.records import (
     AlertSubmitted,
     DeliverWebhook,
     DeliveryAttempted,
+    EndpointChanged,
     EscalationRaised,
 )
 from services.common.registry import RegistryPublished
@@ -32,6 +33,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.DELIVERIES_WEBHOOK: DeliverWebhook,
     topics.DELIVERIES_DEAD: DeliverWebhook,
     topics.DELIVERIES_EVENTS: DeliveryAttempted,
+    topics.DELIVERIES_ENDPOINTS: EndpointChanged,
     topics.REGISTRY: RegistryPublished,
 }
 
@@ -39,6 +41,8 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
 def record_type(topic: str) -> type[msgspec.Struct]:
     if topic.startswith("agency.") and topic.endswith(".alerts"):
         return AlertShared
+    if topic.startswith("deliveries.retry."):
+        return DeliverWebhook
     try:
         return RECORD_TYPES[topic]
     except KeyError:

@@ -170,6 +170,8 @@ class DeliverWebhook(Record, kw_only=True):
     attempt: int = 0
     requested_at: datetime
     last_error: str | None = None
+    not_before: datetime | None = None
+    origin: str = ""
 
 
 class DeliveryAttempted(Record, kw_only=True):
@@ -182,6 +184,18 @@ class DeliveryAttempted(Record, kw_only=True):
     latency_ms: float
     error: str | None = None
     attempted_at: datetime
+
+
+EndpointState = Literal["active", "failing", "disabled"]
+
+
+class EndpointChanged(Record, kw_only=True):
+    agency: str
+    url: str
+    state: EndpointState
+    reason: str
+    changed_at: datetime
+    changed_by: str
 
 
 class AckSubmitted(Record, kw_only=True):

@@ -31,6 +31,14 @@ ACKS_SUBMITTED = "acks.submitted"
 DELIVERIES_WEBHOOK = "deliveries.webhook"
 DELIVERIES_EVENTS = "deliveries.events"
 DELIVERIES_DEAD = "deliveries.dead"
+DELIVERIES_ENDPOINTS = "deliveries.endpoints"
+
+
+def retry_topic(tier: str) -> str:
+    """The delay-tier topic of a tier name such as `30s` (services/dispatcher/schedule.py)."""
+    return f"deliveries.retry.{tier}"
+
+
 AUDIT_EVENTS = "audit.events"
 REGISTRY = "registry.config"
 

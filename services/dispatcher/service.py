@@ -1,31 +1,68 @@
-"""The dispatcher's loop: deliveries.webhook in, signed POSTs out, every attempt on deliveries.events.
+"""The dispatcher: deliveries.webhook and the retry tiers in, signed POSTs out, every attempt recorded.
 
-At least once: a batch's offsets are committed only when each of its deliveries ended in a 2xx or in
-deliveries.dead, so a crash re-sends (with the same webhook-id, which receivers de-duplicate on) rather
-than loses. Deliveries of a batch run concurrently, bounded by `concurrency`.
+Lanes. The first attempt of every delivery is read from deliveries.webhook; a failed one is written to a
+delay-tier topic (`deliveries.retry.<tier>`, services/dispatcher/schedule.py) with the time it is due, and
+the lane reading that tier pauses the partition until its head is due. No retry waits in memory or holds
+up other deliveries, and a restart loses none.
+
+Isolation. Deliveries run concurrently and finish in any order; offsets are committed past the longest
+finished prefix (window.py), so a slow endpoint delays nobody else's commit. Each endpoint has its own
+concurrency limit and circuit breaker (breaker.py): once it fails repeatedly, its deliveries are
+rescheduled without a request until a probe succeeds. 410 Gone disables the endpoint for every replica
+(endpoints.py); its alerts still reach the agency's Kafka topic, and its deliveries wait in
+deliveries.dead for a replay.
+
+Guarantee. At least once: a delivery's offset is committed only when it ended in a 2xx, in a retry tier,
+or in deliveries.dead with an escalation, each written (and acknowledged) before. The webhook-id never
+changes, so receivers de-duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
 
 import aiohttp
+import msgspec
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from prometheus_client import Counter, Histogram
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common import tracing
 from services.common.codec import Codec
-from services.common.consume import consume_batches
 from services.common.errors import CodecError
 from services.common.kafka import Outbox, consumer, producer
 from services.common.logs import get_logger
-from services.common.records import DeliverWebhook, DeliveryAttempted, DeliveryOutcome, recipient_key, utcnow
-from services.common.registry import RegistryView
-from services.common.topics import DELIVERIES_DEAD, DELIVERIES_EVENTS, DELIVERIES_WEBHOOK
+from services.common.records import (
+    DeliverWebhook,
+    DeliveryAttempted,
+    DeliveryOutcome,
+    EndpointState,
+    EscalationRaised,
+    recipient_key,
+    utcnow,
+)
+from services.common.registry import RegistryView, Webhook
+from services.common.topics import (
+    ALERTS_ESCALATIONS,
+    DELIVERIES_DEAD,
+    DELIVERIES_EVENTS,
+    DELIVERIES_WEBHOOK,
+    retry_topic,
+)
+from services.dispatcher.breaker import CircuitBreaker
+from services.dispatcher.endpoints import EndpointStates, publish_state
+from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url
+from services.dispatcher.schedule import TIERS, give_up_after, next_delay, parse_retry_after, tier_for
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.signing import signed_headers
+from services.dispatcher.window import CommitWindow
 
 log = get_logger("rctc.dispatcher")
 
@@ -36,8 +73,50 @@ LATENCY = Histogram(
     ["agency"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+IN_FLIGHT = Gauge("rctc_webhook_in_flight", "Deliveries being attempted, by lane.", ["lane"])
+CIRCUIT_OPEN = Gauge("rctc_webhook_circuit_open", "1 while an endpoint's circuit breaker is open.", ["agency"])
 
 USER_AGENT = "RCTC-Alert-Exchange/0.1 (+standard-webhooks)"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST (or a refusal to make one) came to."""
+
+    outcome: DeliveryOutcome | Literal["deferred"]  # retrying: failed; deferred: not attempted (circuit open)
+    status: int | None
+    error: str | None
+    latency_s: float
+    retry_after: float | None = None
+    gone: bool = False
+
+
+class _Lane(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One input topic (the first attempts, or one delay tier) with its consumer and commit window."""
+
+    def __init__(self, name: str, topic: str) -> None:
+        self.name = name
+        self.topic = topic
+        self.consumer: AIOKafkaConsumer | None = None
+        self.window = CommitWindow()
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.commit(only=revoked)
+        self.window.drop(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+    async def commit(self, only: list[TopicPartition] | None = None) -> None:
+        if self.consumer is None:
+            return
+        offsets = {tp: o for tp, o in self.window.committable().items() if only is None or tp in only}
+        offsets = {tp: o for tp, o in offsets.items() if tp in self.consumer.assignment()}
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError:
+                log.warning("delivery.commit_failed", lane=self.name)
 
 
 class Dispatcher:
@@ -47,147 +126,322 @@ class Dispatcher:
         self.settings = settings
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="dispatcher")
-        self._consumer: AIOKafkaConsumer | None = None
+        self.endpoints = EndpointStates(settings.kafka, codec, name="dispatcher")
+        self.lanes = [_Lane("first", DELIVERIES_WEBHOOK)] + [_Lane(t, retry_topic(t)) for t in TIERS]
         self._producer: AIOKafkaProducer | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._public: aiohttp.ClientSession | None = None
+        self._private: aiohttp.ClientSession | None = None
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._rng = random.Random()
 
     async def start(self) -> None:
         await self.registry.start()
+        await self.endpoints.start()
         self._producer = producer(self.settings.kafka, "dispatcher")
         await self._producer.start()
         timeout = aiohttp.ClientTimeout(
             total=self.settings.response_timeout_s, sock_connect=self.settings.connect_timeout_s
         )
-        self._session = aiohttp.ClientSession(
+        headers = {"User-Agent": USER_AGENT}
+        # Endpoints on public addresses only go through the resolver that refuses internal ones; the
+        # registry marks the few that may be private (the demo's receivers on 127.0.0.1).
+        self._public = aiohttp.ClientSession(
             timeout=timeout,
-            headers={"User-Agent": USER_AGENT},
-            connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+            headers=headers,
+            connector=aiohttp.TCPConnector(resolver=SafeResolver(), limit=self.settings.concurrency),
         )
-        self._consumer = consumer(self.settings.kafka, "dispatcher", DELIVERIES_WEBHOOK, group="dispatcher")
-        await self._consumer.start()
+        self._private = aiohttp.ClientSession(
+            timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(limit=self.settings.concurrency)
+        )
+        for lane in self.lanes:
+            group = "dispatcher" if lane.name == "first" else f"dispatcher-retry-{lane.name}"
+            lane.consumer = consumer(
+                self.settings.kafka, f"dispatcher-{lane.name}", lane.topic, group=group, listener=lane
+            )
+            await lane.consumer.start()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        assert self._consumer is not None
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.registry.run(stopping))
-            tasks.create_task(self._deliver_loop(stopping))
-
-    async def _deliver_loop(self, stopping: asyncio.Event) -> None:
-        assert self._consumer is not None
-        if await self.registry.wait_until_published(stopping):
-            await consume_batches(
-                self._consumer, self.handle_batch, stopping, service=self.name, max_records=self.settings.concurrency
-            )
+            tasks.create_task(self.endpoints.run(stopping))
+            for lane in self.lanes:
+                tasks.create_task(self._lane_loop(lane, stopping))
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._session is not None:
-            await self._session.close()
+        for lane in self.lanes:
+            if lane.consumer is not None:
+                await lane.consumer.stop()
+        for session in (self._public, self._private):
+            if session is not None:
+                await session.close()
         if self._producer is not None:
             await self._producer.stop()
+        await self.endpoints.stop()
         await self.registry.stop()
 
     def readiness(self) -> dict[str, bool]:
+        first = self.lanes[0].consumer
         return {
             "registry": self.registry.current.version > 0,
-            "consumer": self._consumer is not None and bool(self._consumer.assignment()),
+            "consumer": first is not None and bool(first.assignment()),
         }
 
-    async def handle_batch(self, records: list[ConsumerRecord]) -> None:
-        assert self._producer is not None
-        outbox = Outbox(self._producer, self.codec)
-        async with asyncio.TaskGroup() as tasks:
-            for record in records:
-                tasks.create_task(self._deliver(record, outbox))
-        await outbox.flush()
+    # -- lanes ---------------------------------------------------------------------------------------
 
-    async def _deliver(self, record: ConsumerRecord, outbox: Outbox) -> None:
-        traceparent = tracing.child_of(tracing.from_headers(record.headers))
-        try:
-            request = self.codec.decode(record.value, DeliverWebhook)
-        except CodecError as exc:
-            log.error("delivery.unreadable", partition=record.partition, offset=record.offset, error=str(exc))
+    async def _lane_loop(self, lane: _Lane, stopping: asyncio.Event) -> None:
+        assert lane.consumer is not None
+        if not await self.registry.wait_until_published(stopping):
             return
+        in_flight: set[asyncio.Task[None]] = set()
+        last_commit = time.monotonic()
+        try:
+            while not stopping.is_set():
+                if lane.window.in_flight() >= self.settings.max_in_flight:
+                    await asyncio.wait(in_flight, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    batches = await lane.consumer.getmany(timeout_ms=200, max_records=self.settings.concurrency)
+                    for tp, records in batches.items():
+                        self._admit(lane, tp, records, in_flight)
+                if time.monotonic() - last_commit >= 0.2:
+                    await lane.commit()
+                    last_commit = time.monotonic()
+            # Stopping: give what is in flight the shutdown time the runner allows, then commit what ended.
+            if in_flight:
+                await asyncio.wait(in_flight)
+        finally:
+            await lane.commit()
+
+    def _admit(
+        self, lane: _Lane, tp: TopicPartition, records: list[ConsumerRecord], in_flight: set[asyncio.Task[None]]
+    ) -> None:
+        assert lane.consumer is not None
+        now = utcnow()
+        for record in records:
+            try:
+                request = self.codec.decode(record.value, DeliverWebhook)
+            except CodecError as exc:
+                log.error(
+                    "delivery.unreadable",
+                    lane=lane.name,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=str(exc),
+                )
+                lane.window.skipped(tp, record.offset)
+                continue
+            if request.not_before is not None and request.not_before > now:
+                # Not due: hold the partition here until it is; everything behind it is due later still.
+                lane.consumer.seek(tp, record.offset)
+                lane.consumer.pause(tp)
+                wait = (request.not_before - now).total_seconds()
+                asyncio.get_running_loop().call_later(wait, self._resume, lane, tp)
+                return
+            lane.window.started(tp, record.offset)
+            traceparent = tracing.child_of(tracing.from_headers(record.headers))
+            task = asyncio.create_task(self._guarded(request, traceparent, lane.name))
+            in_flight.add(task)
+            IN_FLIGHT.labels(lane.name).inc()
+
+            def done(t: asyncio.Task[None], offset: int = record.offset) -> None:
+                in_flight.discard(t)
+                IN_FLIGHT.labels(lane.name).dec()
+                if not t.cancelled() and t.exception() is None:
+                    lane.window.finished(tp, offset)
+
+            task.add_done_callback(done)
+
+    @staticmethod
+    def _resume(lane: _Lane, tp: TopicPartition) -> None:
+        if lane.consumer is not None and tp in lane.consumer.assignment():
+            lane.consumer.resume(tp)
+
+    # -- one delivery ---------------------------------------------------------------------------------
+
+    async def _guarded(self, request: DeliverWebhook, traceparent: str, lane: str) -> None:
+        """Deliver, and if recording the outcome fails (Kafka unreachable), try again rather than lose it."""
         structlog.contextvars.bind_contextvars(
             alert_id=request.alert_id,
             agency=request.agency,
             webhook_id=request.webhook_id,
+            lane=lane,
             trace_id=tracing.trace_id(traceparent),
         )
-        delays = self.settings.retry_delays_s
-        attempt = request.attempt
+        backoff = 0.5
         while True:
-            attempt += 1
-            outcome, status, error, latency = await self._attempt(request)
-            if outcome == "retrying" and attempt > len(delays):
-                outcome = "dead"
-            event = DeliveryAttempted(
-                webhook_id=request.webhook_id,
-                alert_id=request.alert_id,
-                agency=request.agency,
-                attempt=attempt,
-                outcome=outcome,
-                status_code=status,
-                latency_ms=round(latency * 1000, 2),
-                error=error,
-                attempted_at=utcnow(),
-            )
-            key = recipient_key(request.alert_id, request.agency)
-            await outbox.send(DELIVERIES_EVENTS, key, event, traceparent)
-            ATTEMPTS.labels(request.agency, outcome).inc()
-            fields = {"attempt": attempt, "status_code": status, "latency_ms": event.latency_ms, "outcome": outcome}
-            if outcome == "delivered":
-                log.info("delivery.succeeded", **fields)
+            try:
+                await self._deliver(request, traceparent)
                 return
-            if outcome == "dead":
-                dead = DeliverWebhook(
-                    webhook_id=request.webhook_id,
-                    alert_id=request.alert_id,
-                    agency=request.agency,
-                    event_type=request.event_type,
-                    urgency=request.urgency,
-                    payload=request.payload,
-                    attempt=attempt,
-                    requested_at=request.requested_at,
-                    last_error=error,
-                )
-                await outbox.send(DELIVERIES_DEAD, key, dead, traceparent)
-                log.error("delivery.dead", error=error, **fields)
-                return
-            log.warning("delivery.failed", error=error, **fields)
-            await asyncio.sleep(delays[attempt - 1])
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("delivery.record_failed", error=repr(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
-    async def _attempt(self, request: DeliverWebhook) -> tuple[DeliveryOutcome, int | None, str | None, float]:
-        """One POST: (outcome, status code, error, seconds)."""
-        assert self._session is not None
+    async def _deliver(self, request: DeliverWebhook, traceparent: str) -> None:
+        assert self._producer is not None
+        outbox = Outbox(self._producer, self.codec)
+        attempt_no = request.attempt + 1
         agency = self.registry.current.agencies.get(request.agency)
         webhook = agency.webhook if agency is not None else None
         if webhook is None:
-            return "dead", None, f"{request.agency} has no webhook endpoint in the registry", 0.0
+            result = Attempt("dead", None, f"{request.agency} has no webhook endpoint in the registry", 0.0)
+        elif self.endpoints.state(request.agency, webhook.url) == "disabled":
+            reason = self.endpoints.current[request.agency].reason
+            result = Attempt("dead", None, f"the endpoint is disabled ({reason})", 0.0)
+        else:
+            result = await self._attempt(request, webhook)
+        key = recipient_key(request.alert_id, request.agency)
+        if result.outcome == "deferred":
+            await self._defer(outbox, request, result, key, traceparent)
+            await outbox.flush()
+            return
+        outcome = result.outcome
+        delay = None
+        if outcome == "retrying":
+            delay = next_delay(request.urgency, attempt_no, result.retry_after, self._rng)
+            if delay is None:
+                outcome = "dead"
+        event = DeliveryAttempted(
+            webhook_id=request.webhook_id,
+            alert_id=request.alert_id,
+            agency=request.agency,
+            attempt=attempt_no,
+            outcome=outcome,
+            status_code=result.status,
+            latency_ms=round(result.latency_s * 1000, 2),
+            error=result.error,
+            attempted_at=utcnow(),
+        )
+        await outbox.send(DELIVERIES_EVENTS, key, event, traceparent)
+        ATTEMPTS.labels(request.agency, outcome).inc()
+        fields = {
+            "attempt": attempt_no,
+            "status_code": result.status,
+            "latency_ms": event.latency_ms,
+            "outcome": outcome,
+        }
+        if outcome == "delivered":
+            log.info("delivery.succeeded", **fields)
+        elif outcome == "retrying" and delay is not None:
+            tier = tier_for(delay)
+            due = utcnow() + timedelta(seconds=delay * self.settings.retry_time_scale)
+            again = msgspec.structs.replace(request, attempt=attempt_no, last_error=result.error, not_before=due)
+            await outbox.send(retry_topic(tier), key, again, traceparent)
+            log.warning("delivery.failed", error=result.error, retry_tier=tier, retry_in_s=round(delay, 1), **fields)
+        else:
+            await self._give_up(outbox, request, attempt_no, result.error, key, traceparent)
+            log.error("delivery.dead", error=result.error, **fields)
+        await outbox.flush()
+
+    async def _defer(
+        self, outbox: Outbox, request: DeliverWebhook, result: Attempt, key: bytes, traceparent: str
+    ) -> None:
+        """Not attempted because the endpoint's circuit is open: wait for the probe, within a bounded time."""
+        elapsed = (utcnow() - request.requested_at).total_seconds()
+        if elapsed > give_up_after(request.urgency) * self.settings.retry_time_scale:
+            error = f"gave up after {elapsed:.0f}s: {result.error}"
+            await self._give_up(outbox, request, request.attempt, error, key, traceparent)
+            log.error("delivery.dead", error=error, attempt=request.attempt, outcome="dead")
+            return
+        wait = result.retry_after or 0.0
+        again = msgspec.structs.replace(request, not_before=utcnow() + timedelta(seconds=wait))
+        tier = tier_for(wait / self.settings.retry_time_scale)
+        await outbox.send(retry_topic(tier), key, again, traceparent)
+        log.info("delivery.deferred", reason=result.error, retry_tier=tier, retry_in_s=round(wait, 2))
+
+    async def _give_up(
+        self, outbox: Outbox, request: DeliverWebhook, attempts: int, error: str | None, key: bytes, traceparent: str
+    ) -> None:
+        """To deliveries.dead (replayable) with an escalation, so a failed delivery never just vanishes."""
+        now = utcnow()
+        dead = msgspec.structs.replace(request, attempt=attempts, last_error=error, not_before=None)
+        await outbox.send(DELIVERIES_DEAD, key, dead, traceparent)
+        escalation = EscalationRaised(
+            alert_id=request.alert_id,
+            agency=request.agency,
+            origin=request.origin,
+            level=1,
+            reason=f"webhook delivery failed after {attempts} attempt(s): {error}",
+            deadline=now,
+            raised_at=now,
+        )
+        await outbox.send(ALERTS_ESCALATIONS, key, escalation, traceparent)
+
+    async def _attempt(self, request: DeliverWebhook, webhook: Webhook) -> Attempt:
+        endpoint = (request.agency, webhook.url)
+        try:
+            check_url(webhook.url, webhook.allow_private)
+        except UnsafeDestination as exc:
+            return Attempt("dead", None, f"refused destination: {exc}", 0.0)
+        breaker = self._breakers.setdefault(
+            endpoint,
+            CircuitBreaker(
+                threshold=self.settings.breaker_threshold,
+                cooldown_s=self.settings.breaker_cooldown_s,
+                clock=time.monotonic,
+            ),
+        )
+        if not breaker.allow():
+            return Attempt("retrying", None, "circuit open: the endpoint failed repeatedly", 0.0)
+        slots = self._slots.setdefault(endpoint, asyncio.Semaphore(self.settings.per_endpoint_concurrency))
+        async with slots:
+            result = await self._post(request, webhook)
+        if result.outcome == "delivered":
+            if breaker.success():
+                CIRCUIT_OPEN.labels(request.agency).set(0)
+                await self._set_state(request.agency, webhook.url, "active", "delivered again")
+        elif result.gone:
+            await self._set_state(request.agency, webhook.url, "disabled", "the endpoint answered 410 Gone")
+        elif breaker.failure():
+            CIRCUIT_OPEN.labels(request.agency).set(1)
+            await self._set_state(request.agency, webhook.url, "failing", f"circuit opened: {result.error}")
+        return result
+
+    async def _post(self, request: DeliverWebhook, webhook: Webhook) -> Attempt:
+        session = self._private if webhook.allow_private else self._public
+        assert session is not None
         headers = signed_headers(request.webhook_id, utcnow(), request.payload, webhook.secrets)
         headers["Content-Type"] = "application/json"
         started = time.perf_counter()
-        async with self._slots:
-            try:
-                async with self._session.post(
-                    webhook.url, data=request.payload, headers=headers, allow_redirects=False
-                ) as response:
-                    # Read a bounded amount: a receiver's body is not ours to buffer without limit.
-                    await response.content.read(self.settings.max_response_bytes)
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                latency = time.perf_counter() - started
-                LATENCY.labels(request.agency).observe(latency)
-                return "retrying", None, f"{type(exc).__name__}: {exc}"[:500], latency
+        try:
+            async with session.post(
+                webhook.url, data=request.payload, headers=headers, allow_redirects=False
+            ) as response:
+                # Read a bounded amount: a receiver's body is not ours to buffer without limit.
+                await response.content.read(self.settings.max_response_bytes)
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            latency = time.perf_counter() - started
+            LATENCY.labels(request.agency).observe(latency)
+            unsafe = _cause(exc, UnsafeDestination)
+            if unsafe is not None:
+                return Attempt("dead", None, f"refused destination: {unsafe}", latency)
+            return Attempt("retrying", None, f"{type(exc).__name__}: {exc}"[:500], latency)
         latency = time.perf_counter() - started
         LATENCY.labels(request.agency).observe(latency)
         if 200 <= status < 300:
-            return "delivered", status, None, latency
+            return Attempt("delivered", status, None, latency)
         if status == 410:
-            return "dead", status, "the endpoint answered 410 Gone", latency
-        return "retrying", status, f"HTTP {status}", latency
+            return Attempt("dead", status, "the endpoint answered 410 Gone", latency, gone=True)
+        return Attempt("retrying", status, f"HTTP {status}", latency, retry_after=retry_after)
+
+    async def _set_state(self, agency: str, url: str, state: EndpointState, reason: str) -> None:
+        if self.endpoints.state(agency, url) == state:
+            return
+        assert self._producer is not None
+        change = await publish_state(self._producer, self.codec, agency, url, state, reason, by=self.name)
+        self.endpoints.current[agency] = change
+        log.warning("endpoint.changed", state=state, reason=reason)
+
+
+def _cause(exc: BaseException, kind: type[UnsafeDestination]) -> UnsafeDestination | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def build(settings: DispatcherSettings, codec: Codec | None = None) -> Dispatcher:

@@ -4,11 +4,16 @@ from services.common.settings import ServiceSettings
 
 
 class DispatcherSettings(ServiceSettings):
-    # Deliveries in flight at once across all endpoints.
+    # Records fetched at once per lane, and deliveries in flight per lane before fetching pauses.
     concurrency: int = 64
+    max_in_flight: int = 2000
+    # Requests in flight to one endpoint; the rest of its deliveries wait their turn.
+    per_endpoint_concurrency: int = 4
     connect_timeout_s: float = 3.0
     response_timeout_s: float = 10.0
-    # Attempts before a delivery goes to deliveries.dead, and the pauses between them (seconds).
-    # Retry topics with delay tiers replace these in-process pauses (issue 4).
-    retry_delays_s: tuple[float, ...] = (0.5, 2.0)
     max_response_bytes: int = 64 * 1024
+    # Consecutive failures that open an endpoint's circuit, and how long it stays open before a probe.
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 30.0
+    # Multiplies every retry delay (schedule.py). 1 in production; tests shrink time with it.
+    retry_time_scale: float = 1.0

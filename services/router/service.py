@@ -348,6 +348,7 @@ class Router:
                         urgency=alert.urgency,
                         payload=webhook_body(shared),
                         requested_at=now,
+                        origin=enriched.origin,
                     )
                     await p.send(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
                     channels.append("webhook")

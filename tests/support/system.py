@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from services.auditor.service import Auditor
 from services.auditor.service import build as build_auditor
@@ -48,11 +49,12 @@ class System:
 
 
 @asynccontextmanager
-async def system(
-    kafka: KafkaSettings, codec: Codec, *, retry_delays_s: tuple[float, ...] = (0.2, 0.5)
-) -> AsyncIterator[System]:
-    """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse."""
-    common = {"kafka": kafka, "shutdown_timeout_s": 10.0}
+async def system(kafka: KafkaSettings, codec: Codec, **dispatcher_options: Any) -> AsyncIterator[System]:
+    """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse.
+
+    `dispatcher_options` override DispatcherSettings (tests shrink retry time with retry_time_scale).
+    """
+    common: dict[str, Any] = {"kafka": kafka, "shutdown_timeout_s": 10.0}
     async with AsyncExitStack() as stack:
         tracker = build_tracker(TrackerSettings(**common, http=InternalHttpSettings(port=0)), codec)
         await stack.enter_async_context(running(tracker))
@@ -62,10 +64,11 @@ async def system(
         await stack.enter_async_context(running(router))
         auditor = build_auditor(AuditorSettings(**common), codec)
         await stack.enter_async_context(running(auditor))
-        dispatcher = build_dispatcher(DispatcherSettings(**common, retry_delays_s=retry_delays_s), codec)
+        dispatcher = build_dispatcher(DispatcherSettings(**common, **dispatcher_options), codec)
         await stack.enter_async_context(running(dispatcher))
-        gateway = build_gateway(
-            GatewaySettings(**common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker.port}"), codec
+        gateway_settings = GatewaySettings(
+            **common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker.port}"
         )
+        gateway = build_gateway(gateway_settings, codec)
         await stack.enter_async_context(running(gateway))
         yield System(auditor, gateway, enricher, router, dispatcher, tracker)
