@@ -340,6 +340,18 @@ class Dispatcher:
         elapsed = (utcnow() - request.requested_at).total_seconds()
         if elapsed > give_up_after(request.urgency) * self.settings.retry_time_scale:
             error = f"gave up after {elapsed:.0f}s: {result.error}"
+            event = DeliveryAttempted(
+                webhook_id=request.webhook_id,
+                alert_id=request.alert_id,
+                agency=request.agency,
+                attempt=request.attempt,
+                outcome="dead",
+                latency_ms=0.0,
+                error=error,
+                attempted_at=utcnow(),
+            )
+            await outbox.send(DELIVERIES_EVENTS, key, event, traceparent)
+            ATTEMPTS.labels(request.agency, "dead").inc()
             await self._give_up(outbox, request, request.attempt, error, key, traceparent)
             log.error("delivery.dead", error=error, attempt=request.attempt, outcome="dead")
             return
@@ -381,10 +393,17 @@ class Dispatcher:
                 clock=time.monotonic,
             ),
         )
-        if not breaker.allow():
-            return Attempt("retrying", None, "circuit open: the endpoint failed repeatedly", 0.0)
         slots = self._slots.setdefault(endpoint, asyncio.Semaphore(self.settings.per_endpoint_concurrency))
         async with slots:
+            # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit.
+            if not breaker.allow():
+                return Attempt(
+                    "deferred",
+                    None,
+                    "circuit open: the endpoint failed repeatedly",
+                    0.0,
+                    retry_after=max(breaker.remaining(), 0.05),
+                )
             result = await self._post(request, webhook)
         if result.outcome == "delivered":
             if breaker.success():
