@@ -33,8 +33,6 @@ from services.common.records import (
     AlertEnriched,
     AlertRejected,
     AlertRouted,
-    AlertShared,
-    DeliverWebhook,
     RoutingDecision,
     recipient_key,
     utcnow,
@@ -47,9 +45,8 @@ from services.common.topics import (
     DELIVERIES_WEBHOOK,
     agency_topic,
 )
-from services.router.payload import EVENT_TYPES, webhook_body, webhook_id
+from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict, decide, follow_up
-from services.router.redaction import shared_copy
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of
 from services.router.settings import RouterSettings
 
@@ -314,25 +311,14 @@ class Router:
         registry = self.registry.current
         now = utcnow()
         alert = enriched.alert
-        event_type = EVENT_TYPES[alert.msg_type]
         decisions: list[RoutingDecision] = []
         for verdict in verdicts:
             channels: list[str] = []
             removed: list[str] = []
             digest = None
             if verdict.delivered:
-                copy, removed = shared_copy(alert, verdict.redact)
-                shared = AlertShared(
-                    alert_id=enriched.alert_id,
-                    recipient=verdict.agency,
-                    origin=enriched.origin,
-                    event_type=event_type,
-                    agreement_id=verdict.agreement_id or "",
-                    shared_at=now,
-                    priority=enriched.priority,
-                    redacted_fields=removed,
-                    alert=copy,
-                )
+                shared = recipient_copy(enriched, verdict, now)
+                removed = shared.redacted_fields
                 encoded = self.codec.encode(shared)
                 digest = hashlib.sha256(encoded).hexdigest()
                 rkey = recipient_key(thread, verdict.agency)
@@ -340,16 +326,7 @@ class Router:
                 channels.append("kafka")
                 agency = registry.agencies.get(verdict.agency)
                 if agency is not None and agency.webhook is not None:
-                    request = DeliverWebhook(
-                        webhook_id=webhook_id(enriched.alert_id, verdict.agency),
-                        alert_id=enriched.alert_id,
-                        agency=verdict.agency,
-                        event_type=event_type,
-                        urgency=alert.urgency,
-                        payload=webhook_body(shared),
-                        requested_at=now,
-                        origin=enriched.origin,
-                    )
+                    request = webhook_request(shared, alert.urgency, now)
                     await p.send(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
                     channels.append("webhook")
             decisions.append(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import sys
-from pathlib import Path
 
 import aiohttp
 import msgspec
@@ -20,9 +17,7 @@ from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import AUDIT_EVENTS, agency_topic
 from tests.support.system import system
-from tests.support.world import Cast, agreement, alert_json, eventually, registry
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.world import Cast, agreement, alert_json, eventually, rctc, registry
 
 
 async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSettings, codec: Codec) -> None:
@@ -78,18 +73,3 @@ async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSett
 
     code, out, _ = await rctc("--bootstrap", kafka.bootstrap_servers, "audit", "verify")
     assert (code, out.startswith("intact")) == (0, True)
-
-
-async def rctc(*argv: str) -> tuple[int, str, str]:
-    """Run the real `rctc` command line in a process."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli.main",
-        *argv,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()

@@ -24,7 +24,7 @@ from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ESCALATIONS, DELIVERIES_DEAD, DELIVERIES_ENDPOINTS, agency_topic
 from services.demo.receivers import Receivers
 from tests.support.system import system
-from tests.support.world import Cast, agreement, alert_json, eventually, new_secret, read_topic, registry
+from tests.support.world import Cast, agreement, alert_json, eventually, new_secret, rctc, read_topic, registry
 
 ALERTS = 12
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -173,6 +173,14 @@ async def test_each_receiver_gets_what_it_can_and_none_delays_the_healthy_one(
         assert rows[code["healthy"]]["webhook"]["status"] == "delivered"
         assert rows[code["hang"]]["webhook"]["status"] == "dead"
         late.cancel()
+
+        # The hanging receiver is repaired; an operator replays its dead deliveries: every alert arrives.
+        sites["hang"].behaviour = "healthy"
+        code_, out, err = await rctc(
+            "--bootstrap", kafka.bootstrap_servers, "deliveries", "replay", "--agency", code["hang"]
+        )
+        assert (code_, out.strip()) == (0, f"replayed {ALERTS} dead deliveries"), err
+        await eventually(lambda: sites["hang"].accepted_alerts(code["hang"]) == set(ids), within_s=30)
 
 
 async def _equals(found: Awaitable[set[str]], expected: set[str]) -> bool:

@@ -11,9 +11,11 @@ import base64
 import hashlib
 import inspect
 import secrets
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -25,6 +27,7 @@ from services.common.registry import Agency, Agreement, RegistryDocument, Subscr
 from services.common.settings import KafkaSettings
 
 T = TypeVar("T", bound=msgspec.Struct)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def new_secret() -> str:
@@ -154,3 +157,18 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, 
         return result
     finally:
         await c.stop()
+
+
+async def rctc(*argv: str) -> tuple[int, str, str]:
+    """Run the real `rctc` command line in a process: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli.main",
+        *argv,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
