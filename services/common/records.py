@@ -146,6 +146,7 @@ class RoutingDecision(msgspec.Struct, kw_only=True):
     redacted_fields: list[str] = []
     channels: list[str] = []
     copy_sha256: str | None = None
+    ack_due: datetime | None = None
 
 
 class AlertRouted(Record, kw_only=True):
@@ -216,6 +217,7 @@ class EscalationRaised(Record, kw_only=True):
     reason: str
     deadline: datetime
     raised_at: datetime
+    kind: str = "ack_deadline"
 
 
 class AuditRecorded(Record, kw_only=True):

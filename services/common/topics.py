@@ -48,6 +48,19 @@ def agency_topic(code: str) -> str:
     return f"agency.{code}.alerts"
 
 
+AGENCY_ACKS_PATTERN = r"^agency\.[A-Z0-9-]+\.acks$"
+
+
+def agency_ack_topic(code: str) -> str:
+    """The topic an agency produces its acknowledgements to; being able to write it is its identity."""
+    return f"agency.{code}.acks"
+
+
+def agency_of_ack_topic(topic: str) -> str | None:
+    parts = topic.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "agency" and parts[2] == "acks" else None
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -60,13 +73,17 @@ class TopicSpec:
 class Declarations:
     topics: tuple[TopicSpec, ...]
     agency_template: TopicSpec
+    agency_ack_template: TopicSpec
 
-    def for_agency(self, code: str) -> TopicSpec:
-        t = self.agency_template
-        return TopicSpec(agency_topic(code), t.partitions, t.replication_factor, dict(t.config))
+    def for_agency(self, code: str) -> list[TopicSpec]:
+        """The agency's alerts topic and its acks topic."""
+        return [
+            TopicSpec(t.name.format(code=code), t.partitions, t.replication_factor, dict(t.config))
+            for t in (self.agency_template, self.agency_ack_template)
+        ]
 
     def all_for(self, agency_codes: list[str] | tuple[str, ...]) -> list[TopicSpec]:
-        return [*self.topics, *(self.for_agency(c) for c in agency_codes)]
+        return [*self.topics, *(s for c in agency_codes for s in self.for_agency(c))]
 
 
 def load_declarations(path: Path = DECLARATIONS) -> Declarations:
@@ -83,8 +100,8 @@ def load_declarations(path: Path = DECLARATIONS) -> Declarations:
         )
 
     topics = tuple(spec(name, body or {}) for name, body in data["topics"].items())
-    template = data["agency_topic"]
-    return Declarations(topics, spec(template["name"], template))
+    template, acks = data["agency_topic"], data["agency_ack_topic"]
+    return Declarations(topics, spec(template["name"], template), spec(acks["name"], acks))
 
 
 @dataclass

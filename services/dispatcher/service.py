@@ -374,6 +374,7 @@ class Dispatcher:
             origin=request.origin,
             level=1,
             reason=f"webhook delivery failed after {attempts} attempt(s): {error}",
+            kind="delivery_failed",
             deadline=now,
             raised_at=now,
         )

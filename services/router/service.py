@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -45,6 +46,7 @@ from services.common.topics import (
     DELIVERIES_WEBHOOK,
     agency_topic,
 )
+from services.router.deadlines import ack_due
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict, decide, follow_up
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of
@@ -339,6 +341,7 @@ class Router:
                     redacted_fields=removed,
                     channels=channels,
                     copy_sha256=digest,
+                    ack_due=self._ack_due(enriched, verdict, now) if verdict.delivered else None,
                 )
             )
         return AlertRouted(
@@ -351,6 +354,18 @@ class Router:
             routed_at=now,
             registry_version=registry.version,
             decisions=decisions,
+        )
+
+    def _ack_due(self, enriched: AlertEnriched, verdict: Verdict, now: datetime) -> datetime | None:
+        agreement = next((a for a in self.registry.current.agreements if a.id == verdict.agreement_id), None)
+        alert = enriched.alert
+        return ack_due(
+            alert.msg_type,
+            alert.severity,
+            alert.urgency,
+            agreement.ack_deadlines if agreement else {},
+            now,
+            self.settings.ack_deadline_scale,
         )
 
     async def _reject(

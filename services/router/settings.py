@@ -9,3 +9,5 @@ class RouterSettings(ServiceSettings):
     # How far back a partition's routed alert ids are read to refuse routing the same alert twice
     # (Idempotency-Key retries, enricher re-sends). Longer costs start-up time after a rebalance.
     dedup_window_hours: float = 168.0
+    # Multiplies every acknowledgement deadline (deadlines.py). 1 in production; tests shrink time with it.
+    ack_deadline_scale: float = 1.0

@@ -1,34 +1,62 @@
-"""The tracker: follows alerts.routed, deliveries.events and acks.submitted from the beginning, folds them
-into a `Ledger`, and answers the gateway's status queries on an internal HTTP API.
+"""The tracker: follows alerts.routed, deliveries.events, acks.submitted and alerts.escalations from the
+beginning, folds them into a `Ledger`, raises escalations for missed deadlines (escalation.py), and answers
+the gateway's status queries on an internal HTTP API.
 
 Its state is derived from the topics alone, so a restart rebuilds it by reading them again and nothing is
-committed. This replica reads every partition and answers for every alert; partition ownership with a
-changelog, and deadlines, come with acknowledgement tracking (issue 5).
+committed. One replica runs: it reads every partition and answers for every alert (its escalation
+producer's fixed transactional id fences a second one). Partitioned ownership is future work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.codec import Codec
 from services.common.errors import CodecError
-from services.common.kafka import consumer, partitions_of
+from services.common.kafka import consumer, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import RECORDS
 from services.common.ops import bound_port
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted
-from services.common.topics import ACKS_SUBMITTED, ALERTS_ROUTED, DELIVERIES_EVENTS
+from services.common.records import (
+    AckSubmitted,
+    AlertRouted,
+    DeliveryAttempted,
+    EscalationRaised,
+    recipient_key,
+    utcnow,
+)
+from services.common.topics import (
+    ACKS_SUBMITTED,
+    ALERTS_ESCALATIONS,
+    ALERTS_ROUTED,
+    DELIVERIES_EVENTS,
+    DELIVERIES_WEBHOOK,
+)
+from services.tracker.escalation import escalation_for, reminder_for
 from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger, Viewer
 
 log = get_logger("rctc.tracker")
-TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED)
+TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS)
+
+TIME_TO_ACK = Histogram(
+    "rctc_time_to_ack_seconds",
+    "From routing to acknowledgement.",
+    ["severity", "agency"],
+    buckets=(30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600),
+)
+OUTSTANDING = Gauge("rctc_outstanding_acks", "Acknowledgements expected and not yet given.", ["agency"])
+ESCALATIONS = Counter("rctc_escalations_total", "Escalations raised, by kind and level.", ["kind", "level"])
 
 
 class Tracker:
@@ -41,6 +69,8 @@ class Tracker:
         self._consumer: AIOKafkaConsumer | None = None
         self._runner: web.AppRunner | None = None
         self._caught_up = False
+        self._escalator: AIOKafkaProducer | None = None
+        self._outstanding_agencies: set[str] = set()
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -55,7 +85,11 @@ class Tracker:
             while await c.position(tp) < end:
                 await self._poll(200)
         self._caught_up = True
+        # Started after catching up, so it never fires for a deadline whose escalation it has not read yet.
+        self._escalator = producer(self.settings.kafka, "tracker", transactional_id="tracker-escalations")
+        await self._escalator.start()
         app = web.Application()
+        app.router.add_get("/internal/outstanding", self._outstanding)
         app.router.add_get("/internal/alerts/{alert_id}", self._status)
         app.router.add_get("/internal/alerts/{alert_id}/routing", self._routing)
         app.router.add_get("/internal/alerts/{alert_id}/recipients/{agency}", self._recipient)
@@ -65,12 +99,80 @@ class Tracker:
         self.port = bound_port(self._runner)
 
     async def run(self, stopping: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._follow(stopping))
+            tasks.create_task(self._escalate_loop(stopping))
+
+    async def _follow(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             await self._poll(250)
+
+    async def _escalate_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self._escalate(utcnow())
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("escalation.failed", error=repr(exc))
+                # The commit may have happened anyway: fence (which settles it), then read alerts.escalations
+                # up to its end before deciding again, so an escalation is never raised twice.
+                await self._recreate_escalator()
+                await self._caught_up_with(ALERTS_ESCALATIONS)
+            self._count_outstanding()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.settings.escalation_check_s)
+
+    async def _escalate(self, now: datetime) -> None:
+        owed = self.ledger.due(now)
+        if not owed:
+            return
+        assert self._escalator is not None
+        async with self._escalator.transaction():
+            for due in owed:
+                key = recipient_key(due.alert_id, due.agency)
+                await self._escalator.send(ALERTS_ESCALATIONS, self.codec.encode(escalation_for(due, now)), key=key)
+                if due.level == 1 and due.webhook:
+                    await self._escalator.send(DELIVERIES_WEBHOOK, self.codec.encode(reminder_for(due, now)), key=key)
+        for due in owed:
+            self.ledger.apply_escalation(escalation_for(due, now))
+            ESCALATIONS.labels("ack_deadline", str(due.level)).inc()
+            event = "escalation.reminded" if due.level == 1 else "escalation.duty_desk"
+            (log.warning if due.level == 1 else log.error)(
+                event,
+                alert_id=due.alert_id,
+                agency=due.agency,
+                origin=due.origin,
+                level=due.level,
+                deadline=due.deadline.isoformat(),
+            )
+
+    async def _caught_up_with(self, topic: str) -> None:
+        assert self._consumer is not None
+        partitions = [tp for tp in self._consumer.assignment() if tp.topic == topic]
+        ends = await self._consumer.end_offsets(partitions)
+        async with asyncio.timeout(60):
+            # Positions move as _follow reads; aiokafka offers nothing to wait on, so poll them.
+            while any([await self._consumer.position(tp) < end for tp, end in ends.items()]):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+    async def _recreate_escalator(self) -> None:
+        if self._escalator is not None:
+            await self._escalator.stop()
+        self._escalator = producer(self.settings.kafka, "tracker", transactional_id="tracker-escalations")
+        await self._escalator.start()
+
+    def _count_outstanding(self) -> None:
+        counts: dict[str, int] = {}
+        for row in self.ledger.outstanding(None):
+            counts[row["agency"]] = counts.get(row["agency"], 0) + 1
+        for agency in set(counts) | set(self._outstanding_agencies):
+            OUTSTANDING.labels(agency).set(counts.get(agency, 0))
+        self._outstanding_agencies = set(counts)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._escalator is not None:
+            await self._escalator.stop()
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -96,10 +198,11 @@ class Tracker:
                     )
 
     def _apply(self, topic: str, value: bytes) -> None:
+        live = self._caught_up  # log and measure only what happens now, not the replay at start
         if topic == ALERTS_ROUTED:
             routed = self.codec.decode(value, AlertRouted)
             self.ledger.apply_routed(routed)
-            if self._caught_up:
+            if live:
                 log.info(
                     "alert.tracked",
                     alert_id=routed.alert_id,
@@ -108,10 +211,17 @@ class Tracker:
                 )
         elif topic == DELIVERIES_EVENTS:
             self.ledger.apply_attempt(self.codec.decode(value, DeliveryAttempted))
+        elif topic == ALERTS_ESCALATIONS:
+            self.ledger.apply_escalation(self.codec.decode(value, EscalationRaised))
         else:
             ack = self.codec.decode(value, AckSubmitted)
             changed = self.ledger.apply_ack(ack)
-            if self._caught_up:
+            if live:
+                alert = self.ledger.alerts.get(ack.alert_id)
+                if changed and alert is not None:
+                    TIME_TO_ACK.labels(alert.severity, ack.agency).observe(
+                        (ack.submitted_at - alert.routed_at).total_seconds()
+                    )
                 log.info(
                     "ack.received",
                     alert_id=ack.alert_id,
@@ -120,6 +230,9 @@ class Tracker:
                     channel=ack.channel,
                     outcome="applied" if changed else "ignored",
                 )
+
+    async def _outstanding(self, request: web.Request) -> web.Response:
+        return web.json_response({"outstanding": self.ledger.outstanding(request.query.get("agency"))})
 
     async def _status(self, request: web.Request) -> web.Response:
         return self._as_viewer(request, self.ledger.status)

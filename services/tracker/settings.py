@@ -14,3 +14,5 @@ class InternalHttpSettings(BaseModel):
 
 class TrackerSettings(ServiceSettings):
     http: InternalHttpSettings = Field(default_factory=InternalHttpSettings)
+    # How often deadlines are checked: the lateness an escalation may have.
+    escalation_check_s: float = 1.0

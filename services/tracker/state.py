@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted
+from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,16 @@ class WebhookStatus(msgspec.Struct, kw_only=True):
     delivered_at: datetime | None = None
 
 
+class EscalationView(msgspec.Struct, kw_only=True):
+    kind: str
+    level: int
+    reason: str
+    raised_at: datetime
+
+
 class RecipientState(msgspec.Struct, kw_only=True):
     agency: str
-    state: Literal["routed", "delivered", "acknowledged"]
+    state: Literal["routed", "delivered", "acknowledged", "cancelled"]
     agreement_id: str | None
     redacted_fields: list[str]
     channels: list[str]
@@ -52,6 +59,21 @@ class RecipientState(msgspec.Struct, kw_only=True):
     response: str | None = None
     note: str | None = None
     ack_channel: str | None = None
+    ack_due: datetime | None = None
+    escalation_level: int = 0
+    escalations: list[EscalationView] = []
+
+
+@dataclass(frozen=True)
+class Due:
+    """An escalation the tracker owes: the recipient has not acknowledged by `deadline`."""
+
+    alert_id: str
+    agency: str
+    origin: str
+    level: int
+    deadline: datetime
+    webhook: bool
 
 
 class AlertState(msgspec.Struct, kw_only=True):
@@ -69,7 +91,8 @@ class Ledger:
     def __init__(self) -> None:
         self.alerts: dict[str, AlertState] = {}
         self.routing: dict[str, AlertRouted] = {}
-        self._early: dict[str, list[DeliveryAttempted | AckSubmitted]] = {}
+        self._early: dict[str, list[DeliveryAttempted | AckSubmitted | EscalationRaised]] = {}
+        self._threads: dict[str, list[str]] = {}  # first alert id -> the alert ids of its thread
 
     def apply_routed(self, routed: AlertRouted) -> None:
         if routed.alert_id in self.alerts:
@@ -83,6 +106,7 @@ class Ledger:
                 channels=d.channels,
                 routed_at=routed.routed_at,
                 webhook=WebhookStatus() if "webhook" in d.channels else None,
+                ack_due=d.ack_due,
             )
             for d in routed.decisions
             if d.delivered
@@ -98,6 +122,15 @@ class Ledger:
             recipients=recipients,
         )
         self.routing[routed.alert_id] = routed
+        root = routed.references[0] if routed.msg_type != "Alert" and routed.references else routed.alert_id
+        thread = self._threads.setdefault(root, [])
+        thread.append(routed.alert_id)
+        if routed.msg_type == "Cancel":
+            # A cancelled alert (and its updates) expects no more acknowledgements and no escalations.
+            for alert_id in thread:
+                for row in self.alerts[alert_id].recipients.values():
+                    if row.state != "acknowledged":
+                        row.state = "cancelled"
         for record in self._early.pop(routed.alert_id, []):
             self._apply(record)
 
@@ -108,7 +141,60 @@ class Ledger:
         """Apply an ack; False when it changes nothing (a repeat, or not from a recipient)."""
         return self._apply(ack)
 
-    def _apply(self, record: DeliveryAttempted | AckSubmitted) -> bool:
+    def apply_escalation(self, escalation: EscalationRaised) -> bool:
+        """Record an escalation (idempotent: the same kind and level twice is one)."""
+        return self._apply(escalation)
+
+    def due(self, now: datetime) -> list[Due]:
+        """Escalations owed at `now`: level 1 at the deadline, level 2 (the duty desk) one period later."""
+        owed = []
+        for alert in self.alerts.values():
+            for row in alert.recipients.values():
+                if row.ack_due is None or row.state in ("acknowledged", "cancelled") or row.escalation_level >= 2:
+                    continue
+                deadline = row.ack_due if row.escalation_level == 0 else row.ack_due + (row.ack_due - row.routed_at)
+                if now >= deadline:
+                    owed.append(
+                        Due(
+                            alert.alert_id,
+                            row.agency,
+                            alert.origin,
+                            row.escalation_level + 1,
+                            deadline,
+                            "webhook" in row.channels,
+                        )
+                    )
+        return owed
+
+    def outstanding(self, agency: str | None) -> list[dict[str, Any]]:
+        """Acknowledgements still expected (from one agency, or from all), soonest deadline first."""
+        pending = sorted(
+            (
+                (r.ack_due, a, r)
+                for a in self.alerts.values()
+                for r in a.recipients.values()
+                if r.ack_due is not None
+                and r.state not in ("acknowledged", "cancelled")
+                and (agency is None or r.agency == agency)
+            ),
+            key=lambda item: item[0],
+        )
+        return [
+            msgspec.to_builtins(
+                {
+                    "alert_id": a.alert_id,
+                    "agency": r.agency,
+                    "origin": a.origin,
+                    "severity": a.severity,
+                    "state": r.state,
+                    "ack_due": due,
+                    "escalation_level": r.escalation_level,
+                }
+            )
+            for due, a, r in pending
+        ]
+
+    def _apply(self, record: DeliveryAttempted | AckSubmitted | EscalationRaised) -> bool:
         alert = self.alerts.get(record.alert_id)
         if alert is None:
             self._early.setdefault(record.alert_id, []).append(record)
@@ -116,6 +202,15 @@ class Ledger:
         recipient = alert.recipients.get(record.agency)
         if recipient is None:
             return False
+        if isinstance(record, EscalationRaised):
+            if any(e.kind == record.kind and e.level == record.level for e in recipient.escalations):
+                return False
+            recipient.escalations.append(
+                EscalationView(kind=record.kind, level=record.level, reason=record.reason, raised_at=record.raised_at)
+            )
+            if record.kind == "ack_deadline":
+                recipient.escalation_level = max(recipient.escalation_level, record.level)
+            return True
         if isinstance(record, AckSubmitted):
             if recipient.state == "acknowledged":
                 return False

@@ -10,7 +10,7 @@ from services.common.codec import Codec
 from services.common.registry import RegistryView
 from services.common.registry.publish import latest_published, publish_registry
 from services.common.settings import KafkaSettings
-from services.common.topics import TopicSpec, agency_topic, apply_topics, load_declarations
+from services.common.topics import TopicSpec, agency_ack_topic, agency_topic, apply_topics, load_declarations
 from tests.support.world import Cast, agreement, registry
 
 
@@ -46,7 +46,12 @@ async def test_registry_apply_publishes_and_views_follow_live(kafka: KafkaSettin
     first = registry([a, b], [agreement(f"X-{cast.suffix}", [a.code, b.code])])
     result = await publish_registry(kafka, codec, first, source="first.yaml", replication_factor=1)
     assert result.changed
-    assert set(result.topics.created) == {agency_topic(a.code), agency_topic(b.code)}
+    assert set(result.topics.created) == {
+        agency_topic(a.code),
+        agency_topic(b.code),
+        agency_ack_topic(a.code),
+        agency_ack_topic(b.code),
+    }
 
     view = RegistryView(kafka, codec, name="test")
     await view.start()

@@ -62,7 +62,7 @@ async def publish_registry(
 ) -> PublishResult:
     declarations = load_declarations()
     report = await apply_topics(
-        kafka, [declarations.for_agency(a.code) for a in doc.agencies], replication_factor=replication_factor
+        kafka, [s for a in doc.agencies for s in declarations.for_agency(a.code)], replication_factor=replication_factor
     )
     current = await latest_published(kafka, codec)
     digest = doc.content_sha256()
