@@ -44,6 +44,7 @@ def consumer(
     group: str | None,
     from_beginning: bool = True,
     listener: ConsumerRebalanceListener | None = None,
+    pattern: str | None = None,
 ) -> AIOKafkaConsumer:
     """A consumer in `group` (None: no group, for readers that assign partitions themselves)."""
     c = AIOKafkaConsumer(
@@ -55,8 +56,12 @@ def consumer(
         auto_offset_reset="earliest" if from_beginning else "latest",
         session_timeout_ms=settings.session_timeout_ms,
         max_poll_records=settings.max_poll_records,
+        # Pattern subscribers find newly created topics (a new agency's) within this time.
+        metadata_max_age_ms=30_000,
     )
-    if topics:
+    if pattern is not None:
+        c.subscribe(pattern=pattern, listener=listener)
+    elif topics:
         c.subscribe(list(topics), listener=listener)
     return c
 

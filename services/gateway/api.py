@@ -71,6 +71,7 @@ class GatewayApi:
             web.post("/v1/alerts/{alert_id}/ack", self.acknowledge),
             web.get("/v1/alerts/{alert_id}", self.alert_status),
             web.get("/v1/alerts/{alert_id}/routing", self.alert_routing),
+            web.get("/v1/acks/outstanding", self.outstanding),
         ]
 
     @web.middleware
@@ -219,6 +220,14 @@ class GatewayApi:
 
     async def alert_routing(self, request: web.Request) -> web.Response:
         return await self._forward(request, "/routing")
+
+    async def outstanding(self, request: web.Request) -> web.Response:
+        """Acks still expected: an agency sees its own; an operator sees all, or one agency's with ?agency=."""
+        kind, name = self._principal(request)
+        agency = name if kind == "agency" else request.query.get("agency")
+        params = {"agency": agency} if agency else None
+        status, body = await self._tracker_get("/internal/outstanding", params=params)
+        return web.json_response(body, status=status if status == 200 else 503)
 
     async def _forward(self, request: web.Request, suffix: str) -> web.Response:
         kind, name = self._principal(request)

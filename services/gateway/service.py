@@ -14,6 +14,7 @@ from services.common.ops import bound_port
 from services.common.registry import RegistryView
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
+from services.gateway.kafka_acks import KafkaAcks
 from services.gateway.settings import GatewaySettings
 
 
@@ -27,12 +28,15 @@ class Gateway:
         self._producer: AIOKafkaProducer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._acks: KafkaAcks | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
         await self.registry.start()
         self._producer = producer(self.settings.kafka, "gateway")
         await self._producer.start()
+        self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer)
+        await self._acks.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         prod = self._producer
         api = GatewayApi(
@@ -50,12 +54,17 @@ class Gateway:
         self.port = bound_port(self._runner)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await self.registry.run(stopping)
+        assert self._acks is not None
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.registry.run(stopping))
+            tasks.create_task(self._acks.run(stopping))
 
     async def stop(self) -> None:
         # Stop taking requests first (in-flight ones finish), then flush and close the producer.
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._acks is not None:
+            await self._acks.stop()
         if self._session is not None:
             await self._session.close()
         if self._producer is not None:

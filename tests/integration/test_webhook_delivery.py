@@ -116,7 +116,7 @@ async def test_each_receiver_gets_what_it_can_and_none_delays_the_healthy_one(
         "breaker_cooldown_s": 0.5,
         "per_endpoint_concurrency": 4,
     }
-    async with system(kafka, codec, **options) as sys_, aiohttp.ClientSession() as http:
+    async with system(kafka, codec, dispatcher=options) as sys_, aiohttp.ClientSession() as http:
         ids = []
         for i in range(ALERTS):
             body = alert_json(title=f"Alert {i}", urgency="Immediate", affected_countries=["JO"])

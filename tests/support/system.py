@@ -6,6 +6,7 @@ Each is built by its own `build` function from settings, exactly as its entry po
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -42,33 +43,74 @@ class System:
     router: Router
     dispatcher: Dispatcher
     tracker: Tracker
+    tracker_settings: TrackerSettings
+    codec: Codec
+    tracker_stack: AsyncExitStack
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway.port}"
 
+    async def restart_tracker(self) -> None:
+        """Stop the tracker and start a new one on the same port, as a deployment restart would."""
+        await self.tracker_stack.aclose()
+        self.tracker_stack = AsyncExitStack()
+        self.tracker = build_tracker(self.tracker_settings, self.codec)
+        await self.tracker_stack.enter_async_context(running(self.tracker))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 @asynccontextmanager
-async def system(kafka: KafkaSettings, codec: Codec, **dispatcher_options: Any) -> AsyncIterator[System]:
+async def system(
+    kafka: KafkaSettings,
+    codec: Codec,
+    *,
+    dispatcher: dict[str, Any] | None = None,
+    router: dict[str, Any] | None = None,
+    tracker: dict[str, Any] | None = None,
+) -> AsyncIterator[System]:
     """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse.
 
-    `dispatcher_options` override DispatcherSettings (tests shrink retry time with retry_time_scale).
+    The dicts override each service's settings (tests shrink time with retry_time_scale, ack_deadline_scale).
     """
     common: dict[str, Any] = {"kafka": kafka, "shutdown_timeout_s": 10.0}
-    async with AsyncExitStack() as stack:
-        tracker = build_tracker(TrackerSettings(**common, http=InternalHttpSettings(port=0)), codec)
-        await stack.enter_async_context(running(tracker))
-        enricher = build_enricher(EnricherSettings(**common), codec)
-        await stack.enter_async_context(running(enricher))
-        router = build_router(RouterSettings(**common), codec)
-        await stack.enter_async_context(running(router))
-        auditor = build_auditor(AuditorSettings(**common), codec)
-        await stack.enter_async_context(running(auditor))
-        dispatcher = build_dispatcher(DispatcherSettings(**common, **dispatcher_options), codec)
-        await stack.enter_async_context(running(dispatcher))
-        gateway_settings = GatewaySettings(
-            **common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker.port}"
-        )
-        gateway = build_gateway(gateway_settings, codec)
-        await stack.enter_async_context(running(gateway))
-        yield System(auditor, gateway, enricher, router, dispatcher, tracker)
+    tracker_settings = TrackerSettings(**common, http=InternalHttpSettings(port=free_port()), **(tracker or {}))
+    system_: System | None = None
+    tracker_stack = AsyncExitStack()
+    try:
+        tracker_service = build_tracker(tracker_settings, codec)
+        await tracker_stack.enter_async_context(running(tracker_service))
+        async with AsyncExitStack() as stack:
+            enricher = build_enricher(EnricherSettings(**common), codec)
+            await stack.enter_async_context(running(enricher))
+            router_service = build_router(RouterSettings(**common, **(router or {})), codec)
+            await stack.enter_async_context(running(router_service))
+            auditor = build_auditor(AuditorSettings(**common), codec)
+            await stack.enter_async_context(running(auditor))
+            dispatcher_service = build_dispatcher(DispatcherSettings(**common, **(dispatcher or {})), codec)
+            await stack.enter_async_context(running(dispatcher_service))
+            gateway_settings = GatewaySettings(
+                **common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker_settings.http.port}"
+            )
+            gateway = build_gateway(gateway_settings, codec)
+            await stack.enter_async_context(running(gateway))
+            system_ = System(
+                auditor,
+                gateway,
+                enricher,
+                router_service,
+                dispatcher_service,
+                tracker_service,
+                tracker_settings,
+                codec,
+                tracker_stack,
+            )
+            yield system_
+    finally:
+        # The tracker started first and stops last; after a restart it is the new one.
+        await (system_.tracker_stack if system_ is not None else tracker_stack).aclose()

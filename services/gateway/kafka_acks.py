@@ -1,0 +1,78 @@
+"""Acknowledgements agencies produce to Kafka themselves, checked and forwarded to acks.submitted.
+
+An agency writes AckSubmitted records to its own topic `agency.<CODE>.acks`; in a secured cluster only its
+principal may write there, so the topic is its identity, as the bearer token is over HTTP. The gateway
+(which owns authentication) reads every agency's acks topic, refuses a record whose `agency` is not the
+topic's, and forwards the rest to acks.submitted, where the tracker treats them like HTTP acks (a repeat
+or a non-recipient's changes nothing). At least once: forwarding twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from services.common import tracing
+from services.common.codec import Codec
+from services.common.consume import consume_batches
+from services.common.errors import CodecError
+from services.common.kafka import Outbox, consumer
+from services.common.logs import get_logger
+from services.common.records import AckSubmitted, recipient_key, utcnow
+from services.common.settings import KafkaSettings
+from services.common.topics import ACKS_SUBMITTED, AGENCY_ACKS_PATTERN, agency_of_ack_topic
+
+log = get_logger("rctc.gateway.acks")
+
+
+class KafkaAcks:
+    def __init__(self, kafka: KafkaSettings, codec: Codec, producer: AIOKafkaProducer) -> None:
+        self._kafka = kafka
+        self._codec = codec
+        self._producer = producer
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = consumer(self._kafka, "gateway-acks", group="gateway-acks", pattern=AGENCY_ACKS_PATTERN)
+        await self._consumer.start()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        assert self._consumer is not None
+        await consume_batches(self._consumer, self.forward, stopping, service="gateway")
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def forward(self, records: list[ConsumerRecord]) -> None:
+        outbox = Outbox(self._producer, self._codec)
+        for record in records:
+            agency = agency_of_ack_topic(record.topic)
+            try:
+                ack = self._codec.decode(record.value, AckSubmitted)
+            except CodecError as exc:
+                log.warning("ack.refused", topic=record.topic, offset=record.offset, reason=str(exc))
+                continue
+            if agency is None or ack.agency != agency:
+                log.warning(
+                    "ack.refused",
+                    topic=record.topic,
+                    offset=record.offset,
+                    alert_id=ack.alert_id,
+                    reason=f"an ack for {ack.agency} written to {record.topic}",
+                )
+                continue
+            forwarded = AckSubmitted(
+                ack_id=ack.ack_id,
+                alert_id=ack.alert_id,
+                agency=agency,
+                response=ack.response,
+                note=ack.note,
+                channel="kafka",
+                submitted_at=utcnow(),
+            )
+            traceparent = tracing.child_of(tracing.from_headers(record.headers))
+            await outbox.send(ACKS_SUBMITTED, recipient_key(ack.alert_id, agency), forwarded, traceparent)
+            log.info("ack.submitted", alert_id=ack.alert_id, agency=agency, response=ack.response, channel="kafka")
+        await outbox.flush()

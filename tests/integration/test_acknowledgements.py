@@ -1,0 +1,184 @@
+"""Acknowledgements, deadlines and escalation through the real broker, across a tracker restart.
+
+Time is compressed (ack_deadline_scale): a Severe, Immediate alert's half-hour deadline becomes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from services.common.codec import Codec
+from services.common.kafka import producer
+from services.common.ops import bound_port
+from services.common.records import AckSubmitted, EscalationRaised, utcnow
+from services.common.registry.publish import publish_registry
+from services.common.settings import KafkaSettings
+from services.common.topics import ALERTS_ESCALATIONS, agency_ack_topic
+from services.demo.receivers import Receivers
+from tests.support.system import system
+from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
+
+OPERATOR = "operator-token-acks"
+SCALE = 0.003  # 30 min (Severe 1 h x Immediate 0.5) -> 5.4 s; the duty desk one period later, at 10.8 s
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[str, Receivers]]:
+    rcv = Receivers()
+    runner = web.AppRunner(rcv.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{bound_port(runner)}", rcv
+    finally:
+        await runner.cleanup()
+
+
+async def test_four_recipients_three_channels_one_silent(
+    kafka: KafkaSettings, codec: Codec, receivers: tuple[str, Receivers]
+) -> None:
+    """Two ack over HTTP, one over Kafka, one never: the silent one is reminded once, then the duty desk told once."""
+    url, rcv = receivers
+    cast = Cast()
+    origin = cast.agency("IQ-A", "IQ")
+    b, c, d = cast.agency("JO-B", "JO"), cast.agency("SA-C", "SA"), cast.agency("KW-D", "KW")
+    e = cast.agency("AE-E", "AE", webhook_url=url)
+    rcv.register(e.code, cast.secrets[e.code])
+    doc = registry(
+        [origin, b, c, d, e],
+        [agreement(f"ACK-{cast.suffix}", [origin.code, b.code, c.code, d.code, e.code])],
+        operator_token=OPERATOR,
+    )
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+
+    async with (
+        system(
+            kafka,
+            codec,
+            router={"ack_deadline_scale": SCALE},
+            tracker={"escalation_check_s": 0.2},
+            dispatcher={"retry_time_scale": 0.01},
+        ) as sys_,
+        aiohttp.ClientSession() as http,
+    ):
+
+        async def get(path: str, token_of: str | None = None) -> tuple[int, Any]:
+            token = cast.tokens[token_of] if token_of else OPERATOR
+            async with http.get(f"{sys_.url}{path}", headers={"Authorization": f"Bearer {token}"}) as r:
+                return r.status, await r.json()
+
+        body = alert_json(severity="Severe", urgency="Immediate", affected_countries=["IQ"])
+        async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(origin.code)) as r:
+            alert_id = (await r.json())["alert_id"]
+        await eventually(lambda: _status_is(get(f"/v1/alerts/{alert_id}"), 200))
+
+        # Scenario: B and C acknowledge over HTTP, D over Kafka on its own acks topic; someone writing to D's
+        # topic in E's name is refused; E never acknowledges.
+        for agency, response in ((b.code, "actioned"), (c.code, "no_nexus")):
+            async with http.post(
+                f"{sys_.url}/v1/alerts/{alert_id}/ack", json={"response": response}, headers=cast.bearer(agency)
+            ) as r:
+                assert r.status == 202
+        p = producer(kafka, "agency-d")
+        await p.start()
+        try:
+            for claimed in (d.code, e.code):
+                ack = AckSubmitted(
+                    ack_id=str(uuid.uuid4()),
+                    alert_id=alert_id,
+                    agency=claimed,
+                    response="request_info",
+                    channel="kafka",
+                    submitted_at=utcnow(),
+                )
+                await p.send_and_wait(agency_ack_topic(d.code), codec.encode(ack))
+        finally:
+            await p.stop()
+
+        async def states() -> dict[str, str]:
+            status, body = await get(f"/v1/alerts/{alert_id}")
+            return {k: v["state"] for k, v in body["recipients"].items()} if status == 200 else {}
+
+        expected = {b.code: "acknowledged", c.code: "acknowledged", d.code: "acknowledged", e.code: "delivered"}
+        await eventually(lambda: _equals(states(), expected), within_s=15)
+
+        # The tracker restarts between the acks and the deadline: state and the pending deadline survive.
+        await sys_.restart_tracker()
+        assert await states() == expected
+        _, outstanding = await get("/v1/acks/outstanding", token_of=e.code)
+        assert [(o["alert_id"], o["escalation_level"]) for o in outstanding["outstanding"]] == [(alert_id, 0)]
+
+        # E misses its deadline: reminded (webhook flagged as a reminder), then the duty desk, once each.
+        async def escalations() -> list[EscalationRaised]:
+            return [
+                x
+                for _, x in await read_topic(kafka, codec, ALERTS_ESCALATIONS, EscalationRaised)
+                if x.alert_id == alert_id
+            ]
+
+        await eventually(lambda: _count(escalations(), 1), within_s=30)
+        # A restart between the reminder and the duty desk must neither repeat the one nor lose the other.
+        await sys_.restart_tracker()
+        await eventually(lambda: _count(escalations(), 2), within_s=30)
+        await asyncio.sleep(1.5)  # time enough for a doubled escalation to show
+        raised = await escalations()
+        assert sorted((x.agency, x.level, x.kind) for x in raised) == [
+            (e.code, 1, "ack_deadline"),
+            (e.code, 2, "ack_deadline"),
+        ]
+        reminders = await eventually(
+            lambda: [p for p in rcv.received[e.code].values() if p["type"] == "alert.escalated"]
+        )
+        assert reminders[0]["data"] | {"deadline": None} == {
+            "alert_id": alert_id,
+            "recipient": e.code,
+            "level": 1,
+            "deadline": None,
+            "reminder": True,
+            "message": "Please acknowledge this alert: POST /v1/alerts/{id}/ack",
+        }
+
+        # The originator sees all four rows and the escalations; a recipient sees only itself.
+        status, view = await get(f"/v1/alerts/{alert_id}", token_of=origin.code)
+        assert status == 200 and {k: v["state"] for k, v in view["recipients"].items()} == expected
+        assert view["recipients"][e.code]["escalation_level"] == 2
+        assert view["recipients"][d.code]["ack_channel"] == "kafka"
+        assert view["recipients"][b.code]["response"] == "actioned"
+        status, own = await get(f"/v1/alerts/{alert_id}", token_of=c.code)
+        assert (status, list(own["recipients"])) == (200, [c.code])
+        _, everyone = await get(f"/v1/acks/outstanding?agency={e.code}")
+        assert [o["escalation_level"] for o in everyone["outstanding"]] == [2]
+
+        # Bad acks: unknown alert, non-recipient, forged token, repeat: each its documented answer.
+        async with http.post(
+            f"{sys_.url}/v1/alerts/unknown-{uuid.uuid4()}/ack", json={}, headers=cast.bearer(e.code)
+        ) as r:
+            assert r.status == 404
+        async with http.post(f"{sys_.url}/v1/alerts/{alert_id}/ack", json={}, headers=cast.bearer(origin.code)) as r:
+            assert r.status == 403
+        async with http.post(
+            f"{sys_.url}/v1/alerts/{alert_id}/ack", json={}, headers={"Authorization": "Bearer forged"}
+        ) as r:
+            assert r.status == 401
+        async with http.post(f"{sys_.url}/v1/alerts/{alert_id}/ack", json={}, headers=cast.bearer(b.code)) as r:
+            assert (r.status, (await r.json())["status"]) == (200, "already_acknowledged")
+
+
+async def _status_is(call: Any, status: int) -> bool:
+    got, _ = await call
+    return bool(got == status)
+
+
+async def _equals(found: Any, expected: Any) -> bool:
+    return bool(await found == expected)
+
+
+async def _count(found: Any, n: int) -> bool:
+    return len(await found) >= n
