@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, RoutingDecision
+from services.router.deadlines import ack_due
+from services.tracker.escalation import escalation_for
 from services.tracker.state import Ledger, Viewer
 
 AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -108,3 +110,78 @@ def test_visibility() -> None:
     assert ledger.routing_of("a1", Viewer("agency", "JO-B"))[0] == 403
     assert ledger.routing_of("a1", Viewer("operator", "desk"))[0] == 200
     assert ledger.recipient("a1", "SA-D")[1]["recipient"] is False
+
+
+def routed_with_deadline(
+    alert_id: str = "a1", msg_type: str = "Alert", references: list[str] | None = None, due_minutes: int | None = 30
+) -> AlertRouted:
+    due = AT + timedelta(minutes=due_minutes) if due_minutes is not None else None
+    return AlertRouted(
+        alert_id=alert_id,
+        origin="IQ-A",
+        msg_type=msg_type,
+        references=references or [],
+        severity="Severe",  # type: ignore[arg-type]
+        urgency="Immediate",
+        routed_at=AT,
+        registry_version=1,
+        decisions=[
+            RoutingDecision(
+                agency="JO-B", delivered=True, rule="shared", reason="x", channels=["kafka", "webhook"], ack_due=due
+            ),
+            RoutingDecision(agency="KW-C", delivered=True, rule="shared", reason="x", channels=["kafka"], ack_due=due),
+        ],
+    )
+
+
+def test_deadlines_escalate_at_the_deadline_then_one_period_later() -> None:
+    """Level 1 is owed at the deadline, level 2 one deadline period after; an ack owes nothing."""
+    ledger = Ledger()
+    ledger.apply_routed(routed_with_deadline())
+    ledger.apply_ack(ack(agency="KW-C"))
+    assert ledger.due(AT + timedelta(minutes=29)) == []
+    [first] = ledger.due(AT + timedelta(minutes=30))
+    assert (first.agency, first.level, first.webhook) == ("JO-B", 1, True)
+    ledger.apply_escalation(escalation_for(first, AT + timedelta(minutes=30)))
+    assert ledger.due(AT + timedelta(minutes=59)) == []
+    [second] = ledger.due(AT + timedelta(minutes=60))
+    assert second.level == 2
+    ledger.apply_escalation(escalation_for(second, AT + timedelta(minutes=60)))
+    assert ledger.due(AT + timedelta(days=1)) == []
+
+
+def test_escalations_read_back_are_not_owed_again() -> None:
+    """An escalation already on the topic (read after a restart) is not owed again; applying it twice is once."""
+    ledger = Ledger()
+    ledger.apply_routed(routed_with_deadline())
+    [first, _] = sorted(ledger.due(AT + timedelta(hours=1)), key=lambda d: d.agency)
+    raised = escalation_for(first, AT)
+    assert ledger.apply_escalation(raised) is True
+    assert ledger.apply_escalation(raised) is False
+    assert [d.agency for d in ledger.due(AT + timedelta(minutes=31))] == ["KW-C"]
+
+
+def test_a_cancel_ends_the_wait_for_acknowledgements() -> None:
+    """Once an alert is cancelled, its recipients owe no acknowledgement and nothing escalates."""
+    ledger = Ledger()
+    ledger.apply_routed(routed_with_deadline())
+    ledger.apply_routed(routed_with_deadline("c1", "Cancel", ["a1"], due_minutes=None))
+    assert ledger.due(AT + timedelta(days=1)) == []
+    assert ledger.outstanding(None) == []
+    assert ledger.status("a1", Viewer("operator", "d"))[1]["recipients"]["JO-B"]["state"] == "cancelled"
+
+
+def test_outstanding_lists_soonest_first() -> None:
+    """An agency's outstanding acks are listed with their deadlines, soonest first."""
+    ledger = Ledger()
+    ledger.apply_routed(routed_with_deadline("late", due_minutes=90))
+    ledger.apply_routed(routed_with_deadline("soon", due_minutes=10))
+    assert [o["alert_id"] for o in ledger.outstanding("JO-B")] == ["soon", "late"]
+
+
+def test_deadline_policy() -> None:
+    """Severity sets the deadline, the agreement can override it, urgency scales it, a Cancel has none."""
+    assert ack_due("Alert", "Severe", "Expected", {}, AT) == AT + timedelta(hours=1)
+    assert ack_due("Alert", "Severe", "Immediate", {}, AT) == AT + timedelta(minutes=30)
+    assert ack_due("Update", "Extreme", "Expected", {"Extreme": 300}, AT) == AT + timedelta(minutes=5)
+    assert ack_due("Cancel", "Extreme", "Immediate", {}, AT) is None
