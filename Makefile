@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 KAFKA := deploy/kafka/kafka-local.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-kafka lint typecheck check kafka-fetch clean
+.PHONY: help install run test test-unit test-kafka lint typecheck check bench kafka-fetch clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,fast]'
+	$(PY) -m pip install -q -e '.[dev,fast,bench]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with the project and its dev tools
@@ -34,13 +34,16 @@ test-kafka: install kafka-fetch ## only the tests against the real broker
 	$(PY) -m pytest -m kafka
 
 lint: install ## ruff
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
 
 typecheck: install ## mypy --strict on the source
 	$(VENV)/bin/mypy
 
 check: lint typecheck test ## everything CI runs
+
+bench: install kafka-fetch ## the pipeline benchmark, as ratios to raw Kafka and raw HTTP (bench/results/)
+	$(PY) -m bench --burst
 
 clean: ## remove the local broker's data and the virtualenv
 	rm -rf .run $(VENV) .pytest_cache .mypy_cache .ruff_cache

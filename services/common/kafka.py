@@ -56,6 +56,7 @@ def consumer(
         auto_offset_reset="earliest" if from_beginning else "latest",
         session_timeout_ms=settings.session_timeout_ms,
         max_poll_records=settings.max_poll_records,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         # Pattern subscribers find newly created topics (a new agency's) within this time.
         metadata_max_age_ms=30_000,
     )

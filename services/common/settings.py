@@ -24,6 +24,10 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = 30_000
     session_timeout_ms: int = 10_000
     max_poll_records: int = 500
+    # How long the broker may hold a fetch that has nothing to return. Records behind an open transaction
+    # are not returned to read_committed readers until it commits, and the broker does not always answer
+    # the held fetch at the commit, so this bounds the latency every transactional hop adds (bench/).
+    fetch_max_wait_ms: int = 50
 
 
 class OpsSettings(BaseModel):

@@ -1,0 +1,153 @@
+"""What the benchmark stands on: its own broker, service processes, receivers, and their CPU and memory.
+
+Services run as the processes production runs (`python -m services.<name>`), so their CPU time and peak
+memory are read from /proc for exactly them, not for the harness that drives the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from services.common.ops import bound_port
+from services.demo.receivers import Receivers
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Broker:
+    """A fresh single-node broker on a free port, in a temporary directory."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="rctc-bench-kafka-"))
+        self.bootstrap = ""
+
+    def __enter__(self) -> Broker:
+        out = subprocess.run(
+            [str(SCRIPT), "start", "--dir", str(self.dir), "--port", "0"], check=True, capture_output=True, text=True
+        )
+        self.bootstrap = out.stdout.strip().splitlines()[-1]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        subprocess.run([str(SCRIPT), "stop", "--dir", str(self.dir)], check=False)
+
+    def pid(self) -> int:
+        return int((self.dir / "broker.pid").read_text())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Service:
+    name: str
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    cpu_at_start: float = 0.0
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"services.{self.name}",
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    def mark(self) -> None:
+        """Start counting CPU from now (after start-up)."""
+        assert self.process is not None
+        self.cpu_at_start = cpu_seconds(self.process.pid)
+
+    def usage(self) -> tuple[float, float]:
+        """CPU seconds since mark(), peak resident MB."""
+        assert self.process is not None
+        return cpu_seconds(self.process.pid) - self.cpu_at_start, peak_rss_mb(self.process.pid)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+def service_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        "RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "RCTC_KAFKA__CLIENT_ID_PREFIX": prefix,
+        "RCTC_LOG__FORMAT": "json",
+        "RCTC_LOG__LEVEL": "warning",
+        **extra,
+    }
+
+
+@dataclass
+class TimedReceivers:
+    """Verifying receivers (standardwebhooks) that note when each webhook-id first arrived."""
+
+    receivers: Receivers = field(default_factory=Receivers)
+    arrived: dict[str, float] = field(default_factory=dict)
+    runner: web.AppRunner | None = None
+    port: int = 0
+
+    async def start(self) -> None:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            response = await self.receivers._receive(request)
+            self.arrived.setdefault(request.headers.get("webhook-id", ""), time.time())
+            return response
+
+        async def raw(request: web.Request) -> web.StreamResponse:
+            await request.read()
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hooks/{agency}", handle)
+        app.router.add_post("/raw", raw)  # the raw-HTTP baseline: same server, no verification
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = bound_port(self.runner)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {
+        "count": len(ordered),
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "p99_9_ms": at(0.999),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
