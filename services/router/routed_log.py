@@ -46,11 +46,17 @@ class RoutedLog:
         self._codec = codec
         self._window_ms = int(window_s * 1000)
         self._routed: dict[int, dict[str, Original]] = {}
+        # One reader serves every partition's load, and partitions recover concurrently: one load at a time.
+        self._loading = asyncio.Lock()
         # Input offset after the last record whose decision is in the log, by partition.
         self._next: dict[int, int] = {}
 
     async def load(self, partition: int) -> int:
         """Read what `partition` routed within the window; returns how many alerts were found."""
+        async with self._loading:
+            return await self._load(partition)
+
+    async def _load(self, partition: int) -> int:
         tp = TopicPartition(ALERTS_ROUTED, partition)
         self._reader.assign([tp])
         since = int(time.time() * 1000) - self._window_ms

@@ -79,7 +79,7 @@ class Router:
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._group = group_id(settings.kafka, "router")
         # Held while a transaction is open, so a rebalance never revokes a partition mid-transaction.
-        self._in_transaction = asyncio.Lock()
+        self._locks: dict[TopicPartition, asyncio.Lock] = {}
 
     async def start(self) -> None:
         await self.registry.start()
@@ -119,14 +119,18 @@ class Router:
             "consumer": self._consumer is not None and bool(self._consumer.assignment()),
         }
 
+    def _lock(self, tp: TopicPartition) -> asyncio.Lock:
+        """Held while tp's transaction is open, so a rebalance never revokes a partition mid-transaction."""
+        return self._locks.setdefault(tp, asyncio.Lock())
+
     async def claim(self, assigned: list[TopicPartition]) -> None:
-        async with self._in_transaction:
-            for tp in assigned:
+        for tp in assigned:
+            async with self._lock(tp):
                 await self._take_over(tp)
 
     async def release(self, revoked: list[TopicPartition]) -> None:
-        async with self._in_transaction:
-            for tp in revoked:
+        for tp in revoked:
+            async with self._lock(tp):
                 p = self._producers.pop(tp, None)
                 if p is not None:
                     await p.stop()
@@ -181,17 +185,18 @@ class Router:
         backoff = 0.1
         while not stopping.is_set():
             batches = await self._consumer.getmany(timeout_ms=250, max_records=self.settings.max_batch)
-            for tp, records in batches.items():
-                if await self._route_partition(tp, records):
-                    backoff = 0.1
-                else:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+            # Partitions have producers of their own, so their transactions commit side by side (bench/).
+            results = await asyncio.gather(*(self._route_partition(tp, rs) for tp, rs in batches.items()))
+            if all(results):
+                backoff = 0.1
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> bool:
         started = time.perf_counter()
         lines: list[dict[str, Any]] = []
-        async with self._in_transaction:
+        async with self._lock(tp):
             assert self._consumer is not None
             if tp not in self._consumer.assignment():
                 return True  # revoked while this batch was in hand: its new owner routes it
