@@ -47,6 +47,7 @@ from services.common.topics import (
     apply_topics,
     load_declarations,
 )
+from services.demo.samples import alert_submission
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict
 
@@ -55,22 +56,7 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets_module.token_bytes(32)).decode()
 
 
-def alert_json(**overrides: Any) -> dict[str, Any]:
-    """The alert every benchmark submission sends: a typical size, indicators in its text, one subject."""
-    body: dict[str, Any] = {
-        "category": "terrorism.attack_plot",
-        "severity": "Severe",
-        "urgency": "Immediate",
-        "certainty": "Likely",
-        "tlp": "AMBER",
-        "source_reliability": "B",
-        "information_credibility": 2,
-        "title": "Planned attack on a transport hub",
-        "summary": "Abu Karim coordinates via karim@mailbox.example and hxxps://relay[.]example/k",
-        "affected_countries": ["IQ"],
-        "subjects": [{"kind": "person", "name": "Abu Karim"}],
-    }
-    return body | overrides
+alert_json = alert_submission
 
 
 RECIPIENTS = 10

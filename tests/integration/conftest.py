@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from services.common.ops import bound_port
 from services.common.settings import KafkaSettings
 from services.common.topics import apply_topics, load_declarations
+from services.demo.receivers import Receivers
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
@@ -55,3 +58,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def kafka(broker: str) -> KafkaSettings:
     """Kafka settings with a client-id prefix of this test's own (its groups and transactional ids)."""
     return KafkaSettings(bootstrap_servers=broker, client_id_prefix=f"t{uuid.uuid4().hex[:10]}", linger_ms=1)
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[str, Receivers]]:
+    """Verifying webhook receivers (the demo's, built on `standardwebhooks`) on a free port."""
+    rcv = Receivers()
+    runner = web.AppRunner(rcv.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{bound_port(runner)}", rcv
+    finally:
+        await runner.cleanup()

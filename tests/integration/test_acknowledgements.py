@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
 
 from services.common.codec import Codec
 from services.common.kafka import producer
-from services.common.ops import bound_port
 from services.common.records import AckSubmitted, EscalationRaised, utcnow
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
@@ -27,18 +23,6 @@ from tests.support.world import Cast, agreement, alert_json, eventually, read_to
 
 OPERATOR = "operator-token-acks"
 SCALE = 0.003  # 30 min (Severe 1 h x Immediate 0.5) -> 5.4 s; the duty desk one period later, at 10.8 s
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[tuple[str, Receivers]]:
-    rcv = Receivers()
-    runner = web.AppRunner(rcv.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{bound_port(runner)}", rcv
-    finally:
-        await runner.cleanup()
 
 
 async def test_four_recipients_three_channels_one_silent(

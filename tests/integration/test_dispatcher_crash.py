@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -22,7 +20,7 @@ from services.common.topics import DELIVERIES_WEBHOOK
 from services.demo.receivers import Receivers
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict
-from tests.support.world import ROOT, Cast, agreement, eventually, registry
+from tests.support.world import Cast, agreement, eventually, registry, start_service
 from tests.unit.samples import enriched, sample_alert
 
 TOTAL = 150
@@ -49,22 +47,7 @@ async def slow_receiver() -> AsyncIterator[tuple[str, Receivers]]:
 
 
 async def start_dispatcher(kafka: KafkaSettings) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RCTC_KAFKA__CLIENT_ID_PREFIX": kafka.client_id_prefix,
-        "RCTC_LOG__FORMAT": "json",
-        "RCTC_CONCURRENCY": "16",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.dispatcher",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    return await start_service("dispatcher", kafka, RCTC_CONCURRENCY="16")
 
 
 async def test_sigkill_mid_stream_loses_no_delivery(

@@ -8,15 +8,11 @@ webhooks that the `standardwebhooks` library verifies; a recipient acknowledges 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
 
 from services.common.codec import Codec
-from services.common.ops import bound_port
 from services.common.records import AlertEnriched, AlertRouted, AlertShared
 from services.common.registry import Subscription
 from services.common.registry.publish import publish_registry
@@ -27,19 +23,6 @@ from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
 
 OPERATOR = "operator-token-for-tests"
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[tuple[str, Receivers]]:
-    """Verifying webhook receivers (the demo's, built on `standardwebhooks`) on a free port."""
-    receivers = Receivers()
-    runner = web.AppRunner(receivers.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{bound_port(runner)}", receivers
-    finally:
-        await runner.cleanup()
 
 
 async def test_alert_flows_to_entitled_agencies_only(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -17,7 +15,7 @@ from services.common.records import AlertEnriched, AlertRouted, AlertShared, utc
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED, ALERTS_ROUTED, agency_topic
-from tests.support.world import Cast, agreement, eventually, read_topic, registry
+from tests.support.world import Cast, agreement, eventually, read_topic, registry, start_service
 from tests.unit.samples import sample_alert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,23 +23,7 @@ TOTAL = 300
 
 
 async def start_router(kafka: KafkaSettings) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RCTC_KAFKA__CLIENT_ID_PREFIX": kafka.client_id_prefix,
-        "RCTC_LOG__FORMAT": "json",
-        # Small transactions, so the kill lands between and inside many of them.
-        "RCTC_MAX_BATCH": "20",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.router",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    return await start_service("router", kafka, RCTC_MAX_BATCH="20")
 
 
 async def test_sigkill_mid_stream_leaves_each_copy_exactly_once(kafka: KafkaSettings, codec: Codec) -> None:

@@ -4,16 +4,12 @@ a Cancel: every agency's topic and webhook hold exactly what the expected matrix
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
 
 from services.common.codec import Codec
 from services.common.kafka import read_to_end
-from services.common.ops import bound_port
 from services.common.records import AlertRejected, AlertRouted, AlertShared
 from services.common.registry import Subscription
 from services.common.registry.publish import publish_registry
@@ -24,18 +20,6 @@ from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
 
 REGIONS = {"GULF": ["SA", "AE", "KW", "OM", "QA", "BH"], "LEVANT": ["IQ", "JO", "LB"]}
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[tuple[str, Receivers]]:
-    rcv = Receivers()
-    runner = web.AppRunner(rcv.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{bound_port(runner)}", rcv
-    finally:
-        await runner.cleanup()
 
 
 async def test_matrix_of_ten_agencies_with_update_and_cancel(

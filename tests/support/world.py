@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import inspect
+import os
 import secrets
 import sys
 import uuid
@@ -25,6 +26,7 @@ from services.common.codec import Codec
 from services.common.kafka import consumer, partitions_of, read_to_end
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
 from services.common.settings import KafkaSettings
+from services.demo.samples import alert_submission
 
 T = TypeVar("T", bound=msgspec.Struct)
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,21 +116,7 @@ def registry(
 
 def alert_json(**overrides: Any) -> dict[str, Any]:
     """A valid submission body; override any field."""
-    body: dict[str, Any] = {
-        "category": "terrorism.attack_plot",
-        "severity": "Severe",
-        "urgency": "Immediate",
-        "certainty": "Likely",
-        "tlp": "AMBER",
-        "source_reliability": "B",
-        "information_credibility": 2,
-        "title": "Planned attack on a transport hub",
-        "summary": "Abu Karim coordinates via karim@mailbox.example and hxxps://relay[.]example/k",
-        "affected_countries": ["IQ"],
-        "subjects": [{"kind": "person", "name": "Abu Karim"}],
-    }
-    body.update(overrides)
-    return body
+    return alert_submission(**overrides)
 
 
 async def eventually(check: Any, within_s: float = 20.0) -> Any:
@@ -172,3 +160,23 @@ async def rctc(*argv: str) -> tuple[int, str, str]:
     )
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
+
+
+async def start_service(name: str, kafka: KafkaSettings, **env: str) -> asyncio.subprocess.Process:
+    """A service as the real process (`python -m services.<name>`), in this test's groups and ids."""
+    full = {
+        **os.environ,
+        "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "RCTC_KAFKA__CLIENT_ID_PREFIX": kafka.client_id_prefix,
+        "RCTC_LOG__FORMAT": "json",
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        f"services.{name}",
+        cwd=ROOT,
+        env=full,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
