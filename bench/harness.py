@@ -115,7 +115,7 @@ class TimedReceivers:
 
     async def start(self) -> None:
         async def handle(request: web.Request) -> web.StreamResponse:
-            response = await self.receivers._receive(request)
+            response = await self.receivers.receive(request)
             self.arrived.setdefault(request.headers.get("webhook-id", ""), time.time())
             return response
 

@@ -40,10 +40,11 @@ class Receivers:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/hooks/{agency}", self._receive)
+        app.router.add_post("/hooks/{agency}", self.receive)
         return app
 
-    async def _receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: web.Request) -> web.Response:
+        """Verify, de-duplicate and record one webhook request; 401 if no secret verifies it."""
         agency = request.match_info["agency"]
         verifiers = self._verifiers.get(agency)
         if verifiers is None:

@@ -16,6 +16,7 @@ only its own row; anyone else is refused, without learning who received the aler
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +24,8 @@ from typing import Any, Literal
 import msgspec
 
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised
+
+EARLY_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,9 @@ class Ledger:
     def __init__(self) -> None:
         self.alerts: dict[str, AlertState] = {}
         self.routing: dict[str, AlertRouted] = {}
-        self._early: dict[str, list[DeliveryAttempted | AckSubmitted | EscalationRaised]] = {}
+        # Records read before their alert's routing. Bounded: anyone can ack an id that was never routed
+        # (on its own acks topic), and such records must not grow the tracker without limit.
+        self._early: OrderedDict[str, list[DeliveryAttempted | AckSubmitted | EscalationRaised]] = OrderedDict()
         self._threads: dict[str, list[str]] = {}  # first alert id -> the alert ids of its thread
 
     def apply_routed(self, routed: AlertRouted) -> None:
@@ -198,6 +203,8 @@ class Ledger:
         alert = self.alerts.get(record.alert_id)
         if alert is None:
             self._early.setdefault(record.alert_id, []).append(record)
+            if len(self._early) > EARLY_LIMIT:
+                self._early.popitem(last=False)
             return True
         recipient = alert.recipients.get(record.agency)
         if recipient is None:

@@ -33,7 +33,7 @@ async def slow_receiver() -> AsyncIterator[tuple[str, Receivers]]:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.02)
-        return await receivers._receive(request)
+        return await receivers.receive(request)
 
     app = web.Application()
     app.router.add_post("/hooks/{agency}", handle)

@@ -50,7 +50,7 @@ class Site:
             return web.Response(status=410)
         if self.behaviour == "flaky" and self.seen[webhook_id] % 2 == 1:
             return web.Response(status=500)
-        response = await self.verifier._receive(request)
+        response = await self.verifier.receive(request)
         if response.status == 204:
             self.first_accepted_at.setdefault(webhook_id, time.monotonic())
         return response

@@ -185,3 +185,17 @@ def test_deadline_policy() -> None:
     assert ack_due("Alert", "Severe", "Immediate", {}, AT) == AT + timedelta(minutes=30)
     assert ack_due("Update", "Extreme", "Expected", {"Extreme": 300}, AT) == AT + timedelta(minutes=5)
     assert ack_due("Cancel", "Extreme", "Immediate", {}, AT) is None
+
+
+def test_records_for_unknown_alerts_are_bounded() -> None:
+    """Acks for ids that were never routed cannot grow the tracker without limit."""
+    from services.tracker import state
+
+    ledger = Ledger()
+    limit, state.EARLY_LIMIT = state.EARLY_LIMIT, 10
+    try:
+        for i in range(50):
+            ledger.apply_ack(ack(alert_id=f"never-{i}"))
+        assert len(ledger._early) == 10
+    finally:
+        state.EARLY_LIMIT = limit
