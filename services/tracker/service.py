@@ -3,8 +3,12 @@ beginning, folds them into a `Ledger`, raises escalations for missed deadlines (
 the gateway's status queries on an internal HTTP API.
 
 Its state is derived from the topics alone, so a restart rebuilds it by reading them again and nothing is
-committed. One replica runs: it reads every partition and answers for every alert (its escalation
-producer's fixed transactional id fences a second one). Partitioned ownership is future work.
+committed. Every replica reads every partition and so answers any query itself. Raising escalations is
+owned: replicas share the consumer group `tracker` on alerts.routed only to split its partitions, and a
+replica raises escalations for the alerts whose decision is on a partition it owns, through a producer
+whose transactional id is fixed by that partition (`tracker-escalations-<n>`). A new owner fences the old
+one, then reads alerts.escalations to its end before it raises anything, so a rebalance neither doubles
+nor drops an escalation.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -59,6 +64,17 @@ OUTSTANDING = Gauge("rctc_outstanding_acks", "Acknowledgements expected and not 
 ESCALATIONS = Counter("rctc_escalations_total", "Escalations raised, by kind and level.", ["kind", "level"])
 
 
+class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._tracker.disown(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._tracker.own(assigned)
+
+
 class Tracker:
     name = "tracker"
 
@@ -69,7 +85,8 @@ class Tracker:
         self._consumer: AIOKafkaConsumer | None = None
         self._runner: web.AppRunner | None = None
         self._caught_up = False
-        self._escalator: AIOKafkaProducer | None = None
+        self._owner: AIOKafkaConsumer | None = None
+        self._escalators: dict[int, AIOKafkaProducer] = {}
         self._outstanding_agencies: set[str] = set()
         self.port: int | None = None
 
@@ -85,9 +102,12 @@ class Tracker:
             while await c.position(tp) < end:
                 await self._poll(200)
         self._caught_up = True
-        # Started after catching up, so it never fires for a deadline whose escalation it has not read yet.
-        self._escalator = producer(self.settings.kafka, "tracker", transactional_id="tracker-escalations")
-        await self._escalator.start()
+        # Joins the ownership group only once caught up: it never owns a deadline whose escalation it has
+        # not read yet.
+        self._owner = consumer(
+            self.settings.kafka, "tracker-owner", ALERTS_ROUTED, group="tracker", listener=_Ownership(self)
+        )
+        await self._owner.start()
         app = web.Application()
         app.router.add_get("/internal/outstanding", self._outstanding)
         app.router.add_get("/internal/alerts/{alert_id}", self._status)
@@ -101,7 +121,40 @@ class Tracker:
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._follow(stopping))
+            tasks.create_task(self._keep_membership(stopping))
             tasks.create_task(self._escalate_loop(stopping))
+
+    async def _keep_membership(self, stopping: asyncio.Event) -> None:
+        """Poll the ownership consumer (its partitions are paused: it only holds them) to stay in the group."""
+        assert self._owner is not None
+        while not stopping.is_set():
+            await self._owner.getmany(timeout_ms=500)
+
+    async def own(self, assigned: list[TopicPartition]) -> None:
+        assert self._owner is not None
+        self._owner.pause(*assigned)
+        for tp in assigned:
+            await self._fresh_escalator(tp.partition)
+        # The previous owner's last escalations are committed now (the fresh producers fenced it): read them.
+        await self._caught_up_with(ALERTS_ESCALATIONS)
+
+    async def disown(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            p = self._escalators.pop(tp.partition, None)
+            if p is not None:
+                await p.stop()
+
+    async def _fresh_escalator(self, partition: int) -> None:
+        old = self._escalators.pop(partition, None)
+        if old is not None:
+            await old.stop()
+        p = producer(self.settings.kafka, f"tracker-{partition}", transactional_id=f"tracker-escalations-{partition}")
+        try:
+            await p.start()
+        except BaseException:
+            await p.stop()
+            raise
+        self._escalators[partition] = p
 
     async def _follow(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -115,23 +168,30 @@ class Tracker:
                 log.warning("escalation.failed", error=repr(exc))
                 # The commit may have happened anyway: fence (which settles it), then read alerts.escalations
                 # up to its end before deciding again, so an escalation is never raised twice.
-                await self._recreate_escalator()
-                await self._caught_up_with(ALERTS_ESCALATIONS)
+                try:
+                    for partition in list(self._escalators):
+                        await self._fresh_escalator(partition)
+                    await self._caught_up_with(ALERTS_ESCALATIONS)
+                except (KafkaError, TimeoutError, OSError) as again:
+                    log.warning("escalation.recover_failed", error=repr(again))
             self._count_outstanding()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.settings.escalation_check_s)
 
     async def _escalate(self, now: datetime) -> None:
-        owed = self.ledger.due(now)
+        owed = self.ledger.due(now, owned=set(self._escalators))
         if not owed:
             return
-        assert self._escalator is not None
-        async with self._escalator.transaction():
-            for due in owed:
-                key = recipient_key(due.alert_id, due.agency)
-                await self._escalator.send(ALERTS_ESCALATIONS, self.codec.encode(escalation_for(due, now)), key=key)
-                if due.level == 1 and due.webhook:
-                    await self._escalator.send(DELIVERIES_WEBHOOK, self.codec.encode(reminder_for(due, now)), key=key)
+        for partition in sorted({d.partition for d in owed}):
+            escalator = self._escalators.get(partition)
+            if escalator is None:
+                continue  # revoked meanwhile: its new owner raises these
+            async with escalator.transaction():
+                for due in (d for d in owed if d.partition == partition):
+                    key = recipient_key(due.alert_id, due.agency)
+                    await escalator.send(ALERTS_ESCALATIONS, self.codec.encode(escalation_for(due, now)), key=key)
+                    if due.level == 1 and due.webhook:
+                        await escalator.send(DELIVERIES_WEBHOOK, self.codec.encode(reminder_for(due, now)), key=key)
         for due in owed:
             self.ledger.apply_escalation(escalation_for(due, now))
             ESCALATIONS.labels("ack_deadline", str(due.level)).inc()
@@ -154,12 +214,6 @@ class Tracker:
             while any([await self._consumer.position(tp) < end for tp, end in ends.items()]):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
-    async def _recreate_escalator(self) -> None:
-        if self._escalator is not None:
-            await self._escalator.stop()
-        self._escalator = producer(self.settings.kafka, "tracker", transactional_id="tracker-escalations")
-        await self._escalator.start()
-
     def _count_outstanding(self) -> None:
         counts: dict[str, int] = {}
         for row in self.ledger.outstanding(None):
@@ -171,8 +225,11 @@ class Tracker:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._escalator is not None:
-            await self._escalator.stop()
+        if self._owner is not None:
+            await self._owner.stop()  # leaves the group: another replica takes the partitions over
+        for p in list(self._escalators.values()):
+            await p.stop()
+        self._escalators.clear()
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -185,7 +242,7 @@ class Tracker:
         for tp, records in batches.items():
             for record in records:
                 try:
-                    self._apply(tp.topic, record.value)
+                    self._apply(tp.topic, tp.partition, record.value)
                     RECORDS.labels(self.name, tp.topic, "applied").inc()
                 except CodecError as exc:
                     RECORDS.labels(self.name, tp.topic, "unreadable").inc()
@@ -197,11 +254,11 @@ class Tracker:
                         error=str(exc),
                     )
 
-    def _apply(self, topic: str, value: bytes) -> None:
+    def _apply(self, topic: str, partition: int, value: bytes) -> None:
         live = self._caught_up  # log and measure only what happens now, not the replay at start
         if topic == ALERTS_ROUTED:
             routed = self.codec.decode(value, AlertRouted)
-            self.ledger.apply_routed(routed)
+            self.ledger.apply_routed(routed, partition)
             if live:
                 log.info(
                     "alert.tracked",

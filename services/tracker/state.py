@@ -17,6 +17,7 @@ only its own row; anyone else is refused, without learning who received the aler
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -77,6 +78,7 @@ class Due:
     level: int
     deadline: datetime
     webhook: bool
+    partition: int = 0
 
 
 class AlertState(msgspec.Struct, kw_only=True):
@@ -98,10 +100,13 @@ class Ledger:
         # (on its own acks topic), and such records must not grow the tracker without limit.
         self._early: OrderedDict[str, list[DeliveryAttempted | AckSubmitted | EscalationRaised]] = OrderedDict()
         self._threads: dict[str, list[str]] = {}  # first alert id -> the alert ids of its thread
+        # alerts.routed partition each alert's decision came from: whoever owns it raises its escalations.
+        self.partition_of: dict[str, int] = {}
 
-    def apply_routed(self, routed: AlertRouted) -> None:
+    def apply_routed(self, routed: AlertRouted, partition: int = 0) -> None:
         if routed.alert_id in self.alerts:
             return  # routed again after a replay: the first decision stands
+        self.partition_of[routed.alert_id] = partition
         recipients = {
             d.agency: RecipientState(
                 agency=d.agency,
@@ -150,10 +155,15 @@ class Ledger:
         """Record an escalation (idempotent: the same kind and level twice is one)."""
         return self._apply(escalation)
 
-    def due(self, now: datetime) -> list[Due]:
-        """Escalations owed at `now`: level 1 at the deadline, level 2 (the duty desk) one period later."""
+    def due(self, now: datetime, owned: Collection[int] | None = None) -> list[Due]:
+        """Escalations owed at `now`: level 1 at the deadline, level 2 (the duty desk) one period later.
+
+        With `owned`, only for alerts whose decision is on one of those alerts.routed partitions.
+        """
         owed = []
         for alert in self.alerts.values():
+            if owned is not None and self.partition_of.get(alert.alert_id) not in owned:
+                continue
             for row in alert.recipients.values():
                 if row.ack_due is None or row.state in ("acknowledged", "cancelled") or row.escalation_level >= 2:
                     continue
@@ -167,6 +177,7 @@ class Ledger:
                             row.escalation_level + 1,
                             deadline,
                             "webhook" in row.channels,
+                            self.partition_of.get(alert.alert_id, 0),
                         )
                     )
         return owed

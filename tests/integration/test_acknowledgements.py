@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -15,9 +16,12 @@ from services.common.codec import Codec
 from services.common.kafka import producer
 from services.common.records import AckSubmitted, EscalationRaised, utcnow
 from services.common.registry.publish import publish_registry
+from services.common.runner import running
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ESCALATIONS, agency_ack_topic
 from services.demo.receivers import Receivers
+from services.tracker.service import build as build_tracker
+from services.tracker.settings import InternalHttpSettings, TrackerSettings
 from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
 
@@ -166,3 +170,54 @@ async def _equals(found: Any, expected: Any) -> bool:
 
 async def _count(found: Any, n: int) -> bool:
     return len(await found) >= n
+
+
+async def test_two_trackers_split_escalations_and_both_answer(kafka: KafkaSettings, codec: Codec) -> None:
+    """With two tracker replicas, either answers any query and each escalation is raised once, across a handover."""
+    cast = Cast()
+    origin = cast.agency("IQ-A", "IQ")
+    silent = [cast.agency(f"{c}-S", c) for c in ("JO", "SA", "KW")]
+    doc = registry(
+        [origin, *silent],
+        [agreement(f"TWO-{cast.suffix}", [origin.code, *(s.code for s in silent)])],
+        operator_token=OPERATOR,
+    )
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+    second = build_tracker(
+        TrackerSettings(kafka=kafka, http=InternalHttpSettings(port=0), escalation_check_s=0.2), codec
+    )
+    async with (
+        system(kafka, codec, router={"ack_deadline_scale": SCALE}, tracker={"escalation_check_s": 0.2}) as sys_,
+        aiohttp.ClientSession() as http,
+    ):
+        stack = AsyncExitStack()
+        await stack.enter_async_context(running(second))
+        try:
+            body = alert_json(severity="Severe", urgency="Immediate", affected_countries=["IQ"])
+            async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(origin.code)) as r:
+                alert_id = (await r.json())["alert_id"]
+
+            async def answered_by(port: int) -> bool:
+                params = {"viewer_kind": "operator", "viewer": "desk"}
+                async with http.get(f"http://127.0.0.1:{port}/internal/alerts/{alert_id}", params=params) as r:
+                    return r.status == 200 and len((await r.json())["recipients"]) == 3
+
+            await eventually(lambda: answered_by(sys_.tracker.port or 0))
+            await eventually(lambda: answered_by(second.port or 0))
+
+            async def raised() -> list[EscalationRaised]:
+                return [
+                    x
+                    for _, x in await read_topic(kafka, codec, ALERTS_ESCALATIONS, EscalationRaised)
+                    if x.alert_id == alert_id
+                ]
+
+            await eventually(lambda: _count(raised(), 3), within_s=30)
+            # The second replica leaves between the reminders and the duty desk: the other takes over.
+            await stack.aclose()
+            await eventually(lambda: _count(raised(), 6), within_s=40)
+            await asyncio.sleep(1.5)
+            found = sorted((x.agency, x.level) for x in await raised())
+            assert found == sorted((s.code, level) for s in silent for level in (1, 2))
+        finally:
+            await stack.aclose()

@@ -199,3 +199,15 @@ def test_records_for_unknown_alerts_are_bounded() -> None:
         assert len(ledger._early) == 10
     finally:
         state.EARLY_LIMIT = limit
+
+
+def test_only_owned_partitions_are_escalated() -> None:
+    """A replica owes escalations only for alerts whose decision is on a partition it owns."""
+    ledger = Ledger()
+    ledger.apply_routed(routed_with_deadline("on-2"), partition=2)
+    ledger.apply_routed(routed_with_deadline("on-5"), partition=5)
+    later = AT + timedelta(hours=1)
+    assert {d.alert_id for d in ledger.due(later, owned={2})} == {"on-2"}
+    assert {d.partition for d in ledger.due(later, owned={5})} == {5}
+    assert ledger.due(later, owned=set()) == []
+    assert len(ledger.due(later)) == 4
