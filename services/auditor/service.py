@@ -88,7 +88,7 @@ class Auditor:
         self._reader = consumer(self.settings.kafka, "auditor-head", group=None)
         await self._reader.start()
         await self._take_over()
-        self._consumer = consumer(self.settings.kafka, "auditor", ALERTS_ROUTED, group="auditor")
+        self._consumer = consumer(self.settings.kafka, "auditor", ALERTS_ROUTED, group="auditor", follower=True)
         await self._consumer.start()
 
     async def _take_over(self) -> None:

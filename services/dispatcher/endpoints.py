@@ -37,7 +37,7 @@ class EndpointStates:
         return change.state if change is not None and change.url == url else "active"
 
     async def start(self) -> None:
-        self._consumer = c = consumer(self._kafka, f"{self._name}-endpoints", group=None)
+        self._consumer = c = consumer(self._kafka, f"{self._name}-endpoints", group=None, follower=True)
         await c.start()
         partitions = await partitions_of(c, [DELIVERIES_ENDPOINTS])
         c.assign(partitions)

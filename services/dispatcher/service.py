@@ -157,7 +157,12 @@ class Dispatcher:
         for lane in self.lanes:
             group = "dispatcher" if lane.name == "first" else f"dispatcher-retry-{lane.name}"
             lane.consumer = consumer(
-                self.settings.kafka, f"dispatcher-{lane.name}", lane.topic, group=group, listener=lane
+                self.settings.kafka,
+                f"dispatcher-{lane.name}",
+                lane.topic,
+                group=group,
+                listener=lane,
+                follower=lane.name != "first",  # a retry waits seconds anyway
             )
             await lane.consumer.start()
 

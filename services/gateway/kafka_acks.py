@@ -34,7 +34,9 @@ class KafkaAcks:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self._consumer = consumer(self._kafka, "gateway-acks", group="gateway-acks", pattern=AGENCY_ACKS_PATTERN)
+        self._consumer = consumer(
+            self._kafka, "gateway-acks", group="gateway-acks", pattern=AGENCY_ACKS_PATTERN, follower=True
+        )
         await self._consumer.start()
 
     async def run(self, stopping: asyncio.Event) -> None:

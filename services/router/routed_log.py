@@ -75,6 +75,8 @@ class RoutedLog:
                         if source is not None:
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
         self._routed[partition] = routed
+        # Done with it: a paused partition is not fetched in the background between loads.
+        self._reader.pause(tp)
         return len(routed)
 
     def next_offset(self, partition: int) -> int | None:

@@ -105,7 +105,12 @@ class Tracker:
         # Joins the ownership group only once caught up: it never owns a deadline whose escalation it has
         # not read yet.
         self._owner = consumer(
-            self.settings.kafka, "tracker-owner", ALERTS_ROUTED, group="tracker", listener=_Ownership(self)
+            self.settings.kafka,
+            "tracker-owner",
+            ALERTS_ROUTED,
+            group="tracker",
+            listener=_Ownership(self),
+            follower=True,
         )
         await self._owner.start()
         app = web.Application()

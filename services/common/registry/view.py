@@ -39,7 +39,7 @@ class RegistryView:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        c = consumer(self._kafka, f"{self._name}-registry", group=None)
+        c = consumer(self._kafka, f"{self._name}-registry", group=None, follower=True)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
         tp = TopicPartition(REGISTRY, 0)
