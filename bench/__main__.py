@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.harness import ROOT, Broker, Service, TimedReceivers, cpu_seconds, percentiles, service_env
 from services.common.codec import Codec
-from services.common.kafka import consumer, partitions_of, producer
+from services.common.kafka import consumer, partitions_of, produce_all, producer
 from services.common.logs import configure_logging
 from services.common.records import AlertEnriched, AlertRouted, AlertShared, utcnow
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
@@ -117,17 +117,6 @@ async def wait_ready(port: int, within_s: float = 60) -> None:
             await asyncio.sleep(0.1)
 
 
-async def produce_all(kafka: KafkaSettings, topic: str, items: list[tuple[bytes, bytes]]) -> None:
-    p = producer(kafka, "bench-load")
-    await p.start()
-    try:
-        for key, value in items:
-            await p.send(topic, value, key=key)
-        await p.flush()
-    finally:
-        await p.stop()
-
-
 class Arrivals:
     """A read_committed reader noting when each record's id first appears on some topics."""
 
@@ -185,7 +174,7 @@ async def baseline_kafka(kafka: KafkaSettings, codec: Codec, n: int) -> dict[str
     finally:
         await admin.close()
     value = codec.encode(enriched_record("x"))
-    await produce_all(kafka, "bench.in", [(f"k{i}".encode(), value) for i in range(n)])
+    await produce_all(kafka, "bench-load", "bench.in", [(f"k{i}".encode(), value) for i in range(n)])
     c = consumer(kafka, "bench-pass", "bench.in", group="bench-pass")
     p = producer(kafka, "bench-pass")
     await c.start()
@@ -237,7 +226,9 @@ async def baseline_http(receivers: TimedReceivers, n: int, payload: bytes) -> di
 
 async def router_saturation(kafka: KafkaSettings, codec: Codec, n: int, baseline: float) -> dict[str, Any]:
     ids = [f"sat-{uuid.uuid4()}" for _ in range(n)]
-    await produce_all(kafka, ALERTS_ENRICHED, [(i.encode(), codec.encode(enriched_record(i))) for i in ids])
+    await produce_all(
+        kafka, "bench-load", ALERTS_ENRICHED, [(i.encode(), codec.encode(enriched_record(i))) for i in ids]
+    )
     prefix = f"r{uuid.uuid4().hex[:6]}"
     router = Service("router", service_env(kafka.bootstrap_servers, prefix, RCTC_OPS__PORT="19303"))
     async with Arrivals(kafka, codec, [ALERTS_ROUTED], AlertRouted, lambda r: r.alert_id) as routed:
@@ -273,7 +264,7 @@ async def dispatcher_saturation(
             recipient_copy(alert, Verdict(code, True, "shared", "b", "BENCH"), now), "Immediate", now
         )
         items.append((f"{alert.alert_id}:{code}".encode(), codec.encode(request)))
-    await produce_all(kafka, DELIVERIES_WEBHOOK, items)
+    await produce_all(kafka, "bench-load", DELIVERIES_WEBHOOK, items)
     before = len(receivers.arrived)
     prefix = f"d{uuid.uuid4().hex[:6]}"
     dispatcher = Service("dispatcher", service_env(kafka.bootstrap_servers, prefix, RCTC_OPS__PORT="19304"))

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from services.common.codec import Codec
-from services.common.kafka import producer, read_to_end
+from services.common.kafka import produce_all, producer, read_to_end
 from services.common.records import (
     AlertEnriched,
     AlertRouted,
@@ -82,17 +82,22 @@ async def replay(kafka: KafkaSettings, agency: str | None, since: datetime | Non
             and (until is None or died < until)
         ):
             chosen.append(dead)
-    p = producer(kafka, "replay")
-    await p.start()
-    try:
-        now = utcnow()
-        for dead in chosen:
-            again = msgspec.structs.replace(dead, attempt=0, last_error=None, not_before=None, requested_at=now)
-            await p.send(DELIVERIES_WEBHOOK, codec.encode(again), key=f"{dead.alert_id}:{dead.agency}".encode())
-        await p.flush()
-    finally:
-        await p.stop()
-    print(f"replayed {len(chosen)} dead deliveries")
+    now = utcnow()
+    replayed = await produce_all(
+        kafka,
+        "replay",
+        DELIVERIES_WEBHOOK,
+        (
+            (
+                f"{dead.alert_id}:{dead.agency}".encode(),
+                codec.encode(
+                    msgspec.structs.replace(dead, attempt=0, last_error=None, not_before=None, requested_at=now)
+                ),
+            )
+            for dead in chosen
+        ),
+    )
+    print(f"replayed {replayed} dead deliveries")
     return 0
 
 
@@ -132,15 +137,11 @@ async def resend(kafka: KafkaSettings, agency: str, since: datetime) -> int:
         verdict = verdict_for(as_alert, registry, target)
         if verdict.delivered:
             requests.append(webhook_request(recipient_copy(enriched, verdict, now), alert.urgency, now))
-    p = producer(kafka, "resend")
-    await p.start()
-    try:
-        for request in {r.webhook_id: r for r in requests}.values():
-            await p.send(DELIVERIES_WEBHOOK, codec.encode(request), key=f"{request.alert_id}:{agency}".encode())
-        await p.flush()
-    finally:
-        await p.stop()
-    print(f"resent {len(requests)} alerts to {agency} under registry v{published.version}")
+    unique = {r.webhook_id: r for r in requests}.values()
+    resent = await produce_all(
+        kafka, "resend", DELIVERIES_WEBHOOK, ((f"{r.alert_id}:{agency}".encode(), codec.encode(r)) for r in unique)
+    )
+    print(f"resent {resent} alerts to {agency} under registry v{published.version}")
     return 0
 
 

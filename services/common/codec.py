@@ -131,8 +131,3 @@ def _parse(schema: Schema, named: dict[str, Schema] | None = None, *, expand: bo
 def _to_avro(record: msgspec.Struct) -> Any:
     # Keep datetimes and bytes as they are: fastavro encodes them with the logical types.
     return msgspec.to_builtins(record, builtin_types=(datetime, bytes))
-
-
-def schema_json(schema: Schema) -> str:
-    """The canonical form of a schema, for documentation and for consumers in other languages."""
-    return json.dumps(json.loads(fastavro.schema.to_parsing_canonical_form(schema)), indent=2)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -124,6 +124,39 @@ def offsets_after(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int
         tp = TopicPartition(r.topic, r.partition)
         result[tp] = max(result.get(tp, 0), r.offset + 1)
     return result
+
+
+async def produce_all(kafka: KafkaSettings, name: str, topic: str, items: Iterable[tuple[bytes, bytes]]) -> int:
+    """Produce (key, value) pairs with a short-lived producer and wait for all of them; returns how many.
+
+    For tools and one-off loads (replays, resends, the benchmark), not for services' hot paths.
+    """
+    p = producer(kafka, name)
+    await p.start()
+    count = 0
+    try:
+        for key, value in items:
+            await p.send(topic, value, key=key)
+            count += 1
+        await p.flush()
+    finally:
+        await p.stop()
+    return count
+
+
+async def replay_from_beginning(
+    c: AIOKafkaConsumer, partitions: list[TopicPartition], poll: Callable[[int], Awaitable[None]]
+) -> None:
+    """Assign `partitions`, seek to their beginning and call `poll` until each is read to its current end.
+
+    How a follower (the registry view, endpoint states, the tracker) rebuilds its state before serving.
+    """
+    c.assign(partitions)
+    await c.seek_to_beginning(*partitions)
+    ends = await c.end_offsets(partitions)
+    for tp, end in ends.items():
+        while await c.position(tp) < end:
+            await poll(500)
 
 
 async def read_to_end(kafka: KafkaSettings, topic: str, *, name: str) -> AsyncIterator[ConsumerRecord]:

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.codec import Codec
 from services.common.errors import CodecError
-from services.common.kafka import consumer, partitions_of
+from services.common.kafka import consumer, partitions_of, replay_from_beginning
 from services.common.logs import get_logger
 from services.common.records import EndpointChanged, EndpointState, utcnow
 from services.common.settings import KafkaSettings
@@ -39,13 +39,7 @@ class EndpointStates:
     async def start(self) -> None:
         self._consumer = c = consumer(self._kafka, f"{self._name}-endpoints", group=None, follower=True)
         await c.start()
-        partitions = await partitions_of(c, [DELIVERIES_ENDPOINTS])
-        c.assign(partitions)
-        await c.seek_to_beginning(*partitions)
-        ends = await c.end_offsets(partitions)
-        for tp, end in ends.items():
-            while await c.position(tp) < end:
-                await self._poll(500)
+        await replay_from_beginning(c, await partitions_of(c, [DELIVERIES_ENDPOINTS]), self._poll)
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.common.codec import Codec
 from services.common.errors import CodecError
-from services.common.kafka import consumer, partitions_of, producer
+from services.common.kafka import consumer, partitions_of, producer, replay_from_beginning
 from services.common.logs import get_logger
 from services.common.metrics import RECORDS
 from services.common.ops import bound_port
@@ -94,13 +94,7 @@ class Tracker:
         c = consumer(self.settings.kafka, "tracker", group=None)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        partitions = await partitions_of(c, TOPICS)
-        c.assign(partitions)
-        await c.seek_to_beginning(*partitions)
-        ends = await c.end_offsets(partitions)
-        for tp, end in ends.items():
-            while await c.position(tp) < end:
-                await self._poll(200)
+        await replay_from_beginning(c, await partitions_of(c, TOPICS), self._poll)
         self._caught_up = True
         # Joins the ownership group only once caught up: it never owns a deadline whose escalation it has
         # not read yet.
@@ -220,9 +214,7 @@ class Tracker:
                 await asyncio.sleep(0.05)
 
     def _count_outstanding(self) -> None:
-        counts: dict[str, int] = {}
-        for row in self.ledger.outstanding(None):
-            counts[row["agency"]] = counts.get(row["agency"], 0) + 1
+        counts = self.ledger.outstanding_counts()
         for agency in set(counts) | set(self._outstanding_agencies):
             OUTSTANDING.labels(agency).set(counts.get(agency, 0))
         self._outstanding_agencies = set(counts)

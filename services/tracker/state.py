@@ -182,6 +182,15 @@ class Ledger:
                     )
         return owed
 
+    def outstanding_counts(self) -> dict[str, int]:
+        """How many acknowledgements each agency still owes (for the metric, without building rows)."""
+        counts: dict[str, int] = {}
+        for alert in self.alerts.values():
+            for r in alert.recipients.values():
+                if r.ack_due is not None and r.state not in ("acknowledged", "cancelled"):
+                    counts[r.agency] = counts.get(r.agency, 0) + 1
+        return counts
+
     def outstanding(self, agency: str | None) -> list[dict[str, Any]]:
         """Acknowledgements still expected (from one agency, or from all), soonest deadline first."""
         pending = sorted(

@@ -177,6 +177,7 @@ def test_outstanding_lists_soonest_first() -> None:
     ledger.apply_routed(routed_with_deadline("late", due_minutes=90))
     ledger.apply_routed(routed_with_deadline("soon", due_minutes=10))
     assert [o["alert_id"] for o in ledger.outstanding("JO-B")] == ["soon", "late"]
+    assert ledger.outstanding_counts() == {"JO-B": 2, "KW-C": 2}
 
 
 def test_deadline_policy() -> None:

@@ -9,13 +9,12 @@ of an apply.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import Codec
 from services.common.errors import CodecError
-from services.common.kafka import consumer
+from services.common.kafka import consumer, replay_from_beginning
 from services.common.logs import get_logger
 from services.common.registry.model import Registry, RegistryPublished
 from services.common.settings import KafkaSettings
@@ -32,22 +31,13 @@ class RegistryView:
         self._consumer: AIOKafkaConsumer | None = None
         self.current = Registry.empty()
         self.loaded = False
-        self._listeners: list[Callable[[Registry], None]] = []
         self._changed = asyncio.Condition()
-
-    def on_change(self, listener: Callable[[Registry], None]) -> None:
-        self._listeners.append(listener)
 
     async def start(self) -> None:
         c = consumer(self._kafka, f"{self._name}-registry", group=None, follower=True)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        tp = TopicPartition(REGISTRY, 0)
-        c.assign([tp])
-        await c.seek_to_beginning(tp)
-        end = (await c.end_offsets([tp]))[tp]
-        while await c.position(tp) < end:
-            await self._poll(500)
+        await replay_from_beginning(c, [TopicPartition(REGISTRY, 0)], self._poll)
         self.loaded = True
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -100,7 +90,5 @@ class RegistryView:
                 agreements=len(latest.agreements),
                 sha256=latest.sha256[:12],
             )
-            for listener in self._listeners:
-                listener(self.current)
             async with self._changed:
                 self._changed.notify_all()
