@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ class Broker:
 
     def __exit__(self, *_: object) -> None:
         subprocess.run([str(SCRIPT), "stop", "--dir", str(self.dir)], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)  # hundreds of MB of logs per run
 
     def pid(self) -> int:
         return int((self.dir / "broker.pid").read_text())
@@ -66,17 +68,25 @@ class Service:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     cpu_at_start: float = 0.0
+    # Where the service's log lines (warnings and up) go, to explain a figure after the run.
+    log_dir: Path | None = None
 
     async def start(self) -> None:
+        out: Any = asyncio.subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.log_dir / f"{self.name}.log").open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             f"services.{self.name}",
             cwd=ROOT,
             env={**os.environ, **self.env},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
         )
+        if self.log_dir is not None:
+            out.close()  # the child holds its own descriptor
 
     def mark(self) -> None:
         """Start counting CPU from now (after start-up)."""

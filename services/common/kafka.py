@@ -31,6 +31,7 @@ def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None
         "enable_idempotence": True,
         "linger_ms": settings.linger_ms,
         "request_timeout_ms": settings.request_timeout_ms,
+        "retry_backoff_ms": settings.retry_backoff_ms,
     }
     if transactional_id is not None:
         options["transactional_id"] = f"{settings.client_id_prefix}-{transactional_id}"

@@ -7,6 +7,7 @@ traffic to a replica that cannot serve it yet; /metrics is Prometheus' text form
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -59,3 +60,13 @@ def bound_port(runner: web.AppRunner) -> int:
         if server is not None and server.sockets:
             return int(server.sockets[0].getsockname()[1])
     raise RuntimeError("the server is not listening")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, for a process started by a test or the benchmark to bind to.
+
+    In-process servers bind port 0 and ask `bound_port` instead; a child process has to be told its port.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

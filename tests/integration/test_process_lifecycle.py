@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.common.codec import Codec
 from services.common.kafka import Outbox, partitions_of, producer
+from services.common.ops import free_port
 from services.common.records import AlertEnriched, AlertSubmitted, utcnow
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED, ALERTS_SUBMITTED
@@ -23,17 +24,9 @@ from tests.unit.samples import sample_alert
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def free_port() -> int:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = int(server.sockets[0].getsockname()[1])
-    server.close()
-    await server.wait_closed()
-    return port
-
-
 async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: KafkaSettings, codec: Codec) -> None:
     """Records submitted while it runs are enriched, their offsets committed, and SIGTERM exits 0 promptly."""
-    ops_port = await free_port()
+    ops_port = free_port()
     env = {
         **os.environ,
         "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,

@@ -6,7 +6,6 @@ Each is built by its own `build` function from settings, exactly as its entry po
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from services.auditor.service import Auditor
 from services.auditor.service import build as build_auditor
 from services.auditor.settings import AuditorSettings
 from services.common.codec import Codec
+from services.common.ops import free_port
 from services.common.runner import running
 from services.common.settings import KafkaSettings
 from services.dispatcher.service import Dispatcher
@@ -57,12 +57,6 @@ class System:
         self.tracker_stack = AsyncExitStack()
         self.tracker = build_tracker(self.tracker_settings, self.codec)
         await self.tracker_stack.enter_async_context(running(self.tracker))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

@@ -1,0 +1,186 @@
+"""The whole system as processes, alerts submitted to the gateway at a constant rate, and a burst.
+
+Latency is measured for every copy: from the moment the harness POSTed the alert to the moment the copy
+appeared (committed) on the recipient's topic, and to the moment the recipient's receiver verified the
+signed webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.harness import Service, TimedReceivers, cpu_seconds, percentiles
+from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
+from services.common.ops import free_port
+from services.common.records import AlertShared
+from services.common.topics import agency_topic
+from services.demo.samples import alert_submission
+
+# The issue's targets, to say when latency is back under them after the burst.
+TOPIC_TARGET_S = 0.025
+WEBHOOK_TARGET_S = 0.050
+BURST_FACTOR = 10
+BURST_S = 10
+RECOVERY_S = 30  # the issue: back under the targets within 30 s of the burst's end
+TAIL_S = 40  # steady load after the burst: the last TAIL_S - RECOVERY_S seconds are measured
+
+
+@dataclass
+class Latencies:
+    """Submit time per alert id, and per copy the delay to the agency's topic and to its webhook receiver."""
+
+    submitted: dict[str, float] = field(default_factory=dict)
+    topic: dict[tuple[str, str], float] = field(default_factory=dict)
+    webhook: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def collect(self, seen: dict[Any, float], receivers: TimedReceivers) -> None:
+        self.topic = {(a, c): t - self.submitted[a] for (a, c), t in seen.items() if a in self.submitted}
+        for agency, payloads in receivers.receivers.received.items():
+            for webhook_id, payload in payloads.items():
+                alert_id = payload["data"]["alert_id"]
+                if alert_id in self.submitted and webhook_id in receivers.arrived:
+                    self.webhook[(alert_id, agency)] = receivers.arrived[webhook_id] - self.submitted[alert_id]
+
+    def of(self, ids: set[str]) -> tuple[list[float], list[float]]:
+        return (
+            [v for (a, _), v in self.topic.items() if a in ids],
+            [v for (a, _), v in self.webhook.items() if a in ids],
+        )
+
+    def summary(self, ids: set[str], fan_out: int) -> dict[str, Any]:
+        topic, hooks = self.of(ids)
+        return {
+            "submit_to_agency_topic": percentiles(topic),
+            "submit_to_webhook": percentiles(hooks),
+            "expected_copies": len(ids) * fan_out,
+        }
+
+    def recovery_s(self, ids: set[str], since: float) -> float:
+        """Seconds after `since` until no alert of `ids` submitted later had a copy over a latency target."""
+        late = [self.submitted[a] - since for (a, _), v in self.topic.items() if a in ids and v > TOPIC_TARGET_S] + [
+            self.submitted[a] - since for (a, _), v in self.webhook.items() if a in ids and v > WEBHOOK_TARGET_S
+        ]
+        return round(max([0.0, *late]), 2)
+
+
+def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
+    prefix = f"p{uuid.uuid4().hex[:6]}"
+    ops = {name: free_port() for name in ("tracker", "enricher", "router", "auditor", "dispatcher", "gateway")}
+    tracker_http, gateway_http = free_port(), free_port()
+    made = [
+        bench.service(step, "tracker", prefix, RCTC_OPS__PORT=str(ops["tracker"]), RCTC_HTTP__PORT=str(tracker_http)),
+        bench.service(step, "enricher", prefix, RCTC_OPS__PORT=str(ops["enricher"])),
+        bench.service(step, "router", prefix, RCTC_OPS__PORT=str(ops["router"])),
+        bench.service(step, "auditor", prefix, RCTC_OPS__PORT=str(ops["auditor"])),
+        bench.service(step, "dispatcher", prefix, RCTC_OPS__PORT=str(ops["dispatcher"])),
+        bench.service(
+            step,
+            "gateway",
+            prefix,
+            RCTC_OPS__PORT=str(ops["gateway"]),
+            RCTC_HTTP__PORT=str(gateway_http),
+            RCTC_TRACKER_URL=f"http://127.0.0.1:{tracker_http}",
+        ),
+    ]
+    return made, {**ops, "gateway_http": gateway_http}
+
+
+async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> dict[str, Any]:
+    """All services as processes; alerts submitted at `rate` per second; latency to topics and webhooks."""
+    running, ports = services(bench, "pipeline")
+    for s in running:
+        await s.start()
+    for s in running:
+        await wait_ready(ports[s.name])
+    for s in running:
+        s.mark()
+    own_cpu = cpu_seconds(os.getpid())
+    measured = Latencies()
+    codes, receivers = bench.codes, bench.receivers
+    hooks_before = len(receivers.arrived)
+    result: dict[str, Any] = {}
+    gateway = f"http://127.0.0.1:{ports['gateway_http']}/v1/alerts"
+    try:
+        async with (
+            Arrivals(
+                bench.kafka,
+                bench.codec,
+                [agency_topic(c) for c in codes],
+                AlertShared,
+                lambda s: (s.alert_id, s.recipient),
+            ) as copies,
+            aiohttp.ClientSession() as http,
+        ):
+
+            async def submit(i: int) -> None:
+                body = alert_submission(title=f"bench {i}", affected_countries=["IQ"])
+                t = time.time()
+                async with http.post(gateway, json=body, headers={"Authorization": f"Bearer {ORIGIN_TOKEN}"}) as r:
+                    r.raise_for_status()
+                    measured.submitted[(await r.json())["alert_id"]] = t
+
+            async def load(per_second: float, duration: float, offset: int) -> set[str]:
+                """Submit at a constant rate (each on time, not after the previous answer); the ids sent."""
+                before = set(measured.submitted)
+                count = int(per_second * duration)
+                start = time.perf_counter()
+                tasks = []
+                for i in range(count):
+                    delay = start + i / per_second - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(submit(offset + i)))
+                await asyncio.gather(*tasks)
+                return set(measured.submitted) - before
+
+            async def arrived(total_alerts: int) -> None:
+                """Wait (bounded) for every copy and webhook; what is still missing then is counted as lost."""
+                with contextlib.suppress(TimeoutError):
+                    await copies.until(total_alerts * len(codes), within_s=300)
+                    async with asyncio.timeout(120):
+                        while len(receivers.arrived) < hooks_before + total_alerts * len(codes):
+                            await asyncio.sleep(0.05)
+
+            steady = await load(rate, seconds, 0)
+            await arrived(len(steady))
+            measured.collect(copies.seen, receivers)
+            result["steady"] = measured.summary(steady, len(codes))
+            result["steady"].update(rate_per_second=rate, seconds=seconds, alerts=len(steady))
+            usage = {s.name: s.usage() for s in running}
+            result["cpu_s_per_1000_alerts"] = {n: round(cpu / len(steady) * 1000, 2) for n, (cpu, _) in usage.items()}
+            result["cpu_s_per_1000_alerts"]["total"] = round(sum(c for c, _ in usage.values()) / len(steady) * 1000, 2)
+            result["peak_rss_mb"] = {n: round(rss, 1) for n, (_, rss) in usage.items()}
+            # The harness (load, receivers, readers) shares the cores: if it is busy, latencies are its own.
+            result["harness_cpu_s"] = round(cpu_seconds(os.getpid()) - own_cpu, 2)
+            result["_raw"] = measured.of(steady)
+            if burst:
+                burst_ids = await load(rate * BURST_FACTOR, BURST_S, 100_000)
+                burst_end = time.time()
+                tail_ids = await load(rate, TAIL_S, 200_000)
+                await arrived(len(steady) + len(burst_ids) + len(tail_ids))
+                measured.collect(copies.seen, receivers)
+                lost = [a for a in burst_ids if any((a, c) not in copies.seen for c in codes)]
+                lost_hooks = [a for a in burst_ids if any((a, c) not in measured.webhook for c in codes)]
+                result["burst"] = {
+                    "alerts": len(burst_ids),
+                    "rate_per_second": rate * BURST_FACTOR,
+                    "seconds": BURST_S,
+                    "lost": len(lost),
+                    "alerts_missing_a_webhook": len(lost_hooks),
+                    "burst_latency": measured.summary(burst_ids, len(codes)),
+                    "recovery_s": measured.recovery_s(tail_ids, burst_end),
+                }
+                settled = {a for a in tail_ids if measured.submitted[a] >= burst_end + RECOVERY_S}
+                result["after_burst"] = measured.summary(settled, len(codes))
+    finally:
+        for s in reversed(running):
+            await s.stop()
+    return result

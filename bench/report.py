@@ -1,0 +1,82 @@
+"""The run's report: report.json (everything), report.md (the table in the README) and latency.png (a CDF)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.workload import RECIPIENTS
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    topic, hooks = report["pipeline"].pop("_raw", ([], []))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (out / "report.md").write_text(table)
+    plot(topic, hooks, report["pipeline"]["steady"]["rate_per_second"], out)
+    print(table)
+    print(f"report: {out}")
+
+
+def _latency(figures: dict[str, Any]) -> str:
+    if not figures.get("count"):
+        return "no samples"
+    return (
+        f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, p99.9 {figures['p99_9_ms']} ms, "
+        f"max {figures['max_ms']} ms"
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    r, d, p = report["router"], report["dispatcher"], report["pipeline"]
+    s = p["steady"]
+    lines = ["| measure | value | target |", "|---|---|---|"]
+    lines += [
+        f"| raw aiokafka pass-through | {report['baseline']['kafka']['per_second']} records/s | |",
+        f"| router saturation ({RECIPIENTS} recipients) | {r['alerts_per_second']} alerts/s, ratio "
+        f"{r['ratio_to_raw_passthrough']} | >= 0.5 (stretch 0.7) |",
+        f"| raw aiohttp POST | {report['baseline']['http']['per_second']} requests/s | |",
+        f"| dispatcher saturation | {d['per_second']} deliveries/s, ratio {d['ratio_to_raw_aiohttp']} "
+        "| >= 0.7 (stretch 0.85) |",
+        f"| submit -> agency topic at {s['rate_per_second']}/s | {_latency(s['submit_to_agency_topic'])} "
+        "| p99 < 25 ms |",
+        f"| submit -> webhook at {s['rate_per_second']}/s | {_latency(s['submit_to_webhook'])} | p99 < 50 ms |",
+        f"| CPU per 1,000 alerts fanned out | {p['cpu_s_per_1000_alerts']['total']} s (all services) | |",
+        f"| peak memory | {', '.join(f'{k} {v} MB' for k, v in p['peak_rss_mb'].items())} | |",
+    ]
+    if "burst" in p:
+        b, a = p["burst"], p["after_burst"]
+        lines += [
+            f"| burst {b['rate_per_second']}/s for {b['seconds']} s | {b['lost']} alerts lost, "
+            f"{b['alerts_missing_a_webhook']} missing a webhook | 0 |",
+            f"| back under both targets after the burst | {b['recovery_s']} s | < 30 s |",
+            f"| submit -> agency topic, 30 s after the burst | {_latency(a['submit_to_agency_topic'])} | p99 < 25 ms |",
+            f"| submit -> webhook, 30 s after the burst | {_latency(a['submit_to_webhook'])} | p99 < 50 ms |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(topic: list[float], hooks: list[float], rate: float, out: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        (out / "latency.png.missing").write_text("matplotlib is not installed: pip install '.[bench]'\n")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for values, label in ((topic, "submit -> agency topic"), (hooks, "submit -> webhook")):
+        if values:
+            ordered = sorted(v * 1000 for v in values)
+            ax.plot(ordered, [i / len(ordered) for i in range(len(ordered))], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of copies")
+    ax.set_title(f"RCTC pipeline latency at {rate} alerts/s, {RECIPIENTS} recipients each")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=110)
