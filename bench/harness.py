@@ -122,9 +122,16 @@ class TimedReceivers:
     arrived: dict[str, float] = field(default_factory=dict)
     runner: web.AppRunner | None = None
     port: int = 0
+    # Off while the dispatcher's throughput is compared with raw POSTs, so the receiving end (on the same
+    # two cores) does the same work for both; the pipeline step verifies every signature.
+    verify: bool = True
 
     async def start(self) -> None:
         async def handle(request: web.Request) -> web.StreamResponse:
+            if not self.verify:
+                await request.read()
+                self.arrived.setdefault(request.headers.get("webhook-id", ""), time.time())
+                return web.Response(status=204)
             response = await self.receivers.receive(request)
             self.arrived.setdefault(request.headers.get("webhook-id", ""), time.time())
             return response

@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,10 @@ import aiohttp
 
 from bench.harness import Service, TimedReceivers, cpu_seconds, percentiles
 from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
+from services.common.kafka import read_to_end
 from services.common.ops import free_port
-from services.common.records import AlertShared
-from services.common.topics import agency_topic
+from services.common.records import AlertEnriched, AlertRouted, AlertShared, AlertSubmitted
+from services.common.topics import ALERTS_ENRICHED, ALERTS_ROUTED, ALERTS_SUBMITTED, agency_topic
 from services.demo.samples import alert_submission
 
 # The issue's targets, to say when latency is back under them after the burst.
@@ -31,6 +33,8 @@ BURST_FACTOR = 10
 BURST_S = 10
 RECOVERY_S = 30  # the issue: back under the targets within 30 s of the burst's end
 TAIL_S = 40  # steady load after the burst: the last TAIL_S - RECOVERY_S seconds are measured
+WINDOW_S = 5  # after the burst, latency is followed in windows of this many seconds of submissions
+WARM_UP_S = 5  # load before measuring: first connections, metadata and transactions are not steady state
 
 
 @dataclass
@@ -38,10 +42,12 @@ class Latencies:
     """Submit time per alert id, and per copy the delay to the agency's topic and to its webhook receiver."""
 
     submitted: dict[str, float] = field(default_factory=dict)
+    topic_seen: dict[tuple[str, str], float] = field(default_factory=dict)
     topic: dict[tuple[str, str], float] = field(default_factory=dict)
     webhook: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def collect(self, seen: dict[Any, float], receivers: TimedReceivers) -> None:
+        self.topic_seen = dict(seen)
         self.topic = {(a, c): t - self.submitted[a] for (a, c), t in seen.items() if a in self.submitted}
         for agency, payloads in receivers.receivers.received.items():
             for webhook_id, payload in payloads.items():
@@ -63,12 +69,74 @@ class Latencies:
             "expected_copies": len(ids) * fan_out,
         }
 
-    def recovery_s(self, ids: set[str], since: float) -> float:
-        """Seconds after `since` until no alert of `ids` submitted later had a copy over a latency target."""
-        late = [self.submitted[a] - since for (a, _), v in self.topic.items() if a in ids and v > TOPIC_TARGET_S] + [
-            self.submitted[a] - since for (a, _), v in self.webhook.items() if a in ids and v > WEBHOOK_TARGET_S
-        ]
-        return round(max([0.0, *late]), 2)
+    def windows(self, ids: set[str], since: float) -> list[dict[str, Any]]:
+        """p99 latency of the alerts of `ids` by WINDOW_S of submission time after `since`."""
+        slots: dict[int, set[str]] = {}
+        for a in ids:
+            slots.setdefault(int((self.submitted[a] - since) // WINDOW_S), set()).add(a)
+        result = []
+        for slot in sorted(slots):
+            topic, hooks = self.of(slots[slot])
+            result.append(
+                {
+                    "from_s": slot * WINDOW_S,
+                    "topic_p99_ms": percentiles(topic).get("p99_ms"),
+                    "webhook_p99_ms": percentiles(hooks).get("p99_ms"),
+                }
+            )
+        return result
+
+
+def recovery_s(windows: list[dict[str, Any]]) -> float | None:
+    """When latency was back under both targets for good: the start of the first window from which every
+    later window's p99 met them, or None if the last one still did not."""
+
+    def met(w: dict[str, Any]) -> bool:
+        topic, hook = w["topic_p99_ms"], w["webhook_p99_ms"]
+        return (
+            topic is not None and hook is not None and topic < TOPIC_TARGET_S * 1000 and hook < WEBHOOK_TARGET_S * 1000
+        )
+
+    since = None
+    for w in windows:
+        if not met(w):
+            since = None
+        elif since is None:
+            since = w["from_s"]
+    return since
+
+
+async def hops(bench: Bench, measured: Latencies, ids: set[str]) -> dict[str, Any]:
+    """Where an alert's time goes: the producer timestamps of its records on each topic of its path.
+
+    Each record's timestamp is taken when its producer was handed it, so a hop is the time from one
+    service's send to the next service's send (the broker, the fetch, the work); the last is from the
+    router's send to the copy being readable (the transaction's commit and its markers).
+    """
+    sent: dict[str, dict[str, float]] = {}
+    path: list[tuple[str, type[AlertSubmitted | AlertEnriched | AlertRouted]]] = [
+        (ALERTS_SUBMITTED, AlertSubmitted),
+        (ALERTS_ENRICHED, AlertEnriched),
+        (ALERTS_ROUTED, AlertRouted),
+    ]
+    for topic, kind in path:
+        async for r in read_to_end(bench.kafka, topic, name="bench-hops"):
+            alert_id = bench.codec.decode(r.value, kind).alert_id
+            if alert_id in ids:
+                sent.setdefault(topic, {})[alert_id] = r.timestamp / 1000
+    known = [a for a in ids if all(a in sent.get(t, {}) for t, _ in path)]
+
+    def gaps(later: Callable[[str], float], earlier: Callable[[str], float]) -> dict[str, Any]:
+        return percentiles([later(a) - earlier(a) for a in known])
+
+    return {
+        "gateway_http_to_send": gaps(lambda a: sent[ALERTS_SUBMITTED][a], lambda a: measured.submitted[a]),
+        "gateway_to_enricher_send": gaps(lambda a: sent[ALERTS_ENRICHED][a], lambda a: sent[ALERTS_SUBMITTED][a]),
+        "enricher_to_router_send": gaps(lambda a: sent[ALERTS_ROUTED][a], lambda a: sent[ALERTS_ENRICHED][a]),
+        "router_send_to_readable": percentiles(
+            [t - sent[ALERTS_ROUTED][a] for (a, _), t in measured.topic_seen.items() if a in known]
+        ),
+    }
 
 
 def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
@@ -100,9 +168,6 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
         await s.start()
     for s in running:
         await wait_ready(ports[s.name])
-    for s in running:
-        s.mark()
-    own_cpu = cpu_seconds(os.getpid())
     measured = Latencies()
     codes, receivers = bench.codes, bench.receivers
     hooks_before = len(receivers.arrived)
@@ -149,9 +214,15 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                         while len(receivers.arrived) < hooks_before + total_alerts * len(codes):
                             await asyncio.sleep(0.05)
 
+            warm_up = await load(rate, WARM_UP_S, 50_000)
+            await arrived(len(warm_up))
+            for s in running:
+                s.mark()
+            own_cpu = cpu_seconds(os.getpid())
             steady = await load(rate, seconds, 0)
-            await arrived(len(steady))
+            await arrived(len(warm_up) + len(steady))
             measured.collect(copies.seen, receivers)
+            result["warm_up"] = measured.summary(warm_up, len(codes))
             result["steady"] = measured.summary(steady, len(codes))
             result["steady"].update(rate_per_second=rate, seconds=seconds, alerts=len(steady))
             usage = {s.name: s.usage() for s in running}
@@ -161,11 +232,12 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             # The harness (load, receivers, readers) shares the cores: if it is busy, latencies are its own.
             result["harness_cpu_s"] = round(cpu_seconds(os.getpid()) - own_cpu, 2)
             result["_raw"] = measured.of(steady)
+            result["steady_hops"] = await hops(bench, measured, steady)
             if burst:
                 burst_ids = await load(rate * BURST_FACTOR, BURST_S, 100_000)
                 burst_end = time.time()
                 tail_ids = await load(rate, TAIL_S, 200_000)
-                await arrived(len(steady) + len(burst_ids) + len(tail_ids))
+                await arrived(len(warm_up) + len(steady) + len(burst_ids) + len(tail_ids))
                 measured.collect(copies.seen, receivers)
                 lost = [a for a in burst_ids if any((a, c) not in copies.seen for c in codes)]
                 lost_hooks = [a for a in burst_ids if any((a, c) not in measured.webhook for c in codes)]
@@ -176,8 +248,9 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                     "lost": len(lost),
                     "alerts_missing_a_webhook": len(lost_hooks),
                     "burst_latency": measured.summary(burst_ids, len(codes)),
-                    "recovery_s": measured.recovery_s(tail_ids, burst_end),
                 }
+                result["burst"]["after"] = measured.windows(tail_ids, burst_end)
+                result["burst"]["recovery_s"] = recovery_s(result["burst"]["after"])
                 settled = {a for a in tail_ids if measured.submitted[a] >= burst_end + RECOVERY_S}
                 result["after_burst"] = measured.summary(settled, len(codes))
     finally:

@@ -43,6 +43,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"| submit -> agency topic at {s['rate_per_second']}/s | {_latency(s['submit_to_agency_topic'])} "
         "| p99 < 25 ms |",
         f"| submit -> webhook at {s['rate_per_second']}/s | {_latency(s['submit_to_webhook'])} | p99 < 50 ms |",
+        "| where the time goes (p50 / p99) | "
+        + "; ".join(
+            f"{name.replace('_', ' ')} {h.get('p50_ms')} / {h.get('p99_ms')} ms" for name, h in p["steady_hops"].items()
+        )
+        + " | |",
         f"| CPU per 1,000 alerts fanned out | {p['cpu_s_per_1000_alerts']['total']} s (all services) | |",
         f"| peak memory | {', '.join(f'{k} {v} MB' for k, v in p['peak_rss_mb'].items())} | |",
     ]
@@ -51,7 +56,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"| burst {b['rate_per_second']}/s for {b['seconds']} s | {b['lost']} alerts lost, "
             f"{b['alerts_missing_a_webhook']} missing a webhook | 0 |",
-            f"| back under both targets after the burst | {b['recovery_s']} s | < 30 s |",
+            f"| back under both targets after the burst | "
+            f"{'not within the run' if b['recovery_s'] is None else str(b['recovery_s']) + ' s'} | < 30 s |",
             f"| submit -> agency topic, 30 s after the burst | {_latency(a['submit_to_agency_topic'])} | p99 < 25 ms |",
             f"| submit -> webhook, 30 s after the burst | {_latency(a['submit_to_webhook'])} | p99 < 50 ms |",
         ]

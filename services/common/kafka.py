@@ -9,16 +9,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from services.common import tracing
 from services.common.codec import Codec
 from services.common.errors import NotReadyError
+from services.common.partitioner import KeyPartitioner
 from services.common.settings import KafkaSettings
 
 
@@ -32,6 +35,7 @@ def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None
         "linger_ms": settings.linger_ms,
         "request_timeout_ms": settings.request_timeout_ms,
         "retry_backoff_ms": settings.retry_backoff_ms,
+        "partitioner": KeyPartitioner(),
     }
     if transactional_id is not None:
         options["transactional_id"] = f"{settings.client_id_prefix}-{transactional_id}"
@@ -71,6 +75,19 @@ def consumer(
     elif topics:
         c.subscribe(list(topics), listener=listener)
     return c
+
+
+async def learn_topics(p: AIOKafkaProducer, topics: Iterable[str], within_s: float = 5.0) -> None:
+    """Fetch the partitions of the topics a producer is about to write to, before a record waits for them.
+
+    aiokafka asks for a topic's metadata at the first send to it, one round trip after another, so the
+    first alert after a start or a partition claim paid a dozen of them (the router's first copies took
+    300 ms; bench/). Only an optimisation: a topic that does not answer is asked again at its first send.
+    """
+    with contextlib.suppress(KafkaError, TimeoutError):
+        async with asyncio.timeout(within_s):
+            for topic in topics:
+                await p.partitions_for(topic)
 
 
 async def partitions_of(c: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:

@@ -95,4 +95,18 @@ def main(name: str, settings_type: type[S], build: Callable[[S], Service]) -> No
     """The entry point of every service: settings from the environment, logging, then serve until stopped."""
     settings = settings_type()
     configure_logging(settings.log, name)
-    asyncio.run(serve(build(settings), settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(build(settings), settings))
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop if chosen or (auto) installed; None for asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("event_loop=uvloop but uvloop is not installed: pip install '.[fast]'") from None
+        return None
+    return uvloop.new_event_loop

@@ -20,7 +20,9 @@ class KafkaSettings(BaseModel):
     # Prefix of client ids and transactional ids, so several systems can share one cluster.
     client_id_prefix: str = "rctc"
     # Production: acks=all with min.insync.replicas=2 on the topics (deploy/README.md).
-    linger_ms: int = 5
+    # No linger: every hop of an alert paid it (5 ms was a third of the submit-to-topic p50), and records
+    # still batch by themselves while a request to the broker is in flight (bench/, README "Performance").
+    linger_ms: int = 0
     request_timeout_ms: int = 30_000
     # How long a producer waits before resending a batch the broker refused with a retriable error. The
     # commonest by far is a transactional write right after send_offsets_to_transaction: the broker checks
@@ -57,4 +59,6 @@ class ServiceSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     # Bounded graceful shutdown: in-flight work gets this long to finish before it is handed back.
     shutdown_timeout_s: float = 10.0
+    # uvloop when it is installed (the `fast` extra, in the image and `make install`): measured in bench/.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     schema_dir: Path | None = None

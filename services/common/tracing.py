@@ -7,8 +7,8 @@ OpenTelemetry exporter can be added later without changing the headers.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from collections.abc import Sequence
 
 HEADER = "traceparent"
@@ -17,8 +17,13 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 Headers = Sequence[tuple[str, bytes]]
 
 
+def _random_hex(bits: int) -> str:
+    # Unique, not secret (W3C Trace Context): the process's PRNG, not a system call per span.
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
+
+
 def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{_random_hex(128)}-{_random_hex(64)}-01"
 
 
 def child_of(parent: str | None) -> str:
@@ -26,7 +31,7 @@ def child_of(parent: str | None) -> str:
     match = _TRACEPARENT.match(parent or "")
     if not match:
         return new_traceparent()
-    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"
+    return f"00-{match.group(1)}-{_random_hex(64)}-{match.group(3)}"
 
 
 def trace_id(traceparent: str | None) -> str | None:

@@ -18,7 +18,7 @@ from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import consume_batches
 from services.common.errors import CodecError
-from services.common.kafka import Outbox, consumer, producer
+from services.common.kafka import Outbox, consumer, learn_topics, producer
 from services.common.logs import get_logger
 from services.common.metrics import RECORD_SECONDS, RECORDS
 from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, utcnow
@@ -49,6 +49,7 @@ class Enricher:
     async def start(self) -> None:
         self._producer = producer(self.settings.kafka, "enricher")
         await self._producer.start()
+        await learn_topics(self._producer, [ALERTS_ENRICHED, ALERTS_REJECTED])
         self._consumer = consumer(self.settings.kafka, "enricher", ALERTS_SUBMITTED, group="enricher")
         await self._consumer.start()
 

@@ -9,9 +9,10 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from services.common.codec import Codec
-from services.common.kafka import Outbox, producer
+from services.common.kafka import Outbox, learn_topics, producer
 from services.common.ops import bound_port
 from services.common.registry import RegistryView
+from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.kafka_acks import KafkaAcks
@@ -35,6 +36,7 @@ class Gateway:
         await self.registry.start()
         self._producer = producer(self.settings.kafka, "gateway")
         await self._producer.start()
+        await learn_topics(self._producer, [ALERTS_SUBMITTED, ACKS_SUBMITTED])
         self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer)
         await self._acks.start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from services.common import tracing
 from services.common.codec import Codec
 from services.common.errors import CodecError, NotReadyError
-from services.common.kafka import consumer, group_id, partitions_of, producer
+from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
 from services.common.records import (
@@ -47,6 +47,7 @@ from services.common.topics import (
     agency_topic,
 )
 from services.router.deadlines import ack_due
+from services.router.outputs import Outputs
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict, decide, follow_up
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of
@@ -161,7 +162,9 @@ class Router:
         transaction, so the routed log and the committed offset read afterwards are final.
         """
         assert self._routed is not None
-        await self._fresh_producer(tp)
+        p = await self._fresh_producer(tp)
+        agencies = [agency_topic(code) for code in self.registry.current.agencies]
+        await learn_topics(p, [ALERTS_ROUTED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, *agencies])
         await self._routed.load(tp.partition)
         await self._rewind(tp)
 
@@ -182,16 +185,47 @@ class Router:
         assert self._consumer is not None
         if not await self.registry.wait_until_published(stopping):
             return
-        backoff = 0.1
-        while not stopping.is_set():
-            batches = await self._consumer.getmany(timeout_ms=250, max_records=self.settings.max_batch)
-            # Partitions have producers of their own, so their transactions commit side by side (bench/).
-            results = await asyncio.gather(*(self._route_partition(tp, rs) for tp, rs in batches.items()))
-            if all(results):
-                backoff = 0.1
+        # Partitions have producers of their own, so each is routed on its own: while one partition's
+        # transaction commits, the next batch of another is routed (bench/). A partition is paused from the
+        # moment its batch is taken until its transaction ends, so its records stay in order.
+        busy: dict[TopicPartition, asyncio.Task[None]] = {}
+        backoff: dict[TopicPartition, float] = {}
+        try:
+            while not stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=250, max_records=self.settings.max_batch)
+                for tp, records in batches.items():
+                    self._consumer.pause(tp)
+                    busy[tp] = asyncio.create_task(self._route_then_resume(tp, records, busy, backoff))
+        finally:
+            # Stopping: let the transactions in progress end (the runner bounds how long).
+            tasks = list(busy.values())
+            if tasks:
+                try:
+                    await asyncio.wait(tasks)
+                except asyncio.CancelledError:
+                    for task in tasks:
+                        task.cancel()  # an open transaction aborts; its records are routed again later
+                    raise
+
+    async def _route_then_resume(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord],
+        busy: dict[TopicPartition, asyncio.Task[None]],
+        backoff: dict[TopicPartition, float],
+    ) -> None:
+        assert self._consumer is not None
+        try:
+            if await self._route_partition(tp, records):
+                backoff.pop(tp, None)
             else:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                # Failed and rewound: this partition waits (longer each time); the others go on.
+                delay = backoff[tp] = min(backoff.get(tp, 0.05) * 2, 10.0)
+                await asyncio.sleep(delay)
+        finally:
+            busy.pop(tp, None)
+            if tp in self._consumer.assignment():
+                self._consumer.resume(tp)
 
     async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> bool:
         started = time.perf_counter()
@@ -206,9 +240,11 @@ class Router:
                     await self._take_over(tp)
                     return False
                 decided: list[AlertRouted] = []
+                outputs = Outputs()
+                for record in records:
+                    lines.append(self._route_record(record, outputs, decided))
                 async with p.transaction():
-                    for record in records:
-                        lines.append(await self._route_record(record, p, decided))
+                    await outputs.write(p)
                     await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
                 assert self._routed is not None
                 self._routed.add(tp.partition, decided, records[-1].offset + 1)
@@ -242,10 +278,8 @@ class Router:
             log.warning("router.recover_failed", partition=tp.partition, error=repr(exc))
             self._producers.pop(tp, None)
 
-    async def _route_record(
-        self, record: ConsumerRecord, p: AIOKafkaProducer, decided: list[AlertRouted]
-    ) -> dict[str, Any]:
-        """Send every output of one record inside the open transaction; return its log line.
+    def _route_record(self, record: ConsumerRecord, outputs: Outputs, decided: list[AlertRouted]) -> dict[str, Any]:
+        """Add every output of one record to the transaction's outputs; return its log line.
 
         `decided` collects this transaction's decisions: a repeat within the same batch is skipped, and an
         Update later in the batch finds its original there.
@@ -262,7 +296,7 @@ class Router:
         try:
             enriched = self.codec.decode(record.value, AlertEnriched)
         except CodecError as exc:
-            return await self._reject(p, key, headers, context, "unknown", f"unreadable record: {exc}")
+            return self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
         context["alert_id"] = enriched.alert_id
         assert self._routed is not None
         earlier = {d.alert_id: d for d in decided}
@@ -280,12 +314,12 @@ class Router:
                 original = original_of(earlier[root])
             outcome = follow_up(enriched, original, registry)
             if isinstance(outcome, str):
-                return await self._reject(p, key, headers, context, enriched.origin, outcome)
+                return self._reject(outputs, key, headers, context, enriched.origin, outcome)
             verdicts = outcome
-        decision = await self._send_copies(p, enriched, verdicts, thread=key.decode(), headers=headers)
+        decision = self._copies(outputs, enriched, verdicts, thread=key.decode(), headers=headers)
         # Same partition number as the input: the routed log of this partition is read back from it.
         source = [(SOURCE_OFFSET_HEADER, str(record.offset).encode())]
-        await p.send(
+        outputs.add(
             ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=[*headers, *source], partition=record.partition
         )
         decided.append(decision)
@@ -301,16 +335,16 @@ class Router:
             **context,
         }
 
-    async def _send_copies(
+    def _copies(
         self,
-        p: AIOKafkaProducer,
+        outputs: Outputs,
         enriched: AlertEnriched,
         verdicts: list[Verdict],
         *,
         thread: str,
         headers: list[tuple[str, bytes]],
     ) -> AlertRouted:
-        """Each recipient's copy to its topic (and webhook); the decision that records it all.
+        """Each recipient's copy for its topic (and webhook), added to `outputs`; the decision that records it all.
 
         Per-recipient records are keyed by the thread (`<first alert id>:<agency>`), so an agency reads an
         alert and its updates in order.
@@ -329,12 +363,12 @@ class Router:
                 encoded = self.codec.encode(shared)
                 digest = hashlib.sha256(encoded).hexdigest()
                 rkey = recipient_key(thread, verdict.agency)
-                await p.send(agency_topic(verdict.agency), encoded, key=rkey, headers=headers)
+                outputs.add(agency_topic(verdict.agency), encoded, key=rkey, headers=headers)
                 channels.append("kafka")
                 agency = registry.agencies.get(verdict.agency)
                 if agency is not None and agency.webhook is not None:
                     request = webhook_request(shared, alert.urgency, now)
-                    await p.send(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
+                    outputs.add(DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers)
                     channels.append("webhook")
             decisions.append(
                 RoutingDecision(
@@ -373,9 +407,9 @@ class Router:
             self.settings.ack_deadline_scale,
         )
 
-    async def _reject(
+    def _reject(
         self,
-        p: AIOKafkaProducer,
+        outputs: Outputs,
         key: bytes,
         headers: list[tuple[str, bytes]],
         context: dict[str, Any],
@@ -385,7 +419,7 @@ class Router:
         rejected = AlertRejected(
             alert_id=context["alert_id"], origin=origin, stage="router", reason=reason, rejected_at=utcnow()
         )
-        await p.send(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
+        outputs.add(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
         return {"event": "alert.rejected", "outcome": "rejected", "agency": origin, "reason": reason, **context}
 
 
