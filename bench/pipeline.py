@@ -87,15 +87,13 @@ class Latencies:
         return result
 
 
-def recovery_s(windows: list[dict[str, Any]]) -> float | None:
-    """When latency was back under both targets for good: the start of the first window from which every
+def recovery_s(windows: list[dict[str, Any]], topic_ms: float, webhook_ms: float) -> float | None:
+    """When latency was back under the given p99s for good: the start of the first window from which every
     later window's p99 met them, or None if the last one still did not."""
 
     def met(w: dict[str, Any]) -> bool:
         topic, hook = w["topic_p99_ms"], w["webhook_p99_ms"]
-        return (
-            topic is not None and hook is not None and topic < TOPIC_TARGET_S * 1000 and hook < WEBHOOK_TARGET_S * 1000
-        )
+        return topic is not None and hook is not None and topic < topic_ms and hook < webhook_ms
 
     since = None
     for w in windows:
@@ -250,7 +248,12 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                     "burst_latency": measured.summary(burst_ids, len(codes)),
                 }
                 result["burst"]["after"] = measured.windows(tail_ids, burst_end)
-                result["burst"]["recovery_s"] = recovery_s(result["burst"]["after"])
+                after = result["burst"]["after"]
+                result["burst"]["recovery_s"] = recovery_s(after, TOPIC_TARGET_S * 1000, WEBHOOK_TARGET_S * 1000)
+                # Back to what it was before the burst (within half as much again), targets met or not.
+                steady_topic = result["steady"]["submit_to_agency_topic"]["p99_ms"]
+                steady_hook = result["steady"]["submit_to_webhook"]["p99_ms"]
+                result["burst"]["back_to_steady_s"] = recovery_s(after, 1.5 * steady_topic, 1.5 * steady_hook)
                 settled = {a for a in tail_ids if measured.submitted[a] >= burst_end + RECOVERY_S}
                 result["after_burst"] = measured.summary(settled, len(codes))
     finally:

@@ -24,10 +24,20 @@ Headers = list[tuple[str, bytes]]
 class Outputs:
     """Records collected while routing a batch, written inside the transaction by `write`."""
 
-    _records: list[tuple[str, int | None, bytes, bytes, Headers]] = field(default_factory=list)
+    _records: list[tuple[str, int | bytes | None, bytes, bytes, Headers]] = field(default_factory=list)
 
-    def add(self, topic: str, value: bytes, *, key: bytes, headers: Headers, partition: int | None = None) -> None:
-        self._records.append((topic, partition, key, value, headers))
+    def add(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes,
+        headers: Headers,
+        partition: int | None = None,
+        partition_by: bytes | None = None,
+    ) -> None:
+        """A record for `topic`, in `partition` if given, else where Kafka's rule puts `partition_by` (or the key)."""
+        self._records.append((topic, partition if partition is not None else partition_by, key, value, headers))
 
     def __len__(self) -> int:
         return len(self._records)
@@ -36,11 +46,13 @@ class Outputs:
         """Submit every record in order, one batch per partition, and wait until the broker has them all."""
         partitions: dict[str, list[int]] = {}
         grouped: dict[tuple[str, int], list[tuple[bytes, bytes, Headers]]] = {}
-        for topic, partition, key, value, headers in self._records:
-            if partition is None:
+        for topic, where, key, value, headers in self._records:
+            if isinstance(where, int):
+                partition = where
+            else:
                 if topic not in partitions:
                     partitions[topic] = sorted(await p.partitions_for(topic))
-                partition = partition_for(key, partitions[topic])
+                partition = partition_for(where or key, partitions[topic])
             grouped.setdefault((topic, partition), []).append((key, value, headers))
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), records in grouped.items():

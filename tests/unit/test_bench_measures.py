@@ -1,0 +1,36 @@
+"""The benchmark's own arithmetic: percentiles, windows after the burst, and when latency recovered."""
+
+from __future__ import annotations
+
+from bench.harness import percentiles
+from bench.pipeline import Latencies, recovery_s
+
+
+def test_percentiles_pick_the_ranked_sample() -> None:
+    values = [i / 1000 for i in range(1, 1001)]  # 1 ms .. 1000 ms
+    figures = percentiles(values)
+    assert figures["count"] == 1000
+    assert figures["p50_ms"] == 501.0
+    assert figures["p99_ms"] == 991.0
+    assert figures["max_ms"] == 1000.0
+    assert percentiles([]) == {"count": 0}
+
+
+def test_windows_group_alerts_by_submission_time() -> None:
+    m = Latencies(submitted={"a": 100.0, "b": 101.0, "c": 106.0})
+    m.topic = {("a", "X"): 0.010, ("b", "X"): 0.300, ("c", "X"): 0.020}
+    m.webhook = {("a", "X"): 0.015, ("b", "X"): 0.400, ("c", "X"): 0.030}
+    windows = m.windows({"a", "b", "c"}, since=100.0)
+    assert [w["from_s"] for w in windows] == [0, 5]
+    assert windows[0]["topic_p99_ms"] == 300.0  # the slow alert b is in the first window
+    assert windows[1]["topic_p99_ms"] == 20.0
+
+
+def test_recovery_is_the_start_of_the_last_run_of_good_windows() -> None:
+    def w(start: int, topic: float, hook: float) -> dict[str, float]:
+        return {"from_s": start, "topic_p99_ms": topic, "webhook_p99_ms": hook}
+
+    windows = [w(0, 300, 900), w(5, 20, 30), w(10, 200, 30), w(15, 20, 40), w(20, 24, 45)]
+    assert recovery_s(windows, 25, 50) == 15  # the good window at 5 s did not last
+    assert recovery_s(windows, 10, 50) is None  # never under 10 ms
+    assert recovery_s([w(0, 20, 30)], 25, 50) == 0
