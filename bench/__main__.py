@@ -86,8 +86,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=20_000, help="records for the raw Kafka baseline")
-    parser.add_argument("--alerts", type=int, default=3_000, help="backlog for router saturation")
-    parser.add_argument("--deliveries", type=int, default=6_000, help="backlog for dispatcher saturation")
+    parser.add_argument("--alerts", type=int, default=5_000, help="backlog for router saturation")
+    parser.add_argument("--deliveries", type=int, default=20_000, help="backlog for dispatcher saturation")
     parser.add_argument("--seconds", type=float, default=20, help="constant-rate phase of the pipeline run")
     parser.add_argument("--rate", type=float, default=20, help="cap on the constant rate, alerts per second")
     parser.add_argument("--burst", action="store_true", help="add the 10x burst for 10 s")
