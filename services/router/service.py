@@ -81,6 +81,9 @@ class Router:
         self._group = group_id(settings.kafka, "router")
         # Held while a transaction is open, so a rebalance never revokes a partition mid-transaction.
         self._locks: dict[TopicPartition, asyncio.Lock] = {}
+        # How many times each partition was claimed: a batch fetched before the latest claim is stale (the
+        # claim rewound the partition, so those records are fetched again) and is dropped unrouted.
+        self._claims: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         await self.registry.start()
@@ -127,6 +130,7 @@ class Router:
     async def claim(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             async with self._lock(tp):
+                self._claims[tp] = self._claims.get(tp, 0) + 1
                 await self._take_over(tp)
 
     async def release(self, revoked: list[TopicPartition]) -> None:
@@ -195,7 +199,8 @@ class Router:
                 batches = await self._consumer.getmany(timeout_ms=250, max_records=self.settings.max_batch)
                 for tp, records in batches.items():
                     self._consumer.pause(tp)
-                    busy[tp] = asyncio.create_task(self._route_then_resume(tp, records, busy, backoff))
+                    claim = self._claims.get(tp, 0)
+                    busy[tp] = asyncio.create_task(self._route_then_resume(tp, records, claim, busy, backoff))
         finally:
             # Stopping: let the transactions in progress end (the runner bounds how long).
             tasks = list(busy.values())
@@ -211,29 +216,33 @@ class Router:
         self,
         tp: TopicPartition,
         records: list[ConsumerRecord],
+        claim: int,
         busy: dict[TopicPartition, asyncio.Task[None]],
         backoff: dict[TopicPartition, float],
     ) -> None:
         assert self._consumer is not None
         try:
-            if await self._route_partition(tp, records):
+            if await self._route_partition(tp, records, claim):
                 backoff.pop(tp, None)
             else:
                 # Failed and rewound: this partition waits (longer each time); the others go on.
                 delay = backoff[tp] = min(backoff.get(tp, 0.05) * 2, 10.0)
                 await asyncio.sleep(delay)
         finally:
-            busy.pop(tp, None)
-            if tp in self._consumer.assignment():
-                self._consumer.resume(tp)
+            # Only the partition's current task resumes it: a stale one (from before a re-claim) leaves the
+            # partition to the batch fetched since.
+            if busy.get(tp) is asyncio.current_task():
+                del busy[tp]
+                if tp in self._consumer.assignment():
+                    self._consumer.resume(tp)
 
-    async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> bool:
+    async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord], claim: int) -> bool:
         started = time.perf_counter()
         lines: list[dict[str, Any]] = []
         async with self._lock(tp):
             assert self._consumer is not None
-            if tp not in self._consumer.assignment():
-                return True  # revoked while this batch was in hand: its new owner routes it
+            if tp not in self._consumer.assignment() or self._claims.get(tp, 0) != claim:
+                return True  # revoked (or re-claimed) while this batch was in hand: fetched again, routed then
             p = self._producers.get(tp)
             try:
                 if p is None:  # an earlier recovery failed: try again, from the committed offset
