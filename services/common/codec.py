@@ -63,13 +63,13 @@ class Codec:
         # fingerprint -> (record name, parsed writer schema) for reading.
         self._writers: dict[bytes, tuple[str, Schema]] = {}
         for name, schema in current.items():
-            fp = fingerprint(_parse(schema))
             parsed = _parse(schema, hint=True)
+            fp = fingerprint(parsed)
             self._current[name] = (parsed, fp)
             self._writers[fp] = (name, parsed)
         for schema in older:
             old = _parse(schema, hint=True)
-            self._writers[fingerprint(_parse(schema))] = (str(old["name"]), old)
+            self._writers[fingerprint(old)] = (str(old["name"]), old)
 
     @classmethod
     def from_directory(cls, schema_dir: Path = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
@@ -127,7 +127,7 @@ def _parse(
 ) -> Schema:
     """fastavro's parsed form. With `hint`, it carries fastavro's mark that it is already parsed, without
     which every schemaless_writer/reader call parses it again: that was half the router's CPU (bench/).
-    The fingerprint is taken from the unmarked form, the canonical schema."""
+    The mark is not part of the parsing canonical form, so fingerprints do not change (tests/unit/test_codec.py)."""
     parsed = fastavro.parse_schema(schema, named, expand=expand, _write_hint=hint)
     assert isinstance(parsed, dict)  # a record schema parses to a dict
     return parsed

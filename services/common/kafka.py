@@ -86,8 +86,9 @@ async def learn_topics(p: AIOKafkaProducer, topics: Iterable[str], within_s: flo
     """
     with contextlib.suppress(KafkaError, TimeoutError):
         async with asyncio.timeout(within_s):
-            # Side by side: aiokafka folds the waits into as few metadata requests as it can.
-            await asyncio.gather(*(p.partitions_for(topic) for topic in topics))
+            # Side by side: aiokafka folds the waits into as few metadata requests as it can. A topic that
+            # fails does not stop the others; the timeout cancels whatever is still waiting.
+            await asyncio.gather(*(p.partitions_for(topic) for topic in topics), return_exceptions=True)
 
 
 async def partitions_of(c: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:

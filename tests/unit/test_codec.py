@@ -8,10 +8,11 @@ import struct
 from datetime import datetime
 
 import fastavro
+import fastavro.schema
 import msgspec
 import pytest
 
-from services.common.codec import MAGIC, Codec, fingerprint
+from services.common.codec import MAGIC, SCHEMA_DIR, Codec, fingerprint, load_schema_file
 from services.common.errors import CodecError, UnknownSchemaError
 from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, utcnow
 from tests.unit.samples import sample_alert
@@ -24,6 +25,17 @@ def test_round_trip_and_wire_format(codec: Codec) -> None:
     assert data[:2] == MAGIC
     assert data[2:10] == fingerprint(codec.schema_for(AlertSubmitted))
     assert codec.decode(data, AlertSubmitted) == record
+
+
+def test_fingerprint_is_that_of_the_schema_file_itself(codec: Codec) -> None:
+    """The codec keeps its schemas in fastavro's marked-as-parsed form; the fingerprint on the wire must still
+    be the CRC-64-AVRO of the .avsc's canonical form, which any other Avro library computes from the file."""
+    path = SCHEMA_DIR / "rctc.AlertSubmitted.avsc"
+    canonical = fastavro.schema.to_parsing_canonical_form(load_schema_file(path))
+    expected = struct.pack("<Q", int(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"), 16))
+    record = AlertSubmitted(alert_id="a-3", origin="IQ-NAB", submitted_at=utcnow(), alert=sample_alert())
+    assert codec.encode(record)[2:10] == expected
+    assert "__fastavro_parsed" not in canonical
 
 
 def test_any_avro_library_reads_the_body(codec: Codec) -> None:
