@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.baselines import baseline_http, baseline_kafka
+from bench.baselines import baseline_http, baseline_kafka, one_topic, prepare_input, router_layout
 from bench.harness import ROOT, Broker, TimedReceivers
 from bench.pipeline import pipeline
 from bench.report import write_report
@@ -59,15 +59,29 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with Broker() as broker:
             bench = await prepared(broker, codec, receivers, out)
-            kafka_base = await baseline_kafka(bench, args.records)
+            await prepare_input(bench, args.records)
+            kafka_base = await baseline_kafka(bench, args.records, one_topic, transactional=False)
+            # Not the baseline: the same pass-through with the router's layout of topics, and with its
+            # transactions too, so the report says how much of the router's cost is its layout and its
+            # transactions and how much its routing.
+            layout = await baseline_kafka(bench, args.records, router_layout, transactional=False)
+            layout_txn = await baseline_kafka(bench, args.records, router_layout, transactional=True)
             sample = webhook_request(
                 recipient_copy(enriched_record("x"), Verdict(bench.codes[0], True, "shared", "b", "B"), utcnow()),
                 "Immediate",
                 utcnow(),
             ).payload
             http_base = await baseline_http(receivers, args.deliveries, sample)
-            report["baseline"] = {"kafka": kafka_base, "http": http_base}
+            report["baseline"] = {
+                "kafka": kafka_base,
+                "kafka_router_layout": layout,
+                "kafka_router_layout_transactional": layout_txn,
+                "http": http_base,
+            }
             report["router"] = await router_saturation(bench, args.alerts, kafka_base["per_second"])
+            routed = report["router"]["alerts_per_second"]
+            report["router"]["ratio_to_layout_passthrough"] = round(routed / layout["per_second"], 3)
+            report["router"]["ratio_to_transactional_layout_passthrough"] = round(routed / layout_txn["per_second"], 3)
             report["dispatcher"] = await dispatcher_saturation(bench, args.deliveries, http_base["per_second"])
         # The stages share two cores with the broker, so the pipeline saturates well below its slowest stage
         # alone: the constant rate is half the slowest stage's, capped by --rate.

@@ -4,32 +4,83 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.harness import TimedReceivers
-from bench.workload import OUTPUTS_PER_ALERT, Bench, enriched_record
-from services.common.kafka import consumer, produce_all, producer
+from bench.workload import OUTPUTS_PER_ALERT, RECIPIENTS, Bench, enriched_record
+from services.common.kafka import consumer, group_id, produce_all, producer
+
+# The router's output layout, on topics of the benchmark's own: ten agency topics, the webhook requests and
+# the decisions, with the partition counts of deploy/topics.yaml.
+AGENCY_TOPICS = [f"bench.agency.{i}" for i in range(RECIPIENTS)]
+LAYOUT = [NewTopic("bench.in", 6, 1), NewTopic("bench.out", 6, 1), NewTopic("bench.webhook", 6, 1)]
+LAYOUT += [NewTopic("bench.routed", 6, 1)] + [NewTopic(t, 3, 1) for t in AGENCY_TOPICS]
 
 
-async def baseline_kafka(bench: Bench, n: int) -> dict[str, Any]:
-    """Raw aiokafka: consume each record and produce as many records as the router does for it (no routing
-    logic, no transaction, no encoding), committing per batch. The router's ratio to this is its overhead."""
-    kafka = bench.kafka
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+async def prepare_input(bench: Bench, n: int) -> None:
+    """`n` enriched alerts on bench.in, read by every Kafka baseline (each in a group of its own)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.kafka.bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic("bench.in", 6, 1), NewTopic("bench.out", 6, 1)])
+        await admin.create_topics(LAYOUT)
     finally:
         await admin.close()
     value = bench.codec.encode(enriched_record("x"))
-    await produce_all(kafka, "bench-load", "bench.in", [(f"k{i}".encode(), value) for i in range(n)])
-    c = consumer(kafka, "bench-pass", "bench.in", group="bench-pass")
-    p = producer(kafka, "bench-pass")
+    await produce_all(bench.kafka, "bench-load", "bench.in", [(f"k{i}".encode(), value) for i in range(n)])
+
+
+def one_topic(r: ConsumerRecord) -> list[tuple[str, bytes, bytes]]:
+    """The issue's baseline: as many records as the router writes for an alert, all to one topic."""
+    return [("bench.out", r.key, r.value)] * OUTPUTS_PER_ALERT
+
+
+def router_layout(r: ConsumerRecord) -> list[tuple[str, bytes, bytes]]:
+    """The same count spread as the router spreads it: a copy and a webhook request per agency, a decision."""
+    out = []
+    for topic in AGENCY_TOPICS:
+        key = r.key + b":" + topic.encode()
+        out += [(topic, key, r.value), ("bench.webhook", key, r.value)]
+    return [*out, ("bench.routed", r.key, r.value)]
+
+
+async def baseline_kafka(
+    bench: Bench, n: int, outputs: Callable[[ConsumerRecord], list[tuple[str, bytes, bytes]]], transactional: bool
+) -> dict[str, Any]:
+    """Raw aiokafka: consume each record of bench.in and produce `outputs(record)` for it (no routing logic,
+    no encoding), committing per batch, or in a transaction per input partition and batch as the router does.
+    """
+    kafka = bench.kafka
+    name = f"bench-pass-{outputs.__name__}-{'txn' if transactional else 'plain'}"
+    c = consumer(kafka, name, "bench.in", group=name)
+    producers: dict[int, AIOKafkaProducer] = {}
+
+    async def producer_for(partition: int) -> AIOKafkaProducer:
+        if partition not in producers:
+            txn = f"{name}-{partition}" if transactional else None
+            producers[partition] = producer(kafka, f"{name}-{partition}", transactional_id=txn)
+            await producers[partition].start()
+        return producers[partition]
+
+    async def plain(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        p = await producer_for(0)
+        futures = [await p.send(t, v, key=k) for r in records for t, k, v in outputs(r)]
+        for f in futures:
+            await f
+
+    async def in_transaction(tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        p = await producer_for(tp.partition)
+        async with p.transaction():
+            for r in records:
+                for t, k, v in outputs(r):
+                    await p.send(t, v, key=k)
+            await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, group_id(kafka, name))
+
     await c.start()
-    await p.start()
     done = 0
     started: float | None = None
     try:
@@ -37,23 +88,21 @@ async def baseline_kafka(bench: Bench, n: int) -> dict[str, Any]:
             batches = await c.getmany(timeout_ms=500, max_records=200)
             if started is None and batches:
                 started = time.perf_counter()
-            futures = [
-                await p.send("bench.out", r.value, key=r.key)
-                for rs in batches.values()
-                for r in rs
-                for _ in range(OUTPUTS_PER_ALERT)
-            ]
-            for f in futures:
-                await f
+            handle = in_transaction if transactional else plain
+            await asyncio.gather(*(handle(tp, rs) for tp, rs in batches.items()))
             done += sum(len(rs) for rs in batches.values())
-            await c.commit()
+            if not transactional:
+                await c.commit()
         elapsed = time.perf_counter() - (started or time.perf_counter())
     finally:
         await c.stop()
-        await p.stop()
+        for p in producers.values():
+            await p.stop()
     return {
         "records": n,
         "outputs_per_record": OUTPUTS_PER_ALERT,
+        "layout": outputs.__name__,
+        "transactional": transactional,
         "seconds": round(elapsed, 2),
         "per_second": round(n / elapsed, 1),
     }

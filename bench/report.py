@@ -41,6 +41,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"| raw aiokafka pass-through | {report['baseline']['kafka']['per_second']} records/s | |",
         f"| router saturation ({RECIPIENTS} recipients) | {r['alerts_per_second']} alerts/s, ratio "
         f"{r['ratio_to_raw_passthrough']} | >= 0.5 (stretch 0.7) |",
+        f"| raw pass-through, router's topic layout | {report['baseline']['kafka_router_layout']['per_second']} "
+        f"records/s (router ratio {r['ratio_to_layout_passthrough']}); with its transactions "
+        f"{report['baseline']['kafka_router_layout_transactional']['per_second']} records/s (router ratio "
+        f"{r['ratio_to_transactional_layout_passthrough']}) | |",
         f"| raw aiohttp POST | {report['baseline']['http']['per_second']} requests/s | |",
         f"| dispatcher saturation | {d['per_second']} deliveries/s, ratio {d['ratio_to_raw_aiohttp']} "
         "| >= 0.7 (stretch 0.85) |",
