@@ -168,3 +168,19 @@ def percentiles(values: list[float]) -> dict[str, Any]:
         "p99_9_ms": at(0.999),
         "max_ms": round(ordered[-1] * 1000, 2),
     }
+
+
+def steady_rate(done_at: list[float], middle: float = 0.8) -> float:
+    """Units per second over the middle `middle` share of a backlog, from each unit's completion time.
+
+    Neither the first completion nor the start of the process is a fair start: a batched consumer completes
+    its first transaction's records all at once (routing them took time the first timestamp does not see),
+    and start-up is not throughput. The middle of the run is steady state for every side measured this way.
+    """
+    ordered = sorted(done_at)
+    edge = (1 - middle) / 2
+    first, last = int(edge * (len(ordered) - 1)), int((1 - edge) * (len(ordered) - 1))
+    span = ordered[last] - ordered[first]
+    if last <= first or span <= 0:
+        raise ValueError(f"too few completions ({len(ordered)}) or all at once: no rate to measure")
+    return (last - first) / span

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from bench.harness import steady_rate
 from bench.workload import RECIPIENTS, Arrivals, Bench, enriched_record, wait_ready
 from services.common.kafka import produce_all
 from services.common.ops import free_port
@@ -30,12 +31,12 @@ async def router_saturation(bench: Bench, n: int, baseline: float) -> dict[str, 
         await router.start()
         await wait_ready(port)
         router.mark()
-        last = await routed.until(n, within_s=600)
-        started = min(routed.seen.values())  # from the first decision: start-up and partition claims excluded
+        await routed.until(n, within_s=600)
         cpu, rss = router.usage()
         await router.stop()
-    elapsed = last - started
-    rate = (n - 1) / elapsed
+    times = sorted(routed.seen.values())
+    elapsed = times[-1] - times[0]
+    rate = steady_rate(times)
     return {
         "alerts": n,
         "fan_out": RECIPIENTS,
@@ -76,10 +77,10 @@ async def dispatcher_saturation(bench: Bench, n: int, baseline: float) -> dict[s
     finally:
         bench.receivers.verify = True
     times = sorted(arrived.values())[before:]
-    elapsed = times[-1] - times[0]  # from the first delivery: start-up excluded
+    elapsed = times[-1] - times[0]
     cpu, rss = dispatcher.usage()
     await dispatcher.stop()
-    rate = (n - 1) / elapsed
+    rate = steady_rate(times)
     return {
         "deliveries": n,
         "seconds": round(elapsed, 2),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.harness import percentiles
+import pytest
+
+from bench.harness import percentiles, steady_rate
 from bench.pipeline import Latencies, recovery_s
 
 
@@ -34,3 +36,11 @@ def test_recovery_is_the_start_of_the_last_run_of_good_windows() -> None:
     assert recovery_s(windows, 25, 50) == 15  # the good window at 5 s did not last
     assert recovery_s(windows, 10, 50) is None  # never under 10 ms
     assert recovery_s([w(0, 20, 30)], 25, 50) == 0
+
+
+def test_steady_rate_ignores_a_lumpy_start_and_end() -> None:
+    # 1,000 units: 80 complete at once at t=0 (a first batch), then 10 per second, then a straggler.
+    times = [0.0] * 80 + [1 + i / 10 for i in range(919)] + [500.0]
+    assert steady_rate(times) == pytest.approx(10, rel=0.02)
+    with pytest.raises(ValueError):
+        steady_rate([5.0] * 100)  # all at once: no rate
