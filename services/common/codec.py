@@ -9,6 +9,10 @@ Avro rules, so producers and consumers can be upgraded one at a time.
     data = codec.encode(AlertSubmitted(...))
     record = codec.decode(data, AlertSubmitted)
 
+    # Many records sharing one nested last field (ten recipients' copies of one alert): encode it once.
+    part = codec.encode_last(AlertShared, copy)
+    data = codec.encode(AlertShared(..., alert=copy), last=part)
+
 The Python class name is the Avro record name (`AlertSubmitted` is `rctc.AlertSubmitted`).
 """
 
@@ -70,6 +74,13 @@ class Codec:
         for schema in older:
             old = _parse(schema, hint=True)
             self._writers[fingerprint(old)] = (str(old["name"]), old)
+        # name -> (schema of every field but the last, schema of the last field's type): see encode(last=).
+        self._split: dict[str, tuple[Schema, Schema]] = {}
+        for name, (parsed, _) in self._current.items():
+            fields = parsed["fields"]
+            if fields and isinstance(fields[-1]["type"], dict) and fields[-1]["type"].get("type") == "record":
+                head = _parse({**_unparsed(parsed), "fields": fields[:-1]}, hint=True)
+                self._split[name] = (head, _parse(_unparsed(fields[-1]["type"]), hint=True))
 
     @classmethod
     def from_directory(cls, schema_dir: Path = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
@@ -84,20 +95,46 @@ class Codec:
     def schema_for(self, record_type: type[msgspec.Struct]) -> Schema:
         return self._current[f"{NAMESPACE}.{record_type.__name__}"][0]
 
-    def encode(self, record: msgspec.Struct) -> bytes:
+    def encode(self, record: msgspec.Struct, *, last: bytes | None = None) -> bytes:
+        """`record` on the wire. With `last`, its last field is not encoded again: `last` is that field as
+        `encode_last` gave it. An Avro record is its fields' encodings one after another, so the result is
+        byte for byte what encoding the whole record gives (tests/unit/test_codec.py)."""
         name = f"{NAMESPACE}.{type(record).__name__}"
         try:
             schema, fp = self._current[name]
         except KeyError:
             raise CodecError(f"no schema for {name} in schemas/") from None
+        value = _to_avro(record)
+        if last is not None:
+            schema = self._split_of(name)[0]
+            del value[schema_last_field(self._current[name][0])]
         out = io.BytesIO()
         out.write(MAGIC)
         out.write(fp)
         try:
-            fastavro.schemaless_writer(out, schema, _to_avro(record), strict_allow_default=True)
+            fastavro.schemaless_writer(out, schema, value, strict_allow_default=True)
         except (ValueError, TypeError, KeyError) as exc:
             raise CodecError(f"{name} does not fit its schema: {exc}") from exc
+        if last is not None:
+            out.write(last)
         return out.getvalue()
+
+    def encode_last(self, record_type: type[msgspec.Struct], value: msgspec.Struct) -> bytes:
+        """`value` encoded as the last field of a `record_type`, for `encode(..., last=)`: records that share
+        it (one alert's copies for several recipients) then encode it once."""
+        name = f"{NAMESPACE}.{record_type.__name__}"
+        out = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(out, self._split_of(name)[1], _to_avro(value), strict_allow_default=True)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CodecError(f"{name}'s last field does not fit its schema: {exc}") from exc
+        return out.getvalue()
+
+    def _split_of(self, name: str) -> tuple[Schema, Schema]:
+        try:
+            return self._split[name]
+        except KeyError:
+            raise CodecError(f"{name} does not end with a record field: it cannot be encoded in parts") from None
 
     def decode(self, data: bytes, into: type[T]) -> T:
         name = f"{NAMESPACE}.{into.__name__}"
@@ -131,6 +168,15 @@ def _parse(
     parsed = fastavro.parse_schema(schema, named, expand=expand, _write_hint=hint)
     assert isinstance(parsed, dict)  # a record schema parses to a dict
     return parsed
+
+
+def schema_last_field(schema: Schema) -> str:
+    return str(schema["fields"][-1]["name"])
+
+
+def _unparsed(schema: Schema) -> Schema:
+    """A parsed (expanded) schema without fastavro's marks, so it can be parsed again on its own."""
+    return {k: v for k, v in schema.items() if not k.startswith("__")}
 
 
 def _to_avro(record: msgspec.Struct) -> Any:

@@ -7,22 +7,30 @@ same on every retry and on every re-routing of the same alert, and a receiver de
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
 import msgspec
 
-from services.common.records import AlertEnriched, AlertShared, DeliverWebhook, Urgency
+from services.common.codec import Codec
+from services.common.records import AlertEnriched, AlertShared, DeliverWebhook, SharedAlert, Urgency
 from services.router.policy import Verdict
 from services.router.redaction import shared_copy
 
 _NAMESPACE = uuid.UUID("2b7e1516-28ae-4d2a-abf7-158809cf4f3c")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 EVENT_TYPES = {"Alert": "alert.created", "Update": "alert.updated", "Cancel": "alert.cancelled"}
 
 
 def webhook_id(alert_id: str, agency: str) -> str:
-    return f"msg_{uuid.uuid5(_NAMESPACE, f'{alert_id}:{agency}').hex}"
+    """`msg_` and the hex of uuid5(namespace, "alert_id:agency"), computed without building UUID objects
+    (a tenth of a router's fan-out cost went to them); equal to uuid.uuid5 (tests/unit/test_payload.py)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{alert_id}:{agency}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return f"msg_{digest.hex()}"
 
 
 class WebhookBody(msgspec.Struct):
@@ -40,6 +48,36 @@ def webhook_body(shared: AlertShared) -> bytes:
 def recipient_copy(enriched: AlertEnriched, verdict: Verdict, now: datetime) -> AlertShared:
     """The AlertShared a delivered verdict gives its agency: redacted as the verdict says."""
     copy, removed = shared_copy(enriched.alert, verdict.redact)
+    return _addressed(enriched, verdict, now, copy, removed)
+
+
+class RecipientCopies:
+    """One alert's copies for its recipients, as records and as the bytes written to their topics.
+
+    Recipients whose agreements redact the same fields receive the same alert body, so each distinct
+    redaction is masked and encoded once per alert (most alerts have one or two), and each recipient's
+    bytes are its own header fields followed by that body (`Codec.encode(last=)`): the same bytes as
+    encoding its copy whole, a third of the cost.
+    """
+
+    def __init__(self, enriched: AlertEnriched, now: datetime, codec: Codec) -> None:
+        self._enriched, self._now, self._codec = enriched, now, codec
+        self._bodies: dict[frozenset[str], tuple[SharedAlert, list[str], bytes]] = {}
+
+    def copy_for(self, verdict: Verdict) -> tuple[AlertShared, bytes]:
+        """The delivered verdict's copy, and its encoding."""
+        body = self._bodies.get(verdict.redact)
+        if body is None:
+            alert, removed = shared_copy(self._enriched.alert, verdict.redact)
+            body = self._bodies[verdict.redact] = (alert, removed, self._codec.encode_last(AlertShared, alert))
+        alert, removed, encoded = body
+        shared = _addressed(self._enriched, verdict, self._now, alert, removed)
+        return shared, self._codec.encode(shared, last=encoded)
+
+
+def _addressed(
+    enriched: AlertEnriched, verdict: Verdict, now: datetime, copy: SharedAlert, removed: list[str]
+) -> AlertShared:
     return AlertShared(
         alert_id=enriched.alert_id,
         recipient=verdict.agency,

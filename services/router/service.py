@@ -48,7 +48,7 @@ from services.common.topics import (
 )
 from services.router.deadlines import ack_due
 from services.router.outputs import Outputs
-from services.router.payload import recipient_copy, webhook_request
+from services.router.payload import RecipientCopies, webhook_request
 from services.router.policy import Verdict, decide, follow_up
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of
 from services.router.settings import RouterSettings
@@ -248,7 +248,7 @@ class Router:
                 if p is None:  # an earlier recovery failed: try again, from the committed offset
                     await self._take_over(tp)
                     return False
-                decided: list[AlertRouted] = []
+                decided: dict[str, AlertRouted] = {}
                 outputs = Outputs()
                 for record in records:
                     lines.append(self._route_record(record, outputs, decided))
@@ -256,7 +256,7 @@ class Router:
                     await outputs.write(p)
                     await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
                 assert self._routed is not None
-                self._routed.add(tp.partition, decided, records[-1].offset + 1)
+                self._routed.add(tp.partition, list(decided.values()), records[-1].offset + 1)
             except (KafkaError, TimeoutError, OSError) as exc:
                 BATCH_FAILURES.labels(self.name, tp.topic).inc()
                 log.warning(
@@ -287,11 +287,13 @@ class Router:
             log.warning("router.recover_failed", partition=tp.partition, error=repr(exc))
             self._producers.pop(tp, None)
 
-    def _route_record(self, record: ConsumerRecord, outputs: Outputs, decided: list[AlertRouted]) -> dict[str, Any]:
+    def _route_record(
+        self, record: ConsumerRecord, outputs: Outputs, decided: dict[str, AlertRouted]
+    ) -> dict[str, Any]:
         """Add every output of one record to the transaction's outputs; return its log line.
 
-        `decided` collects this transaction's decisions: a repeat within the same batch is skipped, and an
-        Update later in the batch finds its original there.
+        `decided` collects this transaction's decisions by alert id: a repeat within the same batch is
+        skipped, and an Update later in the batch finds its original there.
         """
         traceparent = tracing.child_of(tracing.from_headers(record.headers))
         headers = tracing.headers_for(traceparent)
@@ -308,8 +310,7 @@ class Router:
             return self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
         context["alert_id"] = enriched.alert_id
         assert self._routed is not None
-        earlier = {d.alert_id: d for d in decided}
-        if self._routed.get(record.partition, enriched.alert_id) or enriched.alert_id in earlier:
+        if self._routed.get(record.partition, enriched.alert_id) or enriched.alert_id in decided:
             return {"event": "alert.duplicate", "outcome": "duplicate", "agency": enriched.origin, **context}
 
         registry = self.registry.current
@@ -319,8 +320,8 @@ class Router:
         else:
             root = alert.references[0]
             original = self._routed.get(record.partition, root)
-            if original is None and root in earlier:
-                original = original_of(earlier[root])
+            if original is None and root in decided:
+                original = original_of(decided[root])
             outcome = follow_up(enriched, original, registry)
             if isinstance(outcome, str):
                 return self._reject(outputs, key, headers, context, enriched.origin, outcome)
@@ -331,7 +332,7 @@ class Router:
         outputs.add(
             ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=[*headers, *source], partition=record.partition
         )
-        decided.append(decision)
+        decided[decision.alert_id] = decision
         recipients = [d.agency for d in decision.decisions if d.delivered]
         return {
             "event": "alert.routed",
@@ -361,15 +362,18 @@ class Router:
         registry = self.registry.current
         now = utcnow()
         alert = enriched.alert
+        copies = RecipientCopies(enriched, now, self.codec)
+        due: dict[str | None, datetime | None] = {}  # by agreement: recipients under one share a deadline
         decisions: list[RoutingDecision] = []
         for verdict in verdicts:
             channels: list[str] = []
             removed: list[str] = []
             digest = None
             if verdict.delivered:
-                shared = recipient_copy(enriched, verdict, now)
+                shared, encoded = copies.copy_for(verdict)
                 removed = shared.redacted_fields
-                encoded = self.codec.encode(shared)
+                if verdict.agreement_id not in due:
+                    due[verdict.agreement_id] = self._ack_due(enriched, verdict, now)
                 digest = hashlib.sha256(encoded).hexdigest()
                 rkey = recipient_key(thread, verdict.agency)
                 outputs.add(agency_topic(verdict.agency), encoded, key=rkey, headers=headers)
@@ -397,7 +401,7 @@ class Router:
                     redacted_fields=removed,
                     channels=channels,
                     copy_sha256=digest,
-                    ack_due=self._ack_due(enriched, verdict, now) if verdict.delivered else None,
+                    ack_due=due[verdict.agreement_id] if verdict.delivered else None,
                 )
             )
         return AlertRouted(

@@ -14,7 +14,7 @@ import pytest
 
 from services.common.codec import MAGIC, SCHEMA_DIR, Codec, fingerprint, load_schema_file
 from services.common.errors import CodecError, UnknownSchemaError
-from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, utcnow
+from services.common.records import AlertEnriched, AlertRejected, AlertShared, AlertSubmitted, utcnow
 from tests.unit.samples import sample_alert
 
 
@@ -96,3 +96,18 @@ def test_every_record_type_has_a_schema(codec: Codec) -> None:
 
     for kind in {*RECORD_TYPES.values(), AlertShared}:
         assert codec.schema_for(kind)["name"] == f"rctc.{kind.__name__}"
+
+
+def test_a_record_encoded_in_parts_is_the_record_encoded_whole(codec: Codec) -> None:
+    at = utcnow()
+    record = AlertEnriched(
+        alert_id="a-1", origin="IQ-A", submitted_at=at, enriched_at=at, priority=1, alert=sample_alert()
+    )
+    last = codec.encode_last(AlertEnriched, record.alert)
+    assert codec.encode(record, last=last) == codec.encode(record)
+    # The part is only the last field: another record's own fields come before it.
+    other = msgspec.structs.replace(record, alert_id="a-2", priority=3)
+    assert codec.decode(codec.encode(other, last=last), AlertEnriched) == other
+    with pytest.raises(CodecError, match="does not end with a record"):
+        codec.encode(AlertRejected(alert_id="a", origin="o", stage="s", reason="r", rejected_at=at), last=b"")
+    assert AlertShared.__struct_fields__[-1] == "alert"  # the router relies on it (services/router/payload.py)

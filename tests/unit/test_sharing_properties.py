@@ -14,9 +14,11 @@ import msgspec
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from services.common.codec import Codec
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, Alert, AlertShared, Indicator, Subject
 from services.common.registry import REDACTABLE_FIELDS, Agency, Agreement, Registry, RegistryPublished, Subscription
 from services.common.taxonomy import CATEGORIES
+from services.router.payload import RecipientCopies, recipient_copy
 from services.router.policy import Original, decide, follow_up
 from services.router.redaction import MASK, shared_copy
 from tests.unit.samples import enriched
@@ -221,6 +223,27 @@ def test_copies_hold_only_permitted_fields_and_no_other_recipient(data: st.DataO
         wire = msgspec.json.encode(shared).decode()
         others = set(registry.agencies) - {verdict.agency, origin}
         assert not [code for code in others if code in wire]
+
+
+CODEC = Codec.from_directory()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_each_recipient_gets_its_own_copy_when_bodies_are_shared(data: st.DataObject) -> None:
+    """The router encodes each distinct redaction once per alert and reuses it: every recipient's record and
+    bytes must still be exactly those of its own copy built alone, in whatever order recipients come."""
+    registry = data.draw(registries())
+    origin, alert = data.draw(alerts(registry))
+    record = enriched(alert, origin=origin)
+    delivered = [v for v in decide(record, registry) if v.delivered]
+    copies = RecipientCopies(record, NOW, CODEC)
+    for verdict in data.draw(st.permutations(delivered)):
+        shared, wire = copies.copy_for(verdict)
+        alone = recipient_copy(record, verdict, NOW)
+        assert shared == alone
+        assert wire == CODEC.encode(alone)
+        assert CODEC.decode(wire, AlertShared) == alone
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
