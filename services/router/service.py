@@ -84,6 +84,8 @@ class Router:
         # How many times each partition was claimed: a batch fetched before the latest claim is stale (the
         # claim rewound the partition, so those records are fetched again) and is dropped unrouted.
         self._claims: dict[TopicPartition, int] = {}
+        # Partitions whose claim is in progress: paused until it ends, whatever a stale batch's task does.
+        self._claiming: set[TopicPartition] = set()
 
     async def start(self) -> None:
         await self.registry.start()
@@ -128,10 +130,27 @@ class Router:
         return self._locks.setdefault(tp, asyncio.Lock())
 
     async def claim(self, assigned: list[TopicPartition]) -> None:
+        """Take over each assigned partition; none of its records is routed before its take-over is done.
+
+        aiokafka hands out records of a new assignment while this listener still runs (fetched from its
+        own idea of the position), so every assigned partition is paused at once, before the first await,
+        and resumed only after its take-over has fenced the previous owner and moved to the routed position.
+        A batch taken before the claim began carries the previous claim number and is dropped unrouted.
+        """
+        assert self._consumer is not None
         for tp in assigned:
-            async with self._lock(tp):
-                self._claims[tp] = self._claims.get(tp, 0) + 1
-                await self._take_over(tp)
+            self._claims[tp] = self._claims.get(tp, 0) + 1
+        self._claiming.update(assigned)
+        self._consumer.pause(*assigned)
+        for tp in assigned:
+            try:
+                async with self._lock(tp):
+                    await self._take_over(tp)
+            finally:
+                # Resumed even if the take-over failed: the first batch then retries it (_route_partition).
+                self._claiming.discard(tp)
+                if tp in self._consumer.assignment():
+                    self._consumer.resume(tp)
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
@@ -169,21 +188,32 @@ class Router:
         p = await self._fresh_producer(tp)
         agencies = [agency_topic(code) for code in self.registry.current.agencies]
         await learn_topics(p, [ALERTS_ROUTED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, *agencies])
-        await self._routed.load(tp.partition)
-        await self._rewind(tp)
+        known = await self._routed.load(tp.partition)
+        committed, resume = await self._rewind(tp)
+        log.info(
+            "router.partition_claimed",
+            topic=tp.topic,
+            partition=tp.partition,
+            committed=committed,
+            routed_in_window=known,
+            resume_from=resume,
+        )
 
-    async def _rewind(self, tp: TopicPartition) -> None:
+    async def _rewind(self, tp: TopicPartition) -> tuple[int | None, int | None]:
         """Resume `tp` after the last routed record: the committed offset, or the routed log's if it is ahead.
+        Returns the committed offset and where it resumes (None: from the beginning).
 
         A committed-offset fetch right after a transaction commits can still answer the offset before it
         (seen with aiokafka against Kafka 4.1); the routed log, written in the same transaction, cannot lag.
         """
         assert self._consumer is not None and self._routed is not None
-        candidates = [o for o in (await self._consumer.committed(tp), self._routed.next_offset(tp.partition)) if o]
+        committed = await self._consumer.committed(tp)
+        candidates = [o for o in (committed, self._routed.next_offset(tp.partition)) if o]
         if candidates:
             self._consumer.seek(tp, max(candidates))
-        else:
-            await self._consumer.seek_to_beginning(tp)
+            return committed, max(candidates)
+        await self._consumer.seek_to_beginning(tp)
+        return committed, None
 
     async def _route_loop(self, stopping: asyncio.Event) -> None:
         assert self._consumer is not None
@@ -233,7 +263,7 @@ class Router:
             # partition to the batch fetched since.
             if busy.get(tp) is asyncio.current_task():
                 del busy[tp]
-                if tp in self._consumer.assignment():
+                if tp in self._consumer.assignment() and tp not in self._claiming:
                     self._consumer.resume(tp)
 
     async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord], claim: int) -> bool:

@@ -162,8 +162,11 @@ async def rctc(*argv: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def start_service(name: str, kafka: KafkaSettings, **env: str) -> asyncio.subprocess.Process:
-    """A service as the real process (`python -m services.<name>`), in this test's groups and ids."""
+async def start_service(
+    name: str, kafka: KafkaSettings, log_to: Path | None = None, **env: str
+) -> asyncio.subprocess.Process:
+    """A service as the real process (`python -m services.<name>`), in this test's groups and ids; its JSON
+    log lines go to `log_to` if given."""
     full = {
         **os.environ,
         "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -171,12 +174,11 @@ async def start_service(name: str, kafka: KafkaSettings, **env: str) -> asyncio.
         "RCTC_LOG__FORMAT": "json",
         **env,
     }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        f"services.{name}",
-        cwd=ROOT,
-        env=full,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    out = os.open(log_to, os.O_WRONLY | os.O_CREAT | os.O_APPEND) if log_to else asyncio.subprocess.DEVNULL
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"services.{name}", cwd=ROOT, env=full, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    finally:
+        if log_to:
+            os.close(out)  # the child has its own copy
