@@ -46,6 +46,7 @@ from services.common.topics import (
     DELIVERIES_WEBHOOK,
     agency_topic,
 )
+from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
 from services.router.outputs import Outputs
 from services.router.payload import RecipientCopies, webhook_request
@@ -69,6 +70,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class Router:
     name = "router"
+    # A partition's backlog holds at most this many transactions' worth of records before it is paused.
+    BACKLOG_TRANSACTIONS = 4
 
     def __init__(self, settings: RouterSettings, codec: Codec) -> None:
         self.settings = settings
@@ -84,8 +87,9 @@ class Router:
         # How many times each partition was claimed: a batch fetched before the latest claim is stale (the
         # claim rewound the partition, so those records are fetched again) and is dropped unrouted.
         self._claims: dict[TopicPartition, int] = {}
-        # Partitions whose claim is in progress: paused until it ends, whatever a stale batch's task does.
+        # Partitions whose claim is in progress: paused until it ends.
         self._claiming: set[TopicPartition] = set()
+        self._backlogs: dict[TopicPartition, Backlog[ConsumerRecord]] = {}
 
     async def start(self) -> None:
         await self.registry.start()
@@ -140,6 +144,7 @@ class Router:
         assert self._consumer is not None
         for tp in assigned:
             self._claims[tp] = self._claims.get(tp, 0) + 1
+            self._backlog(tp).clear()
         self._claiming.update(assigned)
         self._consumer.pause(*assigned)
         for tp in assigned:
@@ -149,8 +154,7 @@ class Router:
             finally:
                 # Resumed even if the take-over failed: the first batch then retries it (_route_partition).
                 self._claiming.discard(tp)
-                if tp in self._consumer.assignment():
-                    self._consumer.resume(tp)
+                self._pace(tp)
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
@@ -160,6 +164,7 @@ class Router:
                     await p.stop()
                 if self._routed is not None:
                     self._routed.forget(tp.partition)
+                self._backlog(tp).clear()
 
     async def _fresh_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
         old = self._producers.pop(tp, None)
@@ -209,6 +214,8 @@ class Router:
         assert self._consumer is not None and self._routed is not None
         committed = await self._consumer.committed(tp)
         candidates = [o for o in (committed, self._routed.next_offset(tp.partition)) if o]
+        # From here on, records fetched before are stale (their backlog is dropped, see backlog.py).
+        self._claims[tp] = self._claims.get(tp, 0) + 1
         if candidates:
             self._consumer.seek(tp, max(candidates))
             return committed, max(candidates)
@@ -220,17 +227,18 @@ class Router:
         if not await self.registry.wait_until_published(stopping):
             return
         # Partitions have producers of their own, so each is routed on its own: while one partition's
-        # transaction commits, the next batch of another is routed (bench/). A partition is paused from the
-        # moment its batch is taken until its transaction ends, so its records stay in order.
+        # transaction commits, the next batch of another is routed (bench/). Fetching goes on meanwhile:
+        # what a partition receives while its transaction is open waits in its backlog, in order, and goes
+        # into its next transaction.
         busy: dict[TopicPartition, asyncio.Task[None]] = {}
-        backoff: dict[TopicPartition, float] = {}
         try:
             while not stopping.is_set():
-                batches = await self._consumer.getmany(timeout_ms=250, max_records=self.settings.max_batch)
+                batches = await self._consumer.getmany(timeout_ms=250)
                 for tp, records in batches.items():
-                    self._consumer.pause(tp)
-                    claim = self._claims.get(tp, 0)
-                    busy[tp] = asyncio.create_task(self._route_then_resume(tp, records, claim, busy, backoff))
+                    self._backlog(tp).add(self._claims.get(tp, 0), records)
+                    self._pace(tp)
+                    if tp not in busy:
+                        busy[tp] = asyncio.create_task(self._drain(tp, stopping, busy))
         finally:
             # Stopping: let the transactions in progress end (the runner bounds how long).
             tasks = list(busy.values())
@@ -242,29 +250,39 @@ class Router:
                         task.cancel()  # an open transaction aborts; its records are routed again later
                     raise
 
-    async def _route_then_resume(
-        self,
-        tp: TopicPartition,
-        records: list[ConsumerRecord],
-        claim: int,
-        busy: dict[TopicPartition, asyncio.Task[None]],
-        backoff: dict[TopicPartition, float],
-    ) -> None:
+    def _backlog(self, tp: TopicPartition) -> Backlog[ConsumerRecord]:
+        return self._backlogs.setdefault(tp, Backlog())
+
+    def _pace(self, tp: TopicPartition) -> None:
+        """Pause `tp` while it is being claimed or its backlog is full (bounded memory), resume it otherwise."""
         assert self._consumer is not None
+        if tp not in self._consumer.assignment():
+            return
+        full = len(self._backlog(tp)) >= self.BACKLOG_TRANSACTIONS * self.settings.max_batch
+        if tp in self._claiming or full:
+            self._consumer.pause(tp)
+        elif tp in self._consumer.paused():
+            self._consumer.resume(tp)
+
+    async def _drain(
+        self, tp: TopicPartition, stopping: asyncio.Event, busy: dict[TopicPartition, asyncio.Task[None]]
+    ) -> None:
+        """Route `tp`'s backlog, a transaction of up to max_batch records at a time, until it is empty."""
+        delay = 0.05
         try:
-            if await self._route_partition(tp, records, claim):
-                backoff.pop(tp, None)
-            else:
-                # Failed and rewound: this partition waits (longer each time); the others go on.
-                delay = backoff[tp] = min(backoff.get(tp, 0.05) * 2, 10.0)
-                await asyncio.sleep(delay)
+            while (backlog := self._backlog(tp)) and not stopping.is_set():
+                claim, records = backlog.take(self.settings.max_batch)
+                if await self._route_partition(tp, records, claim):
+                    delay = 0.05
+                else:
+                    # Failed and rewound: what waited was fetched under the previous claim number and is
+                    # dropped as it comes. This partition waits (longer each time); the others go on.
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                self._pace(tp)
         finally:
-            # Only the partition's current task resumes it: a stale one (from before a re-claim) leaves the
-            # partition to the batch fetched since.
             if busy.get(tp) is asyncio.current_task():
                 del busy[tp]
-                if tp in self._consumer.assignment() and tp not in self._claiming:
-                    self._consumer.resume(tp)
 
     async def _route_partition(self, tp: TopicPartition, records: list[ConsumerRecord], claim: int) -> bool:
         started = time.perf_counter()
