@@ -30,6 +30,7 @@ import fastavro
 import fastavro.schema
 import msgspec
 
+from services.common.avro_writer import Writer, compile_writer
 from services.common.errors import CodecError, UnknownSchemaError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -81,6 +82,12 @@ class Codec:
             if fields and isinstance(fields[-1]["type"], dict) and fields[-1]["type"].get("type") == "record":
                 head = _parse({**_unparsed(parsed), "fields": fields[:-1]}, hint=True)
                 self._split[name] = (head, _parse(_unparsed(fields[-1]["type"]), hint=True))
+        # Compiled writers (avro_writer.py) by schema identity, for the whole records and their parts.
+        self._compiled: dict[int, Writer | None] = {}
+        for parsed, _ in self._current.values():
+            self._compiled[id(parsed)] = compile_writer(parsed)
+        for head, last in self._split.values():
+            self._compiled[id(head)], self._compiled[id(last)] = compile_writer(head), compile_writer(last)
 
     @classmethod
     def from_directory(cls, schema_dir: Path = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
@@ -104,31 +111,37 @@ class Codec:
             schema, fp = self._current[name]
         except KeyError:
             raise CodecError(f"no schema for {name} in schemas/") from None
-        value = _to_avro(record)
-        if last is not None:
-            schema = self._split_of(name)[0]
-            del value[schema_last_field(self._current[name][0])]
-        out = io.BytesIO()
-        out.write(MAGIC)
-        out.write(fp)
-        try:
-            fastavro.schemaless_writer(out, schema, value, strict_allow_default=True)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CodecError(f"{name} does not fit its schema: {exc}") from exc
-        if last is not None:
-            out.write(last)
-        return out.getvalue()
+        if last is None:
+            return self._write(name, schema, record, MAGIC + fp)
+        head = self._split_of(name)[0]
+        return self._write(name, head, record, MAGIC + fp, without=schema_last_field(schema)) + last
 
     def encode_last(self, record_type: type[msgspec.Struct], value: msgspec.Struct) -> bytes:
         """`value` encoded as the last field of a `record_type`, for `encode(..., last=)`: records that share
         it (one alert's copies for several recipients) then encode it once."""
         name = f"{NAMESPACE}.{record_type.__name__}"
-        out = io.BytesIO()
+        return self._write(f"{name}'s last field", self._split_of(name)[1], value, b"")
+
+    def _write(self, name: str, schema: Schema, record: msgspec.Struct, prefix: bytes, without: str = "") -> bytes:
+        """`prefix` and the Avro body of `record` (all but its field `without`), by the compiled writer."""
+        compiled = self._compiled.get(id(schema))
+        if compiled is not None:
+            out = bytearray(prefix)
+            try:
+                compiled(record, out)
+                return bytes(out)
+            except (AttributeError, TypeError, KeyError, ValueError, OverflowError, struct.error):
+                pass  # fastavro decides: it writes a missing field's default, or says what does not fit
+        value = _to_avro(record)
+        if without:
+            del value[without]
+        stream = io.BytesIO()
+        stream.write(prefix)
         try:
-            fastavro.schemaless_writer(out, self._split_of(name)[1], _to_avro(value), strict_allow_default=True)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CodecError(f"{name}'s last field does not fit its schema: {exc}") from exc
-        return out.getvalue()
+            fastavro.schemaless_writer(stream, schema, value, strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise CodecError(f"{name} does not fit its schema: {exc}") from exc
+        return stream.getvalue()
 
     def _split_of(self, name: str) -> tuple[Schema, Schema]:
         try:

@@ -6,6 +6,7 @@ in an agreement or a subscription is an error at apply time, not an alert silent
 
 from __future__ import annotations
 
+import functools
 from fnmatch import fnmatchcase
 
 CATEGORIES: tuple[str, ...] = (
@@ -24,8 +25,12 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=8192)
 def matches(pattern: str, category: str) -> bool:
-    """Whether a subscription or agreement pattern selects a category (`*` and `domain.*` wildcards)."""
+    """Whether a subscription or agreement pattern selects a category (`*` and `domain.*` wildcards).
+
+    Cached: the router asks it for every agency and agreement of every alert, and the pairs are few (the
+    registry's patterns times the taxonomy's categories)."""
     return fnmatchcase(category, pattern)
 
 

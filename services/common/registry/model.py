@@ -120,6 +120,9 @@ class Registry:
         self.agencies: dict[str, Agency] = {a.code: a for a in published.agencies}
         self.agreements = published.agreements
         self.regions = published.regions
+        # Lookups the router makes for every alert, remembered for this version of the registry.
+        self._places: dict[str, frozenset[str]] = {}
+        self._between: dict[tuple[str, str], list[Agreement]] = {}
         self._tokens: dict[str, Principal] = {}
         for agency in published.agencies:
             for digest in agency.token_sha256:
@@ -148,7 +151,21 @@ class Registry:
 
     def countries_of(self, code: str) -> frozenset[str]:
         """A country code, or the countries of a region code."""
-        return frozenset(self.regions.get(code, [code]))
+        found = self._places.get(code)
+        if found is None:
+            found = self._places[code] = frozenset(self.regions.get(code, [code]))
+        return found
+
+    def agreements_between(self, origin: str, recipient: str) -> list[Agreement]:
+        """The agreements that let `origin` share with `recipient` at all (ignoring category, TLP, time)."""
+        found = self._between.get((origin, recipient))
+        if found is None:
+            found = self._between[(origin, recipient)] = [a for a in self.agreements if a.allows(origin, recipient)]
+        return found
+
+    @cached_property
+    def agencies_by_code(self) -> tuple[Agency, ...]:
+        return tuple(sorted(self.agencies.values(), key=lambda a: a.code))
 
     @cached_property
     def agency_codes(self) -> tuple[str, ...]:
