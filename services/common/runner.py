@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol, TypeVar
 
+from services.common import gc_pauses
 from services.common.logs import configure_logging, get_logger
 from services.common.ops import OpsServer
 from services.common.settings import ServiceSettings
@@ -78,6 +79,7 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
     started = time.monotonic()
     try:
         async with running(service, settings.shutdown_timeout_s) as task:
+            gc_pauses.settle()
             log.info("service.started", service=service.name, ops_port=ops.port)
             waiter = asyncio.create_task(signalled.wait())
             await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -95,6 +97,7 @@ def main(name: str, settings_type: type[S], build: Callable[[S], Service]) -> No
     """The entry point of every service: settings from the environment, logging, then serve until stopped."""
     settings = settings_type()
     configure_logging(settings.log, name)
+    gc_pauses.watch()
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(serve(build(settings), settings))
 
