@@ -57,7 +57,7 @@ async def main(args: argparse.Namespace) -> None:
     await receivers.start()
     report: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "recipients": RECIPIENTS}
     try:
-        with Broker() as broker:
+        with Broker(keep_logs_in=out / "logs" / "broker-saturation") as broker:
             bench = await prepared(broker, codec, receivers, out)
             await prepare_input(bench, args.records)
             kafka_base = await baseline_kafka(bench, args.records, one_topic, transactional=False)
@@ -89,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
         rate = max(1.0, min(args.rate, round(saturation / 2, 1)))
         # A broker of its own: services starting on the saturation steps' topics would first work through
         # their backlogs (every group starts from the beginning), and measure that instead.
-        with Broker() as broker:
+        with Broker(keep_logs_in=out / "logs" / "broker-pipeline") as broker:
             bench = await prepared(broker, codec, receivers, out)
             report["pipeline"] = await pipeline(bench, rate, args.seconds, args.burst)
     finally:

@@ -30,9 +30,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class Broker:
     """A fresh single-node broker on a free port, in a temporary directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_logs_in: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="rctc-bench-kafka-"))
         self.bootstrap = ""
+        self.keep_logs_in = keep_logs_in
 
     def __enter__(self) -> Broker:
         out = subprocess.run(
@@ -43,6 +44,11 @@ class Broker:
 
     def __exit__(self, *_: object) -> None:
         subprocess.run([str(SCRIPT), "stop", "--dir", str(self.dir)], check=False)
+        if self.keep_logs_in is not None:
+            self.keep_logs_in.mkdir(parents=True, exist_ok=True)
+            for name in ("broker.log", "gc.log"):
+                if (self.dir / name).exists():
+                    shutil.copy(self.dir / name, self.keep_logs_in / name)
         shutil.rmtree(self.dir, ignore_errors=True)  # hundreds of MB of logs per run
 
     def pid(self) -> int:

@@ -12,7 +12,6 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +104,18 @@ def recovery_s(windows: list[dict[str, Any]], topic_ms: float, webhook_ms: float
 
 
 async def hops(bench: Bench, measured: Latencies, ids: set[str]) -> dict[str, Any]:
-    """Where an alert's time goes: the producer timestamps of its records on each topic of its path.
+    """Where an alert's time goes, as percentiles over `ids` of each hop (see hop_times)."""
+    times = await hop_times(bench, measured, ids)
+    names = ["gateway_http_to_send", "gateway_to_enricher_send", "enricher_to_router_send", "router_send_to_readable"]
+    return {name: percentiles([t[name] for t in times.values() if name in t]) for name in names}
+
+
+async def hop_times(bench: Bench, measured: Latencies, ids: set[str]) -> dict[str, dict[str, float]]:
+    """Per alert of `ids`, seconds spent on each hop, from the producer timestamps of its records.
 
     Each record's timestamp is taken when its producer was handed it, so a hop is the time from one
     service's send to the next service's send (the broker, the fetch, the work); the last is from the
-    router's send to the copy being readable (the transaction's commit and its markers).
+    router's send to its slowest copy being readable (the transaction's commit and its markers).
     """
     sent: dict[str, dict[str, float]] = {}
     path: list[tuple[str, type[AlertSubmitted | AlertEnriched | AlertRouted]]] = [
@@ -122,19 +128,22 @@ async def hops(bench: Bench, measured: Latencies, ids: set[str]) -> dict[str, An
             alert_id = bench.codec.decode(r.value, kind).alert_id
             if alert_id in ids:
                 sent.setdefault(topic, {})[alert_id] = r.timestamp / 1000
-    known = [a for a in ids if all(a in sent.get(t, {}) for t, _ in path)]
-
-    def gaps(later: Callable[[str], float], earlier: Callable[[str], float]) -> dict[str, Any]:
-        return percentiles([later(a) - earlier(a) for a in known])
-
-    return {
-        "gateway_http_to_send": gaps(lambda a: sent[ALERTS_SUBMITTED][a], lambda a: measured.submitted[a]),
-        "gateway_to_enricher_send": gaps(lambda a: sent[ALERTS_ENRICHED][a], lambda a: sent[ALERTS_SUBMITTED][a]),
-        "enricher_to_router_send": gaps(lambda a: sent[ALERTS_ROUTED][a], lambda a: sent[ALERTS_ENRICHED][a]),
-        "router_send_to_readable": percentiles(
-            [t - sent[ALERTS_ROUTED][a] for (a, _), t in measured.topic_seen.items() if a in known]
-        ),
-    }
+    readable: dict[str, float] = {}
+    for (a, _), t in measured.topic_seen.items():
+        readable[a] = max(readable.get(a, t), t)
+    result = {}
+    for a in ids:
+        if not all(a in sent.get(t, {}) for t, _ in path):
+            continue
+        submitted, enriched, routed = (sent[t][a] for t, _ in path)
+        result[a] = {
+            "gateway_http_to_send": submitted - measured.submitted[a],
+            "gateway_to_enricher_send": enriched - submitted,
+            "enricher_to_router_send": routed - enriched,
+        }
+        if a in readable:
+            result[a]["router_send_to_readable"] = readable[a] - routed
+    return result
 
 
 def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
@@ -254,6 +263,18 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                 steady_topic = result["steady"]["submit_to_agency_topic"]["p99_ms"]
                 steady_hook = result["steady"]["submit_to_webhook"]["p99_ms"]
                 result["burst"]["back_to_steady_s"] = recovery_s(after, 1.5 * steady_topic, 1.5 * steady_hook)
+                # The slowest alerts after the burst, hop by hop: what a spike in a window is made of.
+                slowest = sorted(
+                    tail_ids, key=lambda a: max((v for (i, _), v in measured.topic.items() if i == a), default=0)
+                )[-5:]
+                per_hop = await hop_times(bench, measured, set(slowest))
+                result["burst"]["slowest_after"] = [
+                    {
+                        "submitted_s_after_burst": round(measured.submitted[a] - burst_end, 2),
+                        **{hop: round(t * 1000, 1) for hop, t in per_hop.get(a, {}).items()},
+                    }
+                    for a in reversed(slowest)
+                ]
                 settled = {a for a in tail_ids if measured.submitted[a] >= burst_end + RECOVERY_S}
                 result["after_burst"] = measured.summary(settled, len(codes))
     finally:

@@ -10,7 +10,7 @@ from bench.harness import steady_rate
 from bench.workload import RECIPIENTS, Arrivals, Bench, enriched_record, wait_ready
 from services.common.kafka import produce_all
 from services.common.ops import free_port
-from services.common.records import AlertRouted, utcnow
+from services.common.records import utcnow
 from services.common.topics import ALERTS_ENRICHED, ALERTS_ROUTED, DELIVERIES_WEBHOOK
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict
@@ -27,7 +27,8 @@ async def router_saturation(bench: Bench, n: int, baseline: float) -> dict[str, 
     )
     port = free_port()
     router = bench.service("router-saturation", "router", f"r{uuid.uuid4().hex[:6]}", RCTC_OPS__PORT=str(port))
-    async with Arrivals(bench.kafka, bench.codec, [ALERTS_ROUTED], AlertRouted, lambda r: r.alert_id) as routed:
+    # Decisions are keyed by alert id (every alert here is a new one, its own thread).
+    async with Arrivals(bench.kafka, bench.codec, [ALERTS_ROUTED], None, lambda r: r.key) as routed:
         await router.start()
         await wait_ready(port)
         router.mark()

@@ -71,8 +71,9 @@ start() {
   # A small heap and few GC threads: this broker shares two cores with every service and the tests.
   local heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
   # shellcheck disable=SC2086
+  # Its GC pauses go to gc.log: a pause stops every hop at once, and the benchmark keeps the file.
   nohup java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1 \
-    -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/log4j2.yaml" \
+    -Xlog:gc:file="$dir/gc.log":uptime,time -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/log4j2.yaml" \
     -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
   echo $! >"$dir/broker.pid"
 
