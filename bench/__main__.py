@@ -27,6 +27,7 @@ from bench.pipeline import pipeline
 from bench.report import write_report
 from bench.saturation import dispatcher_saturation, router_saturation
 from bench.workload import RECIPIENTS, Bench, bench_registry, enriched_record
+from services.common import gc_pauses
 from services.common.codec import Codec
 from services.common.logs import configure_logging
 from services.common.records import utcnow
@@ -51,6 +52,9 @@ async def prepared(broker: Broker, codec: Codec, receivers: TimedReceivers, out:
 async def main(args: argparse.Namespace) -> None:
     # The receivers log each webhook at info; at hundreds a second that would load the measuring process.
     configure_logging(LogSettings(level="warning"), "bench")
+    # The baselines run in this process: the same collector policy as the services', so neither side of a
+    # ratio gains from it alone.
+    gc_pauses.settle()
     out = ROOT / "bench" / "results" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     codec = Codec.from_directory()
     receivers = TimedReceivers()
