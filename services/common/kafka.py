@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from services.common import tracing
 from services.common.codec import Codec
 from services.common.errors import NotReadyError
+from services.common.outputs import GroupWriter
 from services.common.partitioner import KeyPartitioner
 from services.common.settings import KafkaSettings
 
@@ -119,15 +120,19 @@ class Outbox:
     round trip per record.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, codec: Codec) -> None:
+    def __init__(self, producer: AIOKafkaProducer, codec: Codec, writer: GroupWriter | None = None) -> None:
         self._producer = producer
         self._codec = codec
+        # With a writer, records go out with other tasks' in ready batches (services/common/outputs.py).
+        self._writer = writer
         self._pending: list[Any] = []
 
     async def send(self, topic: str, key: bytes, record: msgspec.Struct, traceparent: str) -> None:
-        future = await self._producer.send(
-            topic, self._codec.encode(record), key=key, headers=tracing.headers_for(traceparent)
-        )
+        value, headers = self._codec.encode(record), tracing.headers_for(traceparent)
+        if self._writer is not None:
+            self._pending.append(self._writer.submit(topic, key, value, headers))
+            return
+        future = await self._producer.send(topic, value, key=key, headers=headers)
         self._pending.append(future)
 
     async def flush(self) -> None:

@@ -41,6 +41,7 @@ from services.common.codec import Codec
 from services.common.errors import CodecError
 from services.common.kafka import Outbox, consumer, learn_topics, producer
 from services.common.logs import get_logger
+from services.common.outputs import GroupWriter
 from services.common.records import (
     DeliverWebhook,
     DeliveryAttempted,
@@ -151,6 +152,7 @@ class Dispatcher:
         self.endpoints = EndpointStates(settings.kafka, codec, name="dispatcher")
         self.lanes = [_Lane("first", DELIVERIES_WEBHOOK)] + [_Lane(t, retry_topic(t)) for t in TIERS]
         self._producer: AIOKafkaProducer | None = None
+        self._writer: GroupWriter | None = None
         self._public: aiohttp.ClientSession | None = None
         self._private: aiohttp.ClientSession | None = None
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
@@ -162,6 +164,9 @@ class Dispatcher:
         await self.endpoints.start()
         self._producer = producer(self.settings.kafka, "dispatcher")
         await self._producer.start()
+        # Each delivery's outcome goes out with the others' of the moment, in ready batches: a send() per
+        # record (partitioner, future, accumulator) was a tenth of the dispatcher's CPU at saturation.
+        self._writer = GroupWriter(self._producer)
         await learn_topics(self._producer, [DELIVERIES_EVENTS])
         timeout = aiohttp.ClientTimeout(
             total=self.settings.response_timeout_s, sock_connect=self.settings.connect_timeout_s
@@ -203,6 +208,8 @@ class Dispatcher:
         for session in (self._public, self._private):
             if session is not None:
                 await session.close()
+        if self._writer is not None:
+            await self._writer.close()
         if self._producer is not None:
             await self._producer.stop()
         await self.endpoints.stop()
@@ -311,7 +318,7 @@ class Dispatcher:
 
     async def _deliver(self, request: DeliverWebhook, traceparent: str) -> None:
         assert self._producer is not None
-        outbox = Outbox(self._producer, self.codec)
+        outbox = Outbox(self._producer, self.codec, self._writer)
         attempt_no = request.attempt + 1
         agency = self.registry.current.agencies.get(request.agency)
         webhook = agency.webhook if agency is not None else None

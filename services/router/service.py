@@ -30,6 +30,7 @@ from services.common.errors import CodecError, NotReadyError
 from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
+from services.common.outputs import Outputs
 from services.common.records import (
     AlertEnriched,
     AlertRejected,
@@ -48,7 +49,6 @@ from services.common.topics import (
 )
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
-from services.router.outputs import Outputs
 from services.router.payload import RecipientCopies, webhook_request
 from services.router.policy import Verdict, decide, follow_up
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of

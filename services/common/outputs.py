@@ -1,10 +1,13 @@
-"""Everything one router transaction writes, handed to the producer as one batch per partition.
+"""Records handed to a producer as one ready batch per partition, and a writer that gathers them.
 
 Routing an alert to ten agencies writes 21 records. Through `producer.send`, each costs aiokafka a
 partitioner call, a metadata check, a future and an append: as much CPU as the routing itself. The
 router knows every record of a transaction before it begins, so it groups them by partition and submits
 each group as a ready batch (aiokafka's `create_batch`/`send_batch`), with the partition Kafka's own rule
 gives the key (services/common/partitioner.py), exactly where `send` would have put it.
+
+`GroupWriter` does the same for records that many tasks produce one at a time (the dispatcher's outcome
+of each delivery): what arrives while a write is in flight goes out together in the next one.
 """
 
 from __future__ import annotations
@@ -72,3 +75,43 @@ async def _submit(p: AIOKafkaProducer, batch: Any, topic: str, partition: int) -
     batch.close()  # nothing else may be added to it by a concurrent producer.send
     future: asyncio.Future[Any] = await p.send_batch(batch, topic, partition=partition)
     return future
+
+
+class GroupWriter:
+    """Writes records from many concurrent tasks, a batch at a time: each `submit` returns a future that
+    is done when the record is acknowledged (or failed with the write's error). No linger: a record that
+    finds no write in flight goes out at once; those that arrive during a write go out together next."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._waiting: list[tuple[str, bytes, bytes, Headers, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    def submit(self, topic: str, key: bytes, value: bytes, headers: Headers) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((topic, key, value, headers, done))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all())
+        return done
+
+    async def _write_all(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            outputs = Outputs()
+            for topic, key, value, headers, _ in batch:
+                outputs.add(topic, value, key=key, headers=headers)
+            try:
+                await outputs.write(self._producer)
+            except Exception as exc:  # every waiter gets the write's own error, to handle as send's
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def close(self) -> None:
+        """Wait for what was submitted to be written (or failed)."""
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
