@@ -425,15 +425,17 @@ class Dispatcher:
             check_url(webhook.url, webhook.allow_private)
         except UnsafeDestination as exc:
             return Attempt("dead", None, f"refused destination: {exc}", 0.0)
-        breaker = self._breakers.setdefault(
-            endpoint,
-            CircuitBreaker(
+        # Made once per endpoint (not as setdefault's argument, built and thrown away on every delivery).
+        breaker = self._breakers.get(endpoint)
+        if breaker is None:
+            breaker = self._breakers[endpoint] = CircuitBreaker(
                 threshold=self.settings.breaker_threshold,
                 cooldown_s=self.settings.breaker_cooldown_s,
                 clock=time.monotonic,
-            ),
-        )
-        slots = self._slots.setdefault(endpoint, asyncio.Semaphore(self.settings.per_endpoint_concurrency))
+            )
+        slots = self._slots.get(endpoint)
+        if slots is None:
+            slots = self._slots[endpoint] = asyncio.Semaphore(self.settings.per_endpoint_concurrency)
         async with slots:
             # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit.
             if not breaker.allow():
