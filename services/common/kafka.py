@@ -35,6 +35,7 @@ def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None
         "enable_idempotence": True,
         "linger_ms": settings.linger_ms,
         "max_batch_size": settings.max_batch_bytes,
+        "compression_type": settings.compression_type,
         "request_timeout_ms": settings.request_timeout_ms,
         "retry_backoff_ms": settings.retry_backoff_ms,
         "partitioner": KeyPartitioner(),
