@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import Service, TimedReceivers, cpu_seconds, percentiles
+from bench.harness import Service, TimedReceivers, cpu_seconds, percentiles, steady_rate
 from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
 from services.common.kafka import read_to_end
 from services.common.ops import free_port
@@ -34,6 +34,10 @@ RECOVERY_S = 30  # the issue: back under the targets within 30 s of the burst's 
 TAIL_S = 40  # steady load after the burst: the last TAIL_S - RECOVERY_S seconds are measured
 WINDOW_S = 5  # after the burst, latency is followed in windows of this many seconds of submissions
 WARM_UP_S = 5  # load before measuring: first connections, metadata and transactions are not steady state
+WARM_UP_RATE = 20  # alerts per second while warming up
+PROBE_ALERTS = 1500  # submitted as fast as the gateway takes them, to measure the pipeline's saturation
+PROBE_CONCURRENCY = 32  # submissions in flight at once while probing
+HALF_S = 10  # constant load at half the measured saturation
 
 
 @dataclass
@@ -168,8 +172,22 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
     return made, {**ops, "gateway_http": gateway_http}
 
 
+def completions(measured: Latencies, ids: set[str], codes: list[str]) -> tuple[list[float], list[float]]:
+    """When each alert of `ids` had all its copies on their topics, and all its webhooks received."""
+    topic, hooks = [], []
+    for a in ids:
+        on_topics = [measured.topic.get((a, c)) for c in codes]
+        received = [measured.webhook.get((a, c)) for c in codes]
+        if all(t is not None for t in on_topics):
+            topic.append(measured.submitted[a] + max(t for t in on_topics if t is not None))
+        if all(t is not None for t in received):
+            hooks.append(measured.submitted[a] + max(t for t in received if t is not None))
+    return topic, hooks
+
+
 async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> dict[str, Any]:
-    """All services as processes; alerts submitted at `rate` per second; latency to topics and webhooks."""
+    """All services as processes; the pipeline's saturation; alerts submitted at `rate` per second, then at
+    half the saturation, with latency to topics and webhooks; then the burst, ten times `rate`."""
     running, ports = services(bench, "pipeline")
     for s in running:
         await s.start()
@@ -221,13 +239,43 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                         while len(receivers.arrived) < hooks_before + total_alerts * len(codes):
                             await asyncio.sleep(0.05)
 
-            warm_up = await load(rate, WARM_UP_S, 50_000)
+            async def flood(count: int, offset: int) -> set[str]:
+                """Submit `count` alerts as fast as the gateway takes them; the ids sent."""
+                before = set(measured.submitted)
+                slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+
+                async def one(i: int) -> None:
+                    async with slots:
+                        await submit(offset + i)
+
+                await asyncio.gather(*(one(i) for i in range(count)))
+                return set(measured.submitted) - before
+
+            warm_up = await load(WARM_UP_RATE, WARM_UP_S, 50_000)
             await arrived(len(warm_up))
+            # Saturation of the whole pipeline, gateway to webhooks: a backlog submitted as fast as the gateway
+            # takes it, and the rate alerts come out at the other end (the middle 80% of them).
+            probe = await flood(PROBE_ALERTS, 300_000)
+            await arrived(len(warm_up) + len(probe))
+            measured.collect(copies.seen, receivers)
+            on_topics, delivered = completions(measured, probe, codes)
+            to_topics, to_webhooks = steady_rate(on_topics), steady_rate(delivered)
+            # The backlog reaches the topics first and the webhooks after, each end with the cores mostly to
+            # itself; under a constant load every stage shares them, so together they go about as fast as
+            # the two ends one after the other.
+            together = 1 / (1 / to_topics + 1 / to_webhooks)
+            result["saturation"] = {
+                "alerts": len(probe),
+                "all_copies_on_topics_per_second": round(to_topics, 1),
+                "all_webhooks_received_per_second": round(to_webhooks, 1),
+                "sustained_estimate_per_second": round(together, 1),
+            }
+            done_before = len(warm_up) + len(probe)
             for s in running:
                 s.mark()
             own_cpu = cpu_seconds(os.getpid())
             steady = await load(rate, seconds, 0)
-            await arrived(len(warm_up) + len(steady))
+            await arrived(done_before + len(steady))
             measured.collect(copies.seen, receivers)
             result["warm_up"] = measured.summary(warm_up, len(codes))
             result["steady"] = measured.summary(steady, len(codes))
@@ -240,11 +288,19 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             result["harness_cpu_s"] = round(cpu_seconds(os.getpid()) - own_cpu, 2)
             result["_raw"] = measured.of(steady)
             result["steady_hops"] = await hops(bench, measured, steady)
+            # The issue's "half of saturation": a shorter constant load at half the sustained estimate.
+            half_rate = max(1.0, round(together / 2, 1))
+            half = await load(half_rate, HALF_S, 400_000)
+            await arrived(done_before + len(steady) + len(half))
+            done_before += len(half)
+            measured.collect(copies.seen, receivers)
+            result["half_saturation"] = measured.summary(half, len(codes))
+            result["half_saturation"].update(rate_per_second=half_rate, seconds=HALF_S, alerts=len(half))
             if burst:
                 burst_ids = await load(rate * BURST_FACTOR, BURST_S, 100_000)
                 burst_end = time.time()
                 tail_ids = await load(rate, TAIL_S, 200_000)
-                await arrived(len(warm_up) + len(steady) + len(burst_ids) + len(tail_ids))
+                await arrived(done_before + len(steady) + len(burst_ids) + len(tail_ids))
                 measured.collect(copies.seen, receivers)
                 lost = [a for a in burst_ids if any((a, c) not in copies.seen for c in codes)]
                 lost_hooks = [a for a in burst_ids if any((a, c) not in measured.webhook for c in codes)]

@@ -35,7 +35,7 @@ def _latency(figures: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     r, d, p = report["router"], report["dispatcher"], report["pipeline"]
-    s = p["steady"]
+    s, h = p["steady"], p["half_saturation"]
     lines = ["| measure | value | target |", "|---|---|---|"]
     lines += [
         f"| raw aiokafka pass-through | {report['baseline']['kafka']['per_second']} records/s | |",
@@ -48,9 +48,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"| raw aiohttp POST | {report['baseline']['http']['per_second']} requests/s | |",
         f"| dispatcher saturation | {d['per_second']} deliveries/s, ratio {d['ratio_to_raw_aiohttp']} "
         "| >= 0.7 (stretch 0.85) |",
+        f"| pipeline saturation, {p['saturation']['alerts']} alerts submitted at once | "
+        f"{p['saturation']['all_copies_on_topics_per_second']} alerts/s with every copy on its topic, "
+        f"{p['saturation']['all_webhooks_received_per_second']} with every webhook received; both ends under "
+        f"a constant load: about {p['saturation']['sustained_estimate_per_second']} alerts/s | |",
         f"| submit -> agency topic at {s['rate_per_second']}/s | {_latency(s['submit_to_agency_topic'])} "
         "| p99 < 25 ms |",
         f"| submit -> webhook at {s['rate_per_second']}/s | {_latency(s['submit_to_webhook'])} | p99 < 50 ms |",
+        f"| submit -> agency topic at half of saturation, {h['rate_per_second']}/s for {h['seconds']} s | "
+        f"{_latency(h['submit_to_agency_topic'])} | p99 < 25 ms |",
+        f"| submit -> webhook at half of saturation | {_latency(h['submit_to_webhook'])} | p99 < 50 ms |",
         "| where the time goes (p50 / p99) | "
         + "; ".join(
             f"{name.replace('_', ' ')} {h.get('p50_ms')} / {h.get('p99_ms')} ms" for name, h in p["steady_hops"].items()
