@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.harness import percentiles, steady_rate
-from bench.pipeline import Latencies, recovery_s
+from bench.pipeline import Latencies, completions, recovery_s
 
 
 def test_percentiles_pick_the_ranked_sample() -> None:
@@ -44,3 +44,12 @@ def test_steady_rate_ignores_a_lumpy_start_and_end() -> None:
     assert steady_rate(times) == pytest.approx(10, rel=0.02)
     with pytest.raises(ValueError):
         steady_rate([5.0] * 100)  # all at once: no rate
+
+
+def test_an_alert_completes_when_its_last_copy_does_and_only_if_all_do() -> None:
+    m = Latencies(submitted={"a": 100.0, "b": 101.0})
+    m.topic = {("a", "X"): 0.010, ("a", "Y"): 0.030, ("b", "X"): 0.020}  # b's copy for Y never arrived
+    m.webhook = {("a", "X"): 0.050, ("a", "Y"): 0.040, ("b", "X"): 0.060, ("b", "Y"): 0.070}
+    topic, hooks = completions(m, {"a", "b"}, ["X", "Y"])
+    assert topic == [pytest.approx(100.030)]
+    assert sorted(hooks) == [pytest.approx(100.050), pytest.approx(101.070)]
