@@ -84,8 +84,8 @@ class Router:
         self._group = group_id(settings.kafka, "router")
         # Held while a transaction is open, so a rebalance never revokes a partition mid-transaction.
         self._locks: dict[TopicPartition, asyncio.Lock] = {}
-        # How many times each partition was claimed: a batch fetched before the latest claim is stale (the
-        # claim rewound the partition, so those records are fetched again) and is dropped unrouted.
+        # Bumped at every claim and every rewind of a partition: records fetched under an earlier number are
+        # stale (the partition's position moved, so they are fetched again) and are dropped unrouted.
         self._claims: dict[TopicPartition, int] = {}
         # Partitions whose claim is in progress: paused until it ends.
         self._claiming: set[TopicPartition] = set()
