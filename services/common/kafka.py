@@ -139,8 +139,10 @@ class Outbox:
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged; raises the first delivery error."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            await future
+        # Every outcome retrieved, not only the first failure: the rest would be logged as never retrieved.
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 def offsets_after(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int]:
