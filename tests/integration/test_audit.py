@@ -6,7 +6,6 @@ import hashlib
 
 import aiohttp
 import msgspec
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.auditor.chain import verify
 from services.cli.audit import entries
@@ -17,7 +16,7 @@ from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import AUDIT_EVENTS, agency_topic
 from tests.support.system import system
-from tests.support.world import Cast, agreement, alert_json, eventually, rctc, registry
+from tests.support.world import Cast, agreement, alert_json, create_topic, eventually, rctc, registry
 
 
 async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSettings, codec: Codec) -> None:
@@ -51,12 +50,7 @@ async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSett
 
     # Copy the trail to another topic with one entry changed: `rctc audit verify` names it and fails.
     tampered_topic = f"audit-tampered-{cast.suffix.lower()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(tampered_topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka, tampered_topic)
     victim = len(trail) // 2
     p = producer(kafka, "tamper")
     await p.start()

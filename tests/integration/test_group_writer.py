@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from services.common.kafka import producer, read_to_end
 from services.common.outputs import GroupWriter
 from services.common.partitioner import partition_for
 from services.common.settings import KafkaSettings
+from tests.support.world import create_topic
 
 
 async def test_concurrent_records_are_each_acknowledged_in_their_keys_partition_and_order(kafka: KafkaSettings) -> None:
     topic = f"test-group-writer-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 3, 1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka, topic, partitions=3)
     p = producer(kafka, "test-group-writer")
     await p.start()
     writer = GroupWriter(p)

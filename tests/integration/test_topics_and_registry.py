@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from services.common.codec import Codec
 from services.common.registry import RegistryView
 from services.common.registry.publish import latest_published, publish_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, agency_ack_topic, agency_topic, apply_topics, load_declarations
-from tests.support.world import Cast, agreement, registry
+from tests.support.world import Cast, agreement, create_topic, registry
 
 
 async def test_apply_topics_is_idempotent(kafka: KafkaSettings) -> None:
@@ -26,12 +24,7 @@ async def test_apply_topics_is_idempotent(kafka: KafkaSettings) -> None:
 async def test_apply_topics_reports_drift(kafka: KafkaSettings) -> None:
     """A topic with fewer partitions or another config than declared is reported, and grown on request."""
     name = f"drift-{Cast().suffix.lower()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"retention.ms": "1000"})])
-    finally:
-        await admin.close()
+    await create_topic(kafka, name, **{"retention.ms": "1000"})
     spec = TopicSpec(name, 3, 1, {"retention.ms": "60000"})
     report = await apply_topics(kafka, [spec], replication_factor=1)
     assert sorted(report.drift) == [f"{name}: 1 partitions, declared 3", f"{name}: retention.ms=1000, declared 60000"]

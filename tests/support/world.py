@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.common.codec import Codec
 from services.common.kafka import consumer, partitions_of, read_to_end
@@ -129,6 +130,16 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
             if result:
                 return result
             await asyncio.sleep(0.1)
+
+
+async def create_topic(kafka: KafkaSettings, name: str, partitions: int = 1, **configs: str) -> None:
+    """A topic outside deploy/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or None)])
+    finally:
+        await admin.close()
 
 
 async def read_topic(kafka: KafkaSettings, codec: Codec, topic: str, into: type[T]) -> list[tuple[bytes, T]]:
