@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import baseline_http, baseline_kafka, one_topic, prepare_input, router_layout
-from bench.harness import ROOT, Broker, TimedReceivers
+from bench.harness import ROOT, Broker, TimedReceivers, collector_off
 from bench.pipeline import pipeline
 from bench.report import write_report
 from bench.saturation import dispatcher_saturation, router_saturation
@@ -47,7 +47,7 @@ async def prepared(broker: Broker, codec: Codec, receivers: TimedReceivers, out:
     for code, keys in secrets.items():
         receivers.receivers.register(code, keys)
     await publish_registry(kafka, codec, doc, source="bench", replication_factor=1)
-    return Bench(kafka, codec, receivers, codes, out)
+    return Bench(kafka, codec, receivers, codes, out, broker.pid())
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -93,7 +93,8 @@ async def main(args: argparse.Namespace) -> None:
         with Broker(keep_logs_in=out / "logs" / "broker-pipeline") as broker:
             bench = await prepared(broker, codec, receivers, out)
             # At --rate, and for a shorter while at half the pipeline's own saturation (measured in the step).
-            report["pipeline"] = await pipeline(bench, args.rate, args.seconds, args.burst)
+            with collector_off():
+                report["pipeline"] = await pipeline(bench, args.rate, args.seconds, args.burst)
     finally:
         await receivers.stop()
     write_report(report, out)

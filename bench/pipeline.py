@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import Service, TimedReceivers, cpu_seconds, percentiles, steady_rate
+from bench.harness import Service, TimedReceivers, between_steps, cpu_seconds, percentiles
 from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
 from services.common.kafka import read_to_end
 from services.common.ops import free_port
@@ -35,9 +35,15 @@ TAIL_S = 40  # steady load after the burst: the last TAIL_S - RECOVERY_S seconds
 WINDOW_S = 5  # after the burst, latency is followed in windows of this many seconds of submissions
 WARM_UP_S = 5  # load before measuring: first connections, metadata and transactions are not steady state
 WARM_UP_RATE = 20  # alerts per second while warming up
-PROBE_ALERTS = 1500  # submitted as fast as the gateway takes them, to measure the pipeline's saturation
-PROBE_CONCURRENCY = 32  # submissions in flight at once while probing
-HALF_S = 10  # constant load at half the measured saturation
+# The pipeline's saturation is the highest constant rate it sustains (see `kept_up`), found by a ramp of
+# constant loads: up by RAMP_FACTOR from RAMP_START until one is not sustained, then narrowed (`next_rate`).
+RAMP_START = 40.0
+RAMP_FACTOR = 1.5
+RAMP_STEP_S = 8
+RAMP_PROBES = 6
+RAMP_PRECISION = 1.15  # stop narrowing once the rate failed is within this factor of the rate sustained
+DRAIN_ALLOWANCE_S = 1.0  # a sustained load's last alert is complete this soon after the load ends
+HALF_S = 20  # constant load at half the measured saturation
 
 
 @dataclass
@@ -172,17 +178,64 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
     return made, {**ops, "gateway_http": gateway_http}
 
 
-def completions(measured: Latencies, ids: set[str], codes: list[str]) -> tuple[list[float], list[float]]:
-    """When each alert of `ids` had all its copies on their topics, and all its webhooks received."""
-    topic, hooks = [], []
+def kept_up(ids: set[str], done: list[float], load_end: float) -> tuple[bool, float | None]:
+    """Whether a constant load was sustained, and how late its last alert was complete (seconds after the load
+    ended; None if some alert never was).
+
+    `done` is when each alert of `ids` was complete (every copy on its topic and every webhook received). A
+    load the pipeline sustains ends with at most a few transactions in flight; a load above what it sustains
+    leaves a backlog that grows all along: at 1.15 times saturation the last alert of an 8 s load ends 1.2 s
+    late, at twice saturation 8 s late. (A backlog submitted at once drains faster than any constant load is
+    sustained, every stage's batches being full: measured that way, this pipeline's "saturation" was twice
+    what it sustains.)
+    """
+    if len(done) < len(ids) or not done:
+        return False, None
+    late = max(done) - load_end
+    return late <= DRAIN_ALLOWANCE_S, round(late, 2)
+
+
+def next_rate(sustained: float | None, failed: float | None) -> float | None:
+    """The ramp's next constant rate, from the highest sustained so far and the lowest not sustained; None: done.
+
+    Up by RAMP_FACTOR until a rate fails, down by half until one passes, then the geometric middle of the
+    two until they are within RAMP_PRECISION of each other.
+    """
+    if failed is None:
+        return RAMP_START if sustained is None else sustained * RAMP_FACTOR
+    if sustained is None:
+        return failed / 2
+    if failed / sustained <= RAMP_PRECISION:
+        return None
+    return float((sustained * failed) ** 0.5)
+
+
+def finished(measured: Latencies, ids: set[str], codes: list[str]) -> list[float]:
+    """When each alert of `ids` was complete: all its copies on their topics and all its webhooks received
+    (alerts still missing something are left out)."""
+    done = []
     for a in ids:
-        on_topics = [measured.topic.get((a, c)) for c in codes]
-        received = [measured.webhook.get((a, c)) for c in codes]
-        if all(t is not None for t in on_topics):
-            topic.append(measured.submitted[a] + max(t for t in on_topics if t is not None))
-        if all(t is not None for t in received):
-            hooks.append(measured.submitted[a] + max(t for t in received if t is not None))
-    return topic, hooks
+        delays = [measured.topic.get((a, c)) for c in codes] + [measured.webhook.get((a, c)) for c in codes]
+        if all(d is not None for d in delays):
+            done.append(measured.submitted[a] + max(d for d in delays if d is not None))
+    return done
+
+
+def cpu_of(bench: Bench, running: list[Service]) -> dict[str, float]:
+    """CPU seconds so far of the services, the broker and this harness."""
+    services_cpu = sum(cpu_seconds(s.process.pid) for s in running if s.process is not None)
+    return {
+        "services": services_cpu,
+        "broker": cpu_seconds(bench.broker_pid) if bench.broker_pid else 0.0,
+        "harness": cpu_seconds(os.getpid()),
+    }
+
+
+def cores_busy(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each side kept busy between two `cpu_of` readings `seconds` apart (the machine has two)."""
+    busy = {k: round((after[k] - before[k]) / seconds, 2) for k in before}
+    busy["total"] = round(sum(busy.values()), 2)
+    return busy
 
 
 async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> dict[str, Any]:
@@ -239,43 +292,52 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                         while len(receivers.arrived) < hooks_before + total_alerts * len(codes):
                             await asyncio.sleep(0.05)
 
-            async def flood(count: int, offset: int) -> set[str]:
-                """Submit `count` alerts as fast as the gateway takes them; the ids sent."""
-                before = set(measured.submitted)
-                slots = asyncio.Semaphore(PROBE_CONCURRENCY)
-
-                async def one(i: int) -> None:
-                    async with slots:
-                        await submit(offset + i)
-
-                await asyncio.gather(*(one(i) for i in range(count)))
-                return set(measured.submitted) - before
-
             warm_up = await load(WARM_UP_RATE, WARM_UP_S, 50_000)
-            await arrived(len(warm_up))
-            # Saturation of the whole pipeline, gateway to webhooks: a backlog submitted as fast as the gateway
-            # takes it, and the rate alerts come out at the other end (the middle 80% of them).
-            probe = await flood(PROBE_ALERTS, 300_000)
-            await arrived(len(warm_up) + len(probe))
-            measured.collect(copies.seen, receivers)
-            on_topics, delivered = completions(measured, probe, codes)
-            to_topics, to_webhooks = steady_rate(on_topics), steady_rate(delivered)
-            # The backlog reaches the topics first and the webhooks after, each end with the cores mostly to
-            # itself; under a constant load every stage shares them, so together they go about as fast as
-            # the two ends one after the other.
-            together = 1 / (1 / to_topics + 1 / to_webhooks)
+            done_before = len(warm_up)
+            await arrived(done_before)
+
+            # Saturation: the highest constant rate the pipeline sustains, gateway to topics and webhooks.
+            probes: list[dict[str, Any]] = []
+            sustained: float | None = None
+            failed: float | None = None
+            while len(probes) < RAMP_PROBES and (per_second := next_rate(sustained, failed)) is not None:
+                between_steps()
+                per_second = round(per_second, 1)
+                before = cpu_of(bench, running)
+                began = time.time()
+                ids = await load(per_second, RAMP_STEP_S, 300_000 + 10_000 * len(probes))
+                busy = cores_busy(before, cpu_of(bench, running), time.time() - began)
+                done_before += len(ids)
+                await arrived(done_before)
+                measured.collect(copies.seen, receivers)
+                ok, late = kept_up(ids, finished(measured, ids, codes), began + RAMP_STEP_S)
+                probes.append(
+                    {
+                        "rate_per_second": per_second,
+                        "sustained": ok,
+                        "last_complete_s_after_load": late,
+                        "cores_busy": busy,
+                        **measured.summary(ids, len(codes)),
+                    }
+                )
+                if ok:
+                    sustained = per_second
+                else:
+                    failed = per_second
             result["saturation"] = {
-                "alerts": len(probe),
-                "all_copies_on_topics_per_second": round(to_topics, 1),
-                "all_webhooks_received_per_second": round(to_webhooks, 1),
-                "sustained_estimate_per_second": round(together, 1),
+                "sustained_per_second": sustained,
+                "not_sustained_per_second": failed,
+                "seconds_per_probe": RAMP_STEP_S,
+                "probes": probes,
             }
-            done_before = len(warm_up) + len(probe)
+
+            between_steps()
             for s in running:
                 s.mark()
             own_cpu = cpu_seconds(os.getpid())
             steady = await load(rate, seconds, 0)
-            await arrived(done_before + len(steady))
+            done_before += len(steady)
+            await arrived(done_before)
             measured.collect(copies.seen, receivers)
             result["warm_up"] = measured.summary(warm_up, len(codes))
             result["steady"] = measured.summary(steady, len(codes))
@@ -288,19 +350,29 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             result["harness_cpu_s"] = round(cpu_seconds(os.getpid()) - own_cpu, 2)
             result["_raw"] = measured.of(steady)
             result["steady_hops"] = await hops(bench, measured, steady)
-            # The issue's "half of saturation": a shorter constant load at half the sustained estimate.
-            half_rate = max(1.0, round(together / 2, 1))
-            half = await load(half_rate, HALF_S, 400_000)
-            await arrived(done_before + len(steady) + len(half))
-            done_before += len(half)
-            measured.collect(copies.seen, receivers)
-            result["half_saturation"] = measured.summary(half, len(codes))
-            result["half_saturation"].update(rate_per_second=half_rate, seconds=HALF_S, alerts=len(half))
+
+            # The issue's "half of saturation": a constant load at half the highest rate sustained.
+            if sustained is not None:
+                between_steps()
+                half_rate = round(sustained / 2, 1)
+                before = cpu_of(bench, running)
+                began = time.time()
+                half = await load(half_rate, HALF_S, 400_000)
+                busy = cores_busy(before, cpu_of(bench, running), time.time() - began)
+                done_before += len(half)
+                await arrived(done_before)
+                measured.collect(copies.seen, receivers)
+                result["half_saturation"] = measured.summary(half, len(codes))
+                result["half_saturation"].update(
+                    rate_per_second=half_rate, seconds=HALF_S, alerts=len(half), cores_busy=busy
+                )
+                result["half_saturation_hops"] = await hops(bench, measured, half)
+            between_steps()
             if burst:
                 burst_ids = await load(rate * BURST_FACTOR, BURST_S, 100_000)
                 burst_end = time.time()
                 tail_ids = await load(rate, TAIL_S, 200_000)
-                await arrived(done_before + len(steady) + len(burst_ids) + len(tail_ids))
+                await arrived(done_before + len(burst_ids) + len(tail_ids))
                 measured.collect(copies.seen, receivers)
                 lost = [a for a in burst_ids if any((a, c) not in copies.seen for c in codes)]
                 lost_hooks = [a for a in burst_ids if any((a, c) not in measured.webhook for c in codes)]

@@ -33,9 +33,30 @@ def _latency(figures: dict[str, Any]) -> str:
     )
 
 
+def _hops(hops: dict[str, dict[str, Any]]) -> str:
+    parts = [f"{name.replace('_', ' ')} {hop.get('p50_ms')} / {hop.get('p99_ms')} ms" for name, hop in hops.items()]
+    return "; ".join(parts)
+
+
+def _cores(busy: dict[str, float] | None) -> str:
+    if not busy:
+        return "cores busy not measured"
+    return f"cores busy: services {busy['services']}, broker {busy['broker']}, harness {busy['harness']}"
+
+
+def _saturation(sat: dict[str, Any]) -> str:
+    probes = "; ".join(
+        f"{pr['rate_per_second']}/s {'sustained' if pr['sustained'] else 'not sustained'}"
+        f" (last alert complete {pr['last_complete_s_after_load']} s after the load, "
+        f"{pr['cores_busy']['total']} cores busy)"
+        for pr in sat["probes"]
+    )
+    return f"{sat['sustained_per_second']} alerts/s ({sat['seconds_per_probe']} s at each rate: {probes})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     r, d, p = report["router"], report["dispatcher"], report["pipeline"]
-    s, h = p["steady"], p["half_saturation"]
+    s, h = p["steady"], p.get("half_saturation") or {}
     lines = ["| measure | value | target |", "|---|---|---|"]
     lines += [
         f"| raw aiokafka pass-through | {report['baseline']['kafka']['per_second']} records/s | |",
@@ -48,21 +69,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"| raw aiohttp POST | {report['baseline']['http']['per_second']} requests/s | |",
         f"| dispatcher saturation | {d['per_second']} deliveries/s, ratio {d['ratio_to_raw_aiohttp']} "
         "| >= 0.7 (stretch 0.85) |",
-        f"| pipeline saturation, {p['saturation']['alerts']} alerts submitted at once | "
-        f"{p['saturation']['all_copies_on_topics_per_second']} alerts/s with every copy on its topic, "
-        f"{p['saturation']['all_webhooks_received_per_second']} with every webhook received; both ends under "
-        f"a constant load: about {p['saturation']['sustained_estimate_per_second']} alerts/s | |",
+        f"| pipeline saturation: highest constant rate sustained, gateway to every topic and webhook | "
+        f"{_saturation(p['saturation'])} | |",
         f"| submit -> agency topic at {s['rate_per_second']}/s | {_latency(s['submit_to_agency_topic'])} "
         "| p99 < 25 ms |",
         f"| submit -> webhook at {s['rate_per_second']}/s | {_latency(s['submit_to_webhook'])} | p99 < 50 ms |",
-        f"| submit -> agency topic at half of saturation, {h['rate_per_second']}/s for {h['seconds']} s | "
-        f"{_latency(h['submit_to_agency_topic'])} | p99 < 25 ms |",
-        f"| submit -> webhook at half of saturation | {_latency(h['submit_to_webhook'])} | p99 < 50 ms |",
-        "| where the time goes (p50 / p99) | "
-        + "; ".join(
-            f"{name.replace('_', ' ')} {h.get('p50_ms')} / {h.get('p99_ms')} ms" for name, h in p["steady_hops"].items()
-        )
-        + " | |",
+        f"| submit -> agency topic at half of saturation, {h.get('rate_per_second')}/s for {h.get('seconds')} s "
+        f"({_cores(h.get('cores_busy'))}) | {_latency(h.get('submit_to_agency_topic', {}))} | p99 < 25 ms |",
+        f"| submit -> webhook at half of saturation | {_latency(h.get('submit_to_webhook', {}))} | p99 < 50 ms |",
+        f"| where the time goes at {s['rate_per_second']}/s (p50 / p99) | {_hops(p['steady_hops'])} | |",
+        f"| where the time goes at half of saturation | {_hops(p.get('half_saturation_hops', {}))} | |",
         f"| CPU per 1,000 alerts fanned out | {p['cpu_s_per_1000_alerts']['total']} s (all services) | |",
         f"| peak memory | {', '.join(f'{k} {v} MB' for k, v in p['peak_rss_mb'].items())} | |",
     ]

@@ -41,6 +41,7 @@ class Bench:
     receivers: TimedReceivers
     codes: list[str]
     out: Path
+    broker_pid: int = 0  # the broker's process, for its CPU time (0: not known)
 
     def service(self, step: str, name: str, prefix: str, **env: str) -> Service:
         """A service process whose log (warnings and up) goes to <out>/logs/<step>/<name>.log."""

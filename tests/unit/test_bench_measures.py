@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.harness import percentiles, steady_rate
-from bench.pipeline import Latencies, completions, recovery_s
+from bench.pipeline import RAMP_FACTOR, RAMP_START, Latencies, finished, kept_up, next_rate, recovery_s
 
 
 def test_percentiles_pick_the_ranked_sample() -> None:
@@ -46,10 +46,33 @@ def test_steady_rate_ignores_a_lumpy_start_and_end() -> None:
         steady_rate([5.0] * 100)  # all at once: no rate
 
 
-def test_an_alert_completes_when_its_last_copy_does_and_only_if_all_do() -> None:
+def test_an_alert_completes_when_its_last_copy_or_webhook_does_and_only_if_all_do() -> None:
     m = Latencies(submitted={"a": 100.0, "b": 101.0})
     m.topic = {("a", "X"): 0.010, ("a", "Y"): 0.030, ("b", "X"): 0.020}  # b's copy for Y never arrived
     m.webhook = {("a", "X"): 0.050, ("a", "Y"): 0.040, ("b", "X"): 0.060, ("b", "Y"): 0.070}
-    topic, hooks = completions(m, {"a", "b"}, ["X", "Y"])
-    assert topic == [pytest.approx(100.030)]
-    assert sorted(hooks) == [pytest.approx(100.050), pytest.approx(101.070)]
+    assert finished(m, {"a", "b"}, ["X", "Y"]) == [pytest.approx(100.050)]
+
+
+def test_a_load_is_sustained_only_if_every_alert_completes_soon_after_it_ends() -> None:
+    ids = {"a", "b", "c"}
+    assert kept_up(ids, [1.0, 5.0, 8.6], load_end=8.0) == (True, 0.6)
+    # A backlog that grew all along: the last alert completes seconds after the load ended.
+    assert kept_up(ids, [1.0, 6.0, 10.5], load_end=8.0) == (False, 2.5)
+    # An alert that never completed (a copy or a webhook missing) fails the load.
+    assert kept_up(ids, [1.0, 2.0], load_end=8.0) == (False, None)
+
+
+def test_the_ramp_climbs_until_a_rate_fails_then_narrows_between_the_two() -> None:
+    assert next_rate(None, None) == RAMP_START
+    assert next_rate(60.0, None) == pytest.approx(60.0 * RAMP_FACTOR)
+    assert next_rate(None, 40.0) == 20.0  # even the first failed: halve until one passes
+    assert next_rate(90.0, 135.0) == pytest.approx((90.0 * 135.0) ** 0.5)
+    assert next_rate(110.0, 120.0) is None  # within the precision: done
+    # Followed to the end against a pipeline that sustains 100/s: it stops within 15% of it.
+    sustained, failed, rates = None, None, []
+    while (rate := next_rate(sustained, failed)) is not None and len(rates) < 10:
+        rates.append(rate)
+        sustained, failed = (rate, failed) if rate <= 100 else (sustained, rate)
+    assert sustained is not None and failed is not None
+    assert sustained <= 100 < failed <= sustained * 1.15
+    assert len(rates) <= 6
