@@ -49,6 +49,9 @@ class RoutedLog:
     # Reading a week of one partition takes well under this; past it the broker is in trouble, and the
     # claim fails (and is retried) rather than route without knowing what was routed.
     LOAD_TIMEOUT_S = 60.0
+    # Records read before the window's first: transactions without a decision in this partition write no
+    # marker to it, so at least half of them are decisions.
+    TAIL = 16
 
     def __init__(self, reader: AIOKafkaConsumer, codec: Codec, window_s: float) -> None:
         self._reader = reader  # a group-less, read_committed consumer used only here
@@ -72,14 +75,17 @@ class RoutedLog:
         found = await self._reader.offsets_for_times({tp: since})
         end = (await self._reader.end_offsets([tp]))[tp]
         start = found[tp].offset if found.get(tp) is not None else end
-        self._reader.seek(tp, start)
+        # The last decisions tell where routing resumes however old they are (the committed offset may lag
+        # them by seconds, see next_offset): a few more records than the window, taken for their offsets only.
+        self._reader.seek(tp, max(0, min(start, end - self.TAIL)))
         routed: dict[str, Original] = {}
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
                     for r in records:
-                        decision = self._codec.decode(r.value, AlertRouted)
-                        routed[decision.alert_id] = original_of(decision)
+                        if r.timestamp >= since:
+                            decision = self._codec.decode(r.value, AlertRouted)
+                            routed[decision.alert_id] = original_of(decision)
                         source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER)
                         if source is not None:
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
@@ -89,10 +95,11 @@ class RoutedLog:
         return len(routed)
 
     def next_offset(self, partition: int) -> int | None:
-        """Where routing of `partition` resumes according to the log itself (None if the window is empty).
+        """Where routing of `partition` resumes according to the log itself (None if it holds no decision).
 
-        The decision and the input offset commit in one transaction, so this is never behind the committed
-        offset; it guards against a committed-offset read that lags a just-committed transaction.
+        Each decision commits in the routing transaction with the offset of the record it decided, so this is
+        the router's progress; the group's committed offset is written with it only when a transaction's last
+        records decided nothing, and otherwise every few seconds (service.py), so it is usually behind.
         """
         return self._next.get(partition)
 

@@ -2,8 +2,14 @@
 
 For each input partition the router keeps one transactional producer whose id is fixed by the partition
 (`router-alerts.enriched-<n>`). A batch from that partition is routed inside one Kafka transaction that
-holds every output record (agency copies, webhook requests, the decision) and the consumed offsets, so the
-outputs and the progress commit together or not at all; agency consumers read committed records only.
+holds every output record (agency copies, webhook requests, the decision) and the progress, so the outputs
+and the progress commit together or not at all; agency consumers read committed records only.
+
+The progress is the decision itself: each carries the offset of the input record it decided (routed_log.py),
+and a new owner resumes after the last one. The consumed offsets go into the transaction as well only when
+its last record decided nothing (rejected, or a repeat). Otherwise they are committed on their own every few
+seconds, for lag monitoring: sending them in every transaction cost two more round trips to the group
+coordinator before each commit, about a third of a transaction's time (README "Performance").
 
 Kafka fences zombies by transactional id alone (aiokafka does not send the group generation), so when a
 partition is assigned, its producer is created first (which aborts whatever a previous owner left open)
@@ -90,6 +96,10 @@ class Router:
         # Partitions whose claim is in progress: paused until it ends.
         self._claiming: set[TopicPartition] = set()
         self._backlogs: dict[TopicPartition, Backlog[ConsumerRecord]] = {}
+        # Routed positions (in the routed log) not yet committed as the group's offsets, and when each
+        # partition's offset was last committed (see _commit_progress).
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at: dict[TopicPartition, float] = {}
 
     async def start(self) -> None:
         await self.registry.start()
@@ -159,6 +169,9 @@ class Router:
     async def release(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             async with self._lock(tp):
+                await self._commit_progress(tp, due_only=False)
+                self._uncommitted.pop(tp, None)
+                self._committed_at.pop(tp, None)
                 p = self._producers.pop(tp, None)
                 if p is not None:
                     await p.stop()
@@ -195,6 +208,7 @@ class Router:
         await learn_topics(p, [ALERTS_ROUTED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, *agencies])
         known = await self._routed.load(tp.partition)
         committed, resume = await self._rewind(tp)
+        self._committed_at[tp] = time.monotonic()  # where the group's offset stands is the next commit's worry
         log.info(
             "router.partition_claimed",
             topic=tp.topic,
@@ -205,11 +219,13 @@ class Router:
         )
 
     async def _rewind(self, tp: TopicPartition) -> tuple[int | None, int | None]:
-        """Resume `tp` after the last routed record: the committed offset, or the routed log's if it is ahead.
-        Returns the committed offset and where it resumes (None: from the beginning).
+        """Resume `tp` after the last routed record: the routed log's position, or the committed offset if it is
+        ahead (a transaction whose last records decided nothing commits the offsets instead). Returns the
+        committed offset and where it resumes (None: from the beginning).
 
-        A committed-offset fetch right after a transaction commits can still answer the offset before it
-        (seen with aiokafka against Kafka 4.1); the routed log, written in the same transaction, cannot lag.
+        The committed offset alone would not do: it is written every few seconds (_commit_progress), and a
+        committed-offset fetch right after a transaction commits can still answer the offset before it (seen
+        with aiokafka against Kafka 4.1); the routed log, written in the same transactions, cannot lag.
         """
         assert self._consumer is not None and self._routed is not None
         committed = await self._consumer.committed(tp)
@@ -234,6 +250,11 @@ class Router:
         try:
             while not stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=250)
+                for tp in list(self._uncommitted):
+                    # Not while its transaction or its claim holds the partition: that one commits it then.
+                    if tp not in busy and not self._lock(tp).locked() and self._commit_due(tp):
+                        async with self._lock(tp):
+                            await self._commit_progress(tp, due_only=True)
                 for tp, records in batches.items():
                     self._backlog(tp).add(self._claims.get(tp, 0), records)
                     self._pace(tp)
@@ -300,11 +321,20 @@ class Router:
                 outputs = Outputs()
                 for record in records:
                     lines.append(self._route_record(record, outputs, decided))
+                next_offset = records[-1].offset + 1
+                # The last record's decision carries its offset: the routed log then holds the progress.
+                in_log = lines[-1]["outcome"] == "routed"
                 async with p.transaction():
                     await outputs.write(p)
-                    await p.send_offsets_to_transaction({tp: records[-1].offset + 1}, self._group)
+                    if not in_log:
+                        await p.send_offsets_to_transaction({tp: next_offset}, self._group)
                 assert self._routed is not None
-                self._routed.add(tp.partition, list(decided.values()), records[-1].offset + 1)
+                self._routed.add(tp.partition, list(decided.values()), next_offset)
+                if in_log:
+                    self._uncommitted[tp] = next_offset
+                else:
+                    self._uncommitted.pop(tp, None)
+                    self._committed_at[tp] = time.monotonic()
             except (KafkaError, TimeoutError, OSError) as exc:
                 BATCH_FAILURES.labels(self.name, tp.topic).inc()
                 log.warning(
@@ -324,6 +354,28 @@ class Router:
             RECORDS.labels(self.name, tp.topic, line["outcome"]).inc()
             RECORD_SECONDS.labels(self.name, tp.topic).observe(elapsed)
         return True
+
+    def _commit_due(self, tp: TopicPartition) -> bool:
+        return time.monotonic() - self._committed_at.get(tp, 0.0) >= self.settings.offset_commit_interval_s
+
+    async def _commit_progress(self, tp: TopicPartition, *, due_only: bool) -> None:
+        """Commit `tp`'s routed position as the group's offset (the caller holds its lock).
+
+        Only for lag monitoring and as a fallback: routing resumes after the routed log's last decision, so a
+        commit that fails (a rebalance, a broker away) is logged and left for the next one.
+        """
+        offset = self._uncommitted.get(tp)
+        if offset is None or (due_only and not self._commit_due(tp)):
+            return
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit({tp: offset})
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("router.offset_commit_failed", topic=tp.topic, partition=tp.partition, error=repr(exc))
+            return
+        self._committed_at[tp] = time.monotonic()
+        if self._uncommitted.get(tp) == offset:
+            del self._uncommitted[tp]
 
     async def _recover(self, tp: TopicPartition) -> None:
         """Recreate the partition's producer with the same id and rewind to the committed offset."""
