@@ -54,11 +54,14 @@ def consumer(
     listener: ConsumerRebalanceListener | None = None,
     pattern: str | None = None,
     follower: bool = False,
+    batch_bytes: int = 1,
 ) -> AIOKafkaConsumer:
     """A consumer in `group` (None: no group, for readers that assign partitions themselves).
 
     A `follower` (configuration, retry tiers, bookkeeping off the alert's path) lets the broker hold its
     empty fetches for 500 ms: a short wait on every consumer cost the idle broker a third of a core.
+    `batch_bytes` (fetch.min.bytes) lets the broker hold a fetch until that much has arrived (or the wait is
+    over), for a reader that gains from large batches and loses nothing by waiting for them.
     """
     c = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -70,6 +73,7 @@ def consumer(
         session_timeout_ms=settings.session_timeout_ms,
         max_poll_records=settings.max_poll_records,
         fetch_max_wait_ms=500 if follower else settings.fetch_max_wait_ms,
+        fetch_min_bytes=batch_bytes,
         # Pattern subscribers find newly created topics (a new agency's) within this time.
         metadata_max_age_ms=30_000,
     )

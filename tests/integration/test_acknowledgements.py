@@ -221,3 +221,29 @@ async def test_two_trackers_split_escalations_and_both_answer(kafka: KafkaSettin
             assert found == sorted((s.code, level) for s in silent for level in (1, 2))
         finally:
             await stack.aclose()
+
+
+async def test_an_ack_sent_the_moment_the_webhook_arrives_is_accepted(
+    kafka: KafkaSettings, codec: Codec, receivers: tuple[str, Receivers]
+) -> None:
+    """The tracker reads in batches (up to half a second behind the router); an agency whose system
+    acknowledges as soon as the webhook lands must still find the alert routed to it, not a 404."""
+    url, rcv = receivers
+    cast = Cast()
+    origin, b = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO", webhook_url=url)
+    rcv.register(b.code, cast.secrets[b.code])
+    doc = registry([origin, b], [agreement(f"FAST-{cast.suffix}", [origin.code, b.code])], operator_token=OPERATOR)
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+
+    async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
+        for _ in range(3):
+            body = alert_json(affected_countries=["IQ"])
+            async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(origin.code)) as r:
+                alert_id = (await r.json())["alert_id"]
+            async with asyncio.timeout(30):
+                while not any(p["data"]["alert_id"] == alert_id for p in rcv.received.get(b.code, {}).values()):  # noqa: ASYNC110 (a test polls the receiver as fast as it can)
+                    await asyncio.sleep(0.002)
+            async with http.post(
+                f"{sys_.url}/v1/alerts/{alert_id}/ack", json={"response": "actioned"}, headers=cast.bearer(b.code)
+            ) as r:
+                assert r.status == 202, await r.text()
