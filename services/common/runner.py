@@ -14,6 +14,7 @@ whichever replica owns the partition next, so nothing is lost either way. The pr
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -80,10 +81,13 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
     try:
         async with running(service, settings.shutdown_timeout_s) as task:
             gc_pauses.settle()
+            # Created here, where no alert's context is bound, so none is copied onto its lines.
+            pauses = asyncio.create_task(gc_pauses.report())
             log.info("service.started", service=service.name, ops_port=ops.port)
             waiter = asyncio.create_task(signalled.wait())
             await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
+            pauses.cancel()
             if task.done() and task.exception() is not None:
                 log.error("service.crashed", service=service.name, exc_info=task.exception())
                 raise SystemExit(1)
@@ -97,6 +101,9 @@ def main(name: str, settings_type: type[S], build: Callable[[S], Service]) -> No
     """The entry point of every service: settings from the environment, logging, then serve until stopped."""
     settings = settings_type()
     configure_logging(settings.log, name)
+    # A crash in C code (an extension, the interpreter) leaves a Python traceback in the log, not just a
+    # segmentation fault in the kernel's.
+    faulthandler.enable()
     gc_pauses.watch()
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(serve(build(settings), settings))
