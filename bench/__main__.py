@@ -6,9 +6,9 @@ apart on the same broker does. Steps, each on a fresh consumer group and a quiet
 1. baseline: raw aiokafka consume-then-produce of the same records; raw aiohttp POSTs to the same receivers
 2. router saturation: a backlog of enriched alerts, fanned out to 10 agencies, routed as fast as it can
 3. dispatcher saturation: a backlog of webhook deliveries, signed and POSTed as fast as it can
-4. pipeline: its saturation (a backlog submitted as fast as the gateway takes it, gateway to webhooks), then
-   alerts submitted to the gateway at a constant rate (--rate; then half of that saturation), latency from submit
-   to each agency's topic and to each webhook receiver; CPU seconds and peak memory per 1,000 alerts
+4. pipeline: its saturation (the highest constant rate it sustains, gateway to every topic and webhook, found
+   by a ramp), then alerts submitted to the gateway at a constant rate (--rate; then half of that saturation),
+   latency from submit to each agency's topic and to each webhook receiver; CPU seconds and peak memory
 5. burst: ten times that rate for ten seconds; nothing lost, and how soon latency is back under target
 
 Results go to bench/results/<time>/: report.json, report.md, latency.png and logs/<step>/<service>.log.
