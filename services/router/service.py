@@ -251,7 +251,8 @@ class Router:
             while not stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=250)
                 for tp in list(self._uncommitted):
-                    # Not while its transaction or its claim holds the partition: that one commits it then.
+                    # An idle partition's last position. A busy one commits after its transactions
+                    # (_route_partition), and one being claimed after the claim.
                     if tp not in busy and not self._lock(tp).locked() and self._commit_due(tp):
                         async with self._lock(tp):
                             await self._commit_progress(tp, due_only=True)
@@ -335,6 +336,8 @@ class Router:
                 else:
                     self._uncommitted.pop(tp, None)
                     self._committed_at[tp] = time.monotonic()
+                # Here too, not only when idle: a partition that never empties its backlog would never be.
+                await self._commit_progress(tp, due_only=True)
             except (KafkaError, TimeoutError, OSError) as exc:
                 BATCH_FAILURES.labels(self.name, tp.topic).inc()
                 log.warning(
