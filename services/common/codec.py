@@ -91,13 +91,17 @@ class Codec:
 
     @classmethod
     def from_directory(cls, schema_dir: Path = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
+        """The current schemas in `schema_dir`, and every superseded one in its `history/` (named
+        `<record>.<fingerprint>.avsc`): records written before a schema changed stay readable, resolved to the
+        current version, so an upgraded service reads what its predecessor wrote (tests/unit/test_codec.py)."""
         current: dict[str, Schema] = {}
         for path in sorted(schema_dir.glob(f"{NAMESPACE}.*.avsc")):
             name = path.name.removesuffix(".avsc")
             if name.removeprefix(f"{NAMESPACE}.") in LIBRARY_SCHEMAS:
                 continue
             current[name] = load_schema_file(path, schema_dir)
-        return cls(current, older)
+        history = [load_schema_file(path, schema_dir) for path in sorted((schema_dir / "history").glob("*.avsc"))]
+        return cls(current, [*history, *older])
 
     def schema_for(self, record_type: type[msgspec.Struct]) -> Schema:
         return self._current[f"{NAMESPACE}.{record_type.__name__}"][0]

@@ -28,7 +28,8 @@ class UnknownSchemaError(CodecError):
         self.fingerprint = fingerprint
         super().__init__(
             f"unknown writer schema (CRC-64-AVRO fingerprint {fingerprint.hex()}): "
-            "the record was written by a newer or foreign producer; add its schema to schemas/"
+            "the record was written by a newer or foreign producer, or by a schema changed without keeping its "
+            "previous version in schemas/history/"
         )
 
 
