@@ -171,3 +171,21 @@ def test_a_registry_snapshot_from_before_agreement_areas_reads_with_their_defaul
     read = codec.decode(MAGIC + fingerprint(old) + body.getvalue(), RegistryPublished)
     assert [a.id for a in read.agreements] == [a.id for a in doc.agreements]
     assert all(a.countries == [] and a.ack_deadlines == {} for a in read.agreements)
+
+
+def test_a_changed_schema_leaves_its_previous_version_in_history(codec: Codec) -> None:
+    """schemas/FINGERPRINTS pins every record type's current schema: changing one fails here until its
+    previous version is kept in schemas/history/ and the new fingerprint listed (records already on the
+    topics were written with the old one)."""
+    listed = dict(
+        line.split()
+        for line in (SCHEMA_DIR / "FINGERPRINTS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    current = codec.fingerprints()
+    assert set(listed) == set(current), "a record type was added or removed: list it in schemas/FINGERPRINTS"
+    changed = sorted(name for name in current if current[name] != listed[name])
+    assert not changed, (
+        f"{changed} changed: keep each previous version as schemas/history/<record>.<listed fingerprint>.avsc "
+        "(git show HEAD:schemas/<record>.avsc), then list the new fingerprint in schemas/FINGERPRINTS"
+    )
