@@ -35,7 +35,11 @@ class Viewer:
     name: str
 
 
-class WebhookStatus(msgspec.Struct, kw_only=True):
+# The ledger holds every alert's state, and a full collection walked all of it: with these structs (and the
+# decisions, services/common/records.py) out of the collector's reach, 15,000 alerts took a collection from
+# 288 to 56 ms (a focused measurement). gc=False is sound only for objects in no reference cycle: these are
+# trees of strings, numbers, times and lists, and hold no reference back up.
+class WebhookStatus(msgspec.Struct, kw_only=True, gc=False):
     webhook_id: str | None = None
     status: Literal["pending", "delivered", "retrying", "dead"] = "pending"
     attempts: int = 0
@@ -44,14 +48,14 @@ class WebhookStatus(msgspec.Struct, kw_only=True):
     delivered_at: datetime | None = None
 
 
-class EscalationView(msgspec.Struct, kw_only=True):
+class EscalationView(msgspec.Struct, kw_only=True, gc=False):
     kind: str
     level: int
     reason: str
     raised_at: datetime
 
 
-class RecipientState(msgspec.Struct, kw_only=True):
+class RecipientState(msgspec.Struct, kw_only=True, gc=False):
     agency: str
     state: Literal["routed", "delivered", "acknowledged", "cancelled"]
     agreement_id: str | None
@@ -81,7 +85,7 @@ class Due:
     partition: int = 0
 
 
-class AlertState(msgspec.Struct, kw_only=True):
+class AlertState(msgspec.Struct, kw_only=True, gc=False):
     alert_id: str
     origin: str
     msg_type: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, RoutingDecision
@@ -212,3 +213,15 @@ def test_only_owned_partitions_are_escalated() -> None:
     assert {d.partition for d in ledger.due(later, owned={5})} == {5}
     assert ledger.due(later, owned=set()) == []
     assert len(ledger.due(later)) == 4
+
+
+def test_the_ledgers_state_is_out_of_the_collectors_reach() -> None:
+    """What the tracker keeps per alert and recipient is never walked by a full collection (gc=False): with it
+    tracked, 15,000 alerts made each full collection 288 ms instead of 56 ms."""
+    ledger = Ledger()
+    ledger.apply_routed(routed())
+    state = ledger.alerts["a1"]
+    assert not gc.is_tracked(state)
+    assert not any(gc.is_tracked(r) for r in state.recipients.values())
+    assert not gc.is_tracked(ledger.routing["a1"])
+    assert not any(gc.is_tracked(d) for d in ledger.routing["a1"].decisions)
