@@ -12,11 +12,11 @@ from pathlib import Path
 
 from services.common.codec import Codec
 from services.common.kafka import Outbox, produce_all, producer
-from services.common.records import AlertEnriched, AlertRouted, AlertShared, utcnow
+from services.common.records import AlertEnriched, AlertShared, utcnow
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
-from services.common.topics import ALERTS_ENRICHED, ALERTS_ROUTED, agency_topic
-from tests.support.world import Cast, agreement, eventually, read_topic, registry, start_service
+from services.common.topics import ALERTS_ENRICHED, agency_topic
+from tests.support.world import Cast, agreement, decisions, eventually, read_topic, registry, start_service
 from tests.unit.samples import sample_alert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,15 +80,11 @@ async def test_sigkill_mid_stream_leaves_each_copy_exactly_once(kafka: KafkaSett
         assert set(copies) == set(ids), f"{code} misses {len(set(ids) - set(copies))} alerts"
         assert max(copies.values()) == 1, f"{code} holds duplicates: {[k for k, n in copies.items() if n > 1][:3]}"
     assert await read_topic(kafka, codec, agency_topic(outsider.code), AlertShared) == []
-    decisions = Counter(
-        r.alert_id for _, r in await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted) if r.alert_id in set(ids)
-    )
-    assert set(decisions.values()) == {1}
+    assert set((await decisions(kafka, codec, set(ids))).values()) == {1}
 
 
 async def routed_count(kafka: KafkaSettings, codec: Codec, ids: list[str]) -> int:
-    mine = set(ids)
-    return sum(1 for _, r in await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted) if r.alert_id in mine)
+    return sum((await decisions(kafka, codec, set(ids))).values())
 
 
 async def at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:

@@ -21,7 +21,16 @@ from services.common.records import AlertEnriched, AlertRejected, AlertRouted, A
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED, ALERTS_REJECTED, ALERTS_ROUTED, agency_topic
-from tests.support.world import Cast, agreement, end_offsets, eventually, read_topic, registry, start_service
+from tests.support.world import (
+    Cast,
+    agreement,
+    decisions,
+    end_offsets,
+    eventually,
+    read_topic,
+    registry,
+    start_service,
+)
 from tests.unit.samples import sample_alert
 
 
@@ -30,11 +39,6 @@ def enriched(alert_id: str, origin: str) -> AlertEnriched:
     return AlertEnriched(
         alert_id=alert_id, origin=origin, submitted_at=now, enriched_at=now, priority=2, alert=sample_alert()
     )
-
-
-async def routed_ids(kafka: KafkaSettings, codec: Codec, ids: set[str]) -> Counter[str]:
-    decisions = await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted)
-    return Counter(r.alert_id for _, r in decisions if r.alert_id in ids)
 
 
 async def committed(kafka: KafkaSettings) -> dict[TopicPartition, int | None]:
@@ -90,13 +94,13 @@ async def test_a_router_killed_between_offset_commits_resumes_after_its_last_dec
         await kill(router)
 
     everything = set(first) | set(later)
-    assert set((await routed_ids(kafka, codec, everything)).values()) == {1}
+    assert set((await decisions(kafka, codec, everything)).values()) == {1}
     copies = Counter(r.alert_id for _, r in await read_topic(kafka, codec, agency_topic(b.code), AlertShared))
     assert {k: v for k, v in copies.items() if k in everything} == dict.fromkeys(everything, 1)
 
 
 async def _all_routed(kafka: KafkaSettings, codec: Codec, ids: set[str]) -> bool:
-    return set(await routed_ids(kafka, codec, ids)) == ids
+    return set(await decisions(kafka, codec, ids)) == ids
 
 
 async def test_a_batch_ending_without_a_decision_commits_its_offsets_with_it(
@@ -141,7 +145,7 @@ async def test_a_batch_ending_without_a_decision_commits_its_offsets_with_it(
     finally:
         await kill(router)
     assert await rejections() == 1
-    assert set((await routed_ids(kafka, codec, set(ids))).values()) == {1}
+    assert set((await decisions(kafka, codec, set(ids))).values()) == {1}
 
 
 async def partitions_holding(kafka: KafkaSettings, codec: Codec, ids: set[str]) -> set[int]:

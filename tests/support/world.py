@@ -14,6 +14,7 @@ import os
 import secrets
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +26,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.common.codec import Codec
 from services.common.kafka import consumer, partitions_of, read_to_end
+from services.common.records import AlertRouted
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
 from services.common.settings import KafkaSettings
+from services.common.topics import ALERTS_ROUTED
 from services.demo.samples import alert_submission
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -145,6 +148,12 @@ async def create_topic(kafka: KafkaSettings, name: str, partitions: int = 1, **c
 async def read_topic(kafka: KafkaSettings, codec: Codec, topic: str, into: type[T]) -> list[tuple[bytes, T]]:
     """Every committed record of a topic (read_committed), decoded, with its key."""
     return [(r.key, codec.decode(r.value, into)) async for r in read_to_end(kafka, topic, name="test-reader")]
+
+
+async def decisions(kafka: KafkaSettings, codec: Codec, ids: set[str]) -> Counter[str]:
+    """How many routing decisions `alerts.routed` holds for each of `ids` (exactly once: 1 each)."""
+    routed = await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted)
+    return Counter(r.alert_id for _, r in routed if r.alert_id in ids)
 
 
 async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, int]:
