@@ -292,8 +292,24 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                         while len(receivers.arrived) < hooks_before + total_alerts * len(codes):
                             await asyncio.sleep(0.05)
 
+            done_before = 0  # alerts submitted so far whose copies and webhooks all arrived
+
+            async def step(per_second: float, duration: float, offset: int) -> tuple[set[str], float, dict[str, float]]:
+                """A constant load after a collection, until every copy and webhook of it arrived: its ids, when it
+                began, and the cores each side kept busy while it ran."""
+                nonlocal done_before
+                between_steps()
+                before = cpu_of(bench, running)
+                began = time.time()
+                ids = await load(per_second, duration, offset)
+                busy = cores_busy(before, cpu_of(bench, running), time.time() - began)
+                done_before += len(ids)
+                await arrived(done_before)
+                measured.collect(copies.seen, receivers)
+                return ids, began, busy
+
             warm_up = await load(WARM_UP_RATE, WARM_UP_S, 50_000)
-            done_before = len(warm_up)
+            done_before += len(warm_up)
             await arrived(done_before)
 
             # Saturation: the highest constant rate the pipeline sustains, gateway to topics and webhooks.
@@ -301,15 +317,8 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             sustained: float | None = None
             failed: float | None = None
             while len(probes) < RAMP_PROBES and (per_second := next_rate(sustained, failed)) is not None:
-                between_steps()
                 per_second = round(per_second, 1)
-                before = cpu_of(bench, running)
-                began = time.time()
-                ids = await load(per_second, RAMP_STEP_S, 300_000 + 10_000 * len(probes))
-                busy = cores_busy(before, cpu_of(bench, running), time.time() - began)
-                done_before += len(ids)
-                await arrived(done_before)
-                measured.collect(copies.seen, receivers)
+                ids, began, busy = await step(per_second, RAMP_STEP_S, 300_000 + 10_000 * len(probes))
                 ok, late = kept_up(ids, finished(measured, ids, codes), began + RAMP_STEP_S)
                 probes.append(
                     {
@@ -353,15 +362,8 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
 
             # The issue's "half of saturation": a constant load at half the highest rate sustained.
             if sustained is not None:
-                between_steps()
                 half_rate = round(sustained / 2, 1)
-                before = cpu_of(bench, running)
-                began = time.time()
-                half = await load(half_rate, HALF_S, 400_000)
-                busy = cores_busy(before, cpu_of(bench, running), time.time() - began)
-                done_before += len(half)
-                await arrived(done_before)
-                measured.collect(copies.seen, receivers)
+                half, _, busy = await step(half_rate, HALF_S, 400_000)
                 result["half_saturation"] = measured.summary(half, len(codes))
                 result["half_saturation"].update(
                     rate_per_second=half_rate, seconds=HALF_S, alerts=len(half), cores_busy=busy
@@ -392,9 +394,10 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                 steady_hook = result["steady"]["submit_to_webhook"]["p99_ms"]
                 result["burst"]["back_to_steady_s"] = recovery_s(after, 1.5 * steady_topic, 1.5 * steady_hook)
                 # The slowest alerts after the burst, hop by hop: what a spike in a window is made of.
-                slowest = sorted(
-                    tail_ids, key=lambda a: max((v for (i, _), v in measured.topic.items() if i == a), default=0)
-                )[-5:]
+                worst: dict[str, float] = {}
+                for (a, _), v in measured.topic.items():
+                    worst[a] = max(worst.get(a, v), v)
+                slowest = sorted(tail_ids, key=lambda a: worst.get(a, 0.0))[-5:]
                 per_hop = await hop_times(bench, measured, set(slowest))
                 result["burst"]["slowest_after"] = [
                     {
