@@ -17,6 +17,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
+from aiokafka.producer import sender as aiokafka_sender
 
 from services.common import tracing
 from services.common.codec import Codec
@@ -28,6 +29,10 @@ from services.common.settings import KafkaSettings
 
 def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
     """An idempotent producer (transactional when given an id, which implies idempotence)."""
+    if transactional_id is not None:
+        # aiokafka reads this module constant for each retry and offers no option for it (settings.py says
+        # why 20 ms is too long); one value per process, as every producer of a service shares the settings.
+        aiokafka_sender.BACKOFF_OVERRIDE = settings.concurrent_transactions_backoff_ms / 1000
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,
         "client_id": f"{settings.client_id_prefix}-{name}",
