@@ -43,7 +43,7 @@ def entries_for(decision: AlertRouted, recorded_at: datetime) -> list[AuditRecor
             rule=d.rule,
             reason=d.reason,
             agreement_id=d.agreement_id,
-            redacted_fields=d.redacted_fields,
+            redacted_fields=list(d.redacted_fields),
             copy_sha256=d.copy_sha256,
             registry_version=decision.registry_version,
             routed_at=decision.routed_at,

@@ -145,8 +145,8 @@ class RoutingDecision(msgspec.Struct, kw_only=True, gc=False):
     rule: str
     reason: str
     agreement_id: str | None = None
-    redacted_fields: list[str] = []
-    channels: list[str] = []
+    redacted_fields: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
     copy_sha256: str | None = None
     ack_due: datetime | None = None
 
@@ -155,12 +155,12 @@ class AlertRouted(Record, kw_only=True, gc=False):
     alert_id: str
     origin: str
     msg_type: MsgType
-    references: list[str] = []
+    references: tuple[str, ...] = ()
     severity: Severity
     urgency: Urgency
     routed_at: datetime
     registry_version: int
-    decisions: list[RoutingDecision]
+    decisions: tuple[RoutingDecision, ...]
 
 
 class DeliverWebhook(Record, kw_only=True):

@@ -501,8 +501,8 @@ class Router:
                     rule=verdict.rule,
                     reason=verdict.reason,
                     agreement_id=verdict.agreement_id,
-                    redacted_fields=removed,
-                    channels=channels,
+                    redacted_fields=tuple(removed),
+                    channels=tuple(channels),
                     copy_sha256=digest,
                     ack_due=due[verdict.agreement_id] if verdict.delivered else None,
                 )
@@ -511,12 +511,12 @@ class Router:
             alert_id=enriched.alert_id,
             origin=enriched.origin,
             msg_type=alert.msg_type,
-            references=alert.references,
+            references=tuple(alert.references),
             severity=alert.severity,
             urgency=alert.urgency,
             routed_at=now,
             registry_version=registry.version,
-            decisions=decisions,
+            decisions=tuple(decisions),
         )
 
     def _ack_due(self, enriched: AlertEnriched, verdict: Verdict, now: datetime) -> datetime | None:

@@ -59,8 +59,8 @@ class RecipientState(msgspec.Struct, kw_only=True, gc=False):
     agency: str
     state: Literal["routed", "delivered", "acknowledged", "cancelled"]
     agreement_id: str | None
-    redacted_fields: list[str]
-    channels: list[str]
+    redacted_fields: tuple[str, ...]
+    channels: tuple[str, ...]
     routed_at: datetime
     webhook: WebhookStatus | None = None
     acknowledged_at: datetime | None = None
@@ -69,7 +69,7 @@ class RecipientState(msgspec.Struct, kw_only=True, gc=False):
     ack_channel: str | None = None
     ack_due: datetime | None = None
     escalation_level: int = 0
-    escalations: list[EscalationView] = []
+    escalations: tuple[EscalationView, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,9 +236,10 @@ class Ledger:
         if isinstance(record, EscalationRaised):
             if any(e.kind == record.kind and e.level == record.level for e in recipient.escalations):
                 return False
-            recipient.escalations.append(
-                EscalationView(kind=record.kind, level=record.level, reason=record.reason, raised_at=record.raised_at)
+            view = EscalationView(
+                kind=record.kind, level=record.level, reason=record.reason, raised_at=record.raised_at
             )
+            recipient.escalations = (*recipient.escalations, view)  # a tuple: untracked by the collector
             if record.kind == "ack_deadline":
                 recipient.escalation_level = max(recipient.escalation_level, record.level)
             return True

@@ -35,6 +35,8 @@ def values_of(annotation: Any) -> st.SearchStrategy[Any]:
         return st.one_of(*(values_of(a) for a in args))
     if origin is list:
         return st.lists(values_of(args[0]), max_size=3)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: an Avro array held as a tuple
+        return st.lists(values_of(args[0]), max_size=3).map(tuple)
     if origin is dict:
         return st.dictionaries(st.text(max_size=5), values_of(args[1]), max_size=3)
     if annotation is type(None):
