@@ -67,15 +67,19 @@ class Receivers:
             return web.Response(status=204)
         self.received[agency][webhook_id] = payload
         data = payload["data"]
-        log.info(
-            "webhook.received",
-            agency=agency,
-            type=payload["type"],
-            alert_id=data["alert_id"],
-            origin=data["origin"],
-            title=data["alert"]["title"],
-            redacted=data["redacted_fields"],
-        )
+        if data.get("reminder"):
+            # An acknowledgement reminder (alert.escalated) names the alert and carries none of its content.
+            log.info("webhook.reminder", agency=agency, alert_id=data["alert_id"], level=data["level"])
+        else:
+            log.info(
+                "webhook.received",
+                agency=agency,
+                type=payload["type"],
+                alert_id=data["alert_id"],
+                origin=data["origin"],
+                title=data["alert"]["title"],
+                redacted=data["redacted_fields"],
+            )
         return web.Response(status=204)
 
 
