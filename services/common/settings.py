@@ -42,7 +42,7 @@ class KafkaSettings(BaseModel):
     # coordinator refused with CONCURRENT_TRANSACTIONS: the previous transaction's commit has been
     # acknowledged but its markers are still being written, which takes a few milliseconds. aiokafka waits
     # a fixed 20 ms (a module constant, set from here; kafka.py), and a router partition that starts its
-    # next transaction at once met that on 1.5-2.5% of its transactions at 80-110 alerts/s: the slowest
+    # next transaction at once met that on about 1.5-3% of its transactions at 80-110 alerts/s: the slowest
     # routed alerts. At 2 ms, transactions over 25 ms went from 0.1-0.9% to 0-0.08% (README "Performance").
     concurrent_transactions_backoff_ms: float = 2
     session_timeout_ms: int = 10_000

@@ -37,8 +37,9 @@ class Viewer:
 
 # The ledger holds every alert's state, and a full collection walked all of it: with these structs (and the
 # decisions, services/common/records.py) out of the collector's reach, 15,000 alerts took a collection from
-# 288 to 56 ms (a focused measurement). gc=False is sound only for objects in no reference cycle: these are
-# trees of strings, numbers, times and lists, and hold no reference back up.
+# 288 to 56 ms, and with tuples instead of lists inside (a tuple of untracked items leaves the collector's
+# lists at its first pass) to 1 ms (focused measurements). gc=False is sound only for objects in no
+# reference cycle: these are trees of strings, numbers, times and tuples, and hold no reference back up.
 class WebhookStatus(msgspec.Struct, kw_only=True, gc=False):
     webhook_id: str | None = None
     status: Literal["pending", "delivered", "retrying", "dead"] = "pending"
