@@ -4,6 +4,7 @@ On a shared two-core machine an absolute number means little; a ratio to a basel
 apart on the same broker does. Steps, each on a fresh consumer group and a quiet machine:
 
 1. baseline: raw aiokafka consume-then-produce of the same records; raw aiohttp POSTs to the same receivers
+   (and, for the report's explanation, each with the layout the router and the dispatcher must write)
 2. router saturation: a backlog of enriched alerts, fanned out to 10 agencies, routed as fast as it can
 3. dispatcher saturation: a backlog of webhook deliveries, signed and POSTed as fast as it can
 4. pipeline: its saturation (the highest constant rate it sustains, gateway to every topic and webhook, found
@@ -22,11 +23,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.baselines import baseline_http, baseline_kafka, one_topic, prepare_input, router_layout
+from bench.baselines import (
+    baseline_consume_post,
+    baseline_http,
+    baseline_kafka,
+    one_topic,
+    prepare_input,
+    router_layout,
+)
 from bench.harness import ROOT, Broker, TimedReceivers, collector_off
 from bench.pipeline import pipeline
 from bench.report import write_report
-from bench.saturation import dispatcher_saturation, router_saturation
+from bench.saturation import delivery_backlog, dispatcher_saturation, router_saturation
 from bench.workload import RECIPIENTS, Bench, bench_registry, enriched_record
 from services.common import gc_pauses
 from services.common.codec import Codec
@@ -77,17 +85,23 @@ async def main(args: argparse.Namespace) -> None:
                 utcnow(),
             ).payload
             http_base = await baseline_http(receivers, args.deliveries, sample)
+            # Not the issue's baseline either: the Kafka either side of each POST, as the dispatcher has it.
+            deliveries = delivery_backlog(bench, args.deliveries)
+            consume_post = await baseline_consume_post(bench, deliveries)
             report["baseline"] = {
                 "kafka": kafka_base,
                 "kafka_router_layout": layout,
                 "kafka_router_layout_transactional": layout_txn,
                 "http": http_base,
+                "kafka_http_dispatcher_layout": consume_post,
             }
             report["router"] = await router_saturation(bench, args.alerts, kafka_base["per_second"])
             routed = report["router"]["alerts_per_second"]
             report["router"]["ratio_to_layout_passthrough"] = round(routed / layout["per_second"], 3)
             report["router"]["ratio_to_transactional_layout_passthrough"] = round(routed / layout_txn["per_second"], 3)
-            report["dispatcher"] = await dispatcher_saturation(bench, args.deliveries, http_base["per_second"])
+            report["dispatcher"] = await dispatcher_saturation(bench, deliveries, http_base["per_second"])
+            delivered = report["dispatcher"]["per_second"]
+            report["dispatcher"]["ratio_to_consume_post_record"] = round(delivered / consume_post["per_second"], 3)
         # A broker of its own: services starting on the saturation steps' topics would first work through
         # their backlogs (every group starts from the beginning), and measure that instead.
         with Broker(keep_logs_in=out / "logs" / "broker-pipeline") as broker:

@@ -20,6 +20,8 @@ from services.common.kafka import consumer, group_id, produce_all, producer
 AGENCY_TOPICS = [f"bench.agency.{i}" for i in range(RECIPIENTS)]
 LAYOUT = [NewTopic("bench.in", 6, 1), NewTopic("bench.out", 6, 1), NewTopic("bench.webhook", 6, 1)]
 LAYOUT += [NewTopic("bench.routed", 6, 1)] + [NewTopic(t, 3, 1) for t in AGENCY_TOPICS]
+# The dispatcher's layout: webhook requests in (as deliveries.webhook), one outcome record out per request.
+LAYOUT += [NewTopic("bench.deliveries", 6, 1), NewTopic("bench.outcomes", 6, 1)]
 
 
 async def prepare_input(bench: Bench, n: int) -> None:
@@ -119,3 +121,60 @@ async def baseline_http(receivers: TimedReceivers, n: int, payload: bytes) -> di
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(one(session) for _ in range(n)))
     return {"requests": n, "seconds": round(done_at[-1] - done_at[0], 2), "per_second": round(steady_rate(done_at), 1)}
+
+
+async def baseline_consume_post(bench: Bench, items: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """Not the issue's baseline: raw aiokafka and aiohttp doing what DESIGN.md asks of a delivery besides the POST.
+
+    Each webhook request is read from a topic, its body POSTed unsigned to its agency's receiver (the same
+    path and receiving work as the dispatcher's), 64 at a time, and an outcome record written for it once
+    answered; offsets are committed every 0.2 s. No decoding, signing, breaker, retry, metrics or log line:
+    the report's ratio of the dispatcher to this says how much of its cost is the Kafka either side of a
+    delivery, which the raw POST loop does not have, and how much is its own work.
+    """
+    kafka, receivers = bench.kafka, bench.receivers
+    await produce_all(kafka, "bench-load", "bench.deliveries", items)
+    name = "bench-consume-post"
+    c = consumer(kafka, name, "bench.deliveries", group=name)
+    p = producer(kafka, name)
+    room = asyncio.Semaphore(64)
+    done_at: list[float] = []
+    receivers.verify = False
+    await c.start()
+    await p.start()
+
+    async def deliver(session: aiohttp.ClientSession, r: ConsumerRecord) -> None:
+        try:
+            agency = r.key.rsplit(b":", 1)[1].decode()
+            url = f"http://127.0.0.1:{receivers.port}/hooks/{agency}"
+            async with session.post(url, data=r.value, headers={"webhook-id": f"raw-{r.partition}-{r.offset}"}) as a:
+                await a.read()
+            await (await p.send("bench.outcomes", r.key, key=r.key))
+            done_at.append(time.perf_counter())
+        finally:
+            room.release()
+
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        async with aiohttp.ClientSession() as session:
+            last_commit = time.monotonic()
+            while len(done_at) < len(items):
+                for records in (await c.getmany(timeout_ms=200, max_records=64)).values():
+                    for r in records:
+                        await room.acquire()
+                        task = asyncio.create_task(deliver(session, r))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                if time.monotonic() - last_commit >= 0.2:
+                    await c.commit()
+                    last_commit = time.monotonic()
+            await asyncio.gather(*tasks)
+    finally:
+        receivers.verify = True
+        await c.stop()
+        await p.stop()
+    return {
+        "deliveries": len(items),
+        "seconds": round(done_at[-1] - done_at[0], 2),
+        "per_second": round(steady_rate(done_at), 1),
+    }

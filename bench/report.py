@@ -69,6 +69,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"| raw aiohttp POST | {report['baseline']['http']['per_second']} requests/s | |",
         f"| dispatcher saturation | {d['per_second']} deliveries/s, ratio {d['ratio_to_raw_aiohttp']} "
         "| >= 0.7 (stretch 0.85) |",
+        f"| raw consume, POST and outcome record, the dispatcher's Kafka either side of a POST | "
+        f"{report['baseline']['kafka_http_dispatcher_layout']['per_second']} deliveries/s (dispatcher ratio "
+        f"{d['ratio_to_consume_post_record']}) | |",
         f"| pipeline saturation: highest constant rate sustained, gateway to every topic and webhook | "
         f"{_saturation(p['saturation'])} | |",
         f"| submit -> agency topic at {s['rate_per_second']}/s | {_latency(s['submit_to_agency_topic'])} "

@@ -49,8 +49,8 @@ async def router_saturation(bench: Bench, n: int, baseline: float) -> dict[str, 
     }
 
 
-async def dispatcher_saturation(bench: Bench, n: int, baseline: float) -> dict[str, Any]:
-    """A backlog of `n` webhook deliveries spread over the recipients, signed and POSTed, from the first one."""
+def delivery_backlog(bench: Bench, n: int) -> list[tuple[bytes, bytes]]:
+    """`n` webhook requests spread over the recipients, keyed `<alert id>:<agency>` as the router keys them."""
     now = utcnow()
     items = []
     for i in range(n):
@@ -60,6 +60,12 @@ async def dispatcher_saturation(bench: Bench, n: int, baseline: float) -> dict[s
             recipient_copy(alert, Verdict(code, True, "shared", "b", "BENCH"), now), "Immediate", now
         )
         items.append((f"{alert.alert_id}:{code}".encode(), bench.codec.encode(request)))
+    return items
+
+
+async def dispatcher_saturation(bench: Bench, items: list[tuple[bytes, bytes]], baseline: float) -> dict[str, Any]:
+    """A backlog of webhook deliveries (`delivery_backlog`), signed and POSTed, from the first one."""
+    n = len(items)
     await produce_all(bench.kafka, "bench-load", DELIVERIES_WEBHOOK, items)
     arrived = bench.receivers.arrived
     before = len(arrived)
