@@ -43,11 +43,15 @@ def one_topic(r: ConsumerRecord) -> list[tuple[str, bytes, bytes]]:
 
 def router_layout(r: ConsumerRecord) -> list[tuple[str, bytes, bytes]]:
     """The same count spread as the router spreads it: a copy and a webhook request per agency, a decision."""
+    return layout_records(r.key, r.value)
+
+
+def layout_records(key: bytes, value: bytes) -> list[tuple[str, bytes, bytes]]:
     out = []
     for topic in AGENCY_TOPICS:
-        key = r.key + b":" + topic.encode()
-        out += [(topic, key, r.value), ("bench.webhook", key, r.value)]
-    return [*out, ("bench.routed", r.key, r.value)]
+        copy_key = key + b":" + topic.encode()
+        out += [(topic, copy_key, value), ("bench.webhook", copy_key, value)]
+    return [*out, ("bench.routed", key, value)]
 
 
 async def baseline_kafka(

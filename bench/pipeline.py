@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from bench.harness import Service, TimedReceivers, between_steps, cpu_seconds, percentiles
+from bench.probe import TransactionProbe
 from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
 from services.common.kafka import read_to_end
 from services.common.ops import free_port
@@ -261,6 +262,7 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                 lambda s: (s.alert_id, s.recipient),
             ) as copies,
             aiohttp.ClientSession() as http,
+            TransactionProbe(bench) as probe,
         ):
 
             async def submit(i: int) -> None:
@@ -344,7 +346,9 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             for s in running:
                 s.mark()
             own_cpu = cpu_seconds(os.getpid())
+            probe.label = "steady"
             steady = await load(rate, seconds, 0)
+            probe.label = None
             done_before += len(steady)
             await arrived(done_before)
             measured.collect(copies.seen, receivers)
@@ -359,16 +363,20 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             result["harness_cpu_s"] = round(cpu_seconds(os.getpid()) - own_cpu, 2)
             result["_raw"] = measured.of(steady)
             result["steady_hops"] = await hops(bench, measured, steady)
+            result["steady_probe"] = await probe.summary("steady")
 
             # The "half of saturation": a constant load at half the highest rate sustained.
             if sustained is not None:
                 half_rate = round(sustained / 2, 1)
+                probe.label = "half"
                 half, _, busy = await step(half_rate, HALF_S, 400_000)
+                probe.label = None
                 result["half_saturation"] = measured.summary(half, len(codes))
                 result["half_saturation"].update(
                     rate_per_second=half_rate, seconds=HALF_S, alerts=len(half), cores_busy=busy
                 )
                 result["half_saturation_hops"] = await hops(bench, measured, half)
+                result["half_saturation_probe"] = await probe.summary("half")
             between_steps()
             if burst:
                 burst_ids = await load(rate * BURST_FACTOR, BURST_S, 100_000)
