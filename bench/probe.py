@@ -83,16 +83,23 @@ class TransactionProbe:
         """Send-to-readable percentiles of the transactions made under `label` (waiting briefly for the last)."""
         assert self._arrivals is not None
         seen, sent = self._arrivals.seen, self.sent.get(label, [])
-        copies = {key: [key + b":" + t.encode() for t in AGENCY_TOPICS] for key, _ in sent}
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
-                while not all(c in seen for cs in copies.values() for c in cs):
+                while len(send_to_readable(sent, seen)) < len(sent):
                     await asyncio.sleep(0.05)
-        delays = [
-            max(seen[c] for c in copies[key]) - began for key, began in sent if all(c in seen for c in copies[key])
-        ]
         return {
             "rate_per_second": self.rate,
             "transactions": len(sent),
-            "send_to_readable": percentiles(delays),
+            "send_to_readable": percentiles(send_to_readable(sent, seen)),
         }
+
+
+def send_to_readable(sent: list[tuple[bytes, float]], seen: dict[bytes, float]) -> list[float]:
+    """Per transaction sent (its key, when its first send began), the delay until its last copy was readable;
+    a transaction with a copy not seen yet is left out."""
+    delays = []
+    for key, began in sent:
+        copies = [seen.get(key + b":" + t.encode()) for t in AGENCY_TOPICS]
+        if all(c is not None for c in copies):
+            delays.append(max(c for c in copies if c is not None) - began)
+    return delays

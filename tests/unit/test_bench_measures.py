@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.baselines import AGENCY_TOPICS
 from bench.harness import percentiles, steady_rate
 from bench.pipeline import RAMP_FACTOR, RAMP_START, Latencies, finished, kept_up, next_rate, recovery_s
+from bench.probe import send_to_readable
 
 
 def test_percentiles_pick_the_ranked_sample() -> None:
@@ -16,6 +18,13 @@ def test_percentiles_pick_the_ranked_sample() -> None:
     assert figures["p99_ms"] == 991.0
     assert figures["max_ms"] == 1000.0
     assert percentiles([]) == {"count": 0}
+
+
+def test_probe_times_a_transaction_to_its_last_copy_and_skips_incomplete_ones() -> None:
+    sent = [(b"probe-0", 100.0), (b"probe-1", 200.0)]
+    seen = {b"probe-0:" + t.encode(): 100.005 + i / 1000 for i, t in enumerate(AGENCY_TOPICS)}
+    seen |= {b"probe-1:" + t.encode(): 200.001 for t in AGENCY_TOPICS[1:]}  # one copy of probe-1 not readable
+    assert send_to_readable(sent, seen) == pytest.approx([0.005 + (len(AGENCY_TOPICS) - 1) / 1000])
 
 
 def test_windows_group_alerts_by_submission_time() -> None:
