@@ -8,7 +8,7 @@
 #   kafka-local.sh stop --dir D                stop the broker started with D (SIGTERM, then SIGKILL)
 #   kafka-local.sh status --dir D              exit 0 when the broker of D is running
 #
-# Environment: RCTC_KAFKA_CACHE (default ~/.cache/rctc/kafka), KAFKA_HEAP_OPTS, RCTC_KAFKA_START_TIMEOUT.
+# Environment: RCTC_KAFKA_CACHE (default ~/.cache/rctc/kafka), KAFKA_HEAP_OPTS, KAFKA_GC_OPTS, RCTC_KAFKA_START_TIMEOUT.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,9 +70,12 @@ start() {
 
   # A small heap and few GC threads: this broker shares two cores with every service and the tests.
   local heap="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+  # G1 with a 20 ms pause goal: ZGC (pauses under a millisecond) gave no better transaction tail here in an
+  # A/B (docs/performance.md, sixth round) for the same CPU. Its GC pauses go to gc.log: a pause stops every
+  # hop at once, and the benchmark keeps the file.
+  local gc="${KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1}"
   # shellcheck disable=SC2086
-  # Its GC pauses go to gc.log: a pause stops every hop at once, and the benchmark keeps the file.
-  nohup java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1 \
+  nohup java $heap $gc \
     -Xlog:gc:file="$dir/gc.log":uptime,time -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/log4j2.yaml" \
     -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 </dev/null &
   echo $! >"$dir/broker.pid"
