@@ -21,7 +21,7 @@ class KafkaSettings(BaseModel):
     client_id_prefix: str = "rctc"
     # Production: acks=all with min.insync.replicas=2 on the topics (deploy/README.md).
     # No linger: every hop of an alert paid it (5 ms was a third of the submit-to-topic p50), and records
-    # still batch by themselves while a request to the broker is in flight (bench/, README "Performance").
+    # still batch by themselves while a request to the broker is in flight (bench/, docs/performance.md).
     linger_ms: int = 0
     request_timeout_ms: int = 30_000
     # Most bytes a producer puts in one partition's batch. aiokafka sends a node one request at a time,
@@ -30,20 +30,20 @@ class KafkaSettings(BaseModel):
     # of a 0.9 s transaction (bench/). Below the broker's message.max.bytes (1 MB by default).
     max_batch_bytes: int = 512 * 1024
     # Batch compression (snappy, lz4 and zstd need cramjam installed). None: zstd routed ~7% more at
-    # saturation but added ~2 ms to every transactional hop at 20 alerts/s (README "Performance").
+    # saturation but added ~2 ms to every transactional hop at 20 alerts/s (docs/performance.md).
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     # How long a producer waits before resending a batch the broker refused with a retriable error. The
     # commonest by far is a transactional write right after send_offsets_to_transaction: the broker checks
     # the partition with the transaction coordinator (KIP-890), which is still writing the previous commit's
     # markers, and answers NOT_ENOUGH_REPLICAS to clients as old as aiokafka. At aiokafka's 100 ms that
-    # was the p99 of every transactional hop; 10 ms took it to about 40 ms (bench/, README "Performance").
+    # was the p99 of every transactional hop; 10 ms took it to about 40 ms (bench/, docs/performance.md).
     retry_backoff_ms: int = 10
     # How long a transactional producer waits to retry a transaction's first AddPartitionsToTxn that the
     # coordinator refused with CONCURRENT_TRANSACTIONS: the previous transaction's commit has been
     # acknowledged but its markers are still being written, which takes a few milliseconds. aiokafka waits
     # a fixed 20 ms (a module constant, set from here; kafka.py), and a router partition that starts its
     # next transaction at once met that on about 1.5-3% of its transactions at 80-110 alerts/s: the slowest
-    # routed alerts. At 2 ms, transactions over 25 ms went from 0.1-0.9% to 0-0.08% (README "Performance").
+    # routed alerts. At 2 ms, transactions over 25 ms went from 0.1-0.9% to 0-0.08% (docs/performance.md).
     concurrent_transactions_backoff_ms: float = 2
     session_timeout_ms: int = 10_000
     max_poll_records: int = 500

@@ -9,7 +9,7 @@ The progress is the decision itself: each carries the offset of the input record
 and a new owner resumes after the last one. The consumed offsets go into the transaction as well only when
 its last record decided nothing (rejected, or a repeat). Otherwise they are committed on their own every few
 seconds, for lag monitoring: sending them in every transaction cost two more round trips to the group
-coordinator before each commit, about a third of a transaction's time (README "Performance").
+coordinator before each commit, about a third of a transaction's time (docs/performance.md).
 
 Kafka fences zombies by transactional id alone (aiokafka does not send the group generation), so when a
 partition is assigned, its producer is created first (which aborts whatever a previous owner left open)
