@@ -4,7 +4,8 @@ On a shared two-core machine an absolute number means little; a ratio to a basel
 apart on the same broker does. Steps, each on a fresh consumer group and a quiet machine:
 
 1. baseline: raw aiokafka consume-then-produce of the same records; raw aiohttp POSTs to the same receivers
-   (and, for the report's explanation, each with the layout the router and the dispatcher must write)
+   (and, for the report's explanation, each with the layout the router and the dispatcher must write, and the
+   pass-through as a faust-streaming agent)
 2. router saturation: a backlog of enriched alerts, fanned out to 10 agencies, routed as fast as it can
 3. dispatcher saturation: a backlog of webhook deliveries, signed and POSTed as fast as it can
 4. pipeline: its saturation (the highest constant rate it sustains, gateway to every topic and webhook, found
@@ -25,6 +26,7 @@ from typing import Any
 
 from bench.baselines import (
     baseline_consume_post,
+    baseline_faust,
     baseline_http,
     baseline_kafka,
     one_topic,
@@ -79,6 +81,9 @@ async def main(args: argparse.Namespace) -> None:
             # transactions and how much its routing.
             layout = await baseline_kafka(bench, args.records, router_layout, transactional=False)
             layout_txn = await baseline_kafka(bench, args.records, router_layout, transactional=True)
+            # The issue asks whether Faust belongs on the hot path: the same pass-through as a Faust agent.
+            faust = await baseline_faust(bench, args.records)
+            faust["ratio_to_raw_passthrough"] = round(faust["per_second"] / kafka_base["per_second"], 3)
             sample = webhook_request(
                 recipient_copy(enriched_record("x"), Verdict(bench.codes[0], True, "shared", "b", "B"), utcnow()),
                 "Immediate",
@@ -94,6 +99,7 @@ async def main(args: argparse.Namespace) -> None:
                 "kafka_router_layout_transactional": layout_txn,
                 "http": http_base,
                 "kafka_http_dispatcher_layout": consume_post,
+                "faust_agent": faust,
             }
             report["router"] = await router_saturation(bench, args.alerts, kafka_base["per_second"])
             routed = report["router"]["alerts_per_second"]

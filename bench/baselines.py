@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +13,9 @@ import aiohttp
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.harness import TimedReceivers, steady_rate
-from bench.workload import OUTPUTS_PER_ALERT, RECIPIENTS, Bench, enriched_record
+from bench.faust_passthrough import DONE_TOPIC as FAUST_DONE_TOPIC
+from bench.harness import ROOT, TimedReceivers, steady_rate
+from bench.workload import OUTPUTS_PER_ALERT, RECIPIENTS, Arrivals, Bench, enriched_record
 from services.common.kafka import consumer, group_id, produce_all, producer
 
 # The router's output layout, on topics of the benchmark's own: ten agency topics, the webhook requests and
@@ -22,6 +25,8 @@ LAYOUT = [NewTopic("bench.in", 6, 1), NewTopic("bench.out", 6, 1), NewTopic("ben
 LAYOUT += [NewTopic("bench.routed", 6, 1)] + [NewTopic(t, 3, 1) for t in AGENCY_TOPICS]
 # The dispatcher's layout: webhook requests in (as deliveries.webhook), one outcome record out per request.
 LAYOUT += [NewTopic("bench.deliveries", 6, 1), NewTopic("bench.outcomes", 6, 1)]
+# The Faust agent's last output per record, by which its pass-through is timed (bench/faust_passthrough.py).
+LAYOUT += [NewTopic(FAUST_DONE_TOPIC, 6, 1)]
 
 
 async def prepare_input(bench: Bench, n: int) -> None:
@@ -181,4 +186,44 @@ async def baseline_consume_post(bench: Bench, items: list[tuple[bytes, bytes]]) 
         "deliveries": len(items),
         "seconds": round(done_at[-1] - done_at[0], 2),
         "per_second": round(steady_rate(done_at), 1),
+    }
+
+
+async def baseline_faust(bench: Bench, n: int) -> dict[str, Any]:
+    """The one-topic pass-through of bench.in's `n` records as a faust-streaming agent in its own worker
+    process (bench/faust_passthrough.py), each record complete when its last output is readable."""
+    app_id = f"bench-faust-{uuid.uuid4().hex[:6]}"
+    log_dir = bench.out / "logs" / "baseline-faust"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "faust.log").open("ab") as log:
+        async with Arrivals(bench.kafka, bench.codec, [FAUST_DONE_TOPIC], None, lambda r: r.key) as done:
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.faust_passthrough",
+                bench.kafka.bootstrap_servers,
+                app_id,
+                cwd=ROOT,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            try:
+                # A worker that exits (a bad setting, a broker it cannot use) ends the step, not the timeout.
+                finished = asyncio.create_task(done.until(n, within_s=600))
+                exited = asyncio.create_task(worker.wait())
+                await asyncio.wait({finished, exited}, return_when=asyncio.FIRST_COMPLETED)
+                if not finished.done():
+                    finished.cancel()
+                    raise RuntimeError(f"the Faust worker exited ({worker.returncode}): see {log_dir / 'faust.log'}")
+                finished.result()
+            finally:
+                worker.terminate()
+                await worker.wait()
+    times = sorted(done.seen.values())
+    return {
+        "records": n,
+        "outputs_per_record": OUTPUTS_PER_ALERT,
+        "processing_guarantee": "at_least_once",
+        "seconds": round(times[-1] - times[0], 2),
+        "per_second": round(steady_rate(times), 1),
     }

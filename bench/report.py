@@ -60,6 +60,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = ["| measure | value | target |", "|---|---|---|"]
     lines += [
         f"| raw aiokafka pass-through | {report['baseline']['kafka']['per_second']} records/s | |",
+        f"| the same pass-through as a faust-streaming agent (at least once, its own worker) | "
+        f"{report['baseline']['faust_agent']['per_second']} records/s, ratio "
+        f"{report['baseline']['faust_agent']['ratio_to_raw_passthrough']} | |",
         f"| router saturation ({RECIPIENTS} recipients) | {r['alerts_per_second']} alerts/s, ratio "
         f"{r['ratio_to_raw_passthrough']} | >= 0.5 (stretch 0.7) |",
         f"| raw pass-through, router's topic layout | {report['baseline']['kafka_router_layout']['per_second']} "
