@@ -157,6 +157,25 @@ async def hop_times(bench: Bench, measured: Latencies, ids: set[str]) -> dict[st
     return result
 
 
+async def slowest(bench: Bench, measured: Latencies, ids: set[str], since: float, n: int = 5) -> list[dict[str, Any]]:
+    """The `n` alerts of `ids` with the slowest copy to its topic, slowest first: when each was submitted
+    (seconds after `since`) and its hops in ms, to tell a stall at one moment from a tail spread over the step."""
+    worst: dict[str, float] = {}
+    for (a, _), v in measured.topic.items():
+        if a in ids:
+            worst[a] = max(worst.get(a, v), v)
+    chosen = sorted(worst, key=worst.__getitem__)[-n:]
+    per_hop = await hop_times(bench, measured, set(chosen))
+    return [
+        {
+            "submitted_s_after": round(measured.submitted[a] - since, 2),
+            "topic_ms": round(worst[a] * 1000, 1),
+            **{hop: round(t * 1000, 1) for hop, t in per_hop.get(a, {}).items()},
+        }
+        for a in reversed(chosen)
+    ]
+
+
 def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
     prefix = f"p{uuid.uuid4().hex[:6]}"
     ops = {name: free_port() for name in ("tracker", "enricher", "router", "auditor", "dispatcher", "gateway")}
@@ -346,7 +365,8 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             for s in running:
                 s.mark()
             own_cpu = cpu_seconds(os.getpid())
-            probe.label = "steady"
+            await probe.resume("steady")
+            steady_began = time.time()
             steady = await load(rate, seconds, 0)
             probe.label = None
             done_before += len(steady)
@@ -364,11 +384,13 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
             result["_raw"] = measured.of(steady)
             result["steady_hops"] = await hops(bench, measured, steady)
             result["steady_probe"] = await probe.summary("steady")
+            result["steady_slowest"] = await slowest(bench, measured, steady, steady_began)
 
             # The issue's "half of saturation": a constant load at half the highest rate sustained.
             if sustained is not None:
                 half_rate = round(sustained / 2, 1)
-                probe.label = "half"
+                between_steps()  # before the probe records: a collection here would delay what it is timing
+                await probe.resume("half")
                 half, _, busy = await step(half_rate, HALF_S, 400_000)
                 probe.label = None
                 result["half_saturation"] = measured.summary(half, len(codes))
@@ -402,18 +424,7 @@ async def pipeline(bench: Bench, rate: float, seconds: float, burst: bool) -> di
                 steady_hook = result["steady"]["submit_to_webhook"]["p99_ms"]
                 result["burst"]["back_to_steady_s"] = recovery_s(after, 1.5 * steady_topic, 1.5 * steady_hook)
                 # The slowest alerts after the burst, hop by hop: what a spike in a window is made of.
-                worst: dict[str, float] = {}
-                for (a, _), v in measured.topic.items():
-                    worst[a] = max(worst.get(a, v), v)
-                slowest = sorted(tail_ids, key=lambda a: worst.get(a, 0.0))[-5:]
-                per_hop = await hop_times(bench, measured, set(slowest))
-                result["burst"]["slowest_after"] = [
-                    {
-                        "submitted_s_after_burst": round(measured.submitted[a] - burst_end, 2),
-                        **{hop: round(t * 1000, 1) for hop, t in per_hop.get(a, {}).items()},
-                    }
-                    for a in reversed(slowest)
-                ]
+                result["burst"]["slowest_after"] = await slowest(bench, measured, tail_ids, burst_end)
                 settled = {a for a in tail_ids if measured.submitted[a] >= burst_end + RECOVERY_S}
                 result["after_burst"] = measured.summary(settled, len(codes))
     finally:

@@ -23,6 +23,8 @@ from bench.harness import percentiles
 from bench.workload import Arrivals, Bench, enriched_record
 from services.common.kafka import producer
 
+LEAD_IN_S = 1.0
+
 
 class TransactionProbe:
     """Every 1/rate s while a step is labelled, one transaction on the benchmark's own topics (so it shares no
@@ -79,6 +81,13 @@ class TransactionProbe:
                 await self._task
         await self._stack.aclose()
 
+    async def resume(self, label: str) -> None:
+        """Transact for LEAD_IN_S unrecorded, then record under `label`: the probe's first transactions after
+        a pause (idle through the minute of the ramp) are its own start, not the machine at that step."""
+        self.label = "lead-in"
+        await asyncio.sleep(LEAD_IN_S)
+        self.label = label
+
     async def summary(self, label: str) -> dict[str, Any]:
         """Send-to-readable percentiles of the transactions made under `label` (waiting briefly for the last)."""
         assert self._arrivals is not None
@@ -87,19 +96,26 @@ class TransactionProbe:
             async with asyncio.timeout(5):
                 while len(send_to_readable(sent, seen)) < len(sent):
                     await asyncio.sleep(0.05)
+        timed = send_to_readable(sent, seen)
+        start = sent[0][1] if sent else 0.0
         return {
             "rate_per_second": self.rate,
             "transactions": len(sent),
-            "send_to_readable": percentiles(send_to_readable(sent, seen)),
+            "send_to_readable": percentiles([delay for _, delay in timed]),
+            # When the slowest began (seconds into the step): a stall shared with the pipeline shows there.
+            "slowest": [
+                {"began_s_after": round(began - start, 2), "ms": round(delay * 1000, 1)}
+                for began, delay in sorted(timed, key=lambda t: t[1])[-3:][::-1]
+            ],
         }
 
 
-def send_to_readable(sent: list[tuple[bytes, float]], seen: dict[bytes, float]) -> list[float]:
-    """Per transaction sent (its key, when its first send began), the delay until its last copy was readable;
-    a transaction with a copy not seen yet is left out."""
-    delays = []
+def send_to_readable(sent: list[tuple[bytes, float]], seen: dict[bytes, float]) -> list[tuple[float, float]]:
+    """Per transaction sent (its key, when its first send began), when it began and the delay until its last
+    copy was readable; a transaction with a copy not seen yet is left out."""
+    timed = []
     for key, began in sent:
         copies = [seen.get(key + b":" + t.encode()) for t in AGENCY_TOPICS]
         if all(c is not None for c in copies):
-            delays.append(max(c for c in copies if c is not None) - began)
-    return delays
+            timed.append((began, max(c for c in copies if c is not None) - began))
+    return timed

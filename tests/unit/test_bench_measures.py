@@ -24,7 +24,9 @@ def test_probe_times_a_transaction_to_its_last_copy_and_skips_incomplete_ones() 
     sent = [(b"probe-0", 100.0), (b"probe-1", 200.0)]
     seen = {b"probe-0:" + t.encode(): 100.005 + i / 1000 for i, t in enumerate(AGENCY_TOPICS)}
     seen |= {b"probe-1:" + t.encode(): 200.001 for t in AGENCY_TOPICS[1:]}  # one copy of probe-1 not readable
-    assert send_to_readable(sent, seen) == pytest.approx([0.005 + (len(AGENCY_TOPICS) - 1) / 1000])
+    [(began, delay)] = send_to_readable(sent, seen)
+    assert began == 100.0
+    assert delay == pytest.approx(0.005 + (len(AGENCY_TOPICS) - 1) / 1000)
 
 
 def test_windows_group_alerts_by_submission_time() -> None:
