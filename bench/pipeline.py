@@ -46,8 +46,8 @@ RAMP_PRECISION = 1.15  # stop narrowing once the rate failed is within this fact
 DRAIN_ALLOWANCE_S = 0.5  # a sustained load's last alert is complete this soon after the load ends
 HALF_S = 20  # constant load at half the measured saturation
 # The raw transaction beside the half-saturation step (bench/probe.py), per second. Not beside the 20/s step:
-# at 10/s there it doubled the transactions the broker committed, and that step's p99 went from 21-25 ms (every
-# run without it) to 39-106 ms.
+# at 10/s there it added half again to the transactions the broker committed, and that step's p99 went from
+# 21-26 ms (every run without it) to 39-106 ms.
 PROBE_RATE = 5.0
 
 
