@@ -165,7 +165,8 @@ async def baseline_consume_post(bench: Bench, items: list[tuple[bytes, bytes]]) 
 
     tasks: set[asyncio.Task[None]] = set()
     try:
-        async with aiohttp.ClientSession() as session:
+        # Bounded: a delivery that failed (its task holds the error) would otherwise leave the count short forever.
+        async with asyncio.timeout(600), aiohttp.ClientSession() as session:
             last_commit = time.monotonic()
             while len(done_at) < len(items):
                 for records in (await c.getmany(timeout_ms=200, max_records=64)).values():
@@ -179,6 +180,8 @@ async def baseline_consume_post(bench: Bench, items: list[tuple[bytes, bytes]]) 
                     last_commit = time.monotonic()
             await asyncio.gather(*tasks)
     finally:
+        for task in tasks:
+            task.cancel()
         receivers.verify = True
         await c.stop()
         await p.stop()
