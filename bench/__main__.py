@@ -43,7 +43,7 @@ from services.common.codec import Codec
 from services.common.logs import configure_logging
 from services.common.records import utcnow
 from services.common.registry.publish import publish_registry
-from services.common.settings import KafkaSettings, LogSettings
+from services.common.settings import LogSettings
 from services.common.topics import apply_topics, load_declarations
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict
@@ -51,7 +51,7 @@ from services.router.policy import Verdict
 
 async def prepared(broker: Broker, codec: Codec, receivers: TimedReceivers, out: Path) -> Bench:
     """Topics and the benchmark's registry on a fresh broker."""
-    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, client_id_prefix="bench")
+    kafka = broker.settings(client_id_prefix="bench")
     await apply_topics(kafka, list(load_declarations().topics), replication_factor=1)
     doc, codes, secrets = bench_registry(receivers.port)
     for code, keys in secrets.items():

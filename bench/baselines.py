@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -11,11 +12,12 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from bench.faust_passthrough import DONE_TOPIC as FAUST_DONE_TOPIC
 from bench.harness import ROOT, TimedReceivers, steady_rate
 from bench.workload import OUTPUTS_PER_ALERT, RECIPIENTS, Arrivals, Bench, enriched_record
+from services.common.kafka import admin as kafka_admin
 from services.common.kafka import consumer, group_id, produce_all, producer
 
 # The router's output layout, on topics of the benchmark's own: ten agency topics, the webhook requests and
@@ -31,7 +33,7 @@ LAYOUT += [NewTopic(FAUST_DONE_TOPIC, 6, 1)]
 
 async def prepare_input(bench: Bench, n: int) -> None:
     """`n` enriched alerts on bench.in, read by every Kafka baseline (each in a group of its own)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bench.kafka.bootstrap_servers)
+    admin = kafka_admin(bench.kafka, "bench-admin")
     await admin.start()
     try:
         await admin.create_topics(LAYOUT)
@@ -204,9 +206,9 @@ async def baseline_faust(bench: Bench, n: int) -> dict[str, Any]:
                 sys.executable,
                 "-m",
                 "bench.faust_passthrough",
-                bench.kafka.bootstrap_servers,
                 app_id,
                 cwd=ROOT,
+                env={**os.environ, **bench.kafka.as_env()},
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
             )

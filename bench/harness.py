@@ -11,7 +11,6 @@ import contextlib
 import gc
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +21,12 @@ from typing import Any
 
 from aiohttp import web
 
+from services.cli.local_broker import LocalBroker
 from services.common.ops import bound_port
+from services.common.settings import KafkaSettings
 from services.demo.receivers import Receivers
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -35,18 +35,21 @@ class Broker:
 
     def __init__(self, keep_logs_in: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="rctc-bench-kafka-"))
-        self.bootstrap = ""
+        self.local: LocalBroker | None = None
         self.keep_logs_in = keep_logs_in
 
     def __enter__(self) -> Broker:
-        out = subprocess.run(
-            [str(SCRIPT), "start", "--dir", str(self.dir), "--port", "0"], check=True, capture_output=True, text=True
-        )
-        self.bootstrap = out.stdout.strip().splitlines()[-1]
+        self.local = LocalBroker.start(self.dir)
         return self
 
+    def settings(self, **fields: Any) -> KafkaSettings:
+        """Settings for a client of this broker (its bootstrap admin)."""
+        assert self.local is not None
+        return self.local.admin_settings(**fields)
+
     def __exit__(self, *_: object) -> None:
-        subprocess.run([str(SCRIPT), "stop", "--dir", str(self.dir)], check=False)
+        if self.local is not None:
+            self.local.stop()
         if self.keep_logs_in is not None:
             self.keep_logs_in.mkdir(parents=True, exist_ok=True)
             for name in ("broker.log", "gc.log"):
@@ -136,9 +139,9 @@ class Service:
             await self.process.wait()
 
 
-def service_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+def service_env(kafka: KafkaSettings, prefix: str, **extra: str) -> dict[str, str]:
     return {
-        "RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        **kafka.as_env(),
         "RCTC_KAFKA__CLIENT_ID_PREFIX": prefix,
         "RCTC_LOG__FORMAT": "json",
         "RCTC_LOG__LEVEL": "warning",

@@ -15,12 +15,12 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import TopicAlreadyExistsError
 
 from bench.baselines import AGENCY_TOPICS, LAYOUT, layout_records
 from bench.harness import percentiles
 from bench.workload import Arrivals, Bench, enriched_record
+from services.common.kafka import admin as kafka_admin
 from services.common.kafka import producer
 
 LEAD_IN_S = 1.0
@@ -40,7 +40,7 @@ class TransactionProbe:
         self._arrivals: Arrivals | None = None
 
     async def __aenter__(self) -> TransactionProbe:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bench.kafka.bootstrap_servers)
+        admin = kafka_admin(self.bench.kafka, "bench-probe")
         await admin.start()
         try:
             await admin.create_topics(LAYOUT)

@@ -45,7 +45,7 @@ class Bench:
 
     def service(self, step: str, name: str, prefix: str, **env: str) -> Service:
         """A service process whose log (warnings and up) goes to <out>/logs/<step>/<name>.log."""
-        return Service(name, service_env(self.kafka.bootstrap_servers, prefix, **env), log_dir=self.out / "logs" / step)
+        return Service(name, service_env(self.kafka, prefix, **env), log_dir=self.out / "logs" / step)
 
 
 def new_secret() -> str:

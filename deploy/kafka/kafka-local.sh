@@ -8,6 +8,14 @@
 #   kafka-local.sh stop --dir D                stop the broker started with D (SIGTERM, then SIGKILL)
 #   kafka-local.sh status --dir D              exit 0 when the broker of D is running
 #
+# The broker is secured as in production: one SASL_SSL listener (SCRAM-SHA-512 over TLS), KRaft's
+# StandardAuthorizer with nothing allowed that no ACL allows, and one bootstrap admin, the only super user.
+# The first start of D makes, under D (mode 0700):
+#   tls/ca.pem          the local certificate authority's certificate: the clients' trust store
+#   tls/broker.pem      the broker's unencrypted PKCS#8 key and certificate (SAN IP:127.0.0.1, DNS:localhost)
+#   admin.password      the bootstrap admin's SCRAM password (user `admin`), created at format time
+# The CA's own key is thrown away once the broker's certificate is signed: nothing else is ever signed by it.
+#
 # Environment: RCTC_KAFKA_CACHE (default ~/.cache/rctc/kafka), KAFKA_HEAP_OPTS, KAFKA_GC_OPTS, RCTC_KAFKA_START_TIMEOUT.
 set -euo pipefail
 
@@ -30,6 +38,29 @@ fetch() {
   rm -rf "$libs" && mv "$libs.tmp" "$libs"
 }
 
+# A certificate authority and the broker's certificate, made once per data directory with openssl.
+make_pki() {
+  local tls="$1/tls"
+  [[ -f "$tls/ca.pem" && -f "$tls/broker.pem" ]] && return 0
+  command -v openssl >/dev/null || die "openssl is needed to make the local broker's TLS certificates"
+  rm -rf "$tls" && mkdir -p "$tls" && chmod 700 "$tls"
+  local work; work="$(mktemp -d)"
+  # EC P-256 keys; genpkey writes PKCS#8 ("BEGIN PRIVATE KEY"), the only form the broker's PEM keystore reads.
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$work/ca.key" -sha256 -days 3650 -subj "/CN=RCTC local Kafka CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$tls/ca.pem" 2>/dev/null
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/broker.key" 2>/dev/null
+  openssl req -new -key "$work/broker.key" -subj "/CN=localhost" -out "$work/broker.csr" 2>/dev/null
+  # The broker connects to itself over TLS with hostname verification on: it needs IP:127.0.0.1.
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$work/ext"
+  openssl x509 -req -in "$work/broker.csr" -CA "$tls/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+    -days 825 -sha256 -extfile "$work/ext" -out "$work/broker.crt" 2>/dev/null
+  cat "$work/broker.key" "$work/broker.crt" >"$tls/broker.pem"
+  chmod 600 "$tls/broker.pem"
+  rm -rf "$work"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -48,23 +79,32 @@ start() {
   [[ "$port" == 0 ]] && port="$(free_port)"
   [[ -n "$controller_port" ]] || controller_port="$(free_port)"
   fetch
-  mkdir -p "$dir"
+  mkdir -p "$dir" && chmod 700 "$dir"
   dir="$(cd "$dir" && pwd)"
   if status --dir "$dir"; then die "a broker already runs from $dir (pid $(cat "$dir/broker.pid"))"; fi
 
+  make_pki "$dir"
+  if [[ ! -s "$dir/admin.password" ]]; then
+    (umask 077 && openssl rand -hex 24 >"$dir/admin.password")
+  fi
+  local admin_password; admin_password="$(cat "$dir/admin.password")"
   # Ports are fixed when the directory is formatted; a restart reuses them so clients reconnect.
   if [[ -f "$dir/server.properties" ]]; then
-    port="$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.properties")"
+    port="$(sed -n 's/^advertised.listeners=CLIENT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.properties")"
+    [[ -n "$port" ]] || die "$dir was made by an older, plaintext version of this script: remove it (make clean)"
   else
-    sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@DATA_DIR@#$dir#g" \
-      "$here/server.properties.template" >"$dir/server.properties"
+    (umask 077 && sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@DATA_DIR@#$dir#g" \
+      -e "s#@ADMIN_PASSWORD@#$admin_password#g" "$here/server.properties.template" >"$dir/server.properties")
   fi
   local cp="$libs/*"
   if [[ ! -f "$dir/log/meta.properties" ]]; then
     local cluster_id
     cluster_id="$(java -cp "$cp" kafka.tools.StorageTool random-uuid)"
+    # The admin's SCRAM credential is part of the formatted metadata, so the broker and the controller can
+    # authenticate to each other (as admin) from their very first connection.
     java -Dlog4j2.configurationFile="$here/log4j2.yaml" -cp "$cp" kafka.tools.StorageTool format \
-      -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
+      -t "$cluster_id" -c "$dir/server.properties" \
+      --add-scram "SCRAM-SHA-512=[name=admin,password=$admin_password]" >"$dir/format.log" 2>&1 \
       || { cat "$dir/format.log" >&2; die "formatting $dir failed"; }
   fi
 

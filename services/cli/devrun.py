@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.cli.local_broker import LocalBroker
+from services.common.settings import KafkaSettings
+
 ROOT = Path(__file__).resolve().parents[2]
-KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
 COLOURS = ["36", "33", "35", "32", "34", "31", "96", "93"]
 
 
@@ -32,9 +34,9 @@ class Child:
     process: asyncio.subprocess.Process | None = None
 
 
-def children(bootstrap: str, ports: dict[str, int], registry: Path, feed_interval: float) -> list[Child]:
+def children(kafka: KafkaSettings, ports: dict[str, int], registry: Path, feed_interval: float) -> list[Child]:
     python = sys.executable
-    common = {"RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "RCTC_LOG__FORMAT": "console"}
+    common = {**kafka.as_env(), "RCTC_LOG__FORMAT": "console"}
 
     def service(name: str, ops: int, **extra: str) -> Child:
         return Child(name, [python, "-m", f"services.{name}"], {**common, "RCTC_OPS__PORT": str(ops), **extra})
@@ -97,14 +99,16 @@ def supervise(args: argparse.Namespace) -> int:
     state = Path(args.state_dir).resolve()
     kafka_dir = state / "kafka"
     print(f"rctc dev: starting Kafka in {kafka_dir}", flush=True)
-    bootstrap = subprocess.run(
-        [str(KAFKA_SCRIPT), "start", "--dir", str(kafka_dir), "--port", str(args.kafka_port)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    broker = LocalBroker.start(kafka_dir, args.kafka_port)
+    # Every process connects as the broker's bootstrap admin for now; a principal per service comes with
+    # the generated ACLs.
+    kafka = broker.admin_settings()
+    # For `rctc` commands run by hand beside it (services/cli/settings.py reads this file).
+    env_file = state / "rctc.env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in kafka.as_env().items()))
+    env_file.chmod(0o600)
     try:
-        env = {**os.environ, "RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+        env = {**os.environ, **kafka.as_env()}
         cli = [sys.executable, "-m", "services.cli.main"]
         subprocess.run([*cli, "topics", "apply", "--replication-factor", "1"], check=True, env=env)
         subprocess.run(
@@ -116,10 +120,10 @@ def supervise(args: argparse.Namespace) -> int:
             "receivers": 8701,
             "ops": args.ops_port,
         }
-        return asyncio.run(_run_children(children(bootstrap, ports, args.registry, args.feed_interval), args))
+        return asyncio.run(_run_children(children(kafka, ports, args.registry, args.feed_interval), args))
     finally:
         print("rctc dev: stopping Kafka", flush=True)
-        subprocess.run([str(KAFKA_SCRIPT), "stop", "--dir", str(kafka_dir)], check=False)
+        broker.stop()
 
 
 async def _run_children(kids: list[Child], args: argparse.Namespace) -> int:

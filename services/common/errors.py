@@ -5,6 +5,7 @@
     │   └── UnknownSchemaError      its writer schema fingerprint is not one we know
     ├── RegistryError               a registry document is invalid (carries line and field)
     ├── TopicDriftError             the broker's topics differ from deploy/topics.yaml
+    ├── ConfigurationError          settings that cannot work (a SASL_SSL client without a principal)
     └── NotReadyError               a dependency (the broker, the registry) is not there yet
 
 Skip, retry-later and dead-letter are outcomes a handler returns, not exceptions (see runner.py).
@@ -47,6 +48,10 @@ class RegistryError(RctcError):
 
 class TopicDriftError(RctcError):
     """Topics on the broker differ from their declaration in a way apply cannot fix by itself."""
+
+
+class ConfigurationError(RctcError):
+    """The settings given cannot work; the message names the settings to give."""
 
 
 class NotReadyError(RctcError):

@@ -16,15 +16,48 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.producer import sender as aiokafka_sender
 
 from services.common import tracing
 from services.common.codec import Codec
-from services.common.errors import NotReadyError
+from services.common.errors import ConfigurationError, NotReadyError
 from services.common.outputs import GroupWriter
 from services.common.partitioner import KeyPartitioner
 from services.common.settings import KafkaSettings
+
+
+def connection(settings: KafkaSettings) -> dict[str, Any]:
+    """How every client (producer, consumer, admin) reaches and authenticates to the brokers.
+
+    Raises ConfigurationError, naming the settings to give, when SASL_SSL lacks a principal: a client must never
+    try its luck without one (the broker would refuse it, after a timeout that says nothing).
+    """
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol == "PLAINTEXT":
+        return options
+    options["ssl_context"] = create_ssl_context(
+        cafile=str(settings.ca_file) if settings.ca_file else None,
+        certfile=str(settings.cert_file) if settings.cert_file else None,
+        keyfile=str(settings.key_file) if settings.key_file else None,
+    )
+    if settings.security_protocol == "SASL_SSL":
+        if not settings.username or settings.password is None:
+            raise ConfigurationError(
+                "a SASL_SSL Kafka connection needs a principal: set RCTC_KAFKA__USERNAME and "
+                "RCTC_KAFKA__PASSWORD_FILE (or RCTC_KAFKA__PASSWORD)"
+            )
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.username,
+            sasl_plain_password=settings.password.get_secret_value(),
+        )
+    return options
 
 
 def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None = None) -> AIOKafkaProducer:
@@ -34,7 +67,7 @@ def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None
         # why 20 ms is too long); one value per process, as every producer of a service shares the settings.
         aiokafka_sender.BACKOFF_OVERRIDE = settings.concurrent_transactions_backoff_ms / 1000
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **connection(settings),
         "client_id": f"{settings.client_id_prefix}-{name}",
         "acks": "all",
         "enable_idempotence": True,
@@ -69,7 +102,7 @@ def consumer(
     over), for a reader that gains from large batches and loses nothing by waiting for them.
     """
     c = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         client_id=f"{settings.client_id_prefix}-{name}",
         group_id=f"{settings.client_id_prefix}-{group}" if group else None,
         enable_auto_commit=False,
@@ -116,6 +149,11 @@ async def partitions_of(c: AIOKafkaConsumer, topics: Iterable[str]) -> list[Topi
     if missing:
         raise NotReadyError(f"topics {', '.join(missing)} do not exist: run `rctc topics apply`")
     return [TopicPartition(t, p) for t in names for p in sorted(cluster.partitions_for_topic(t))]
+
+
+def admin(settings: KafkaSettings, name: str) -> AIOKafkaAdminClient:
+    """An admin client (topics; ACLs and SCRAM users need confluent-kafka's, which aiokafka lacks)."""
+    return AIOKafkaAdminClient(**connection(settings), client_id=f"{settings.client_id_prefix}-{name}")
 
 
 def group_id(settings: KafkaSettings, group: str) -> str:

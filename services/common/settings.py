@@ -9,14 +9,34 @@ environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class KafkaSettings(BaseModel):
+class Section(BaseModel):
+    # A misspelt option (RCTC_KAFKA__SECURITY_PROTOCL) stops the service at start with the field's name,
+    # instead of being ignored while the service runs on a default nobody chose.
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
+    # Every listener is SASL_SSL, locally too (deploy/kafka/kafka-local.sh); PLAINTEXT exists only for
+    # measuring what security costs (make bench) and is never a fallback.
+    security_protocol: Literal["SASL_SSL", "SSL", "PLAINTEXT"] = "SASL_SSL"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    # This client's principal. The password comes from the environment or, better, a file mounted for the
+    # process (password_file, read once when the settings are built); never from the command line.
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    # The certificate authorities to trust (PEM); None: the system's.
+    ca_file: Path | None = None
+    # A client certificate (PEM) for brokers that ask for one (mutual TLS), with its unencrypted key.
+    cert_file: Path | None = None
+    key_file: Path | None = None
     # Prefix of client ids and transactional ids, so several systems can share one cluster.
     client_id_prefix: str = "rctc"
     # Production: acks=all with min.insync.replicas=2 on the topics (deploy/README.md).
@@ -52,15 +72,37 @@ class KafkaSettings(BaseModel):
     # the held fetch at the commit, so this bounds the latency every transactional hop adds (bench/).
     fetch_max_wait_ms: int = 50
 
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.password_file is not None:
+            # Read once, here at the edge; the file wins over a password given beside it.
+            try:
+                self.password = SecretStr(self.password_file.read_text().strip())
+            except OSError as exc:
+                raise ValueError(f"kafka password_file {self.password_file}: {exc.strerror}") from None
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        return self
 
-class OpsSettings(BaseModel):
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment of a child process (`RCTC_KAFKA__*`), for the tools that start
+        services: `make run`, the tests, the benchmark. A password read from a file is passed as that file."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        env = {f"RCTC_KAFKA__{name.upper()}": str(value) for name, value in given.items() if value is not None}
+        env.pop("RCTC_KAFKA__PASSWORD", None)
+        if self.password_file is None and self.password is not None:
+            env["RCTC_KAFKA__PASSWORD"] = self.password.get_secret_value()
+        return env
+
+
+class OpsSettings(Section):
     """The /healthz, /readyz and /metrics server every service runs."""
 
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port (tests); make run and deployments set one
 
 
-class LogSettings(BaseModel):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: readable console on a terminal, JSON lines otherwise.
     format: Literal["auto", "json", "console"] = "auto"

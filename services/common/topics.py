@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from services.common.kafka import admin as kafka_admin
 from services.common.settings import KafkaSettings
 
 DECLARATIONS = Path(__file__).resolve().parents[2] / "deploy" / "topics.yaml"
@@ -121,7 +122,7 @@ async def apply_topics(
 ) -> ApplyReport:
     """Create missing topics; report (and with grow_partitions, fix) partition and config drift."""
     report = ApplyReport()
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=f"{kafka.client_id_prefix}-topics")
+    admin = kafka_admin(kafka, "topics")
     await admin.start()
     try:
         rf = replication_factor

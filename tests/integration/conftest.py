@@ -8,7 +8,6 @@ ids) and unique agency codes, so they can share the broker and its topics.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,13 +15,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from services.cli.local_broker import BrokerStartError, LocalBroker
 from services.common.ops import bound_port
 from services.common.settings import KafkaSettings
 from services.common.topics import apply_topics, load_declarations
 from services.demo.receivers import Receivers
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,31 +30,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of a real single-node KRaft broker, with every declared topic created."""
-    directory = tmp_path_factory.mktemp("kafka")
-    started = subprocess.run(
-        [str(SCRIPT), "start", "--dir", str(directory), "--port", "0"], capture_output=True, text=True, timeout=180
-    )
-    if started.returncode != 0:
-        pytest.fail(f"the local Kafka broker did not start:\n{started.stderr}")
-    bootstrap = started.stdout.strip().splitlines()[-1]
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A real single-node KRaft broker, secured as `make run`'s (SASL_SSL, ACLs), with every declared topic."""
+    try:
+        local = LocalBroker.start(tmp_path_factory.mktemp("kafka"))
+    except BrokerStartError as exc:
+        pytest.fail(str(exc))
     try:
         report = asyncio.run(
-            apply_topics(
-                KafkaSettings(bootstrap_servers=bootstrap), list(load_declarations().topics), replication_factor=1
-            )
+            apply_topics(local.admin_settings(), list(load_declarations().topics), replication_factor=1)
         )
         assert not report.drift, report.drift
-        yield bootstrap
+        yield local
     finally:
-        subprocess.run([str(SCRIPT), "stop", "--dir", str(directory)], timeout=60, check=False)
+        local.stop()
 
 
 @pytest.fixture
-def kafka(broker: str) -> KafkaSettings:
+def kafka(broker: LocalBroker) -> KafkaSettings:
     """Kafka settings with a client-id prefix of this test's own (its groups and transactional ids)."""
-    return KafkaSettings(bootstrap_servers=broker, client_id_prefix=f"t{uuid.uuid4().hex[:10]}", linger_ms=1)
+    return broker.admin_settings(client_id_prefix=f"t{uuid.uuid4().hex[:10]}", linger_ms=1)
 
 
 @pytest.fixture

@@ -61,9 +61,9 @@ async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSett
             await p.send_and_wait(tampered_topic, codec.encode(entry))
     finally:
         await p.stop()
-    code, _, err = await rctc("--bootstrap", kafka.bootstrap_servers, "audit", "verify", "--topic", tampered_topic)
+    code, _, err = await rctc("audit", "verify", "--topic", tampered_topic, kafka=kafka)
     assert code == 1
     assert f"TAMPERED entry seq {trail[victim][1].seq} at offset {victim}: its content does not match its hash" in err
 
-    code, out, _ = await rctc("--bootstrap", kafka.bootstrap_servers, "audit", "verify")
+    code, out, _ = await rctc("audit", "verify", kafka=kafka)
     assert (code, out.startswith("intact")) == (0, True)

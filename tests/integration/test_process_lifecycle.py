@@ -13,7 +13,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from services.common.codec import Codec
-from services.common.kafka import Outbox, partitions_of, producer
+from services.common.kafka import Outbox, connection, partitions_of, producer
 from services.common.ops import free_port
 from services.common.records import AlertEnriched, AlertSubmitted, utcnow
 from services.common.settings import KafkaSettings
@@ -29,8 +29,7 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
     ops_port = free_port()
     env = {
         **os.environ,
-        "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RCTC_KAFKA__CLIENT_ID_PREFIX": kafka.client_id_prefix,
+        **kafka.as_env(),
         "RCTC_OPS__PORT": str(ops_port),
         "RCTC_LOG__FORMAT": "json",
     }
@@ -87,7 +86,7 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
 
         # Everything it handled is committed: its group's offsets equal the ends of alerts.submitted.
         checker = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **connection(kafka),
             group_id=f"{kafka.client_id_prefix}-enricher",
             enable_auto_commit=False,
         )

@@ -16,7 +16,7 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import Codec
-from services.common.kafka import group_id, partitions_of, produce_all, read_to_end
+from services.common.kafka import connection, group_id, partitions_of, produce_all, read_to_end
 from services.common.records import AlertEnriched, AlertRejected, AlertRouted, AlertShared, utcnow
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
@@ -43,7 +43,7 @@ def enriched(alert_id: str, origin: str) -> AlertEnriched:
 
 async def committed(kafka: KafkaSettings) -> dict[TopicPartition, int | None]:
     """The router group's committed offsets on alerts.enriched."""
-    checker = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group_id(kafka, "router"))
+    checker = AIOKafkaConsumer(**connection(kafka), group_id=group_id(kafka, "router"))
     await checker.start()
     try:
         return {tp: await checker.committed(tp) for tp in await partitions_of(checker, [ALERTS_ENRICHED])}

@@ -181,9 +181,7 @@ async def test_each_receiver_gets_what_it_can_and_none_delays_the_healthy_one(
 
         # The hanging receiver is repaired; an operator replays its dead deliveries: every alert arrives.
         sites["hang"].behaviour = "healthy"
-        code_, out, err = await rctc(
-            "--bootstrap", kafka.bootstrap_servers, "deliveries", "replay", "--agency", code["hang"]
-        )
+        code_, out, err = await rctc("deliveries", "replay", "--agency", code["hang"], kafka=kafka)
         assert (code_, out.strip()) == (0, f"replayed {ALERTS} dead deliveries"), err
         await eventually(lambda: sites["hang"].accepted_alerts(code["hang"]) == set(ids), within_s=30)
 

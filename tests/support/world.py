@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from services.common.codec import Codec
+from services.common.kafka import admin as kafka_admin
 from services.common.kafka import consumer, partitions_of, read_to_end
 from services.common.records import AlertRouted
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
@@ -137,7 +138,7 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
 
 async def create_topic(kafka: KafkaSettings, name: str, partitions: int = 1, **configs: str) -> None:
     """A topic outside deploy/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = kafka_admin(kafka, "test-admin")
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or None)])
@@ -167,14 +168,15 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, 
         await c.stop()
 
 
-async def rctc(*argv: str) -> tuple[int, str, str]:
-    """Run the real `rctc` command line in a process: (exit code, stdout, stderr)."""
+async def rctc(*argv: str, kafka: KafkaSettings) -> tuple[int, str, str]:
+    """Run the real `rctc` command line in a process, connecting as `kafka` says: (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "services.cli.main",
         *argv,
         cwd=ROOT,
+        env={**os.environ, **kafka.as_env()},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -189,8 +191,7 @@ async def start_service(
     log lines go to `log_to` if given."""
     full = {
         **os.environ,
-        "RCTC_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "RCTC_KAFKA__CLIENT_ID_PREFIX": kafka.client_id_prefix,
+        **kafka.as_env(),
         "RCTC_LOG__FORMAT": "json",
         **env,
     }

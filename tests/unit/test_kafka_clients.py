@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import ConcurrentTransactions
 from aiokafka.producer.sender import AddPartitionsToTxnHandler
+from pydantic import ValidationError
 
-from services.common.kafka import producer
-from services.common.settings import KafkaSettings
+from services.common.errors import ConfigurationError
+from services.common.kafka import connection, producer
+from services.common.settings import KafkaSettings, ServiceSettings
 
 
 async def test_a_transaction_refused_while_the_last_commit_completes_is_retried_after_our_backoff() -> None:
     """aiokafka's own 20 ms wait was the slowest routed alerts' (settings.py): ours reaches its retry path."""
-    settings = KafkaSettings(concurrent_transactions_backoff_ms=3)
+    # Never connects: no principal is needed for what this looks at.
+    settings = KafkaSettings(concurrent_transactions_backoff_ms=3, security_protocol="PLAINTEXT")
     p = producer(settings, "test", transactional_id="router-alerts.enriched-0")
     try:
         handler = AddPartitionsToTxnHandler(p._sender, [TopicPartition("agency.JO-GID", 0)])
@@ -25,3 +30,29 @@ async def test_a_transaction_refused_while_the_last_commit_completes_is_retried_
         assert p._sender._retry_backoff == settings.retry_backoff_ms / 1000
     finally:
         await p.stop()
+
+
+def test_a_sasl_client_without_a_principal_is_refused_before_it_connects() -> None:
+    """SASL_SSL is the default, and a client without a username and password is a configuration error."""
+    with pytest.raises(ConfigurationError, match="RCTC_KAFKA__USERNAME"):
+        connection(KafkaSettings())
+
+
+def test_the_password_comes_from_its_file_and_travels_to_children_as_that_file(tmp_path: Path) -> None:
+    """A password file is read once when the settings are built; child processes get the file, not the secret."""
+    secret = tmp_path / "svc.password"
+    secret.write_text("s3cret-from-file\n")
+    settings = KafkaSettings(username="service-router", password_file=secret)
+    options = connection(settings)
+    assert (options["security_protocol"], options["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("service-router", "s3cret-from-file")
+    env = settings.as_env()
+    assert env["RCTC_KAFKA__PASSWORD_FILE"] == str(secret)
+    assert "s3cret-from-file" not in "".join(env.values())
+
+
+def test_a_misspelt_kafka_variable_stops_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RCTC_KAFKA__SECURITY_PROTOCL is an error naming the field, not a silently ignored plaintext default."""
+    monkeypatch.setenv("RCTC_KAFKA__SECURITY_PROTOCL", "SASL_SSL")
+    with pytest.raises(ValidationError, match="security_protocl"):
+        ServiceSettings()

@@ -1,0 +1,63 @@
+"""The local Apache Kafka broker of `make run`, the test suite and the benchmark, and how to reach it.
+
+`deploy/kafka/kafka-local.sh` starts it secured (SASL_SSL with SCRAM-SHA-512, TLS from a CA it makes, the
+StandardAuthorizer, one bootstrap admin as the only super user) and keeps its CA certificate and the
+admin's password under the data directory. This module starts and stops it and gives the settings a client
+needs to connect as that admin:
+
+    broker = LocalBroker.start(Path(".run/kafka"))
+    settings = broker.admin_settings(client_id_prefix="t1")   # KafkaSettings for in-process clients
+    env = broker.admin_settings().as_env()                    # RCTC_KAFKA__* for a child process
+    broker.stop()
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.common.settings import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
+ADMIN = "admin"
+
+
+class BrokerStartError(RuntimeError):
+    """The local broker did not start; the message holds the script's own explanation."""
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    directory: Path
+    bootstrap: str
+
+    @classmethod
+    def start(cls, directory: Path, port: int = 0, *, timeout_s: float = 180) -> LocalBroker:
+        """Start (formatting and making its certificates and admin password on the first start) and wait
+        until it serves. `port` 0 takes a free one; a directory started before keeps its port."""
+        started = subprocess.run(
+            [str(SCRIPT), "start", "--dir", str(directory), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+        if started.returncode != 0:
+            raise BrokerStartError(f"the local Kafka broker did not start:\n{started.stderr}")
+        return cls(directory.resolve(), started.stdout.strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        subprocess.run([str(SCRIPT), "stop", "--dir", str(self.directory)], timeout=60, check=False)
+
+    def admin_settings(self, **fields: Any) -> KafkaSettings:
+        """Settings for a client of this broker that authenticates as its bootstrap admin."""
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap,
+            security_protocol="SASL_SSL",
+            username=ADMIN,
+            password_file=self.directory / "admin.password",
+            ca_file=self.directory / "tls" / "ca.pem",
+            **fields,
+        )
