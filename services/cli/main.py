@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from services.cli.settings import CliSettings
+from services.common.acls import AgencyAccess
 from services.common.codec import Codec
 from services.common.errors import RctcError
 from services.common.registry import load_registry
@@ -106,12 +107,13 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="the Avro record schemas and their fingerprints")
     p.set_defaults(run=_schemas)
 
-    from services.cli import audit, deliveries, devrun
+    from services.cli import audit, deliveries, devrun, security
     from services.demo import feed, receivers
 
     devrun.add_parser(sub)
     audit.add_parser(sub, _kafka)
     deliveries.add_parser(sub, _kafka)
+    security.add_parser(sub, _kafka)
     demo = sub.add_parser("demo", help="demo webhook receivers and alert feed").add_subparsers(metavar="ACTION")
     receivers.add_parser(demo)
     feed.add_parser(demo)
@@ -166,6 +168,13 @@ def _registry_apply(args: argparse.Namespace) -> int:
         )
     else:
         print(f"unchanged: registry version {result.version} already has this content")
+    # The registry says which agencies exist and are active: their access follows it at once (a suspended or
+    # removed agency loses its ACLs here, before this command returns).
+    from services.cli.security import apply_acls
+
+    agencies = [AgencyAccess(a.code, a.active) for a in doc.agencies]
+    plan = asyncio.run(apply_acls(_kafka(args), agencies))
+    print(f"ACLs: {len(plan.create)} created, {len(plan.delete)} deleted")
     return 0
 
 

@@ -68,6 +68,9 @@ class TopicSpec:
     partitions: int
     replication_factor: int
     config: dict[str, str] = field(default_factory=dict)
+    # Who may write and read it (deploy/topics.yaml; services/common/acls.py turns them into ACLs).
+    writers: tuple[str, ...] = ()
+    readers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ class Declarations:
     def for_agency(self, code: str) -> list[TopicSpec]:
         """The agency's alerts topic and its acks topic."""
         return [
-            TopicSpec(t.name.format(code=code), t.partitions, t.replication_factor, dict(t.config))
+            TopicSpec(
+                t.name.format(code=code), t.partitions, t.replication_factor, dict(t.config), t.writers, t.readers
+            )
             for t in (self.agency_template, self.agency_ack_template)
         ]
 
@@ -98,6 +103,8 @@ def load_declarations(path: Path = DECLARATIONS) -> Declarations:
             partitions=int(body.get("partitions", defaults.get("partitions", 1))),
             replication_factor=int(body.get("replication_factor", defaults.get("replication_factor", 1))),
             config={k: str(v) for k, v in config.items()},
+            writers=tuple(body.get("writers") or ()),
+            readers=tuple(body.get("readers") or ()),
         )
 
     topics = tuple(spec(name, body or {}) for name, body in data["topics"].items())

@@ -1,0 +1,158 @@
+"""Which principal may do what on the brokers: the least-privilege ACLs, computed. Pure: no I/O.
+
+    wanted = desired_acls(load_declarations(), agencies, client_id_prefix="rctc")
+    plan = reconcile(wanted, on_the_broker)          # what to create, what to delete
+
+The rules come from two places and nowhere else: `deploy/topics.yaml` says, per topic, which principals
+write and read it (services by name, `operator` for the `rctc` command line, `services` for every service,
+`agency` for the agency an agency topic belongs to), and the registry says which agencies exist and which
+are active. A suspended or removed agency has no ACL at all, so it loses access with the next apply.
+
+| principal              | topics                                   | groups, transactional ids                 |
+|------------------------|------------------------------------------|-------------------------------------------|
+| `service-<name>`       | what topics.yaml lists for it (literal)  | its own, under the client-id prefix       |
+| `operator-cli`         | what topics.yaml lists for `operator`    | none (it reads by assignment)             |
+| `agency-<CODE>`        | read `agency.<CODE>.alerts`, write       | prefixed `agency-<CODE>.` (the dot ends   |
+|   (active only)        | `agency.<CODE>.acks` (literal names)     | the code: `agency-IQ-NAB2.` is not under  |
+|                        |                                          | `agency-IQ-NAB.`)                         |
+
+Every topic ACL is LITERAL: a prefixed `agency.IQ-NAB` would also match `agency.IQ-NAB2.alerts`. READ and
+WRITE imply DESCRIBE on Kafka, so describing needs no ACL of its own. The bootstrap admin is a super user
+and has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from services.common.topics import Declarations, TopicSpec
+
+SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker")
+OPERATOR = "operator-cli"
+
+Resource = Literal["topic", "group", "transactional_id"]
+Pattern = Literal["literal", "prefixed"]
+Operation = Literal["read", "write"]
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule for a principal from any host (nothing here denies: what no rule allows is denied)."""
+
+    principal: str  # the SCRAM user name, without Kafka's `User:` type
+    resource: Resource
+    name: str
+    pattern: Pattern
+    operation: Operation
+
+    def __str__(self) -> str:
+        return (
+            f"{self.principal} {self.operation} {self.resource} {self.name}{'*' if self.pattern == 'prefixed' else ''}"
+        )
+
+
+@dataclass(frozen=True)
+class AgencyAccess:
+    """What the ACLs need to know of an agency in the registry."""
+
+    code: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    create: tuple[Acl, ...]
+    delete: tuple[Acl, ...]
+    # ACLs of principals this system does not own (left alone, and reported as drift).
+    foreign: tuple[Acl, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.create and not self.delete
+
+
+def service_principal(name: str) -> str:
+    return f"service-{name}"
+
+
+def agency_principal(code: str) -> str:
+    return f"agency-{code}"
+
+
+def agency_group_prefix(code: str) -> str:
+    """The consumer groups and transactional ids an agency may use start with this."""
+    return f"agency-{code}."
+
+
+def _service_groups(prefix: str) -> dict[str, list[tuple[Resource, str, Pattern]]]:
+    """Consumer groups and transactional ids of each service, as its code names them (kafka.py prefixes
+    every one with the client-id prefix)."""
+    p = f"{prefix}-"
+    return {
+        "gateway": [("group", f"{p}gateway-acks", "literal")],
+        "enricher": [("group", f"{p}enricher", "literal")],
+        "router": [("group", f"{p}router", "literal"), ("transactional_id", f"{p}router-", "prefixed")],
+        "auditor": [("group", f"{p}auditor", "literal"), ("transactional_id", f"{p}auditor", "literal")],
+        "dispatcher": [("group", f"{p}dispatcher", "literal"), ("group", f"{p}dispatcher-retry-", "prefixed")],
+        "tracker": [("group", f"{p}tracker", "literal"), ("transactional_id", f"{p}tracker-escalations-", "prefixed")],
+    }
+
+
+def _principals(role: str, agency: AgencyAccess | None) -> list[str]:
+    if role == "services":
+        return [service_principal(s) for s in SERVICES]
+    if role == "operator":
+        return [OPERATOR]
+    if role == "agency":
+        if agency is None:
+            raise ValueError("`agency` may read or write only an agency's own topics (agency_topic templates)")
+        return [agency_principal(agency.code)] if agency.active else []
+    if role in SERVICES:
+        return [service_principal(role)]
+    raise ValueError(f"unknown principal {role!r} in deploy/topics.yaml")
+
+
+def _topic_acls(spec: TopicSpec, agency: AgencyAccess | None = None) -> list[Acl]:
+    acls: list[Acl] = []
+    for operation, roles in (("write", spec.writers), ("read", spec.readers)):
+        for role in roles:
+            for principal in _principals(role, agency):
+                acls.append(Acl(principal, "topic", spec.name, "literal", operation))  # type: ignore[arg-type]
+    return acls
+
+
+def desired_acls(declarations: Declarations, agencies: Iterable[AgencyAccess], *, client_id_prefix: str) -> set[Acl]:
+    """Every ACL the cluster should hold, and no other."""
+    wanted: set[Acl] = set()
+    for spec in declarations.topics:
+        wanted.update(_topic_acls(spec))
+    for agency in agencies:
+        for spec in declarations.for_agency(agency.code):
+            wanted.update(_topic_acls(spec, agency))
+        if agency.active:
+            prefix = agency_group_prefix(agency.code)
+            principal = agency_principal(agency.code)
+            wanted.add(Acl(principal, "group", prefix, "prefixed", "read"))
+            wanted.add(Acl(principal, "transactional_id", prefix, "prefixed", "write"))
+    for service, resources in _service_groups(client_id_prefix).items():
+        for resource, name, pattern in resources:
+            operation: Operation = "read" if resource == "group" else "write"
+            wanted.add(Acl(service_principal(service), resource, name, pattern, operation))
+    return wanted
+
+
+def managed(acl: Acl) -> bool:
+    """ACLs of the principals this system owns; `apply` deletes those it does not want and leaves others."""
+    return acl.principal.startswith(("service-", "agency-")) or acl.principal == OPERATOR
+
+
+def reconcile(wanted: set[Acl], present: set[Acl]) -> Plan:
+    """What to create and what to delete so that the broker holds exactly `wanted` of the managed ACLs."""
+    extra = present - wanted
+    return Plan(
+        create=tuple(sorted(wanted - present)),
+        delete=tuple(sorted(a for a in extra if managed(a))),
+        foreign=tuple(sorted(a for a in extra if not managed(a))),
+    )
