@@ -78,6 +78,7 @@ async def publish_registry(
         agencies=doc.agencies,
         operators=doc.operators,
         agreements=doc.agreements,
+        defaults=doc.defaults,
     )
     p = producer(kafka, "registry-apply")
     await p.start()
