@@ -25,6 +25,7 @@ from services.common.registry import RegistryView
 from services.common.registry.model import Principal
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
 from services.gateway.idempotency import KeyReuseGuard, alert_id_for
+from services.gateway.ratelimit import RateLimiter, retry_after
 from services.gateway.submission import InvalidSubmission, parse_submission
 
 log = get_logger("rctc.gateway")
@@ -58,12 +59,16 @@ class GatewayApi:
         tracker: aiohttp.ClientSession,
         tracker_url: str,
         key_guard: KeyReuseGuard,
+        *,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._registry = registry
         self._outbox = outbox_factory
         self._tracker = tracker
         self._tracker_url = tracker_url.rstrip("/")
         self._keys = key_guard
+        self._limiter = limiter if limiter is not None else RateLimiter()
+        self._limited_version = -1  # the registry version whose agencies the limiter keeps buckets for
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -94,7 +99,8 @@ class GatewayApi:
             else:
                 fields["principal"] = f"{principal[0]}:{principal[1]}"
                 request[PRINCIPAL] = principal
-                response = await handler(request)
+                refused = self._refusal(principal)
+                response = refused if refused is not None else await handler(request)
         except web.HTTPRequestEntityTooLarge:
             response = error(413, "too_large", "the body is larger than the gateway accepts")
         except web.HTTPException as exc:
@@ -104,6 +110,32 @@ class GatewayApi:
             fields["alert_id"] = request.match_info["alert_id"]
         log.info("http.request", **fields)
         return response
+
+    def _refusal(self, principal: Principal) -> web.Response | None:
+        """403 for a suspended agency, 429 for an agency over its rate limit, else None (go ahead).
+
+        Operators are not rate limited: they are the center's own few people, and an operator's token
+        already sees everything, so a limit would protect nothing that matters more than their work.
+        """
+        kind, name = principal
+        registry = self._registry.current
+        if kind != "agency":
+            return None
+        if registry.is_suspended(principal):
+            return error(403, "agency_suspended", f"{name} is suspended in the registry: it may not use the exchange")
+        if registry.version != self._limited_version:
+            self._limiter.retain(registry.agencies)
+            self._limited_version = registry.version
+        limit = registry.rate_limit_of(name)
+        wait = self._limiter.admit(name, per_second=limit.per_second, burst=limit.burst)
+        if wait:
+            return error(
+                429,
+                "rate_limited",
+                f"{name} may make {limit.per_second:g} requests a second (bursts of {limit.burst}); retry later",
+                headers={"Retry-After": retry_after(wait)},
+            )
+        return None
 
     @staticmethod
     def _principal(request: web.Request) -> Principal:
