@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.common.topics import load_declarations
 from services.gateway import submission
 from services.gateway.submission import InvalidSubmission, parse_ack, parse_submission
 from tests.support.world import alert_json
@@ -216,3 +217,9 @@ def test_ack_body_that_is_not_json_is_malformed() -> None:
     with pytest.raises(InvalidSubmission) as caught:
         parse_ack(b"{")
     assert caught.value.malformed
+
+
+def test_agency_writable_topics_have_the_record_cap() -> None:
+    """The broker caps what an agency writes to its own acks topic at the size consumers accept."""
+    config = load_declarations().for_agency("JO-B")[1].config
+    assert int(config["max.message.bytes"]) == submission.AGENCY_RECORD_MAX_BYTES
