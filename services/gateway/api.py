@@ -20,22 +20,17 @@ from aiokafka.errors import KafkaError
 from services.common import tracing
 from services.common.kafka import Outbox
 from services.common.logs import get_logger
-from services.common.records import AckResponse, AckSubmitted, AlertSubmitted, recipient_key, utcnow
+from services.common.records import AckSubmitted, AlertSubmitted, recipient_key, utcnow
 from services.common.registry import RegistryView
 from services.common.registry.model import Principal
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
 from services.gateway.idempotency import KeyReuseGuard, alert_id_for
 from services.gateway.ratelimit import RateLimiter, retry_after
-from services.gateway.submission import InvalidSubmission, parse_submission
+from services.gateway.submission import InvalidSubmission, parse_ack, parse_submission
 
 log = get_logger("rctc.gateway")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
-
-
-class AckBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    response: AckResponse | None = None
-    note: str | None = None
 
 
 def error(
@@ -199,9 +194,11 @@ class GatewayApi:
             return error(403, "forbidden", "only a recipient agency acknowledges an alert")
         body = await request.read()
         try:
-            ack = msgspec.json.decode(body or b"{}", type=AckBody)
-        except msgspec.DecodeError as exc:
-            return error(422 if isinstance(exc, msgspec.ValidationError) else 400, "invalid_ack", str(exc))
+            ack = parse_ack(body)
+        except InvalidSubmission as exc:
+            if exc.malformed:
+                return error(400, "invalid_ack", exc.problems[0][1])
+            return error(422, "invalid_ack", "the acknowledgement was not accepted", exc.problems)
         status, state = await self._tracker_get(f"/internal/alerts/{alert_id}/recipients/{agency}")
         if status == 404:
             return error(404, "not_found", f"no alert {alert_id} has been routed")
