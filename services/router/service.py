@@ -16,6 +16,9 @@ partition is assigned, its producer is created first (which aborts whatever a pr
 and only then is the consumer moved to the committed offset. On a fenced producer, a timeout or any other
 producer error, the producer is recreated with the same id and the partition rewound to its committed
 offset. A rebalance waits for the transaction in progress to finish before giving a partition up.
+
+Anything else a partition's routing raises is a bug, not an outage: it stops the router (common/consume.py
+`fail_fast`) with the batch it held neither routed nor counted as progress, so the next start routes it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from aiokafka.errors import KafkaError
 
 from services.common import tracing
 from services.common.codec import Codec
+from services.common.consume import fail_fast
 from services.common.errors import CodecError, NotReadyError
 from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
@@ -247,7 +251,13 @@ class Router:
         # what a partition receives while its transaction is open waits in its backlog, in order, and goes
         # into its next transaction.
         busy: dict[TopicPartition, asyncio.Task[None]] = {}
-        try:
+        # Each partition's drain is a task of this group. One that raises something unexpected (fail_fast
+        # logs it) cancels the others (an open transaction aborts; its records are routed again later) and
+        # this loop, and the group's error fails the router. The batch it held never reached the routed log
+        # nor the group's offsets. Nothing routes on that partition after it: the group cancels this loop
+        # and every task it holds from the failed task's done-callback, which runs before the first step of
+        # any task created after the failure, and creates none once it is aborting.
+        async with asyncio.TaskGroup() as drains:
             while not stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=250)
                 for tp in list(self._uncommitted):
@@ -260,17 +270,10 @@ class Router:
                     self._backlog(tp).add(self._claims.get(tp, 0), records)
                     self._pace(tp)
                     if tp not in busy:
-                        busy[tp] = asyncio.create_task(self._drain(tp, stopping, busy))
-        finally:
-            # Stopping: let the transactions in progress end (the runner bounds how long).
-            tasks = list(busy.values())
-            if tasks:
-                try:
-                    await asyncio.wait(tasks)
-                except asyncio.CancelledError:
-                    for task in tasks:
-                        task.cancel()  # an open transaction aborts; its records are routed again later
-                    raise
+                        name = f"router.drain.{tp.partition}"
+                        busy[tp] = drains.create_task(self._drain(tp, stopping, busy), name=name)
+                        fail_fast(busy[tp], service=self.name)
+            # Stopping: the group lets the transactions in progress end (the runner bounds how long).
 
     def _backlog(self, tp: TopicPartition) -> Backlog[ConsumerRecord]:
         return self._backlogs.setdefault(tp, Backlog())
