@@ -44,7 +44,7 @@ def children(bootstrap: str, ports: dict[str, int], registry: Path, feed_interva
         service("enricher", ports["ops"] + 2),
         service("router", ports["ops"] + 3),
         service("auditor", ports["ops"] + 6),
-        service("dispatcher", ports["ops"] + 4),
+        service("dispatcher", ports["ops"] + 4, RCTC_ALLOW_PRIVATE_ENDPOINTS="true"),  # demo receivers on loopback
         service(
             "gateway",
             ports["ops"] + 1,

@@ -90,8 +90,9 @@ def failure_of(status: int) -> str:
 def classify(exc: BaseException) -> str:
     """The class of a transport failure: what an originator may know, never where the receiver is."""
     chain = _chain(exc)
-    if any(isinstance(e, UnsafeDestination) for e in chain):
-        return "refused_destination"  # before DNS: the guard's refusal surfaces as a resolver error
+    if any(isinstance(e, UnsafeDestination | aiohttp.InvalidURL) for e in chain):
+        # Before DNS: the guard's refusal surfaces as a resolver error. A URL aiohttp cannot use never will.
+        return "refused_destination"
     if any(isinstance(e, TimeoutError) for e in chain):
         return "timeout"
     if any(isinstance(e, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError) for e in chain):

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
+from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -66,7 +67,7 @@ from services.common.topics import (
 from services.dispatcher.breaker import CircuitBreaker
 from services.dispatcher.endpoints import EndpointStates, publish_state
 from services.dispatcher.outcome import Decision, Observed, classify, decide
-from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url
+from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket
 from services.dispatcher.schedule import TIERS, parse_retry_after
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.signing import signed_headers
@@ -163,20 +164,7 @@ class Dispatcher:
         # record (partitioner, future, accumulator) was a tenth of the dispatcher's CPU at saturation.
         self._writer = GroupWriter(self._producer)
         await learn_topics(self._producer, [DELIVERIES_EVENTS])
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.response_timeout_s, sock_connect=self.settings.connect_timeout_s
-        )
-        headers = {"User-Agent": USER_AGENT}
-        # Endpoints on public addresses only go through the resolver that refuses internal ones; the
-        # registry marks the few that may be private (the demo's receivers on 127.0.0.1).
-        self._public = aiohttp.ClientSession(
-            timeout=timeout,
-            headers=headers,
-            connector=aiohttp.TCPConnector(resolver=SafeResolver(), limit=self.settings.concurrency),
-        )
-        self._private = aiohttp.ClientSession(
-            timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(limit=self.settings.concurrency)
-        )
+        self._open_sessions()
         for lane in self.lanes:
             group = "dispatcher" if lane.name == "first" else f"dispatcher-retry-{lane.name}"
             lane.consumer = consumer(
@@ -188,6 +176,31 @@ class Dispatcher:
                 follower=lane.name != "first",  # a retry waits seconds anyway
             )
             await lane.consumer.start()
+
+    def _open_sessions(self, resolver: AbstractResolver | None = None) -> None:
+        """The HTTP sessions deliveries go out on; `resolver` replaces the system's DNS (tests)."""
+        timeout = aiohttp.ClientTimeout(
+            total=self.settings.response_timeout_s, sock_connect=self.settings.connect_timeout_s
+        )
+        headers = {"User-Agent": USER_AGENT}
+        # Every endpoint goes through the resolver and the socket factory that refuse internal addresses
+        # (safety.py), unless the registry marks it private AND this deployment allows private endpoints
+        # (the demo's receivers on 127.0.0.1). Without that setting the unguarded session does not exist.
+        # No proxies from the environment (trust_env is off), and every POST passes allow_redirects=False.
+        guarded = aiohttp.TCPConnector(
+            resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=self.settings.concurrency
+        )
+        self._public = aiohttp.ClientSession(timeout=timeout, headers=headers, connector=guarded, trust_env=False)
+        if self.settings.allow_private_endpoints:
+            self._private = aiohttp.ClientSession(
+                timeout=timeout,
+                headers=headers,
+                connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+                trust_env=False,
+            )
+
+    def _private_allowed(self, webhook: Webhook) -> bool:
+        return webhook.allow_private and self.settings.allow_private_endpoints
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -418,7 +431,7 @@ class Dispatcher:
     async def _attempt(self, request: DeliverWebhook, webhook: Webhook) -> Observed:
         endpoint = (request.agency, webhook.url)
         try:
-            check_url(webhook.url, webhook.allow_private)
+            check_url(webhook.url, self._private_allowed(webhook))
         except UnsafeDestination as exc:
             return Observed(failure="refused_destination", detail=str(exc))
         # Made once per endpoint (not as setdefault's argument, built and thrown away on every delivery).
@@ -456,7 +469,7 @@ class Dispatcher:
             await self._set_state(agency, url, "failing", f"circuit opened: {decision.failure}")
 
     async def _post(self, request: DeliverWebhook, webhook: Webhook) -> Observed:
-        session = self._private if webhook.allow_private else self._public
+        session = self._private if self._private_allowed(webhook) else self._public
         assert session is not None
         headers = signed_headers(request.webhook_id, utcnow(), request.payload, webhook.secrets)
         headers["Content-Type"] = "application/json"

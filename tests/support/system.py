@@ -86,7 +86,10 @@ async def system(
             await stack.enter_async_context(running(router_service))
             auditor = build_auditor(AuditorSettings(**common), codec)
             await stack.enter_async_context(running(auditor))
-            dispatcher_service = build_dispatcher(DispatcherSettings(**common, **(dispatcher or {})), codec)
+            # The test receivers listen on 127.0.0.1 (the registry marks them allow_private).
+            allowed = {"allow_private_endpoints": True}
+            dispatcher_settings = DispatcherSettings(**{**common, **allowed, **(dispatcher or {})})
+            dispatcher_service = build_dispatcher(dispatcher_settings, codec)
             await stack.enter_async_context(running(dispatcher_service))
             gateway_settings = GatewaySettings(
                 **common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker_settings.http.port}"
