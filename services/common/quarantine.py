@@ -21,8 +21,8 @@ once the transaction has committed:
 
 Each entry keeps the source's topic, partition, offset, key and raw value (cut to a size the topic takes,
 with the whole length), the reason and the service. Its key is `<topic>/<partition>/<offset>`, so the
-entries one record got from several services (every service follows `registry.config`) read as one
-(`rctc quarantine list` groups them).
+entries one record got from several services (every service follows `registry.config`) share it
+(`source` in `rctc quarantine list`).
 
 Followers that read a topic from its beginning on every start (the registry view in every service, the
 tracker, the dispatcher's endpoint states) would quarantine the same old record again at each start.

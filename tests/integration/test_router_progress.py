@@ -16,6 +16,7 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import Codec
+from services.common.errors import CodecError
 from services.common.kafka import group_id, partitions_of, produce_all, read_to_end
 from services.common.records import AlertEnriched, AlertRejected, AlertRouted, AlertShared, utcnow
 from services.common.registry.publish import publish_registry
@@ -152,6 +153,10 @@ async def partitions_holding(kafka: KafkaSettings, codec: Codec, ids: set[str]) 
     """The alerts.routed partitions of these alerts' decisions: the numbers of their input partitions."""
     found = set()
     async for r in read_to_end(kafka, ALERTS_ROUTED, name="test-partitions"):
-        if codec.decode(r.value, AlertRouted).alert_id in ids:
+        try:
+            decision = codec.decode(r.value, AlertRouted)
+        except CodecError:
+            continue  # test_record_fuzz.py's poison on the shared topic
+        if decision.alert_id in ids:
             found.add(int(r.partition))
     return found
