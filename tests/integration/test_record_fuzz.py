@@ -9,6 +9,7 @@ records on the same partition, with the real services running against the real b
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -50,7 +51,7 @@ from services.common.topics import (
 )
 from services.demo.receivers import Receivers
 from tests.support.system import system
-from tests.support.world import Cast, agreement, eventually, read_topic, registry
+from tests.support.world import Cast, agreement, eventually, rctc, read_topic, registry
 from tests.unit.samples import enriched, sample_alert
 
 Source = tuple[str, int, int]
@@ -206,6 +207,16 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
                 return await quarantined() == set(bad)
 
             await eventually(all_quarantined, within_s=30)
+            # An operator finds the one from an agency's acks topic, and its bytes as they were.
+            code, out, _ = await rctc("--bootstrap", kafka.bootstrap_servers, "quarantine", "list", "--topic", acks)
+            listed = [json.loads(line) for line in out.splitlines()]
+            assert (code, {e["source"] for e in listed}) == (0, {"/".join(map(str, s)) for s in bad if s[0] == acks})
+            empty = next(e for e in listed if e["value_size"] == 0)
+            code, out, _ = await rctc(
+                "--bootstrap", kafka.bootstrap_servers, "quarantine", "show", str(empty["offset"])
+            )
+            shown = json.loads(out)
+            assert (code, shown["value_base64"], shown["service"]) == (0, "", "gateway")
             # No service stopped: each one's run task (named by runner.running) is still going.
             running = {t.get_name() for t in asyncio.all_tasks() if not t.done()}
             services = [sys_.tracker, sys_.enricher, sys_.router, sys_.auditor, sys_.dispatcher, sys_.gateway]
