@@ -217,6 +217,13 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
             )
             shown = json.loads(out)
             assert (code, shown["value_base64"], shown["service"]) == (0, "", "gateway")
+            # A restarted tracker replays its topics, poison included, from the beginning: it starts, and
+            # writes nothing to the quarantine again (only what it meets live; services/common/quarantine.py).
+            before = await _entries(kafka, codec)
+            assert before >= 15  # its three own topics' five kinds each
+            await sys_.restart_tracker()
+            assert set(good_ids) <= set(sys_.tracker.ledger.alerts)
+            assert await _entries(kafka, codec) == before
             # No service stopped: each one's run task (named by runner.running) is still going.
             running = {t.get_name() for t in asyncio.all_tasks() if not t.done()}
             services = [sys_.tracker, sys_.enricher, sys_.router, sys_.auditor, sys_.dispatcher, sys_.gateway]
@@ -224,3 +231,9 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
     finally:
         await p.stop()
     assert len(bad) == 5 * len(templates)
+
+
+async def _entries(kafka: KafkaSettings, codec: Codec) -> int:
+    """How many quarantine entries the tracker wrote (other services may still be adding their own)."""
+    records = [r async for r in read_to_end(kafka, RECORDS_QUARANTINE, name="test-quarantine-count")]
+    return sum(1 for r in records if codec.decode(r.value, Quarantined).service == "tracker")
