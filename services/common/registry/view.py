@@ -3,8 +3,9 @@
 Every service runs one. `start()` returns once the latest published registry has been read (or the topic
 was found empty), so a service is never ready with a stale or empty view by accident; `run()` then keeps
 following the topic, and a new version replaces the whole `Registry` at once, so a reader never sees half
-of an apply. A record that does not decode, or decodes to a registry `rctc registry apply` would refuse,
-is quarantined (services/common/quarantine.py) and the last good registry stays in force.
+of an apply. A record that does not decode is quarantined (services/common/quarantine.py) and the last
+good registry stays in force. What decodes is not validated again here: `rctc registry apply` validated it,
+and rules that tighten later (document.py) must not make every service drop a registry already in force.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from services.common.errors import CodecError
 from services.common.kafka import consumer, replay_from_beginning
 from services.common.logs import get_logger
 from services.common.quarantine import Quarantine, noted
-from services.common.registry.document import check
-from services.common.registry.model import Registry, RegistryDocument, RegistryPublished
+from services.common.registry.model import Registry, RegistryPublished
 from services.common.settings import KafkaSettings
 from services.common.topics import REGISTRY
 
@@ -90,17 +90,6 @@ class RegistryView:
                     continue  # a compaction tombstone: nothing was published there
                 try:
                     snapshot = self._codec.decode(record.value, RegistryPublished)
-                    problems = check(
-                        RegistryDocument(
-                            regions=snapshot.regions,
-                            agencies=snapshot.agencies,
-                            operators=snapshot.operators,
-                            agreements=snapshot.agreements,
-                        )
-                    )
-                    if problems:
-                        field, message = problems[0]
-                        raise CodecError(f"invalid registry ({len(problems)} problems; first: {field}: {message})")
                 except CodecError as exc:
                     # Keep serving the last good registry: a bad record must not take routing down.
                     await self._refuse(record, str(exc))
