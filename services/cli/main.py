@@ -106,12 +106,13 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="the Avro record schemas and their fingerprints")
     p.set_defaults(run=_schemas)
 
-    from services.cli import audit, deliveries, devrun
+    from services.cli import audit, deliveries, devrun, quarantine
     from services.demo import feed, receivers
 
     devrun.add_parser(sub)
     audit.add_parser(sub, _kafka)
     deliveries.add_parser(sub, _kafka)
+    quarantine.add_parser(sub, _kafka)
     demo = sub.add_parser("demo", help="demo webhook receivers and alert feed").add_subparsers(metavar="ACTION")
     receivers.add_parser(demo)
     feed.add_parser(demo)

@@ -43,11 +43,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.common import tracing
 from services.common.codec import Codec
-from services.common.consume import fail_fast
+from services.common.consume import RETRYABLE, fail_fast
 from services.common.errors import CodecError
 from services.common.kafka import Outbox, consumer, learn_topics, producer
 from services.common.logs import get_logger
 from services.common.outputs import GroupWriter
+from services.common.quarantine import Quarantine
 from services.common.records import (
     DeliverWebhook,
     DeliveryAttempted,
@@ -149,6 +150,7 @@ class Dispatcher:
         self.lanes = [_Lane("first", DELIVERIES_WEBHOOK)] + [_Lane(t, retry_topic(t)) for t in TIERS]
         self._producer: AIOKafkaProducer | None = None
         self._writer: GroupWriter | None = None
+        self.quarantine: Quarantine = Quarantine.standalone(settings.kafka, codec, "dispatcher")  # until start()
         self._public: aiohttp.ClientSession | None = None
         self._private: aiohttp.ClientSession | None = None
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
@@ -160,6 +162,7 @@ class Dispatcher:
         await self.endpoints.start()
         self._producer = producer(self.settings.kafka, "dispatcher")
         await self._producer.start()
+        self.quarantine = Quarantine(self._producer, self.codec)
         # Each delivery's outcome goes out with the others' of the moment, in ready batches: a send() per
         # record (partitioner, future, accumulator) was a tenth of the dispatcher's CPU at saturation.
         self._writer = GroupWriter(self._producer)
@@ -269,14 +272,7 @@ class Dispatcher:
             try:
                 request = self.codec.decode(record.value, DeliverWebhook)
             except CodecError as exc:
-                log.error(
-                    "delivery.unreadable",
-                    lane=lane.name,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=str(exc),
-                )
-                lane.window.skipped(tp, record.offset)
+                self._set_aside(lane, tp, record, str(exc))
                 continue
             if request.not_before is not None and request.not_before > now:
                 # Not due: hold the partition here until it is; everything behind it is due later still.
@@ -301,6 +297,32 @@ class Dispatcher:
                     lane.window.finished(tp, offset)
 
             task.add_done_callback(done)
+
+    def _set_aside(self, lane: _Lane, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
+        """Quarantine an unusable request; its offset is committable once the entry is written, so a
+        crash before then quarantines it again rather than skip it unrecorded."""
+        lane.window.started(tp, record.offset)
+        task = asyncio.create_task(self._quarantine(record, reason))
+        lane.in_flight.add(task)  # shutdown waits for it like for a delivery
+
+        def done(t: asyncio.Task[None], offset: int = record.offset) -> None:
+            lane.in_flight.discard(t)
+            if not t.cancelled() and t.exception() is None:
+                lane.window.finished(tp, offset)
+
+        task.add_done_callback(done)
+        fail_fast(task, service=self.name)  # only a bug gets out of _quarantine: logged with its traceback
+
+    async def _quarantine(self, record: ConsumerRecord, reason: str) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self.quarantine.put(record, reason, self.name)
+                return
+            except RETRYABLE as exc:
+                log.warning("quarantine.write_failed", error=repr(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     @staticmethod
     def _resume(lane: _Lane, tp: TopicPartition) -> None:

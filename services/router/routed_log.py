@@ -22,6 +22,8 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import Codec
+from services.common.errors import CodecError
+from services.common.quarantine import noted
 from services.common.records import AlertRouted
 from services.common.topics import ALERTS_ROUTED
 from services.router.policy import Original
@@ -84,8 +86,13 @@ class RoutedLog:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
                     for r in records:
                         if r.timestamp >= since:
-                            decision = self._codec.decode(r.value, AlertRouted)
-                            routed[decision.alert_id] = original_of(decision)
+                            try:
+                                decision = self._codec.decode(r.value, AlertRouted)
+                            except CodecError as exc:
+                                # Not one of ours: the auditor, which consumes the topic, quarantines it.
+                                noted(r, str(exc), "router", written=False)
+                            else:
+                                routed[decision.alert_id] = original_of(decision)
                         source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER)
                         if source is not None:
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)

@@ -41,6 +41,7 @@ from services.common.kafka import consumer, group_id, learn_topics, partitions_o
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
 from services.common.outputs import Outputs
+from services.common.quarantine import Quarantine, noted
 from services.common.records import (
     AlertEnriched,
     AlertRejected,
@@ -87,6 +88,7 @@ class Router:
         self.settings = settings
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="router")
+        self.quarantine = Quarantine.standalone(settings.kafka, codec, "router")  # entry() only: no producer opened
         self._consumer: AIOKafkaConsumer | None = None
         self._log_reader: AIOKafkaConsumer | None = None
         self._routed: RoutedLog | None = None
@@ -356,6 +358,8 @@ class Router:
         elapsed = time.perf_counter() - started
         for line in lines:
             event = line.pop("event")
+            if (source := line.pop("quarantined", None)) is not None:
+                noted(source, line["reason"], self.name)
             (log.warning if event == "alert.rejected" else log.info)(event, **line)
             RECORDS.labels(self.name, tp.topic, line["outcome"]).inc()
             RECORD_SECONDS.labels(self.name, tp.topic).observe(elapsed)
@@ -413,7 +417,15 @@ class Router:
         try:
             enriched = self.codec.decode(record.value, AlertEnriched)
         except CodecError as exc:
-            return self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
+            # Its raw bytes to records.quarantine and a rejection under its key, in this transaction, so
+            # both are written exactly once and the offset moves past it with its neighbours' decisions.
+            topic, entry_key, entry = self.quarantine.entry(record, str(exc), self.name)
+            outputs.add(topic, entry, key=entry_key, headers=headers)
+            line = self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
+            return {**line, "quarantined": record}
+        if enriched.alert.msg_type != "Alert" and not enriched.alert.references:
+            # Decodable but not valid: a follow-up names its thread first in `references`.
+            return self._reject(outputs, key, headers, context, enriched.origin, "follow-up without references")
         context["alert_id"] = enriched.alert_id
         assert self._routed is not None
         if self._routed.get(record.partition, enriched.alert_id) or enriched.alert_id in decided:

@@ -32,6 +32,7 @@ from services.common.kafka import consumer, partitions_of, producer, replay_from
 from services.common.logs import get_logger
 from services.common.metrics import RECORDS
 from services.common.ops import bound_port
+from services.common.quarantine import Quarantine, noted
 from services.common.records import (
     AckSubmitted,
     AlertRouted,
@@ -91,6 +92,7 @@ class Tracker:
         self._owner: AIOKafkaConsumer | None = None
         self._escalators: dict[int, AIOKafkaProducer] = {}
         self._outstanding_agencies: set[str] = set()
+        self._quarantine = Quarantine.standalone(settings.kafka, codec, "tracker")
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -235,6 +237,7 @@ class Tracker:
         self._escalators.clear()
         if self._consumer is not None:
             await self._consumer.stop()
+        await self._quarantine.close()
 
     def readiness(self) -> dict[str, bool]:
         return {"caught_up": self._caught_up, "http": self.port is not None}
@@ -248,14 +251,13 @@ class Tracker:
                     self._apply(tp.topic, tp.partition, record.value)
                     RECORDS.labels(self.name, tp.topic, "applied").inc()
                 except CodecError as exc:
-                    RECORDS.labels(self.name, tp.topic, "unreadable").inc()
-                    log.error(
-                        "record.unreadable",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=record.offset,
-                        error=str(exc),
-                    )
+                    RECORDS.labels(self.name, tp.topic, "quarantined").inc()
+                    # Written only once caught up: the replay at every start would write it again
+                    # (services/common/quarantine.py).
+                    if self._caught_up:
+                        await self._quarantine.put(record, str(exc), self.name, best_effort=True)
+                    else:
+                        noted(record, str(exc), self.name, written=False)
 
     def _apply(self, topic: str, partition: int, value: bytes) -> None:
         live = self._caught_up  # log and measure only what happens now, not the replay at start
