@@ -11,7 +11,8 @@ the routing transaction), `acknowledged` once it acks. The webhook channel is tr
 Records for an alert not routed yet (topics are read in parallel) wait until its routing arrives.
 
 Visibility: the originator and operators see every recipient and the routing decision; a recipient sees
-only its own row; anyone else is refused, without learning who received the alert.
+only its own row (and is refused the routing decision); anyone else gets exactly the answer given for an
+alert that does not exist (`unknown`), so an id cannot be probed to learn that an alert exists.
 """
 
 from __future__ import annotations
@@ -273,7 +274,7 @@ class Ledger:
     def recipient(self, alert_id: str, agency: str) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)
         if alert is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
+            return unknown(alert_id)
         row = alert.recipients.get(agency)
         return 200, {
             "alert_id": alert_id,
@@ -285,13 +286,13 @@ class Ledger:
     def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)
         if alert is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        body = msgspec.to_builtins(alert)
+            return unknown(alert_id)
         if viewer.kind == "operator" or viewer.name == alert.origin:
-            return 200, body
+            return 200, msgspec.to_builtins(alert)
         own = alert.recipients.get(viewer.name)
         if own is None:
-            return 403, {"error": "forbidden", "message": f"{viewer.name} did not receive alert {alert_id}"}
+            return unknown(alert_id)  # not "forbidden": that would tell a stranger the alert exists
+        body = msgspec.to_builtins(alert)
         body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
         # A recipient learns neither the originator's registry version nor anything about others.
         body.pop("registry_version", None)
@@ -300,7 +301,16 @@ class Ledger:
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         routed = self.routing.get(alert_id)
         if routed is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        if viewer.kind != "operator" and viewer.name != routed.origin:
-            return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
-        return 200, msgspec.to_builtins(routed)
+            return unknown(alert_id)
+        if viewer.kind == "operator" or viewer.name == routed.origin:
+            return 200, msgspec.to_builtins(routed)
+        alert = self.alerts.get(alert_id)
+        if alert is None or viewer.name not in alert.recipients:
+            return unknown(alert_id)
+        # A recipient knows the alert exists (it holds a copy), so it may be told why it cannot see more.
+        return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+
+
+def unknown(alert_id: str) -> tuple[int, dict[str, Any]]:
+    """The one answer for an alert that does not exist and for one the viewer may not know exists."""
+    return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
