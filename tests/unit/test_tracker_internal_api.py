@@ -4,6 +4,9 @@ without a credential. The real handlers over a real ledger, on loopback, without
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -162,3 +165,13 @@ def test_the_internal_token_comes_from_the_environment(
     monkeypatch.setenv("RCTC_INTERNAL_TOKEN", "s" * 40)
     built = settings()
     assert (built.internal_token.get_secret_value(), "s" * 40 in repr(built)) == ("s" * 40, False)
+
+
+@pytest.mark.parametrize("service", ["tracker", "gateway"])
+def test_the_process_started_without_a_token_exits_naming_it(service: str) -> None:
+    """`python -m services.<name>` without RCTC_INTERNAL_TOKEN exits 1 with one message, no traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "RCTC_INTERNAL_TOKEN"}
+    done = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, "RCTC_INTERNAL_TOKEN" in done.stderr, "Traceback" in done.stderr) == (1, True, False)
