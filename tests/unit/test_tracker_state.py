@@ -115,7 +115,12 @@ def test_visibility() -> None:
     assert ledger.routing_of("a1", Viewer("agency", "JO-B"))[0] == 403
     assert ledger.routing_of("a1", Viewer("agency", "SA-D"))[0] == 404
     assert ledger.routing_of("a1", Viewer("operator", "desk"))[0] == 200
-    assert ledger.recipient("a1", "SA-D")[1]["recipient"] is False
+    assert (
+        ledger.recipient("a1", "SA-D")
+        == ledger.recipient("a1", "IQ-A")
+        == (404, ledger.status("a1", Viewer("agency", "SA-D"))[1])
+    )
+    assert ledger.recipient("a1", "JO-B")[1]["recipient"] is True
 
 
 def test_a_stranger_cannot_tell_a_hidden_alert_from_a_missing_one() -> None:
