@@ -175,3 +175,19 @@ def test_the_process_started_without_a_token_exits_naming_it(service: str) -> No
         [sys.executable, "-m", f"services.{service}"], env=env, capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, "RCTC_INTERNAL_TOKEN" in done.stderr, "Traceback" in done.stderr) == (1, True, False)
+
+
+def test_every_port_binds_to_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public, internal and ops HTTP servers listen on 127.0.0.1 unless a deployment says otherwise."""
+    from services.auditor.settings import AuditorSettings
+    from services.dispatcher.settings import DispatcherSettings
+    from services.enricher.settings import EnricherSettings
+    from services.router.settings import RouterSettings
+
+    for name in ("RCTC_HTTP__HOST", "RCTC_OPS__HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RCTC_INTERNAL_TOKEN", "s" * 40)
+    built = [s() for s in (AuditorSettings, DispatcherSettings, EnricherSettings, RouterSettings)]
+    gateway, tracker = GatewaySettings(), TrackerSettings()
+    hosts = {s.ops.host for s in [*built, gateway, tracker]} | {gateway.http.host, tracker.http.host}
+    assert hosts == {"127.0.0.1"}
