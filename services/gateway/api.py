@@ -274,7 +274,8 @@ class GatewayApi:
 
     async def _tracker_get(self, segments: tuple[str, ...], params: dict[str, str]) -> tuple[int, Any]:
         """GET the tracker's /internal/<segments> with `params` quoted by yarl (segments are fixed names and
-        validated alert ids). Any status but 200 and 404 is the gateway's or the deployment's fault: logged."""
+        validated alert ids). Any status but 200, 403 and 404 is the gateway's or the deployment's fault (a wrong
+        internal token is a 401 here): logged, and the caller gets a 503."""
         url = self._tracker_url.joinpath("internal", *segments).with_query(params)
         try:
             async with self._tracker.get(url, allow_redirects=False) as response:
