@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,15 +33,19 @@ class Child:
     process: asyncio.subprocess.Process | None = None
 
 
-def children(bootstrap: str, ports: dict[str, int], registry: Path, feed_interval: float) -> list[Child]:
+def children(
+    bootstrap: str, ports: dict[str, int], registry: Path, feed_interval: float, internal_token: str
+) -> list[Child]:
     python = sys.executable
     common = {"RCTC_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "RCTC_LOG__FORMAT": "console"}
+    # The gateway -> tracker credential: only these two children get it (services/common/internal.py).
+    internal = {"RCTC_INTERNAL_TOKEN": internal_token}
 
     def service(name: str, ops: int, **extra: str) -> Child:
         return Child(name, [python, "-m", f"services.{name}"], {**common, "RCTC_OPS__PORT": str(ops), **extra})
 
     return [
-        service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"])),
+        service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"]), **internal),
         service("enricher", ports["ops"] + 2),
         service("router", ports["ops"] + 3),
         service("auditor", ports["ops"] + 6),
@@ -50,6 +55,7 @@ def children(bootstrap: str, ports: dict[str, int], registry: Path, feed_interva
             ports["ops"] + 1,
             RCTC_HTTP__PORT=str(ports["gateway"]),
             RCTC_TRACKER_URL=f"http://127.0.0.1:{ports['tracker']}",
+            **internal,
         ),
         Child(
             "receivers",
@@ -116,7 +122,10 @@ def supervise(args: argparse.Namespace) -> int:
             "receivers": 8701,
             "ops": args.ops_port,
         }
-        return asyncio.run(_run_children(children(bootstrap, ports, args.registry, args.feed_interval), args))
+        # A fresh internal credential for each run: nothing to configure, nothing left behind.
+        token = secrets.token_urlsafe(32)
+        kids = children(bootstrap, ports, args.registry, args.feed_interval, token)
+        return asyncio.run(_run_children(kids, args))
     finally:
         print("rctc dev: stopping Kafka", flush=True)
         subprocess.run([str(KAFKA_SCRIPT), "stop", "--dir", str(kafka_dir)], check=False)

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from services.cli.settings import CliSettings
 from services.common.codec import Codec
 from services.common.errors import RctcError
+from services.common.internal import is_alert_id
 from services.common.registry import load_registry
 from services.common.registry.publish import latest_published, publish_registry
 from services.common.settings import KafkaSettings
@@ -189,12 +191,15 @@ def _status(args: argparse.Namespace) -> int:
     if not args.token:
         print("rctc: a token is needed (--token or RCTC_TOKEN)", file=sys.stderr)
         return 2
-    path = f"/v1/alerts/{args.alert_id}" + ("/routing" if args.routing else "")
+    if not is_alert_id(args.alert_id):
+        print(f"rctc: {args.alert_id!r} is not an alert id (a UUID, as the gateway issued it)", file=sys.stderr)
+        return 2
+    url = URL(args.gateway).joinpath("v1", "alerts", args.alert_id, *(["routing"] if args.routing else []))
 
     async def fetch() -> tuple[int, object]:
         async with (
             aiohttp.ClientSession() as session,
-            session.get(args.gateway.rstrip("/") + path, headers={"Authorization": f"Bearer {args.token}"}) as response,
+            session.get(url, headers={"Authorization": f"Bearer {args.token}"}) as response,
         ):
             return response.status, await response.json()
 

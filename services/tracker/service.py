@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-import msgspec
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -48,9 +46,10 @@ from services.common.topics import (
     DELIVERIES_EVENTS,
     DELIVERIES_WEBHOOK,
 )
+from services.tracker.api import Answer, InternalApi
 from services.tracker.escalation import escalation_for, reminder_for
 from services.tracker.settings import TrackerSettings
-from services.tracker.state import Ledger, Viewer
+from services.tracker.state import Ledger
 
 log = get_logger("rctc.tracker")
 TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS)
@@ -115,11 +114,7 @@ class Tracker:
             follower=True,
         )
         await self._owner.start()
-        app = web.Application()
-        app.router.add_get("/internal/outstanding", self._outstanding)
-        app.router.add_get("/internal/alerts/{alert_id}", self._status)
-        app.router.add_get("/internal/alerts/{alert_id}/routing", self._routing)
-        app.router.add_get("/internal/alerts/{alert_id}/recipients/{agency}", self._recipient)
+        app = InternalApi(self.ledger, self._answer, self.settings.internal_token).app()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port).start()
@@ -293,33 +288,7 @@ class Tracker:
                     outcome="applied" if changed else "ignored",
                 )
 
-    async def _outstanding(self, request: web.Request) -> web.Response:
-        return web.json_response({"outstanding": self.ledger.outstanding(request.query.get("agency"))})
-
-    async def _status(self, request: web.Request) -> web.Response:
-        return await self._as_viewer(request, self.ledger.status)
-
-    async def _routing(self, request: web.Request) -> web.Response:
-        return await self._as_viewer(request, self.ledger.routing_of)
-
-    async def _as_viewer(
-        self, request: web.Request, query: Callable[[str, Viewer], tuple[int, dict[str, Any]]]
-    ) -> web.Response:
-        """Answer `query` for the viewer the gateway authenticated (it passes kind and name)."""
-        kind = request.query.get("viewer_kind")
-        name = request.query.get("viewer")
-        if kind not in ("agency", "operator") or not name:
-            return web.json_response({"error": "bad_request", "message": "viewer_kind and viewer"}, status=400)
-        viewer = Viewer(kind, name)  # type: ignore[arg-type]
-        status, body = await self._answer(lambda: query(request.match_info["alert_id"], viewer))
-        return web.json_response(body, status=status, dumps=_dumps)
-
-    async def _recipient(self, request: web.Request) -> web.Response:
-        alert_id, agency = request.match_info["alert_id"], request.match_info["agency"]
-        status, body = await self._answer(lambda: self.ledger.recipient(alert_id, agency))
-        return web.json_response(body, status=status)
-
-    async def _answer(self, query: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
+    async def _answer(self, query: Callable[[], Answer]) -> Answer:
         """`query`'s answer; if it knows no such alert, its answer again once alerts.routed is read up to where
         it ended when asked (bounded by READ_UP_TO_S).
 
@@ -333,10 +302,6 @@ class Tracker:
             async with asyncio.timeout(self.READ_UP_TO_S):
                 await self._caught_up_with(ALERTS_ROUTED)
         return query()
-
-
-def _dumps(value: object) -> str:
-    return msgspec.json.encode(value).decode()
 
 
 def build(settings: TrackerSettings, codec: Codec | None = None) -> Tracker:

@@ -12,7 +12,8 @@ Records for an alert not routed yet (topics are read in parallel) wait until its
 buffer bounded per agency and in all (EarlyLimits): anyone can write acks for ids that were never routed.
 
 Visibility: the originator and operators see every recipient and the routing decision; a recipient sees
-only its own row; anyone else is refused, without learning who received the alert.
+only its own row (and is refused the routing decision); anyone else gets exactly the answer given for an
+alert that does not exist (`unknown`), so an id cannot be probed to learn that an alert exists.
 """
 
 from __future__ import annotations
@@ -361,27 +362,24 @@ class Ledger:
         return True
 
     def recipient(self, alert_id: str, agency: str) -> tuple[int, dict[str, Any]]:
+        """`agency`'s row of the alert; for a non-recipient the answer for an unknown alert, so that the two
+        also take the same time (the tracker reads up to the end of alerts.routed before it says 404)."""
         alert = self.alerts.get(alert_id)
-        if alert is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        row = alert.recipients.get(agency)
-        return 200, {
-            "alert_id": alert_id,
-            "agency": agency,
-            "recipient": row is not None,
-            "state": row.state if row else None,
-        }
+        row = alert.recipients.get(agency) if alert is not None else None
+        if row is None:
+            return unknown(alert_id)
+        return 200, {"alert_id": alert_id, "agency": agency, "recipient": True, "state": row.state}
 
     def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)
         if alert is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        body = msgspec.to_builtins(alert)
+            return unknown(alert_id)
         if viewer.kind == "operator" or viewer.name == alert.origin:
-            return 200, body
+            return 200, msgspec.to_builtins(alert)
         own = alert.recipients.get(viewer.name)
         if own is None:
-            return 403, {"error": "forbidden", "message": f"{viewer.name} did not receive alert {alert_id}"}
+            return unknown(alert_id)  # not "forbidden": that would tell a stranger the alert exists
+        body = msgspec.to_builtins(alert)
         body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
         # A recipient learns neither the originator's registry version nor anything about others.
         body.pop("registry_version", None)
@@ -390,7 +388,16 @@ class Ledger:
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         routed = self.routing.get(alert_id)
         if routed is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        if viewer.kind != "operator" and viewer.name != routed.origin:
-            return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
-        return 200, msgspec.to_builtins(routed)
+            return unknown(alert_id)
+        if viewer.kind == "operator" or viewer.name == routed.origin:
+            return 200, msgspec.to_builtins(routed)
+        alert = self.alerts.get(alert_id)
+        if alert is None or viewer.name not in alert.recipients:
+            return unknown(alert_id)
+        # A recipient knows the alert exists (it holds a copy), so it may be told why it cannot see more.
+        return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+
+
+def unknown(alert_id: str) -> tuple[int, dict[str, Any]]:
+    """The one answer for an alert that does not exist and for one the viewer may not know exists."""
+    return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}

@@ -104,18 +104,38 @@ def test_records_arriving_before_the_routing_wait_for_it() -> None:
 
 
 def test_visibility() -> None:
-    """Originator and operators see all; a recipient sees only itself; others are refused; routing is private."""
+    """Originator and operators see all; a recipient sees only itself; strangers get 404; routing is private."""
     ledger = Ledger()
     ledger.apply_routed(routed())
     assert set(ledger.status("a1", Viewer("agency", "IQ-A"))[1]["recipients"]) == {"JO-B", "KW-C"}
     status, body = ledger.status("a1", Viewer("agency", "KW-C"))
     assert (status, set(body["recipients"])) == (200, {"KW-C"})
     assert "registry_version" not in body
-    assert ledger.status("a1", Viewer("agency", "SA-D"))[0] == 403
+    assert ledger.status("a1", Viewer("agency", "SA-D"))[0] == 404
     assert ledger.status("nope", Viewer("operator", "desk"))[0] == 404
     assert ledger.routing_of("a1", Viewer("agency", "JO-B"))[0] == 403
+    assert ledger.routing_of("a1", Viewer("agency", "SA-D"))[0] == 404
     assert ledger.routing_of("a1", Viewer("operator", "desk"))[0] == 200
-    assert ledger.recipient("a1", "SA-D")[1]["recipient"] is False
+    assert (
+        ledger.recipient("a1", "SA-D")
+        == ledger.recipient("a1", "IQ-A")
+        == (404, ledger.status("a1", Viewer("agency", "SA-D"))[1])
+    )
+    assert ledger.recipient("a1", "JO-B")[1]["recipient"] is True
+
+
+def test_a_stranger_cannot_tell_a_hidden_alert_from_a_missing_one() -> None:
+    """A non-recipient gets, for status and routing, exactly the answer given for an id never routed."""
+    ledger = Ledger()
+    ledger.apply_routed(routed("a1"))
+    stranger = Viewer("agency", "SA-D")
+    for query in (ledger.status, ledger.routing_of):
+        hidden = query("a1", stranger)
+        missing = query("a2", stranger)
+        assert (missing[0], msgspec.json.encode(missing[1]).replace(b"a2", b"a1")) == (
+            hidden[0],
+            msgspec.json.encode(hidden[1]),
+        )
 
 
 def routed_with_deadline(
