@@ -154,7 +154,7 @@ def _forms(value: str) -> tuple[str, str, str]:
     return plain.text.strip(), defanged.text.strip(), compact(defanged).text
 
 
-@lru_cache(maxsize=64)  # one alert's title and summary, reused by each of its redaction variants
+@lru_cache(maxsize=4)  # the alert in hand: its title and summary, reused by each of its redaction variants
 def _views(text: str) -> tuple[View, View, View]:
     plain = fold(text)
     defanged = refanged(plain)
