@@ -61,6 +61,10 @@ TIME_TO_ACK = Histogram(
     buckets=(30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600),
 )
 OUTSTANDING = Gauge("rctc_outstanding_acks", "Acknowledgements expected and not yet given.", ["agency"])
+# A gauge of the ledger's own counts (it is pure, so it keeps them; this publishes them with the outstanding
+# acks): a rising not_a_recipient is an agency acking what it never received, early_evicted a flood of acks for
+# alerts that were never routed.
+DROPPED = Gauge("rctc_tracker_records_dropped", "Ack and delivery records the tracker gave up, by reason.", ["reason"])
 ESCALATIONS = Counter("rctc_escalations_total", "Escalations raised, by kind and level.", ["kind", "level"])
 
 
@@ -101,7 +105,7 @@ class Tracker:
         c = consumer(self.settings.kafka, "tracker", group=None, follower=True, batch_bytes=64 * 1024)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        await replay_from_beginning(c, await partitions_of(c, TOPICS), self._poll)
+        await replay_from_beginning(c, await partitions_of(c, TOPICS), self._poll, first=[ALERTS_ROUTED])
         self._caught_up = True
         # Joins the ownership group only once caught up: it never owns a deadline whose escalation it has
         # not read yet.
@@ -221,6 +225,8 @@ class Tracker:
         for agency in set(counts) | set(self._outstanding_agencies):
             OUTSTANDING.labels(agency).set(counts.get(agency, 0))
         self._outstanding_agencies = set(counts)
+        for reason, count in self.ledger.dropped.items():
+            DROPPED.labels(reason).set(count)
 
     async def stop(self) -> None:
         if self._runner is not None:

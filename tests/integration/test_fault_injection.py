@@ -162,7 +162,7 @@ async def test_a_bug_in_the_dispatchers_loop_stops_it_and_a_restart_makes_every_
         return real_key(alert_id, agency)
 
     monkeypatch.setattr(dispatcher_module, "recipient_key", faulty)
-    settings = DispatcherSettings(kafka=kafka, concurrency=8)
+    settings = DispatcherSettings(kafka=kafka, concurrency=8, allow_private_endpoints=True)
     code, lines = await serve_until_it_exits(build_dispatcher(settings, codec), settings)
 
     # It stopped by itself with exit code 1, the traceback logged, and no commit past the failed delivery.
