@@ -145,6 +145,7 @@ def service_env(kafka: KafkaSettings, prefix: str, **extra: str) -> dict[str, st
         "RCTC_KAFKA__CLIENT_ID_PREFIX": prefix,
         "RCTC_LOG__FORMAT": "json",
         "RCTC_LOG__LEVEL": "warning",
+        "RCTC_ALLOW_PRIVATE_ENDPOINTS": "true",  # the dispatcher's: the bench's receivers are on 127.0.0.1
         **extra,
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -184,8 +185,16 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
     prefix = f"p{uuid.uuid4().hex[:6]}"
     ops = {name: free_port() for name in ("tracker", "enricher", "router", "auditor", "dispatcher", "gateway")}
     tracker_http, gateway_http = free_port(), free_port()
+    internal = {"RCTC_INTERNAL_TOKEN": secrets.token_urlsafe(32)}  # gateway -> tracker, as make run does
     made = [
-        bench.service(step, "tracker", prefix, RCTC_OPS__PORT=str(ops["tracker"]), RCTC_HTTP__PORT=str(tracker_http)),
+        bench.service(
+            step,
+            "tracker",
+            prefix,
+            RCTC_OPS__PORT=str(ops["tracker"]),
+            RCTC_HTTP__PORT=str(tracker_http),
+            **internal,
+        ),
         bench.service(step, "enricher", prefix, RCTC_OPS__PORT=str(ops["enricher"])),
         bench.service(step, "router", prefix, RCTC_OPS__PORT=str(ops["router"])),
         bench.service(step, "auditor", prefix, RCTC_OPS__PORT=str(ops["auditor"])),
@@ -197,6 +206,7 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
             RCTC_OPS__PORT=str(ops["gateway"]),
             RCTC_HTTP__PORT=str(gateway_http),
             RCTC_TRACKER_URL=f"http://127.0.0.1:{tracker_http}",
+            **internal,
         ),
     ]
     return made, {**ops, "gateway_http": gateway_http}

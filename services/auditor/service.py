@@ -5,6 +5,8 @@ id `auditor`: a second replica's producer fences the first. Each batch of decisi
 onto the chain's head and is committed with its input offsets in one transaction. On start, and after any
 producer error, the producer is recreated first (which completes or aborts a predecessor's transaction)
 and only then is the head read back from audit.events, so the chain continues from what was committed.
+A decision that cannot be decoded goes to records.quarantine in the same transaction and the batch goes
+on. A head that cannot be read stops the start: extending the chain from an older entry would fork it.
 The router stays scaled by partitions; it never waits for the chain.
 """
 
@@ -20,9 +22,11 @@ from aiokafka.errors import KafkaError
 from services.auditor.chain import seal
 from services.auditor.settings import AuditorSettings
 from services.common.codec import Codec
+from services.common.errors import CodecError
 from services.common.kafka import consumer, group_id, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORDS
+from services.common.quarantine import Quarantine, noted
 from services.common.records import AlertRouted, AuditRecorded, utcnow
 from services.common.topics import ALERTS_ROUTED, AUDIT_EVENTS
 
@@ -83,6 +87,7 @@ class Auditor:
         self._producer: AIOKafkaProducer | None = None
         self._head: AuditRecorded | None = None
         self._group = group_id(settings.kafka, "auditor")
+        self.quarantine = Quarantine.standalone(settings.kafka, codec, "auditor")  # entry() only: no producer opened
 
     async def start(self) -> None:
         self._reader = consumer(self.settings.kafka, "auditor-head", group=None)
@@ -123,12 +128,21 @@ class Auditor:
         started = time.perf_counter()
         head = self._head
         count = 0
+        refused: list[tuple[ConsumerRecord, str]] = []
         try:
             async with self._producer.transaction():
                 now = utcnow()
                 for records in batches.values():
                     for r in records:
-                        for entry in entries_for(self.codec.decode(r.value, AlertRouted), now):
+                        try:
+                            decision = self.codec.decode(r.value, AlertRouted)
+                        except CodecError as exc:
+                            # Set aside in this transaction: written exactly once, and the chain goes on.
+                            topic, key, value = self.quarantine.entry(r, str(exc), self.name)
+                            await self._producer.send(topic, value, key=key)
+                            refused.append((r, str(exc)))
+                            continue
+                        for entry in entries_for(decision, now):
                             head = seal(entry, head)
                             await self._producer.send(
                                 AUDIT_EVENTS, self.codec.encode(head), key=entry.alert_id.encode(), partition=0
@@ -151,7 +165,10 @@ class Auditor:
                 log.warning("audit.recover_failed", error=repr(again))
             return False
         self._head = head
-        RECORDS.labels(self.name, ALERTS_ROUTED, "recorded").inc(sum(len(r) for r in batches.values()))
+        for r, reason in refused:
+            noted(r, reason, self.name)
+        RECORDS.labels(self.name, ALERTS_ROUTED, "recorded").inc(sum(len(r) for r in batches.values()) - len(refused))
+        RECORDS.labels(self.name, ALERTS_ROUTED, "quarantined").inc(len(refused))
         log.info(
             "audit.recorded",
             entries=count,

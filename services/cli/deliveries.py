@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from services.common.codec import Codec
-from services.common.kafka import produce_all, producer, read_to_end
+from services.common.kafka import produce_all, producer, read_decoded
 from services.common.records import (
     AlertEnriched,
     AlertRouted,
@@ -73,9 +73,8 @@ async def replay(kafka: KafkaSettings, agency: str | None, since: datetime | Non
     codec = Codec.from_directory()
     since, until = _utc(since), _utc(until)
     chosen = []
-    async for r in read_to_end(kafka, DELIVERIES_DEAD, name="replay"):
+    async for r, dead in read_decoded(kafka, codec, DELIVERIES_DEAD, DeliverWebhook, name="replay"):
         died = datetime.fromtimestamp(r.timestamp / 1000).astimezone()
-        dead = codec.decode(r.value, DeliverWebhook)
         if (
             (agency is None or dead.agency == agency)
             and (since is None or died >= since)
@@ -116,13 +115,12 @@ async def resend(kafka: KafkaSettings, agency: str, since: datetime) -> int:
     # Recipients of each alert as routed, so an Update or Cancel is resent only to who had its original.
     received = {
         r.alert_id
-        for r in [codec.decode(x.value, AlertRouted) async for x in read_to_end(kafka, ALERTS_ROUTED, name="resend")]
+        for r in [r async for _, r in read_decoded(kafka, codec, ALERTS_ROUTED, AlertRouted, name="resend")]
         if any(d.agency == agency and d.delivered for d in r.decisions)
     }
     requests = []
     now = utcnow()
-    async for record in read_to_end(kafka, ALERTS_ENRICHED, name="resend"):
-        enriched = codec.decode(record.value, AlertEnriched)
+    async for _, enriched in read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="resend"):
         if enriched.submitted_at < since:
             continue
         alert = enriched.alert
@@ -148,8 +146,7 @@ async def resend(kafka: KafkaSettings, agency: str, since: datetime) -> int:
 async def list_endpoints(kafka: KafkaSettings) -> int:
     codec = Codec.from_directory()
     latest: dict[str, EndpointChanged] = {}
-    async for r in read_to_end(kafka, DELIVERIES_ENDPOINTS, name="endpoints"):
-        change = codec.decode(r.value, EndpointChanged)
+    async for _, change in read_decoded(kafka, codec, DELIVERIES_ENDPOINTS, EndpointChanged, name="endpoints"):
         latest[change.agency] = change
     for change in sorted(latest.values(), key=lambda c: c.agency):
         print(json.dumps(msgspec.to_builtins(change)))

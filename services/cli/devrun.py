@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from services.cli.local_broker import LocalBroker
+from services.cli.security import write_secret
+from services.common.acls import SERVICES, service_principal
+from services.common.kafka_admin import SecurityAdmin
 from services.common.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,24 +38,47 @@ class Child:
     process: asyncio.subprocess.Process | None = None
 
 
-def children(kafka: KafkaSettings, ports: dict[str, int], registry: Path, feed_interval: float) -> list[Child]:
+async def _service_principals(admin: KafkaSettings, secrets_dir: Path) -> dict[str, KafkaSettings]:
+    """A fresh SCRAM password for every service's principal (a file each, mode 0600), and its settings."""
+    security = SecurityAdmin(admin)
+    settings: dict[str, KafkaSettings] = {}
+    for name in SERVICES:
+        password = secrets.token_urlsafe(32)
+        await security.set_password(service_principal(name), password)
+        path = secrets_dir / f"{name}.password"
+        write_secret(path, password)
+        settings[name] = admin.model_copy(update={"username": service_principal(name), "password_file": path})
+    return settings
+
+
+def children(
+    principals: dict[str, KafkaSettings],
+    ports: dict[str, int],
+    registry: Path,
+    feed_interval: float,
+    internal_token: str,
+) -> list[Child]:
     python = sys.executable
-    common = {**kafka.as_env(), "RCTC_LOG__FORMAT": "console"}
+    common = {"RCTC_LOG__FORMAT": "console"}
+    # The gateway -> tracker credential: only these two children get it (services/common/internal.py).
+    internal = {"RCTC_INTERNAL_TOKEN": internal_token}
 
     def service(name: str, ops: int, **extra: str) -> Child:
-        return Child(name, [python, "-m", f"services.{name}"], {**common, "RCTC_OPS__PORT": str(ops), **extra})
+        env = {**principals[name].as_env(), **common, "RCTC_OPS__PORT": str(ops), **extra}
+        return Child(name, [python, "-m", f"services.{name}"], env)
 
     return [
-        service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"])),
+        service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"]), **internal),
         service("enricher", ports["ops"] + 2),
         service("router", ports["ops"] + 3),
         service("auditor", ports["ops"] + 6),
-        service("dispatcher", ports["ops"] + 4),
+        service("dispatcher", ports["ops"] + 4, RCTC_ALLOW_PRIVATE_ENDPOINTS="true"),  # demo receivers on loopback
         service(
             "gateway",
             ports["ops"] + 1,
             RCTC_HTTP__PORT=str(ports["gateway"]),
             RCTC_TRACKER_URL=f"http://127.0.0.1:{ports['tracker']}",
+            **internal,
         ),
         Child(
             "receivers",
@@ -100,13 +127,13 @@ def supervise(args: argparse.Namespace) -> int:
     kafka_dir = state / "kafka"
     print(f"rctc dev: starting Kafka in {kafka_dir}", flush=True)
     broker = LocalBroker.start(kafka_dir, args.kafka_port)
-    # Every process connects as the broker's bootstrap admin for now; a principal per service comes with
-    # the generated ACLs.
+    # The set-up (topics, registry, ACLs, passwords) is the bootstrap admin's; each service then connects as
+    # its own principal, allowed only what deploy/topics.yaml gives it.
     kafka = broker.admin_settings()
-    # For `rctc` commands run by hand beside it (services/cli/settings.py reads this file).
+    # For `rctc` commands run by hand beside it (services/cli/settings.py reads this file): as the admin, who
+    # may also apply registries and ACLs and make agency credentials.
     env_file = state / "rctc.env"
-    env_file.write_text("".join(f"{name}={value}\n" for name, value in kafka.as_env().items()))
-    env_file.chmod(0o600)
+    write_secret(env_file, "".join(f"{name}={value}\n" for name, value in kafka.as_env().items()).strip())
     try:
         env = {**os.environ, **kafka.as_env()}
         cli = [sys.executable, "-m", "services.cli.main"]
@@ -120,7 +147,11 @@ def supervise(args: argparse.Namespace) -> int:
             "receivers": 8701,
             "ops": args.ops_port,
         }
-        return asyncio.run(_run_children(children(kafka, ports, args.registry, args.feed_interval), args))
+        principals = asyncio.run(_service_principals(kafka, state / "secrets"))
+        # A fresh internal credential for each run: nothing to configure, nothing left behind.
+        token = secrets.token_urlsafe(32)
+        kids = children(principals, ports, args.registry, args.feed_interval, token)
+        return asyncio.run(_run_children(kids, args))
     finally:
         print("rctc dev: stopping Kafka", flush=True)
         broker.stop()

@@ -1,6 +1,8 @@
 """`rctc`: the command line for operators and developers. `rctc --help` lists the commands.
 
-Kafka is found through --bootstrap or RCTC_KAFKA__BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
+Kafka is found through --bootstrap or RCTC_KAFKA__BOOTSTRAP_SERVERS (default 127.0.0.1:9092), and the principal
+through RCTC_KAFKA__USERNAME and RCTC_KAFKA__PASSWORD_FILE (`make run` writes these for its broker to
+.run/rctc.env, which `rctc` reads when run from the repository's root).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from services.cli.settings import CliSettings
 from services.common.acls import AgencyAccess
 from services.common.codec import Codec
 from services.common.errors import RctcError
+from services.common.internal import is_alert_id
 from services.common.registry import load_registry
 from services.common.registry.publish import latest_published, publish_registry
 from services.common.settings import KafkaSettings
@@ -107,13 +111,14 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="the Avro record schemas and their fingerprints")
     p.set_defaults(run=_schemas)
 
-    from services.cli import audit, deliveries, devrun, security
+    from services.cli import audit, deliveries, devrun, quarantine, security
     from services.demo import feed, receivers
 
     devrun.add_parser(sub)
     audit.add_parser(sub, _kafka)
     deliveries.add_parser(sub, _kafka)
     security.add_parser(sub, _kafka)
+    quarantine.add_parser(sub, _kafka)
     demo = sub.add_parser("demo", help="demo webhook receivers and alert feed").add_subparsers(metavar="ACTION")
     receivers.add_parser(demo)
     feed.add_parser(demo)
@@ -197,12 +202,15 @@ def _status(args: argparse.Namespace) -> int:
     if not args.token:
         print("rctc: a token is needed (--token or RCTC_TOKEN)", file=sys.stderr)
         return 2
-    path = f"/v1/alerts/{args.alert_id}" + ("/routing" if args.routing else "")
+    if not is_alert_id(args.alert_id):
+        print(f"rctc: {args.alert_id!r} is not an alert id (a UUID, as the gateway issued it)", file=sys.stderr)
+        return 2
+    url = URL(args.gateway).joinpath("v1", "alerts", args.alert_id, *(["routing"] if args.routing else []))
 
     async def fetch() -> tuple[int, object]:
         async with (
             aiohttp.ClientSession() as session,
-            session.get(args.gateway.rstrip("/") + path, headers={"Authorization": f"Bearer {args.token}"}) as response,
+            session.get(url, headers={"Authorization": f"Bearer {args.token}"}) as response,
         ):
             return response.status, await response.json()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.common.codec import Codec
-from services.common.kafka import read_to_end
+from services.common.kafka import read_decoded
 from services.common.records import AlertEnriched, utcnow
 from services.common.registry import Registry, RegistryPublished, load_registry
 from services.common.registry.publish import latest_published
@@ -34,7 +34,7 @@ async def simulate(kafka: KafkaSettings, file: Path, last: int) -> int:
             agreements=draft_doc.agreements,
         )
     )
-    alerts = [codec.decode(r.value, AlertEnriched) async for r in read_to_end(kafka, ALERTS_ENRICHED, name="simulate")]
+    alerts = [a async for _, a in read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="simulate")]
     recent = sorted({a.alert_id: a for a in alerts}.values(), key=lambda a: a.submitted_at)[-last:]
     changes = compare(recent, Registry(current), draft)
     for change in changes:

@@ -19,6 +19,7 @@ from services.common.records import (
     DeliveryAttempted,
     EndpointChanged,
     EscalationRaised,
+    Quarantined,
 )
 from services.common.registry import RegistryPublished
 from services.common.settings import KafkaSettings
@@ -35,6 +36,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.DELIVERIES_EVENTS: DeliveryAttempted,
     topics.DELIVERIES_ENDPOINTS: EndpointChanged,
     topics.REGISTRY: RegistryPublished,
+    topics.RECORDS_QUARANTINE: Quarantined,
 }
 
 

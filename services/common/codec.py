@@ -38,6 +38,9 @@ NAMESPACE = "rctc"
 MAGIC = b"\xc3\x01"
 # Files that only define types others reference; they are not records of their own on any topic.
 LIBRARY_SCHEMAS = ("Alert",)
+# The largest record decode accepts: aiokafka's default max_request_size, so no producer of ours writes more.
+# A bigger value on a topic was written by someone else, and is refused before it is parsed.
+MAX_RECORD_BYTES = 1024 * 1024
 
 T = TypeVar("T", bound=msgspec.Struct)
 Schema = dict[str, Any]
@@ -62,7 +65,10 @@ def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
 class Codec:
     """Encodes records with the current schema of their type; decodes any known writer version."""
 
-    def __init__(self, current: Mapping[str, Schema], older: Iterable[Schema] = ()) -> None:
+    def __init__(
+        self, current: Mapping[str, Schema], older: Iterable[Schema] = (), *, max_record_bytes: int = MAX_RECORD_BYTES
+    ) -> None:
+        self.max_record_bytes = max_record_bytes
         # name -> (parsed schema, fingerprint) for writing and as the reader schema.
         self._current: dict[str, tuple[Schema, bytes]] = {}
         # fingerprint -> (record name, parsed writer schema) for reading.
@@ -153,11 +159,23 @@ class Codec:
         except KeyError:
             raise CodecError(f"{name} does not end with a record field: it cannot be encoded in parts") from None
 
-    def decode(self, data: bytes, into: type[T]) -> T:
+    def decode(self, data: bytes | None, into: type[T]) -> T:
+        """The record in `data`, as `into`. Whatever is wrong with `data` (no value, not single-object
+        encoded, an unknown or other record's schema, oversized, truncated, bytes left over, a flipped bit
+        anywhere), the one exception is `CodecError`: a consumer has a single thing to catch and quarantine
+        (services/common/quarantine.py), and nothing else escapes to stop its loop
+        (tests/unit/test_codec.py checks it for arbitrary bytes and mutations of valid records)."""
         name = f"{NAMESPACE}.{into.__name__}"
+        if data is None:
+            raise CodecError(f"no value (a tombstone) where a {name} was expected")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise CodecError(f"expected bytes holding a {name}, got {type(data).__name__}")
+        if len(data) > self.max_record_bytes:
+            # Refused before any parsing: no producer of ours can write this much (aiokafka's request cap).
+            raise CodecError(f"oversized {name}: {len(data)} bytes, at most {self.max_record_bytes}")
         if len(data) < 10 or data[:2] != MAGIC:
             raise CodecError(f"not an Avro single-object encoded record (expected {name})")
-        fp = data[2:10]
+        fp = bytes(data[2:10])
         writer = self._writers.get(fp)
         if writer is None:
             raise UnknownSchemaError(fp)
@@ -165,11 +183,26 @@ class Codec:
         if writer_name != name:
             raise CodecError(f"expected {name}, got a record written as {writer_name}")
         reader_schema = self._current[name][0]
+        body = memoryview(data)[10:]
         try:
-            value = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer_schema, reader_schema)
+            # A length prefix that a flipped bit made huge cannot allocate it: BytesIO.read returns what
+            # there is, and fastavro then refuses the short read. Every item of every array and map in our
+            # schemas takes at least one byte, so no count can loop longer than the body is long
+            # (tests/unit/test_codec.py checks both).
+            stream = io.BytesIO(body)
+            value = fastavro.schemaless_reader(stream, writer_schema, reader_schema)
+            left = len(body) - stream.tell()
+            if left:
+                raise CodecError(f"corrupt {name}: {left} bytes after the end of the record")
             return msgspec.convert(value, into, strict=False)
-        except (ValueError, TypeError, EOFError, msgspec.ValidationError, StopIteration) as exc:
-            raise CodecError(f"corrupt {name}: {exc}") from exc
+        except CodecError:
+            raise
+        except Exception as exc:
+            # fastavro's failures on bad input are not a documented set (IndexError for an enum or union
+            # index out of range, OverflowError for a timestamp past year 9999, EOFError, UnicodeDecodeError,
+            # MemoryError, ...), and they differ between its C and Python readers: any of them means this
+            # body is not a valid record, which is the record's fault, not the consumer's.
+            raise CodecError(f"corrupt {name}: {type(exc).__name__}: {exc}") from exc
 
     def fingerprints(self) -> dict[str, str]:
         """Current schema fingerprint by record name, for `rctc schemas` and the docs."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -23,10 +23,14 @@ from aiokafka.producer import sender as aiokafka_sender
 
 from services.common import tracing
 from services.common.codec import Codec
-from services.common.errors import ConfigurationError, NotReadyError
+from services.common.errors import CodecError, ConfigurationError, NotReadyError
+from services.common.logs import get_logger
 from services.common.outputs import GroupWriter
 from services.common.partitioner import KeyPartitioner
 from services.common.settings import KafkaSettings
+
+log = get_logger(__name__)
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 def connection(settings: KafkaSettings) -> dict[str, Any]:
@@ -220,15 +224,30 @@ async def produce_all(kafka: KafkaSettings, name: str, topic: str, items: Iterab
 
 
 async def replay_from_beginning(
-    c: AIOKafkaConsumer, partitions: list[TopicPartition], poll: Callable[[int], Awaitable[None]]
+    c: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    poll: Callable[[int], Awaitable[None]],
+    *,
+    first: Iterable[str] = (),
 ) -> None:
     """Assign `partitions`, seek to their beginning and call `poll` until each is read to its current end.
 
-    How a follower (the registry view, endpoint states, the tracker) rebuilds its state before serving.
+    How a follower (the registry view, endpoint states, the tracker) rebuilds its state before serving. The
+    partitions of the `first` topics are read to their end before any other is fetched: the tracker reads
+    every decision before the acks and deliveries that refer to them, which would otherwise arrive ahead of
+    their alert by the thousand and overflow the bounded buffer that holds such early records.
     """
     c.assign(partitions)
     await c.seek_to_beginning(*partitions)
     ends = await c.end_offsets(partitions)
+    leading = {tp for tp in partitions if tp.topic in set(first)}
+    rest = [tp for tp in partitions if tp not in leading]
+    if leading and rest:
+        c.pause(*rest)
+        for tp in leading:
+            while await c.position(tp) < ends[tp]:
+                await poll(500)
+        c.resume(*rest)
     for tp, end in ends.items():
         while await c.position(tp) < end:
             await poll(500)
@@ -254,3 +273,20 @@ async def read_to_end(kafka: KafkaSettings, topic: str, *, name: str) -> AsyncIt
                             yield record
     finally:
         await c.stop()
+
+
+async def read_decoded(
+    kafka: KafkaSettings, codec: Codec, topic: str, into: type[T], *, name: str
+) -> AsyncIterator[tuple[ConsumerRecord, T]]:
+    """`read_to_end`'s records that decode as `into`, with their record. One that does not is logged
+    (`record.unreadable`) and skipped: a tool reading a whole topic must not stop at a record the services
+    have already set aside in records.quarantine."""
+    async for record in read_to_end(kafka, topic, name=name):
+        try:
+            value = codec.decode(record.value, into)
+        except CodecError as exc:
+            log.warning(
+                "record.unreadable", topic=topic, partition=record.partition, offset=record.offset, error=str(exc)
+            )
+            continue
+        yield record, value

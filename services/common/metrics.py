@@ -20,3 +20,8 @@ BATCH_FAILURES = Counter(
     "Batches that failed and were re-fetched from their first offset.",
     ["service", "topic"],
 )
+LOOP_CRASHES = Counter(
+    "rctc_loop_crashes_total",
+    "Loops stopped by an unexpected exception (logged as loop.crashed); the process exits non-zero.",
+    ["service"],
+)

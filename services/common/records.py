@@ -244,3 +244,17 @@ class AuditRecorded(Record, kw_only=True):
 def recipient_key(alert_id: str, agency: str) -> bytes:
     """The Kafka key of a per-recipient record: `alert_id:agency` (DESIGN.md, Data on Kafka)."""
     return f"{alert_id}:{agency}".encode()
+
+
+class Quarantined(Record, kw_only=True):
+    """A record set aside because it could not be decoded or validated (services/common/quarantine.py)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    value_size: int
+    reason: str
+    service: str
+    quarantined_at: datetime

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol, TypeVar
 
+from pydantic import ValidationError
+
 from services.common import gc_pauses
 from services.common.logs import configure_logging, get_logger
 from services.common.ops import OpsServer
@@ -99,7 +101,10 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
 
 def main(name: str, settings_type: type[S], build: Callable[[S], Service]) -> None:
     """The entry point of every service: settings from the environment, logging, then serve until stopped."""
-    settings = settings_type()
+    try:
+        settings = settings_type()
+    except ValidationError as exc:  # a setting missing or wrong (RCTC_INTERNAL_TOKEN, ...): say which, no traceback
+        raise SystemExit(f"{name}: cannot start: {exc}") from None
     configure_logging(settings.log, name)
     # A crash in C code (an extension, the interpreter) leaves a Python traceback in the log, not just a
     # segmentation fault in the kernel's.

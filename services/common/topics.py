@@ -33,6 +33,7 @@ DELIVERIES_WEBHOOK = "deliveries.webhook"
 DELIVERIES_EVENTS = "deliveries.events"
 DELIVERIES_DEAD = "deliveries.dead"
 DELIVERIES_ENDPOINTS = "deliveries.endpoints"
+RECORDS_QUARANTINE = "records.quarantine"
 
 
 def retry_topic(tier: str) -> str:

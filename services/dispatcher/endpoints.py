@@ -16,6 +16,7 @@ from services.common.codec import Codec
 from services.common.errors import CodecError
 from services.common.kafka import consumer, partitions_of, replay_from_beginning
 from services.common.logs import get_logger
+from services.common.quarantine import Quarantine, noted
 from services.common.records import EndpointChanged, EndpointState, utcnow
 from services.common.settings import KafkaSettings
 from services.common.topics import DELIVERIES_ENDPOINTS
@@ -30,6 +31,8 @@ class EndpointStates:
         self._name = name
         self._consumer: AIOKafkaConsumer | None = None
         self.current: dict[str, EndpointChanged] = {}
+        self._live = False
+        self._quarantine = Quarantine.standalone(kafka, codec, f"{name}-endpoints")
 
     def state(self, agency: str, url: str) -> EndpointState:
         """An endpoint's state; a change recorded for another URL (the agency moved) no longer applies."""
@@ -40,6 +43,7 @@ class EndpointStates:
         self._consumer = c = consumer(self._kafka, f"{self._name}-endpoints", group=None, follower=True)
         await c.start()
         await replay_from_beginning(c, await partitions_of(c, [DELIVERIES_ENDPOINTS]), self._poll)
+        self._live = True
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -48,15 +52,23 @@ class EndpointStates:
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+        await self._quarantine.close()
 
     async def _poll(self, timeout_ms: int) -> None:
         assert self._consumer is not None
         for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
             for r in records:
+                if r.value is None:
+                    continue  # a compaction tombstone: nothing was recorded there
                 try:
                     change = self._codec.decode(r.value, EndpointChanged)
                 except CodecError as exc:
-                    log.error("endpoint.unreadable", offset=r.offset, error=str(exc))
+                    # Written only once caught up: the replay at every start would write it again
+                    # (services/common/quarantine.py).
+                    if self._live:
+                        await self._quarantine.put(r, str(exc), self._name, best_effort=True)
+                    else:
+                        noted(r, str(exc), self._name, written=False)
                     continue
                 self.current[change.agency] = change
 

@@ -14,7 +14,12 @@ deliveries.dead for a replay.
 
 Guarantee. At least once: a delivery's offset is committed only when it ended in a 2xx, in a retry tier,
 or in deliveries.dead with an escalation, each written (and acknowledged) before. The webhook-id never
-changes, so receivers de-duplicate.
+changes, so receivers de-duplicate. A delivery that raises anything unexpected (a bug, not an outage) stops
+the dispatcher (common/consume.py `fail_fast`): its offset never finished, so no commit passes it, and the
+next start delivers it again.
+
+What happens is decided in outcome.py (pure); this module makes the requests and writes the records. The
+records say only the class of a failure (`timeout`, `http_503`); where the receiver is stays in the log.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ import contextlib
 import functools
 import random
 import time
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import msgspec
 import structlog
+from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -38,14 +43,15 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.common import tracing
 from services.common.codec import Codec
+from services.common.consume import RETRYABLE, fail_fast
 from services.common.errors import CodecError
 from services.common.kafka import Outbox, consumer, learn_topics, producer
 from services.common.logs import get_logger
 from services.common.outputs import GroupWriter
+from services.common.quarantine import Quarantine
 from services.common.records import (
     DeliverWebhook,
     DeliveryAttempted,
-    DeliveryOutcome,
     EndpointState,
     EscalationRaised,
     recipient_key,
@@ -61,8 +67,9 @@ from services.common.topics import (
 )
 from services.dispatcher.breaker import CircuitBreaker
 from services.dispatcher.endpoints import EndpointStates, publish_state
-from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url
-from services.dispatcher.schedule import TIERS, give_up_after, next_delay, parse_retry_after, tier_for
+from services.dispatcher.outcome import Decision, Observed, classify, decide
+from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket
+from services.dispatcher.schedule import TIERS, parse_retry_after
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.signing import signed_headers
 from services.dispatcher.window import CommitWindow
@@ -95,18 +102,6 @@ def _latency(agency: str) -> Any:
 USER_AGENT = "RCTC-Alert-Exchange/0.1 (+standard-webhooks)"
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """What one POST (or a refusal to make one) came to."""
-
-    outcome: DeliveryOutcome | Literal["deferred"]  # retrying: failed; deferred: not attempted (circuit open)
-    status: int | None
-    error: str | None
-    latency_s: float
-    retry_after: float | None = None
-    gone: bool = False
-
-
 class _Lane(ConsumerRebalanceListener):  # type: ignore[misc]
     """One input topic (the first attempts, or one delay tier) with its consumer and commit window."""
 
@@ -116,6 +111,8 @@ class _Lane(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer: AIOKafkaConsumer | None = None
         self.window = CommitWindow()
         self.in_flight: set[asyncio.Task[None]] = set()
+        # The deliveries' task group while the lane runs: one that fails cancels the rest (see _lane_loop).
+        self.tasks: asyncio.TaskGroup | None = None
         # Set while the lane may admit more deliveries. Waiting on it instead of on the in-flight tasks
         # themselves: asyncio.wait over thousands of tasks, after every completion, was a fifth of the
         # dispatcher's CPU at saturation (bench/).
@@ -153,6 +150,7 @@ class Dispatcher:
         self.lanes = [_Lane("first", DELIVERIES_WEBHOOK)] + [_Lane(t, retry_topic(t)) for t in TIERS]
         self._producer: AIOKafkaProducer | None = None
         self._writer: GroupWriter | None = None
+        self.quarantine: Quarantine = Quarantine.standalone(settings.kafka, codec, "dispatcher")  # until start()
         self._public: aiohttp.ClientSession | None = None
         self._private: aiohttp.ClientSession | None = None
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
@@ -164,24 +162,12 @@ class Dispatcher:
         await self.endpoints.start()
         self._producer = producer(self.settings.kafka, "dispatcher")
         await self._producer.start()
+        self.quarantine = Quarantine(self._producer, self.codec)
         # Each delivery's outcome goes out with the others' of the moment, in ready batches: a send() per
         # record (partitioner, future, accumulator) was a tenth of the dispatcher's CPU at saturation.
         self._writer = GroupWriter(self._producer)
         await learn_topics(self._producer, [DELIVERIES_EVENTS])
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.response_timeout_s, sock_connect=self.settings.connect_timeout_s
-        )
-        headers = {"User-Agent": USER_AGENT}
-        # Endpoints on public addresses only go through the resolver that refuses internal ones; the
-        # registry marks the few that may be private (the demo's receivers on 127.0.0.1).
-        self._public = aiohttp.ClientSession(
-            timeout=timeout,
-            headers=headers,
-            connector=aiohttp.TCPConnector(resolver=SafeResolver(), limit=self.settings.concurrency),
-        )
-        self._private = aiohttp.ClientSession(
-            timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(limit=self.settings.concurrency)
-        )
+        self._open_sessions()
         for lane in self.lanes:
             group = "dispatcher" if lane.name == "first" else f"dispatcher-retry-{lane.name}"
             lane.consumer = consumer(
@@ -193,6 +179,31 @@ class Dispatcher:
                 follower=lane.name != "first",  # a retry waits seconds anyway
             )
             await lane.consumer.start()
+
+    def _open_sessions(self, resolver: AbstractResolver | None = None) -> None:
+        """The HTTP sessions deliveries go out on; `resolver` replaces the system's DNS (tests)."""
+        timeout = aiohttp.ClientTimeout(
+            total=self.settings.response_timeout_s, sock_connect=self.settings.connect_timeout_s
+        )
+        headers = {"User-Agent": USER_AGENT}
+        # Every endpoint goes through the resolver and the socket factory that refuse internal addresses
+        # (safety.py), unless the registry marks it private AND this deployment allows private endpoints
+        # (the demo's receivers on 127.0.0.1). Without that setting the unguarded session does not exist.
+        # No proxies from the environment (trust_env is off), and every POST passes allow_redirects=False.
+        guarded = aiohttp.TCPConnector(
+            resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=self.settings.concurrency
+        )
+        self._public = aiohttp.ClientSession(timeout=timeout, headers=headers, connector=guarded, trust_env=False)
+        if self.settings.allow_private_endpoints:
+            self._private = aiohttp.ClientSession(
+                timeout=timeout,
+                headers=headers,
+                connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+                trust_env=False,
+            )
+
+    def _private_allowed(self, webhook: Webhook) -> bool:
+        return webhook.allow_private and self.settings.allow_private_endpoints
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -231,26 +242,29 @@ class Dispatcher:
         in_flight = lane.in_flight
         last_commit = time.monotonic()
         try:
-            while not stopping.is_set():
-                if len(in_flight) >= self.settings.max_in_flight:
-                    lane.room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lane.room.wait(), 0.2)
-                else:
-                    batches = await lane.consumer.getmany(timeout_ms=200, max_records=self.settings.concurrency)
-                    for tp, records in batches.items():
-                        self._admit(lane, tp, records)
-                if time.monotonic() - last_commit >= 0.2:
-                    await lane.commit()
-                    last_commit = time.monotonic()
-            # Stopping: give what is in flight the shutdown time the runner allows, then commit what ended.
-            if in_flight:
-                await asyncio.wait(in_flight)
+            # Deliveries are tasks of this group. One that raises something unexpected (fail_fast logs it)
+            # cancels the others and this loop, and the group's error fails the service: the offsets of the
+            # failed and the cancelled deliveries never finished, so the commit below stops before them.
+            async with asyncio.TaskGroup() as lane.tasks:
+                while not stopping.is_set():
+                    if len(in_flight) >= self.settings.max_in_flight:
+                        lane.room.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(lane.room.wait(), 0.2)
+                    else:
+                        batches = await lane.consumer.getmany(timeout_ms=200, max_records=self.settings.concurrency)
+                        for tp, records in batches.items():
+                            self._admit(lane, tp, records)
+                    if time.monotonic() - last_commit >= 0.2:
+                        await lane.commit()
+                        last_commit = time.monotonic()
+                # Stopping: the group waits for what is in flight (the runner bounds how long).
         finally:
-            await lane.commit()
+            lane.tasks = None
+            await lane.commit()  # what ended
 
     def _admit(self, lane: _Lane, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        assert lane.consumer is not None
+        assert lane.consumer is not None and lane.tasks is not None
         in_flight, room, gauge = lane.in_flight, lane.room, lane.gauge
         limit = self.settings.max_in_flight
         now = utcnow()
@@ -258,14 +272,7 @@ class Dispatcher:
             try:
                 request = self.codec.decode(record.value, DeliverWebhook)
             except CodecError as exc:
-                log.error(
-                    "delivery.unreadable",
-                    lane=lane.name,
-                    partition=record.partition,
-                    offset=record.offset,
-                    error=str(exc),
-                )
-                lane.window.skipped(tp, record.offset)
+                self._set_aside(lane, tp, record, str(exc))
                 continue
             if request.not_before is not None and request.not_before > now:
                 # Not due: hold the partition here until it is; everything behind it is due later still.
@@ -276,7 +283,8 @@ class Dispatcher:
                 return
             lane.window.started(tp, record.offset)
             traceparent = tracing.child_of(tracing.from_headers(record.headers))
-            task = asyncio.create_task(self._guarded(request, traceparent, lane.name))
+            task = lane.tasks.create_task(self._guarded(request, traceparent, lane.name), name=request.webhook_id)
+            fail_fast(task, service=self.name)
             in_flight.add(task)
             gauge.inc()
 
@@ -289,6 +297,32 @@ class Dispatcher:
                     lane.window.finished(tp, offset)
 
             task.add_done_callback(done)
+
+    def _set_aside(self, lane: _Lane, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
+        """Quarantine an unusable request; its offset is committable once the entry is written, so a
+        crash before then quarantines it again rather than skip it unrecorded."""
+        lane.window.started(tp, record.offset)
+        task = asyncio.create_task(self._quarantine(record, reason))
+        lane.in_flight.add(task)  # shutdown waits for it like for a delivery
+
+        def done(t: asyncio.Task[None], offset: int = record.offset) -> None:
+            lane.in_flight.discard(t)
+            if not t.cancelled() and t.exception() is None:
+                lane.window.finished(tp, offset)
+
+        task.add_done_callback(done)
+        fail_fast(task, service=self.name)  # only a bug gets out of _quarantine: logged with its traceback
+
+    async def _quarantine(self, record: ConsumerRecord, reason: str) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self.quarantine.put(record, reason, self.name)
+                return
+            except RETRYABLE as exc:
+                log.warning("quarantine.write_failed", error=repr(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     @staticmethod
     def _resume(lane: _Lane, tp: TopicPartition) -> None:
@@ -323,82 +357,79 @@ class Dispatcher:
         agency = self.registry.current.agencies.get(request.agency)
         webhook = agency.webhook if agency is not None else None
         if webhook is None:
-            result = Attempt("dead", None, f"{request.agency} has no webhook endpoint in the registry", 0.0)
+            observed = Observed(failure="no_endpoint", detail=f"{request.agency} has no webhook endpoint")
         elif self.endpoints.state(request.agency, webhook.url) == "disabled":
             reason = self.endpoints.current[request.agency].reason
-            result = Attempt("dead", None, f"the endpoint is disabled ({reason})", 0.0)
+            observed = Observed(failure="endpoint_disabled", detail=f"the endpoint is disabled ({reason})")
         else:
-            result = await self._attempt(request, webhook)
+            observed = await self._attempt(request, webhook)
+        decision = decide(
+            observed,
+            attempt=attempt_no,
+            urgency=request.urgency,
+            waited_s=(utcnow() - request.requested_at).total_seconds(),
+            rng=self._rng,
+            time_scale=self.settings.retry_time_scale,
+        )
+        if webhook is not None:
+            await self._endpoint_learned(request.agency, webhook.url, decision)
         key = recipient_key(request.alert_id, request.agency)
-        if result.outcome == "deferred":
-            await self._defer(outbox, request, result, key, traceparent)
+        # The log line carries where the receiver is (for operators); records carry the failure's class only.
+        where = {"url": webhook.url} if webhook is not None else {}
+        if decision.outcome == "deferred":
+            assert decision.delay_s is not None and decision.tier is not None
+            again = msgspec.structs.replace(request, not_before=utcnow() + timedelta(seconds=decision.delay_s))
+            await outbox.send(retry_topic(decision.tier), key, again, traceparent)
             await outbox.flush()
+            log.info(
+                "delivery.deferred",
+                reason=decision.failure,
+                retry_tier=decision.tier,
+                retry_in_s=round(decision.delay_s, 2),
+            )
             return
-        outcome = result.outcome
-        delay = None
-        if outcome == "retrying":
-            delay = next_delay(request.urgency, attempt_no, result.retry_after, self._rng)
-            if delay is None:
-                outcome = "dead"
+        # A deferral is not an attempt: a delivery that dies deferred has made only the attempts it had.
+        attempts = request.attempt if observed.failure == "circuit_open" else attempt_no
+        outcome = decision.outcome
         event = DeliveryAttempted(
             webhook_id=request.webhook_id,
             alert_id=request.alert_id,
             agency=request.agency,
-            attempt=attempt_no,
+            attempt=attempts,
             outcome=outcome,
-            status_code=result.status,
-            latency_ms=round(result.latency_s * 1000, 2),
-            error=result.error,
+            status_code=observed.status,
+            latency_ms=round(observed.latency_s * 1000, 2),
+            error=decision.failure,
             attempted_at=utcnow(),
         )
         await outbox.send(DELIVERIES_EVENTS, key, event, traceparent)
         _attempts(request.agency, outcome).inc()
         fields = {
-            "attempt": attempt_no,
-            "status_code": result.status,
+            "attempt": attempts,
+            "status_code": observed.status,
             "latency_ms": event.latency_ms,
             "outcome": outcome,
         }
         if outcome == "delivered":
             log.info("delivery.succeeded", **fields)
-        elif outcome == "retrying" and delay is not None:
-            tier = tier_for(delay)
-            due = utcnow() + timedelta(seconds=delay * self.settings.retry_time_scale)
-            again = msgspec.structs.replace(request, attempt=attempt_no, last_error=result.error, not_before=due)
-            await outbox.send(retry_topic(tier), key, again, traceparent)
-            log.warning("delivery.failed", error=result.error, retry_tier=tier, retry_in_s=round(delay, 1), **fields)
-        else:
-            await self._give_up(outbox, request, attempt_no, result.error, key, traceparent)
-            log.error("delivery.dead", error=result.error, **fields)
-        await outbox.flush()
-
-    async def _defer(
-        self, outbox: Outbox, request: DeliverWebhook, result: Attempt, key: bytes, traceparent: str
-    ) -> None:
-        """Not attempted because the endpoint's circuit is open: wait for the probe, within a bounded time."""
-        elapsed = (utcnow() - request.requested_at).total_seconds()
-        if elapsed > give_up_after(request.urgency) * self.settings.retry_time_scale:
-            error = f"gave up after {elapsed:.0f}s: {result.error}"
-            event = DeliveryAttempted(
-                webhook_id=request.webhook_id,
-                alert_id=request.alert_id,
-                agency=request.agency,
-                attempt=request.attempt,
-                outcome="dead",
-                latency_ms=0.0,
-                error=error,
-                attempted_at=utcnow(),
+        elif outcome == "retrying":
+            assert decision.delay_s is not None and decision.tier is not None
+            due = utcnow() + timedelta(seconds=decision.delay_s)
+            again = msgspec.structs.replace(request, attempt=attempt_no, last_error=decision.failure, not_before=due)
+            await outbox.send(retry_topic(decision.tier), key, again, traceparent)
+            log.warning(
+                "delivery.failed",
+                error=decision.failure,
+                detail=observed.detail,
+                retry_tier=decision.tier,
+                retry_in_s=round(decision.delay_s, 2),
+                **where,
+                **fields,
             )
-            await outbox.send(DELIVERIES_EVENTS, key, event, traceparent)
-            _attempts(request.agency, "dead").inc()
-            await self._give_up(outbox, request, request.attempt, error, key, traceparent)
-            log.error("delivery.dead", error=error, attempt=request.attempt, outcome="dead")
-            return
-        wait = result.retry_after or 0.0
-        again = msgspec.structs.replace(request, not_before=utcnow() + timedelta(seconds=wait))
-        tier = tier_for(wait / self.settings.retry_time_scale)
-        await outbox.send(retry_topic(tier), key, again, traceparent)
-        log.info("delivery.deferred", reason=result.error, retry_tier=tier, retry_in_s=round(wait, 2))
+        else:
+            await self._give_up(outbox, request, attempts, decision.failure, key, traceparent)
+            log.error("delivery.dead", error=decision.failure, detail=observed.detail, **where, **fields)
+        await outbox.flush()
 
     async def _give_up(
         self, outbox: Outbox, request: DeliverWebhook, attempts: int, error: str | None, key: bytes, traceparent: str
@@ -419,12 +450,12 @@ class Dispatcher:
         )
         await outbox.send(ALERTS_ESCALATIONS, key, escalation, traceparent)
 
-    async def _attempt(self, request: DeliverWebhook, webhook: Webhook) -> Attempt:
+    async def _attempt(self, request: DeliverWebhook, webhook: Webhook) -> Observed:
         endpoint = (request.agency, webhook.url)
         try:
-            check_url(webhook.url, webhook.allow_private)
+            check_url(webhook.url, self._private_allowed(webhook))
         except UnsafeDestination as exc:
-            return Attempt("dead", None, f"refused destination: {exc}", 0.0)
+            return Observed(failure="refused_destination", detail=str(exc))
         # Made once per endpoint (not as setdefault's argument, built and thrown away on every delivery).
         breaker = self._breakers.get(endpoint)
         if breaker is None:
@@ -439,27 +470,28 @@ class Dispatcher:
         async with slots:
             # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit.
             if not breaker.allow():
-                return Attempt(
-                    "deferred",
-                    None,
-                    "circuit open: the endpoint failed repeatedly",
-                    0.0,
+                return Observed(
+                    failure="circuit_open",
                     retry_after=max(breaker.remaining(), 0.05),
+                    detail="the endpoint failed repeatedly",
                 )
-            result = await self._post(request, webhook)
-        if result.outcome == "delivered":
-            if breaker.success():
-                CIRCUIT_OPEN.labels(request.agency).set(0)
-                await self._set_state(request.agency, webhook.url, "active", "delivered again")
-        elif result.gone:
-            await self._set_state(request.agency, webhook.url, "disabled", "the endpoint answered 410 Gone")
-        elif breaker.failure():
-            CIRCUIT_OPEN.labels(request.agency).set(1)
-            await self._set_state(request.agency, webhook.url, "failing", f"circuit opened: {result.error}")
-        return result
+            return await self._post(request, webhook)
 
-    async def _post(self, request: DeliverWebhook, webhook: Webhook) -> Attempt:
-        session = self._private if webhook.allow_private else self._public
+    async def _endpoint_learned(self, agency: str, url: str, decision: Decision) -> None:
+        """Tell the endpoint's circuit breaker, and every replica when its state changes, what the attempt showed."""
+        breaker = self._breakers.get((agency, url))
+        if decision.endpoint == "success":
+            if breaker is not None and breaker.success():
+                CIRCUIT_OPEN.labels(agency).set(0)
+                await self._set_state(agency, url, "active", "delivered again")
+        elif decision.endpoint == "disable":
+            await self._set_state(agency, url, "disabled", f"the endpoint answered {decision.failure}")
+        elif decision.endpoint == "failure" and breaker is not None and breaker.failure():
+            CIRCUIT_OPEN.labels(agency).set(1)
+            await self._set_state(agency, url, "failing", f"circuit opened: {decision.failure}")
+
+    async def _post(self, request: DeliverWebhook, webhook: Webhook) -> Observed:
+        session = self._private if self._private_allowed(webhook) else self._public
         assert session is not None
         headers = signed_headers(request.webhook_id, utcnow(), request.payload, webhook.secrets)
         headers["Content-Type"] = "application/json"
@@ -475,17 +507,10 @@ class Dispatcher:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             latency = time.perf_counter() - started
             _latency(request.agency).observe(latency)
-            unsafe = _cause(exc, UnsafeDestination)
-            if unsafe is not None:
-                return Attempt("dead", None, f"refused destination: {unsafe}", latency)
-            return Attempt("retrying", None, f"{type(exc).__name__}: {exc}"[:500], latency)
+            return Observed(failure=classify(exc), detail=f"{type(exc).__name__}: {exc}"[:500], latency_s=latency)
         latency = time.perf_counter() - started
         _latency(request.agency).observe(latency)
-        if 200 <= status < 300:
-            return Attempt("delivered", status, None, latency)
-        if status == 410:
-            return Attempt("dead", status, "the endpoint answered 410 Gone", latency, gone=True)
-        return Attempt("retrying", status, f"HTTP {status}", latency, retry_after=retry_after)
+        return Observed(status=status, retry_after=retry_after, detail=f"HTTP {status}", latency_s=latency)
 
     async def _set_state(self, agency: str, url: str, state: EndpointState, reason: str) -> None:
         if self.endpoints.state(agency, url) == state:
@@ -494,15 +519,6 @@ class Dispatcher:
         change = await publish_state(self._producer, self.codec, agency, url, state, reason, by=self.name)
         self.endpoints.current[agency] = change
         log.warning("endpoint.changed", state=state, reason=reason)
-
-
-def _cause(exc: BaseException, kind: type[UnsafeDestination]) -> UnsafeDestination | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def build(settings: DispatcherSettings, codec: Codec | None = None) -> Dispatcher:

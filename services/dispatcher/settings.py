@@ -17,3 +17,8 @@ class DispatcherSettings(ServiceSettings):
     breaker_cooldown_s: float = 30.0
     # Multiplies every retry delay (schedule.py). 1 in production; tests shrink time with it.
     retry_time_scale: float = 1.0
+    # Whether the registry's `allow_private` is honoured at all (plain http, loopback and private
+    # addresses for that endpoint). Off unless a deployment opts in: `make run` and the tests do, for
+    # the demo receivers on 127.0.0.1; compose and k8s set it false explicitly. Env:
+    # RCTC_ALLOW_PRIVATE_ENDPOINTS.
+    allow_private_endpoints: bool = False

@@ -1,4 +1,5 @@
 """The enricher's consume loop: alerts.submitted in, alerts.enriched or alerts.rejected out, at least once.
+A record that is not an AlertSubmitted goes to records.quarantine (services/common/quarantine.py).
 
 Re-delivery after a crash produces the same alert id again; the router's transactional output and the
 receivers' de-duplication (by alert id and webhook-id) make that harmless.
@@ -21,7 +22,8 @@ from services.common.errors import CodecError
 from services.common.kafka import Outbox, consumer, learn_topics, producer
 from services.common.logs import get_logger
 from services.common.metrics import RECORD_SECONDS, RECORDS
-from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, utcnow
+from services.common.quarantine import Quarantine
+from services.common.records import AlertEnriched, AlertSubmitted, utcnow
 from services.common.topics import ALERTS_ENRICHED, ALERTS_REJECTED, ALERTS_SUBMITTED
 from services.enricher.enrich import enrich
 from services.enricher.settings import EnricherSettings
@@ -45,10 +47,12 @@ class Enricher:
         self.watchlist = load_watchlist(settings.watchlist_file)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self.quarantine: Quarantine | None = None
 
     async def start(self) -> None:
         self._producer = producer(self.settings.kafka, "enricher")
         await self._producer.start()
+        self.quarantine = Quarantine(self._producer, self.codec)
         await learn_topics(self._producer, [ALERTS_ENRICHED, ALERTS_REJECTED])
         self._consumer = consumer(self.settings.kafka, "enricher", ALERTS_SUBMITTED, group="enricher")
         await self._consumer.start()
@@ -87,16 +91,12 @@ class Enricher:
             try:
                 submitted = self.codec.decode(record.value, AlertSubmitted)
             except CodecError as exc:
-                # A poison record: say so on alerts.rejected and move on, rather than block the partition.
-                result: AlertEnriched | AlertRejected = AlertRejected(
-                    alert_id=key.decode(errors="replace"),
-                    origin="unknown",
-                    stage="enricher",
-                    reason=f"unreadable record: {exc}",
-                    rejected_at=utcnow(),
-                )
-            else:
-                result = enrich(submitted, now=utcnow(), watchlist=self.watchlist)
+                # Not an alert at all: nobody to tell on alerts.rejected. Set it aside, go on with the rest.
+                assert self.quarantine is not None
+                await self.quarantine.put(record, str(exc), self.name)
+                RECORDS.labels(self.name, record.topic, "quarantined").inc()
+                return
+            result = enrich(submitted, now=utcnow(), watchlist=self.watchlist)
             if isinstance(result, AlertEnriched):
                 await outbox.send(ALERTS_ENRICHED, key, result, traceparent)
                 log.info(

@@ -2,7 +2,12 @@
 they report is the tracker's, fetched on each request.
 
 Every error answers with the same JSON shape, `{"error": code, "message": text, "problems": [...]}`,
-and every request is logged once as `http.request` with its outcome.
+aiohttp's own (no such path, wrong method) and an unexpected failure (500, logged with its traceback)
+included, and every request is logged once as `http.request` with its outcome.
+
+Calls to the tracker carry the internal credential (set on the session, service.py) and are built from
+an alert id that access.py has validated plus quoted query parameters: no caller's text is spliced into
+a URL (issue 13: `X%3Fviewer_kind%3Doperator` once made any agency an operator).
 """
 
 from __future__ import annotations
@@ -16,25 +21,23 @@ import aiohttp
 import msgspec
 from aiohttp import web
 from aiokafka.errors import KafkaError
+from yarl import URL
 
 from services.common import tracing
 from services.common.kafka import Outbox
 from services.common.logs import get_logger
-from services.common.records import AckResponse, AckSubmitted, AlertSubmitted, recipient_key, utcnow
+from services.common.records import AckSubmitted, AlertSubmitted, recipient_key, utcnow
 from services.common.registry import RegistryView
 from services.common.registry.model import Principal
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
+from services.gateway.access import Refusal, outstanding_scope, path_problem
 from services.gateway.idempotency import KeyReuseGuard, alert_id_for
-from services.gateway.submission import InvalidSubmission, parse_submission
+from services.gateway.ratelimit import RateLimiter, retry_after
+from services.gateway.submission import InvalidSubmission, parse_ack, parse_submission
 
 log = get_logger("rctc.gateway")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
-
-
-class AckBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    response: AckResponse | None = None
-    note: str | None = None
 
 
 def error(
@@ -50,6 +53,31 @@ def error(
     return web.json_response(body, status=status, headers=headers)
 
 
+# aiohttp's exceptions (raised by its router, by request parsing, or by a handler) and the code each gets.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+def http_error(exc: web.HTTPException) -> web.StreamResponse:
+    """An aiohttp HTTPException as the documented JSON error body (its Allow header kept)."""
+    if exc.status < 400:
+        return exc  # a redirect is not an error
+    if exc.status == 413:
+        return error(413, "too_large", "the body is larger than the gateway accepts")
+    code = _HTTP_CODES.get(exc.status, "http_error")
+    if exc.status == 404:
+        return error(404, code, "no such path")
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return error(405, code, f"this path allows {allowed or 'no method'}", headers={"Allow": allowed})
+    return error(exc.status, code, exc.reason)
+
+
 class GatewayApi:
     def __init__(
         self,
@@ -58,19 +86,23 @@ class GatewayApi:
         tracker: aiohttp.ClientSession,
         tracker_url: str,
         key_guard: KeyReuseGuard,
+        *,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._registry = registry
         self._outbox = outbox_factory
         self._tracker = tracker
-        self._tracker_url = tracker_url.rstrip("/")
+        self._tracker_url = URL(tracker_url)
         self._keys = key_guard
+        self._limiter = limiter if limiter is not None else RateLimiter()
+        self._limited_version = -1  # the registry version whose agencies the limiter keeps buckets for
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/alerts", self.submit_alert),
-            web.post("/v1/alerts/{alert_id}/ack", self.acknowledge),
-            web.get("/v1/alerts/{alert_id}", self.alert_status),
-            web.get("/v1/alerts/{alert_id}/routing", self.alert_routing),
+            web.post("/v1/alerts/{alert_id}/ack", _checked(self.acknowledge)),
+            web.get("/v1/alerts/{alert_id}", _checked(self.alert_status)),
+            web.get("/v1/alerts/{alert_id}/routing", _checked(self.alert_routing)),
             web.get("/v1/acks/outstanding", self.outstanding),
         ]
 
@@ -94,16 +126,46 @@ class GatewayApi:
             else:
                 fields["principal"] = f"{principal[0]}:{principal[1]}"
                 request[PRINCIPAL] = principal
-                response = await handler(request)
+                refused = self._refusal(principal)
+                response = refused if refused is not None else await handler(request)
         except web.HTTPRequestEntityTooLarge:
             response = error(413, "too_large", "the body is larger than the gateway accepts")
         except web.HTTPException as exc:
-            response = exc
+            response = http_error(exc)
+        except Exception:
+            log.exception("http.crashed", **fields)
+            response = error(500, "internal_error", "the gateway failed to answer; the failure is logged")
         fields.update(status=response.status, duration_ms=round((time.perf_counter() - started) * 1000, 2))
-        if "alert_id" in request.match_info:
-            fields["alert_id"] = request.match_info["alert_id"]
+        if path_problem(request.match_info) is None and "alert_id" in request.match_info:
+            fields["alert_id"] = request.match_info["alert_id"]  # only a valid one: the log is no sink for text
         log.info("http.request", **fields)
         return response
+
+    def _refusal(self, principal: Principal) -> web.Response | None:
+        """403 for a suspended agency, 429 for an agency over its rate limit, else None (go ahead).
+
+        Operators are not rate limited: they are the center's own few people, and an operator's token
+        already sees everything, so a limit would protect nothing that matters more than their work.
+        """
+        kind, name = principal
+        registry = self._registry.current
+        if kind != "agency":
+            return None
+        if registry.is_suspended(principal):
+            return error(403, "agency_suspended", f"{name} is suspended in the registry: it may not use the exchange")
+        if registry.version != self._limited_version:
+            self._limiter.retain(registry.agencies)
+            self._limited_version = registry.version
+        limit = registry.rate_limit_of(name)
+        wait = self._limiter.admit(name, per_second=limit.per_second, burst=limit.burst)
+        if wait:
+            return error(
+                429,
+                "rate_limited",
+                f"{name} may make {limit.per_second:g} requests a second (bursts of {limit.burst}); retry later",
+                headers={"Retry-After": retry_after(wait)},
+            )
+        return None
 
     @staticmethod
     def _principal(request: web.Request) -> Principal:
@@ -167,15 +229,16 @@ class GatewayApi:
             return error(403, "forbidden", "only a recipient agency acknowledges an alert")
         body = await request.read()
         try:
-            ack = msgspec.json.decode(body or b"{}", type=AckBody)
-        except msgspec.DecodeError as exc:
-            return error(422 if isinstance(exc, msgspec.ValidationError) else 400, "invalid_ack", str(exc))
-        status, state = await self._tracker_get(f"/internal/alerts/{alert_id}/recipients/{agency}")
-        if status == 404:
-            return error(404, "not_found", f"no alert {alert_id} has been routed")
-        if status != 200:
+            ack = parse_ack(body)
+        except InvalidSubmission as exc:
+            if exc.malformed:
+                return error(400, "invalid_ack", exc.problems[0][1])
+            return error(422, "invalid_ack", "the acknowledgement was not accepted", exc.problems)
+        status, state = await self._tracker_get(("alerts", alert_id, "recipient"), {"agency": agency})
+        if status not in (200, 404):
             return error(503, "unavailable", "the tracker cannot answer now; retry")
-        if not state.get("recipient"):
+        # An unknown alert gets the answer a stranger's gets: acking cannot probe which ids exist.
+        if status == 404 or not state.get("recipient"):
             return error(403, "not_a_recipient", f"{agency} did not receive alert {alert_id}")
         if state.get("state") == "acknowledged":
             return web.json_response({"alert_id": alert_id, "agency": agency, "status": "already_acknowledged"})
@@ -216,31 +279,55 @@ class GatewayApi:
         return True
 
     async def alert_status(self, request: web.Request) -> web.Response:
-        return await self._forward(request, "")
+        return await self._forward(request, ())
 
     async def alert_routing(self, request: web.Request) -> web.Response:
-        return await self._forward(request, "/routing")
+        return await self._forward(request, ("routing",))
 
     async def outstanding(self, request: web.Request) -> web.Response:
         """Acks still expected: an agency sees its own; an operator sees all, or one agency's with ?agency=."""
-        kind, name = self._principal(request)
-        agency = name if kind == "agency" else request.query.get("agency")
-        params = {"agency": agency} if agency else None
-        status, body = await self._tracker_get("/internal/outstanding", params=params)
-        return web.json_response(body, status=status if status == 200 else 503)
+        scope = outstanding_scope(self._principal(request), request.query.items())
+        if isinstance(scope, Refusal):
+            return error(scope.status, scope.error, scope.message)
+        params = {"agency": scope.agency} if scope.agency else {}
+        status, body = await self._tracker_get(("outstanding",), params)
+        if status != 200:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body)
 
-    async def _forward(self, request: web.Request, suffix: str) -> web.Response:
+    async def _forward(self, request: web.Request, suffix: tuple[str, ...]) -> web.Response:
         kind, name = self._principal(request)
         alert_id = request.match_info["alert_id"]
-        status, body = await self._tracker_get(
-            f"/internal/alerts/{alert_id}{suffix}", params={"viewer_kind": kind, "viewer": name}
-        )
-        return web.json_response(body, status=status if status in (200, 403, 404) else 503)
+        status, body = await self._tracker_get(("alerts", alert_id, *suffix), {"viewer_kind": kind, "viewer": name})
+        if status not in (200, 403, 404):
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body, status=status)
 
-    async def _tracker_get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def _tracker_get(self, segments: tuple[str, ...], params: dict[str, str]) -> tuple[int, Any]:
+        """GET the tracker's /internal/<segments> with `params` quoted by yarl (segments are fixed names and
+        validated alert ids). Any status but 200, 403 and 404 is the gateway's or the deployment's fault (a wrong
+        internal token is a 401 here): logged, and the caller gets a 503."""
+        url = self._tracker_url.joinpath("internal", *segments).with_query(params)
         try:
-            async with self._tracker.get(self._tracker_url + path, params=params) as response:
+            async with self._tracker.get(url, allow_redirects=False) as response:
+                if response.status not in (200, 403, 404):
+                    log.error("tracker.refused", path=url.path, status=response.status, body=await response.text())
+                    return 503, None
                 return response.status, await response.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("tracker.unavailable", path=path, error=repr(exc))
-            return 503, {"error": "unavailable", "message": "the tracker cannot answer now; retry"}
+            log.warning("tracker.unavailable", path=url.path, error=repr(exc))
+            return 503, None
+
+
+def _checked(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler`, reached only when every path parameter has its exact form (access.py); 404 otherwise."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        problem = path_problem(request.match_info)
+        if problem is not None:
+            return error(404, "not_found", problem)
+        return await handler(request)
+
+    return checked

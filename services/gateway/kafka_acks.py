@@ -4,7 +4,8 @@ An agency writes AckSubmitted records to its own topic `agency.<CODE>.acks`; in 
 principal may write there, so the topic is its identity, as the bearer token is over HTTP. The gateway
 (which owns authentication) reads every agency's acks topic, refuses a record whose `agency` is not the
 topic's, and forwards the rest to acks.submitted, where the tracker treats them like HTTP acks (a repeat
-or a non-recipient's changes nothing). At least once: forwarding twice is harmless.
+or a non-recipient's changes nothing). At least once: forwarding twice is harmless. A record that is not
+an AckSubmitted, or names another agency than its topic's, goes to records.quarantine and the rest go on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from services.common.consume import consume_batches
 from services.common.errors import CodecError
 from services.common.kafka import Outbox, consumer
 from services.common.logs import get_logger
+from services.common.quarantine import Quarantine
 from services.common.records import AckSubmitted, recipient_key, utcnow
 from services.common.settings import KafkaSettings
 from services.common.topics import ACKS_SUBMITTED, AGENCY_ACKS_PATTERN, agency_of_ack_topic
@@ -31,6 +33,7 @@ class KafkaAcks:
         self._kafka = kafka
         self._codec = codec
         self._producer = producer
+        self._quarantine = Quarantine(producer, codec)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -54,16 +57,11 @@ class KafkaAcks:
             try:
                 ack = self._codec.decode(record.value, AckSubmitted)
             except CodecError as exc:
-                log.warning("ack.refused", topic=record.topic, offset=record.offset, reason=str(exc))
+                await self._quarantine.put(record, str(exc), "gateway")
                 continue
             if agency is None or ack.agency != agency:
-                log.warning(
-                    "ack.refused",
-                    topic=record.topic,
-                    offset=record.offset,
-                    alert_id=ack.alert_id,
-                    reason=f"an ack for {ack.agency} written to {record.topic}",
-                )
+                # Refused, not dropped: an agency writing acks in another's name is worth an operator's look.
+                await self._quarantine.put(record, f"an ack for {ack.agency} written to {record.topic}", "gateway")
                 continue
             forwarded = AckSubmitted(
                 ack_id=ack.ack_id,

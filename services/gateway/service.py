@@ -9,6 +9,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from services.common.codec import Codec
+from services.common.internal import bearer
 from services.common.kafka import Outbox, learn_topics, producer
 from services.common.ops import bound_port
 from services.common.registry import RegistryView
@@ -39,7 +40,10 @@ class Gateway:
         await learn_topics(self._producer, [ALERTS_SUBMITTED, ACKS_SUBMITTED])
         self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer)
         await self._acks.start()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        # The session talks to the tracker only, so it carries the internal credential on every request.
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=5), headers=bearer(self.settings.internal_token)
+        )
         prod = self._producer
         api = GatewayApi(
             self.registry,

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.internal import InternalToken
+from services.common.settings import Section, ServiceSettings
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
+    # Loopback by default: a deployment that serves agencies sets RCTC_HTTP__HOST (compose, k8s).
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 256 * 1024
@@ -15,5 +17,8 @@ class GatewaySettings(ServiceSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     # Reads come from the service that owns the state: status queries are forwarded to the tracker.
     tracker_url: str = "http://127.0.0.1:8085"
+    # The credential sent with every call to the tracker (RCTC_INTERNAL_TOKEN, the tracker's too). Required:
+    # a gateway without it could answer no status query, so it refuses to start and names the variable.
+    internal_token: InternalToken = Field(default=SecretStr(""), validate_default=True)
     # How many Idempotency-Keys to remember per replica for detecting a reused key with another body.
     idempotency_cache_size: int = 100_000

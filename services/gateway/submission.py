@@ -1,23 +1,60 @@
-"""What an agency may submit, and every reason a submission is refused. Pure: no I/O.
+"""What an agency may submit or acknowledge, and every reason it is refused. Pure: no I/O.
 
     alert = parse_submission(body, now=utcnow())    # raises InvalidSubmission with every problem found
+    ack = parse_ack(body)                            # the same, for POST /v1/alerts/{id}/ack
 
-The JSON is decoded strictly (unknown fields are errors, so a caller cannot smuggle in an `origin`), then
-checked against the rules a recipient relies on: a known category and TLP, Admiralty grades in range,
-TLP:RED only with `releasable_to`, an Update or Cancel naming what it updates.
+Checked in two steps, so a caller learns every problem in one answer, each at its own JSON path
+(`$.indicators[3].value`, `$.category`): the body is decoded to plain JSON values first (only bytes that
+are not JSON stop there), then every field is checked here and every problem collected. Unknown fields
+are refused, each at its path (a caller cannot smuggle in an `origin`); a missing required field is
+reported at its own path. Then the rules a recipient relies on: a known category and TLP, Admiralty
+grades in range, TLP:RED only with `releasable_to`, an Update or Cancel naming what it updates.
+
+Limits. Every string and array has a maximum, chosen well above what an analyst writes in good faith and
+far below what would cost the services downstream (the enricher scans the text, the router redacts each
+copy, the tracker keeps acks in memory). The whole body is capped first (HttpSettings.max_body_bytes,
+256 KiB). docs/openapi.yaml states the same numbers (maxLength, maxItems, maxProperties).
+
+| field                              | maximum                 | why this number                                    |
+|------------------------------------|-------------------------|----------------------------------------------------|
+| title                              | 200 characters          | a headline                                         |
+| summary                            | 20,000 characters       | about eight pages of text                          |
+| references                         | 16 ids, 64 chars each   | an Update names the alert it updates (a UUID)      |
+| affected_countries                 | 250 codes               | there are 249 ISO 3166-1 codes                     |
+| locations                          | 100                     | points of one incident, not a map layer            |
+| locations[].radius_km              | 0 to 20,000             | half the Earth's circumference                     |
+| indicators                         | 500                     | an IOC list pasted into one alert; more is a feed  |
+| indicators[].value                 | by type, INDICATOR_MAX  | url 2048 (what browsers and proxies keep), domain  |
+|                                    |                         | 253 (DNS), email 254 (RFC 5321), file_name 255,    |
+|                                    |                         | hash 256, crypto_wallet 128, ip 64, iban 64 (34    |
+|                                    |                         | with spaces), phone 32                             |
+| subjects                           | 100                     | people, organisations and vehicles of one case     |
+| subjects[].name                    | 200 characters          | a full name with its transliterations              |
+| subjects[].nationality             | 64 characters           | a code or a country's name                         |
+| subjects[].identifiers             | 20 entries              | passport, national id, plate, phone, ...           |
+|   key / value                      | 64 / 256 characters     | a document type / a document number or address     |
+| releasable_to                      | 200 codes               | every member agency and country of the region      |
+| sent, expires                      | 64 characters           | an RFC 3339 date-time is 20 to 35                  |
+| ack note                           | 2,000 characters        | a paragraph; the tracker keeps every note          |
+| problems reported in one answer    | 200 (then one summary)  | the answer must stay smaller than a hostile body   |
+
+Records agencies write to Kafka themselves have a size cap too: AGENCY_RECORD_MAX_BYTES, the
+`max.message.bytes` of their topics in deploy/topics.yaml.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, get_args
 
 import msgspec
 
 from services.common import taxonomy
 from services.common.records import (
     TLP_LEVELS,
+    AckResponse,
     Alert,
     Certainty,
     Indicator,
@@ -28,10 +65,68 @@ from services.common.records import (
     Urgency,
 )
 
-INDICATOR_TYPES = ("ip", "domain", "url", "hash", "email", "phone", "iban", "crypto_wallet", "file_name")
+INDICATOR_MAX: dict[str, int] = {
+    "ip": 64,
+    "domain": 253,
+    "url": 2048,
+    "hash": 256,
+    "email": 254,
+    "phone": 32,
+    "iban": 64,
+    "crypto_wallet": 128,
+    "file_name": 255,
+}
+INDICATOR_TYPES = tuple(INDICATOR_MAX)
 SUBJECT_KINDS = ("person", "organisation", "vehicle")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 RECIPIENT = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{2,16})?$")
+
+MAX_TITLE = 200
+MAX_SUMMARY = 20_000
+MAX_REFERENCES = 16
+MAX_REFERENCE = 64
+MAX_COUNTRIES = 250
+MAX_LOCATIONS = 100
+MAX_RADIUS_KM = 20_000
+MAX_INDICATORS = 500
+MAX_SUBJECTS = 100
+MAX_SUBJECT_NAME = 200
+MAX_NATIONALITY = 64
+MAX_IDENTIFIERS = 20
+MAX_IDENTIFIER_KEY = 64
+MAX_IDENTIFIER_VALUE = 256
+MAX_RELEASABLE_TO = 200
+MAX_TIME = 64
+MAX_NOTE = 2_000
+MAX_PROBLEMS = 200
+
+# What an agency may write to its own topics (agency.<CODE>.acks): the broker refuses larger batches
+# (`max.message.bytes` in deploy/topics.yaml, kept equal by a unit test) and a consumer treats a larger
+# value as unusable. 64 KiB is twenty times the largest ack the gateway itself accepts.
+AGENCY_RECORD_MAX_BYTES = 64 * 1024
+
+ALERT_FIELDS = (
+    "msg_type",
+    "references",
+    "category",
+    "severity",
+    "urgency",
+    "certainty",
+    "tlp",
+    "source_reliability",
+    "information_credibility",
+    "title",
+    "summary",
+    "sent",
+    "expires",
+    "affected_countries",
+    "locations",
+    "indicators",
+    "subjects",
+    "releasable_to",
+    "originator_control",
+)
+ALERT_REQUIRED = ("category", "severity", "urgency", "certainty", "tlp", "title")
 
 
 class InvalidSubmission(Exception):
@@ -43,124 +138,331 @@ class InvalidSubmission(Exception):
         super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
 
 
-class SubjectIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    kind: Literal["person", "organisation", "vehicle"]
-    name: str
-    identifiers: dict[str, str] = {}
-    nationality: str | None = None
-
-
-class AlertSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    msg_type: MsgType = "Alert"
-    references: list[str] = []
-    category: str
-    severity: Severity
-    urgency: Urgency
-    certainty: Certainty
-    tlp: str
-    source_reliability: str = "F"
-    information_credibility: int = 6
-    title: str
-    summary: str = ""
-    sent: datetime | None = None
-    expires: datetime | None = None
-    affected_countries: list[str] = []
-    locations: list[Location] = []
-    indicators: list[Indicator] = []
-    subjects: list[SubjectIn] = []
-    releasable_to: list[str] = []
-    originator_control: bool = False
+class AckBody(msgspec.Struct, kw_only=True):
+    response: AckResponse | None = None
+    note: str | None = None
 
 
 def parse_submission(body: bytes, *, now: datetime) -> Alert:
-    try:
-        sub = msgspec.json.decode(body, type=AlertSubmission)
-    except msgspec.DecodeError as exc:
-        message, _, where = str(exc).partition(" - at ")
-        if isinstance(exc, msgspec.ValidationError):
-            raise InvalidSubmission([(where.strip("`") or "$", message)]) from None
-        raise InvalidSubmission([("$", f"the body is not valid JSON: {message}")], malformed=True) from None
-    problems = check_submission(sub, now=now)
-    if problems:
-        raise InvalidSubmission(problems)
+    c = _Checker()
+    top = c.object(_decode(body), "$", ALERT_FIELDS, ALERT_REQUIRED)
+    if top is None:
+        raise InvalidSubmission(c.reported())
+    msg_type: MsgType = c.choice(top, "$", "msg_type", get_args(MsgType), default="Alert") or "Alert"
+    references = c.strings(top, "$", "references", MAX_REFERENCES, MAX_REFERENCE)
+    category = c.choice(top, "$", "category", taxonomy.CATEGORIES, what="in the taxonomy")
+    severity: Severity | None = c.choice(top, "$", "severity", get_args(Severity))
+    urgency: Urgency | None = c.choice(top, "$", "urgency", get_args(Urgency))
+    certainty: Certainty | None = c.choice(top, "$", "certainty", get_args(Certainty))
+    tlp = c.tlp(top)
+    reliability = c.choice(top, "$", "source_reliability", ("A", "B", "C", "D", "E", "F"), default="F")
+    credibility = c.credibility(top)
+    title = c.text(top, "$", "title", MAX_TITLE, required=True)
+    summary = c.text(top, "$", "summary", MAX_SUMMARY) or ""
+    sent = c.time(top, "sent")
+    expires = c.time(top, "expires")
+    starts = sent if sent is not None else now if top.get("sent") is None else None  # None: sent is invalid
+    if expires is not None and starts is not None and expires <= starts:
+        c.bad("$.expires", "an alert cannot expire before it is sent")
+    countries = c.strings(top, "$", "affected_countries", MAX_COUNTRIES, 2)
+    for i, country in _valid(countries):
+        if not COUNTRY.match(country):
+            c.bad(f"$.affected_countries[{i}]", f"{_show(country)} is not an ISO 3166-1 alpha-2 code (e.g. IQ)")
+    locations = [c.location(item, f"$.locations[{i}]") for i, item in c.items(top, "$", "locations", MAX_LOCATIONS)]
+    indicators = [
+        c.indicator(item, f"$.indicators[{i}]") for i, item in c.items(top, "$", "indicators", MAX_INDICATORS)
+    ]
+    subjects = [c.subject(item, f"$.subjects[{i}]") for i, item in c.items(top, "$", "subjects", MAX_SUBJECTS)]
+    releasable_to = c.strings(top, "$", "releasable_to", MAX_RELEASABLE_TO, 19)
+    for i, code in _valid(releasable_to):
+        if not RECIPIENT.match(code):
+            c.bad(f"$.releasable_to[{i}]", f"{_show(code)} is neither an agency code (IQ-INSS) nor a country code (IQ)")
+    originator_control = c.boolean(top, "$", "originator_control")
+    if msg_type in ("Update", "Cancel") and "references" not in c.failed and not references:
+        c.bad("$.references", f"an {msg_type} names the alert id(s) it refers to")
+    if "releasable_to" not in c.failed and not releasable_to:
+        if tlp == "RED":
+            c.bad("$.releasable_to", "TLP:RED is shared only with named recipients: list them in releasable_to")
+        if originator_control:
+            c.bad("$.releasable_to", "originator_control restricts sharing to named recipients: list them")
+    if c.problems:
+        raise InvalidSubmission(c.reported())
+    # Every field was checked above: none of these is None unless it was optional.
+    assert category and severity and urgency and certainty and tlp and title and reliability and credibility
     return Alert(
-        msg_type=sub.msg_type,
-        references=sub.references,
-        category=sub.category,
-        severity=sub.severity,
-        urgency=sub.urgency,
-        certainty=sub.certainty,
-        tlp=sub.tlp.removeprefix("TLP:"),
-        source_reliability=sub.source_reliability,
-        information_credibility=sub.information_credibility,
-        title=sub.title.strip(),
-        summary=sub.summary.strip(),
-        sent=_millis(sub.sent or now),
-        expires=_millis(sub.expires) if sub.expires else None,
-        affected_countries=sub.affected_countries,
-        locations=sub.locations,
-        indicators=sub.indicators,
-        subjects=[
-            Subject(kind=s.kind, name=s.name, identifiers=s.identifiers, nationality=s.nationality)
-            for s in sub.subjects
-        ],
-        releasable_to=sub.releasable_to,
-        originator_control=sub.originator_control,
+        msg_type=msg_type,
+        references=[r for r in references if r is not None],
+        category=category,
+        severity=severity,
+        urgency=urgency,
+        certainty=certainty,
+        tlp=tlp,
+        source_reliability=reliability,
+        information_credibility=credibility,
+        title=title.strip(),
+        summary=summary.strip(),
+        sent=_millis(sent or now),
+        expires=_millis(expires) if expires else None,
+        affected_countries=[x for x in countries if x is not None],
+        locations=[x for x in locations if x is not None],
+        indicators=[x for x in indicators if x is not None],
+        subjects=[x for x in subjects if x is not None],
+        releasable_to=[x for x in releasable_to if x is not None],
+        originator_control=originator_control,
     )
 
 
-def check_submission(sub: AlertSubmission, *, now: datetime) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
+def parse_ack(body: bytes) -> AckBody:
+    """The body of POST /v1/alerts/{id}/ack (empty means no response and no note)."""
+    c = _Checker()
+    top = c.object(_decode(body or b"{}"), "$", ("response", "note"), ())
+    if top is None:
+        raise InvalidSubmission(c.reported())
+    response: AckResponse | None = None
+    if top.get("response") is not None:
+        response = c.choice(top, "$", "response", get_args(AckResponse))
+    note = c.text(top, "$", "note", MAX_NOTE) if top.get("note") is not None else None
+    if c.problems:
+        raise InvalidSubmission(c.reported())
+    return AckBody(response=response, note=note)
 
-    def bad(field: str, message: str) -> None:
-        problems.append((field, message))
 
-    if sub.category not in taxonomy.CATEGORIES:
-        bad("$.category", f"{sub.category!r} is not in the taxonomy: {', '.join(taxonomy.CATEGORIES)}")
-    tlp = sub.tlp.removeprefix("TLP:")
-    if tlp not in TLP_LEVELS:
-        bad("$.tlp", f"{sub.tlp!r} is not a TLP 2.0 level: {', '.join(TLP_LEVELS)}")
-    if sub.source_reliability not in ("A", "B", "C", "D", "E", "F"):
-        bad("$.source_reliability", "Admiralty source reliability is a letter from A to F")
-    if not 1 <= sub.information_credibility <= 6:
-        bad("$.information_credibility", "Admiralty information credibility is a number from 1 to 6")
-    if not sub.title.strip():
-        bad("$.title", "a title is required")
-    elif len(sub.title) > 200:
-        bad("$.title", "a title has at most 200 characters")
-    if len(sub.summary) > 20_000:
-        bad("$.summary", "a summary has at most 20000 characters")
-    if sub.sent is not None and sub.sent.tzinfo is None:
-        bad("$.sent", "a time needs a timezone (e.g. 2026-11-28T09:00:00Z)")
-    if sub.expires is not None:
-        if sub.expires.tzinfo is None:
-            bad("$.expires", "a time needs a timezone (e.g. 2026-11-28T09:00:00Z)")
-        elif sub.expires <= (sub.sent if sub.sent and sub.sent.tzinfo else now):
-            bad("$.expires", "an alert cannot expire before it is sent")
-    if sub.msg_type in ("Update", "Cancel") and not sub.references:
-        bad("$.references", f"an {sub.msg_type} names the alert id(s) it refers to")
-    for i, country in enumerate(sub.affected_countries):
-        if not COUNTRY.match(country):
-            bad(f"$.affected_countries[{i}]", f"{country!r} is not an ISO 3166-1 alpha-2 code (e.g. IQ)")
-    for i, loc in enumerate(sub.locations):
-        if not (-90 <= loc.lat <= 90 and -180 <= loc.lon <= 180):
-            bad(f"$.locations[{i}]", "latitude is -90..90 and longitude -180..180")
-    for i, ind in enumerate(sub.indicators):
-        if ind.type not in INDICATOR_TYPES:
-            bad(f"$.indicators[{i}].type", f"{ind.type!r} is not one of {', '.join(INDICATOR_TYPES)}")
-        if not ind.value.strip():
-            bad(f"$.indicators[{i}].value", "an indicator needs a value")
-    for i, subject in enumerate(sub.subjects):
-        if not subject.name.strip():
-            bad(f"$.subjects[{i}].name", "a subject needs a name")
-    for i, code in enumerate(sub.releasable_to):
-        if not RECIPIENT.match(code):
-            bad(f"$.releasable_to[{i}]", f"{code!r} is neither an agency code (IQ-INSS) nor a country code (IQ)")
-    if tlp == "RED" and not sub.releasable_to:
-        bad("$.releasable_to", "TLP:RED is shared only with named recipients: list them in releasable_to")
-    if sub.originator_control and not sub.releasable_to:
-        bad("$.releasable_to", "originator_control restricts sharing to named recipients: list them")
-    return problems
+def _decode(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:  # a number out of range is a ValidationError, and not JSON we take
+        raise InvalidSubmission([("$", f"the body is not valid JSON: {exc}")], malformed=True) from None
+    except RecursionError:
+        raise InvalidSubmission([("$", "the body is not valid JSON: nested too deeply")], malformed=True) from None
+
+
+class _Checker:
+    """Collects every problem; each method returns the checked value, or None (and records why)."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+        self.failed: set[str] = set()  # top-level fields with a problem, so later rules do not pile on
+
+    def bad(self, path: str, message: str) -> None:
+        self.problems.append((path, message))
+        self.failed.add(path.removeprefix("$.").partition("[")[0].partition(".")[0])
+
+    def reported(self) -> list[tuple[str, str]]:
+        if len(self.problems) <= MAX_PROBLEMS:
+            return self.problems
+        rest = len(self.problems) - MAX_PROBLEMS
+        return [*self.problems[:MAX_PROBLEMS], ("$", f"and {rest} more problems not listed")]
+
+    def object(
+        self, value: Any, path: str, fields: tuple[str, ...], required: tuple[str, ...]
+    ) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.bad(path, f"expected an object, got {_kind(value)}")
+            return None
+        for key in value:
+            if key not in fields:
+                self.bad(_member(path, key), "unknown field")
+        for key in required:
+            if key not in value:
+                self.bad(_member(path, key), "a required field is missing")
+        return value
+
+    def choice(
+        self,
+        obj: dict[str, Any],
+        path: str,
+        key: str,
+        allowed: tuple[Any, ...],
+        *,
+        default: Any = None,
+        what: str = "",
+    ) -> Any:
+        if key not in obj:
+            return default
+        value = obj[key]
+        if not isinstance(value, str):
+            self.bad(_member(path, key), f"expected a string, got {_kind(value)}")
+        elif value not in allowed:
+            where = what or f"one of {', '.join(allowed)}"
+            self.bad(_member(path, key), f"{_show(value)} is not {where}" + (f": {', '.join(allowed)}" if what else ""))
+        else:
+            return value
+        return None
+
+    def text(self, obj: dict[str, Any], path: str, key: str, limit: int, *, required: bool = False) -> str | None:
+        if key not in obj:
+            return None
+        value = obj[key]
+        if not isinstance(value, str):
+            self.bad(_member(path, key), f"expected a string, got {_kind(value)}")
+        elif len(value) > limit:
+            self.bad(_member(path, key), f"at most {limit} characters (got {len(value)})")
+        elif required and not value.strip():
+            self.bad(_member(path, key), f"a {key} is required")
+        else:
+            return value
+        return None
+
+    def items(self, obj: dict[str, Any], path: str, key: str, limit: int) -> list[tuple[int, Any]]:
+        if key not in obj:
+            return []
+        value = obj[key]
+        if not isinstance(value, list):
+            self.bad(_member(path, key), f"expected an array, got {_kind(value)}")
+            return []
+        if len(value) > limit:
+            self.bad(_member(path, key), f"at most {limit} items (got {len(value)})")
+            return []
+        return list(enumerate(value))
+
+    def strings(self, obj: dict[str, Any], path: str, key: str, limit: int, length: int) -> list[str | None]:
+        """An array of strings; a bad item is reported and kept as None so indexes stay those of the body."""
+        found: list[str | None] = []
+        for i, item in self.items(obj, path, key, limit):
+            where = f"{_member(path, key)}[{i}]"
+            if not isinstance(item, str):
+                self.bad(where, f"expected a string, got {_kind(item)}")
+                found.append(None)
+            elif len(item) > length:
+                self.bad(where, f"at most {length} characters (got {len(item)})")
+                found.append(None)
+            else:
+                found.append(item)
+        return found
+
+    def boolean(self, obj: dict[str, Any], path: str, key: str) -> bool:
+        value = obj.get(key, False)
+        if not isinstance(value, bool):
+            self.bad(_member(path, key), f"expected true or false, got {_kind(value)}")
+            return False
+        return value
+
+    def number(self, obj: dict[str, Any], path: str, key: str, low: float, high: float, message: str) -> float | None:
+        if key not in obj:
+            return None
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.bad(_member(path, key), f"expected a number, got {_kind(value)}")
+        elif not (math.isfinite(value) and low <= value <= high):
+            self.bad(_member(path, key), message)
+        else:
+            return float(value)
+        return None
+
+    def tlp(self, obj: dict[str, Any]) -> str | None:
+        value = obj.get("tlp")
+        if "tlp" in obj and not isinstance(value, str):
+            self.bad("$.tlp", f"expected a string, got {_kind(value)}")
+        elif isinstance(value, str):
+            if value.removeprefix("TLP:") in TLP_LEVELS:
+                return value.removeprefix("TLP:")
+            self.bad("$.tlp", f"{_show(value)} is not a TLP 2.0 level: {', '.join(TLP_LEVELS)}")
+        return None
+
+    def credibility(self, obj: dict[str, Any]) -> int | None:
+        value = obj.get("information_credibility", 6)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.bad("$.information_credibility", f"expected an integer, got {_kind(value)}")
+        elif not 1 <= value <= 6:
+            self.bad("$.information_credibility", "Admiralty information credibility is a number from 1 to 6")
+        else:
+            return value
+        return None
+
+    def time(self, obj: dict[str, Any], key: str) -> datetime | None:
+        value = self.text(obj, "$", key, MAX_TIME) if obj.get(key) is not None else None
+        if value is None:
+            return None
+        try:
+            moment = msgspec.convert(value, datetime)
+        except msgspec.ValidationError:
+            self.bad(f"$.{key}", "expected an RFC 3339 date-time (e.g. 2026-11-28T09:00:00Z)")
+            return None
+        if moment.tzinfo is None:
+            self.bad(f"$.{key}", "a time needs a timezone (e.g. 2026-11-28T09:00:00Z)")
+            return None
+        return moment
+
+    def location(self, value: Any, path: str) -> Location | None:
+        loc = self.object(value, path, ("lat", "lon", "radius_km"), ("lat", "lon"))
+        if loc is None:
+            return None
+        before = len(self.problems)
+        lat = self.number(loc, path, "lat", -90, 90, "latitude is -90..90")
+        lon = self.number(loc, path, "lon", -180, 180, "longitude is -180..180")
+        radius = None
+        if loc.get("radius_km") is not None:
+            radius = self.number(loc, path, "radius_km", 0, MAX_RADIUS_KM, f"a radius is 0 to {MAX_RADIUS_KM} km")
+        if len(self.problems) > before or lat is None or lon is None:
+            return None
+        return Location(lat=lat, lon=lon, radius_km=radius)
+
+    def indicator(self, value: Any, path: str) -> Indicator | None:
+        ind = self.object(value, path, ("type", "value"), ("type", "value"))
+        if ind is None:
+            return None
+        kind = self.choice(ind, path, "type", INDICATOR_TYPES)
+        text = self.text(ind, path, "value", INDICATOR_MAX.get(kind or "", max(INDICATOR_MAX.values())))
+        if text is not None and not text.strip():
+            self.bad(f"{path}.value", "an indicator needs a value")
+            return None
+        return Indicator(type=kind, value=text) if kind and text else None
+
+    def subject(self, value: Any, path: str) -> Subject | None:
+        subject = self.object(value, path, ("kind", "name", "identifiers", "nationality"), ("kind", "name"))
+        if subject is None:
+            return None
+        kind = self.choice(subject, path, "kind", SUBJECT_KINDS)
+        name = self.text(subject, path, "name", MAX_SUBJECT_NAME)
+        if name is not None and not name.strip():
+            self.bad(f"{path}.name", "a subject needs a name")
+            name = None
+        nationality = None
+        if subject.get("nationality") is not None:
+            nationality = self.text(subject, path, "nationality", MAX_NATIONALITY)
+        identifiers: dict[str, str] = {}
+        raw = subject.get("identifiers", {})
+        where = f"{path}.identifiers"
+        if not isinstance(raw, dict):
+            self.bad(where, f"expected an object, got {_kind(raw)}")
+        elif len(raw) > MAX_IDENTIFIERS:
+            self.bad(where, f"at most {MAX_IDENTIFIERS} identifiers (got {len(raw)})")
+        else:
+            for key in raw:
+                if len(key) > MAX_IDENTIFIER_KEY:
+                    self.bad(_member(where, key), f"an identifier's name has at most {MAX_IDENTIFIER_KEY} characters")
+                elif (checked := self.text(raw, where, key, MAX_IDENTIFIER_VALUE)) is not None:
+                    identifiers[key] = checked
+        if kind is None or name is None:
+            return None
+        return Subject(kind=kind, name=name, identifiers=identifiers, nationality=nationality)
+
+
+def _valid(values: list[str | None]) -> list[tuple[int, str]]:
+    return [(i, v) for i, v in enumerate(values) if v is not None]
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _member(path: str, key: str) -> str:
+    """`$.a.b` for a plain name, `$.a["odd key"]` otherwise (cut short: a key is the caller's text)."""
+    if _NAME.match(key):
+        return f"{path}.{key}"
+    shown = key if len(key) <= 64 else key[:64] + "…"
+    return f"{path}[{msgspec.json.encode(shown).decode()}]"
+
+
+def _show(value: str) -> str:
+    """A caller's value quoted in a message, cut short so an answer never echoes a large body back."""
+    return repr(value if len(value) <= 64 else value[:64] + "…")
+
+
+def _kind(value: Any) -> str:
+    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
 
 
 def _millis(value: datetime) -> datetime:

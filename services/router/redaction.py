@@ -2,27 +2,66 @@
 
 The copy starts empty and receives only allowed fields (an allow-list), so a field added to `Alert` later
 reaches no recipient until it is added here on purpose. Handling lists (`releasable_to`) never travel:
-they would tell a recipient who else may have received the alert. Free text is masked where it quotes a
-redacted value (a subject's name, an indicator, in its plain or defanged form), since a redacted field
-that survives in the summary is not redacted.
+they would tell a recipient who else may have received the alert.
+
+Free text (title and summary) is masked where it quotes a redacted value, since a redacted field that
+survives in the summary is not redacted. Values are compared in their folded forms (`folding.py`: case,
+NFKD, accents and harakat, Arabic letter variants, joiners and bidi marks, tatweel, spaces), also in the
+text's refanged view (`[at]`, `(dot)`, `hxxp`...) and, without separators, in its compact view (phones,
+IBANs, identifiers), and the ORIGINAL characters behind each match are replaced by `MASK`. What is masked:
+
+| redacted field       | masked in the text                                                              |
+|----------------------|---------------------------------------------------------------------------------|
+| `subjects`           | each name and identifier value                                                  |
+| `indicators`         | each value; phones and IBANs also with any separators                           |
+| `affected_countries` | each code as a whole word; each name in `country_names.py` where a word starts  |
+|                      | with it (Iraq, Iraqi), Arabic names of four letters or more anywhere (بالعراق)  |
+| `locations`          | decimal numbers written with two or more decimals that equal a latitude or      |
+|                      | longitude rounded or truncated to the places written (36.3456, 36.35, 36,34)    |
+
+A value of three folded characters or more is masked wherever it occurs, even inside a word; a shorter one
+only where it stands as a whole word (a neighbouring mask counts as a word's edge). Locations carry no
+names in this schema, and degrees-minutes-seconds are not recognised.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from services.common.records import Alert, SharedAlert
 from services.common.registry import REDACTABLE_FIELDS
+from services.router.country_names import COUNTRY_NAMES
+from services.router.folding import View, compact, fold, is_word, refanged
 
 MASK = "[REDACTED]"
+_SHORT = 3  # folded values shorter than this are masked only as whole words
+_COMPACT_MIN = 6  # shorter values without separators would match inside unrelated numbers and words
+# A decimal number: no digit or dot before it, two or more decimals, no digit after (possessive: one way only).
+_DECIMAL = re.compile(r"(?<![\d.])(\d{1,3})[.,](\d{2,}+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Folded forms of the redacted values, sorted by how they are looked for (see the module docstring)."""
+
+    anywhere: frozenset[str] = frozenset()  # in the folded and the refanged view, inside words too
+    words: frozenset[str] = frozenset()  # in the folded view, only as whole words
+    word_starts: frozenset[str] = frozenset()  # in the folded view, where a word starts
+    compact: frozenset[str] = frozenset()  # in the compact view
+    coordinates: frozenset[float] = field(default_factory=frozenset)
+
+    def __bool__(self) -> bool:
+        return bool(self.anywhere or self.words or self.word_starts or self.compact or self.coordinates)
 
 
 def shared_copy(alert: Alert, redact: Collection[str]) -> tuple[SharedAlert, list[str]]:
     """The copy a recipient receives when `redact` names the fields to remove, and the fields removed."""
     removed = sorted(f for f in REDACTABLE_FIELDS if f in redact)
     allowed = {f for f in REDACTABLE_FIELDS if f not in removed}
-    secrets = _quoted_values(alert, removed)
+    secrets = quoted_values(alert, removed)
     copy = SharedAlert(
         msg_type=alert.msg_type,
         references=list(alert.references),
@@ -46,8 +85,11 @@ def shared_copy(alert: Alert, redact: Collection[str]) -> tuple[SharedAlert, lis
     return copy, removed
 
 
-def _quoted_values(alert: Alert, removed: list[str]) -> list[str]:
+def quoted_values(alert: Alert, removed: Collection[str]) -> Secrets:
+    """What to look for in the free text when the `removed` fields are redacted."""
     values: list[str] = []
+    starts: list[str] = []
+    compact_only: list[str] = []
     if "subjects" in removed:
         for s in alert.subjects:
             values.append(s.name)
@@ -55,30 +97,164 @@ def _quoted_values(alert: Alert, removed: list[str]) -> list[str]:
     if "indicators" in removed:
         for i in alert.indicators:
             values.append(i.value)
-            values.extend(_defanged(i.value))
-    patterns = [re.escape(v) for v in values if len(v.strip()) >= 3]
-    if "indicators" in removed:
-        # Phone numbers and IBANs are normalised without separators; the text may still have them.
-        for i in alert.indicators:
             if i.type in ("phone", "iban"):
-                chars = [re.escape(c) for c in i.value.lstrip("+")]
-                patterns.append(r"\+?" + r"[\s.-]?".join(chars) if i.type == "phone" else r"\s?".join(chars))
-    # Longest first, so a name is masked whole before any shorter value inside it.
-    return sorted(set(patterns), key=len, reverse=True)
+                # Short of a country code's '+', a phone's digits are still the phone.
+                compact_only.append(i.value.lstrip("+"))
+    if "affected_countries" in removed:
+        for code in alert.affected_countries:
+            values.append(code)
+            for name in COUNTRY_NAMES.get(code.upper(), ()):
+                # An Arabic name takes clitics in front (بالعراق): a long one is looked for anywhere.
+                (starts if name.isascii() or len(_folded(name)) < 4 else values).append(name)
+    coordinates: set[float] = set()
+    if "locations" in removed:
+        for loc in alert.locations:
+            coordinates.update((abs(loc.lat), abs(loc.lon)))
+    anywhere: set[str] = set()
+    words: set[str] = set()
+    compacts: set[str] = set()
+    for value in values:
+        folded = _folded(value)
+        if not folded:
+            continue
+        (words if len(folded) < _SHORT else anywhere).add(folded)
+        anywhere_refanged = _refanged(value)
+        if len(folded) >= _SHORT and anywhere_refanged != folded:
+            anywhere.add(anywhere_refanged)
+    for value in values + compact_only:
+        squeezed = _compacted(value)
+        if len(squeezed) >= _COMPACT_MIN or (value in compact_only and squeezed):
+            compacts.add(squeezed)
+    return Secrets(
+        anywhere=frozenset(anywhere),
+        words=frozenset(words),
+        word_starts=frozenset(f for f in map(_folded, starts) if f),
+        compact=frozenset(compacts),
+        coordinates=frozenset(coordinates),
+    )
 
 
-def _defanged(value: str) -> list[str]:
-    forms = [value.replace(".", "[.]"), value.replace(".", "(.)"), value.replace(".", "[dot]")]
-    if value.startswith("http"):
-        forms += [f.replace("http", "hxxp", 1) for f in [value, *forms]]
-    if "@" in value:
-        forms += [f.replace("@", "[@]") for f in [value, *forms]]
-    return forms
+def _folded(value: str) -> str:
+    return _forms(value)[0]
 
 
-def mask(text: str, secrets: list[str]) -> str:
-    """`text` with every match of the `secrets` patterns replaced by the mask."""
+def _refanged(value: str) -> str:
+    return _forms(value)[1]
+
+
+def _compacted(value: str) -> str:
+    return _forms(value)[2]
+
+
+@lru_cache(maxsize=4096)  # the same names, indicators and countries recur across alerts and variants
+def _forms(value: str) -> tuple[str, str, str]:
+    """A value folded, folded and refanged, and folded, refanged and without separators."""
+    plain = fold(value)
+    defanged = refanged(plain)
+    return plain.text.strip(), defanged.text.strip(), compact(defanged).text
+
+
+@lru_cache(maxsize=4)  # the alert in hand: its title and summary, reused by each of its redaction variants
+def _views(text: str) -> tuple[View, View, View]:
+    plain = fold(text)
+    defanged = refanged(plain)
+    return plain, defanged, compact(defanged)
+
+
+def mask(text: str, secrets: Secrets) -> str:
+    """`text` with the original characters behind every occurrence of a secret replaced by `MASK`."""
     if not secrets or not text:
         return text
-    pattern = re.compile("|".join(secrets), re.IGNORECASE)
-    return pattern.sub(MASK, text)
+    plain, defanged, squeezed = _views(text)
+    covered = bytearray(len(text))
+
+    def cover(view: View, start: int, end: int) -> None:
+        lo, hi = view.span(start, end)
+        covered[lo:hi] = b"\x01" * (hi - lo)
+
+    for value in secrets.anywhere:
+        for view in (plain, defanged):
+            for start in _find(view.text, value, overlapping=False):
+                cover(view, start, start + len(value))
+    for value in secrets.compact:
+        for start in _find(squeezed.text, value, overlapping=False):
+            cover(squeezed, start, start + len(value))
+    for start, end in _coordinates(plain.text, secrets.coordinates):
+        cover(plain, start, end)
+    _cover_words(plain, secrets, covered)
+    return _masked(text, covered)
+
+
+def _cover_words(view: View, secrets: Secrets, covered: bytearray) -> None:
+    """Mark short values standing as whole words, and names where a word starts with them.
+
+    A neighbour that is masked counts as a word's edge (the copy shows `]` there), so marking one word can
+    make its neighbour whole: a work list re-checks only the candidates next to what was just marked, so
+    each candidate is checked a bounded number of times.
+    """
+    text = view.text
+    candidates = [(start, len(v), True) for v in secrets.words for start in _find(text, v, overlapping=True)]
+    candidates += [(start, len(v), False) for v in secrets.word_starts for start in _find(text, v, overlapping=True)]
+    beside: dict[int, list[int]] = {}  # folded position -> candidates whose edge it is
+    for index, (start, length, _) in enumerate(candidates):
+        beside.setdefault(start - 1, []).append(index)
+        beside.setdefault(start + length, []).append(index)
+
+    def edge(k: int) -> bool:
+        return k < 0 or k >= len(text) or not is_word(text[k]) or covered[view.starts[k]] == 1
+
+    done = [False] * len(candidates)
+    work = list(range(len(candidates)))
+    while work:
+        index = work.pop()
+        start, length, whole = candidates[index]
+        if done[index] or not (edge(start - 1) and (not whole or edge(start + length))):
+            continue
+        done[index] = True
+        lo, hi = view.span(start, start + length)
+        covered[lo:hi] = b"\x01" * (hi - lo)
+        first, last = start, start + length  # every folded character whose origin was just covered
+        while first > 0 and view.starts[first - 1] >= lo:
+            first -= 1
+        while last < len(text) and view.starts[last] < hi:
+            last += 1
+        for k in range(first, last):
+            work.extend(beside.get(k, ()))
+
+
+def _find(text: str, value: str, *, overlapping: bool) -> Iterator[int]:
+    """Where `value` occurs in `text`; non-overlapping occurrences suffice where any overlap is masked anyway."""
+    start = text.find(value)
+    while start >= 0:
+        yield start
+        start = text.find(value, start + (1 if overlapping else len(value)))
+
+
+def _coordinates(text: str, coordinates: frozenset[float]) -> Iterator[tuple[int, int]]:
+    """Decimal numbers that equal a coordinate to the places written (rounded or truncated)."""
+    if not coordinates:
+        return
+    for m in _DECIMAL.finditer(text):
+        whole, decimals = m.groups()
+        written = f"{int(whole)}.{decimals}"
+        places = len(decimals)
+        for c in coordinates:
+            if written in (f"{c:.{places}f}", _truncated(c, places)):
+                yield m.span()
+                break
+
+
+def _truncated(value: float, places: int) -> str:
+    whole, _, decimals = f"{value:.{places + 6}f}".partition(".")
+    return f"{int(whole)}.{decimals[:places]}"
+
+
+def _masked(text: str, covered: bytearray) -> str:
+    out: list[str] = []
+    last = 0
+    for run in re.finditer(rb"\x01+", covered):
+        out.append(text[last : run.start()])
+        out.append(MASK)
+        last = run.end()
+    out.append(text[last:])
+    return "".join(out)

@@ -22,6 +22,8 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import Codec
+from services.common.errors import CodecError
+from services.common.quarantine import noted
 from services.common.records import AlertRouted
 from services.common.topics import ALERTS_ROUTED
 from services.router.policy import Original
@@ -83,11 +85,17 @@ class RoutedLog:
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
                     for r in records:
-                        if r.timestamp >= since:
+                        try:
                             decision = self._codec.decode(r.value, AlertRouted)
+                        except CodecError as exc:
+                            # Not one of ours (nor is its header to be believed): the auditor, which consumes
+                            # the topic, quarantines it.
+                            noted(r, str(exc), "router", written=False)
+                            continue
+                        if r.timestamp >= since:
                             routed[decision.alert_id] = original_of(decision)
-                        source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER)
-                        if source is not None:
+                        source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER, b"")
+                        if source.isdigit():
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
         self._routed[partition] = routed
         # Done with it: a paused partition is not fetched in the background between loads.

@@ -16,6 +16,9 @@ partition is assigned, its producer is created first (which aborts whatever a pr
 and only then is the consumer moved to the committed offset. On a fenced producer, a timeout or any other
 producer error, the producer is recreated with the same id and the partition rewound to its committed
 offset. A rebalance waits for the transaction in progress to finish before giving a partition up.
+
+Anything else a partition's routing raises is a bug, not an outage: it stops the router (common/consume.py
+`fail_fast`) with the batch it held neither routed nor counted as progress, so the next start routes it.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from aiokafka.errors import KafkaError
 
 from services.common import tracing
 from services.common.codec import Codec
+from services.common.consume import fail_fast
 from services.common.errors import CodecError, NotReadyError
 from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
 from services.common.outputs import Outputs
+from services.common.quarantine import Quarantine, noted
 from services.common.records import (
     AlertEnriched,
     AlertRejected,
@@ -83,6 +88,7 @@ class Router:
         self.settings = settings
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="router")
+        self.quarantine = Quarantine.standalone(settings.kafka, codec, "router")  # entry() only: no producer opened
         self._consumer: AIOKafkaConsumer | None = None
         self._log_reader: AIOKafkaConsumer | None = None
         self._routed: RoutedLog | None = None
@@ -247,7 +253,13 @@ class Router:
         # what a partition receives while its transaction is open waits in its backlog, in order, and goes
         # into its next transaction.
         busy: dict[TopicPartition, asyncio.Task[None]] = {}
-        try:
+        # Each partition's drain is a task of this group. One that raises something unexpected (fail_fast
+        # logs it) cancels the others (an open transaction aborts; its records are routed again later) and
+        # this loop, and the group's error fails the router. The batch it held never reached the routed log
+        # nor the group's offsets. Nothing routes on that partition after it: the group cancels this loop
+        # and every task it holds from the failed task's done-callback, which runs before the first step of
+        # any task created after the failure, and creates none once it is aborting.
+        async with asyncio.TaskGroup() as drains:
             while not stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=250)
                 for tp in list(self._uncommitted):
@@ -260,17 +272,10 @@ class Router:
                     self._backlog(tp).add(self._claims.get(tp, 0), records)
                     self._pace(tp)
                     if tp not in busy:
-                        busy[tp] = asyncio.create_task(self._drain(tp, stopping, busy))
-        finally:
-            # Stopping: let the transactions in progress end (the runner bounds how long).
-            tasks = list(busy.values())
-            if tasks:
-                try:
-                    await asyncio.wait(tasks)
-                except asyncio.CancelledError:
-                    for task in tasks:
-                        task.cancel()  # an open transaction aborts; its records are routed again later
-                    raise
+                        name = f"router.drain.{tp.partition}"
+                        busy[tp] = drains.create_task(self._drain(tp, stopping, busy), name=name)
+                        fail_fast(busy[tp], service=self.name)
+            # Stopping: the group lets the transactions in progress end (the runner bounds how long).
 
     def _backlog(self, tp: TopicPartition) -> Backlog[ConsumerRecord]:
         return self._backlogs.setdefault(tp, Backlog())
@@ -353,6 +358,8 @@ class Router:
         elapsed = time.perf_counter() - started
         for line in lines:
             event = line.pop("event")
+            if (source := line.pop("quarantined", None)) is not None:
+                noted(source, line["reason"], self.name)
             (log.warning if event == "alert.rejected" else log.info)(event, **line)
             RECORDS.labels(self.name, tp.topic, line["outcome"]).inc()
             RECORD_SECONDS.labels(self.name, tp.topic).observe(elapsed)
@@ -410,7 +417,15 @@ class Router:
         try:
             enriched = self.codec.decode(record.value, AlertEnriched)
         except CodecError as exc:
-            return self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
+            # Its raw bytes to records.quarantine and a rejection under its key, in this transaction, so
+            # both are written exactly once and the offset moves past it with its neighbours' decisions.
+            topic, entry_key, entry = self.quarantine.entry(record, str(exc), self.name)
+            outputs.add(topic, entry, key=entry_key, headers=headers)
+            line = self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
+            return {**line, "quarantined": record}
+        if enriched.alert.msg_type != "Alert" and not enriched.alert.references:
+            # Decodable but not valid: a follow-up names its thread first in `references`.
+            return self._reject(outputs, key, headers, context, enriched.origin, "follow-up without references")
         context["alert_id"] = enriched.alert_id
         assert self._routed is not None
         if self._routed.get(record.partition, enriched.alert_id) or enriched.alert_id in decided:

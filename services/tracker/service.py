@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-import msgspec
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -32,6 +30,7 @@ from services.common.kafka import consumer, partitions_of, producer, replay_from
 from services.common.logs import get_logger
 from services.common.metrics import RECORDS
 from services.common.ops import bound_port
+from services.common.quarantine import Quarantine, noted
 from services.common.records import (
     AckSubmitted,
     AlertRouted,
@@ -47,9 +46,10 @@ from services.common.topics import (
     DELIVERIES_EVENTS,
     DELIVERIES_WEBHOOK,
 )
+from services.tracker.api import Answer, InternalApi
 from services.tracker.escalation import escalation_for, reminder_for
 from services.tracker.settings import TrackerSettings
-from services.tracker.state import Ledger, Viewer
+from services.tracker.state import Ledger
 
 log = get_logger("rctc.tracker")
 TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS)
@@ -61,6 +61,10 @@ TIME_TO_ACK = Histogram(
     buckets=(30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600),
 )
 OUTSTANDING = Gauge("rctc_outstanding_acks", "Acknowledgements expected and not yet given.", ["agency"])
+# A gauge of the ledger's own counts (it is pure, so it keeps them; this publishes them with the outstanding
+# acks): a rising not_a_recipient is an agency acking what it never received, early_evicted a flood of acks for
+# alerts that were never routed.
+DROPPED = Gauge("rctc_tracker_records_dropped", "Ack and delivery records the tracker gave up, by reason.", ["reason"])
 ESCALATIONS = Counter("rctc_escalations_total", "Escalations raised, by kind and level.", ["kind", "level"])
 
 
@@ -91,6 +95,7 @@ class Tracker:
         self._owner: AIOKafkaConsumer | None = None
         self._escalators: dict[int, AIOKafkaProducer] = {}
         self._outstanding_agencies: set[str] = set()
+        self._quarantine = Quarantine.standalone(settings.kafka, codec, "tracker")
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -100,7 +105,7 @@ class Tracker:
         c = consumer(self.settings.kafka, "tracker", group=None, follower=True, batch_bytes=64 * 1024)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        await replay_from_beginning(c, await partitions_of(c, TOPICS), self._poll)
+        await replay_from_beginning(c, await partitions_of(c, TOPICS), self._poll, first=[ALERTS_ROUTED])
         self._caught_up = True
         # Joins the ownership group only once caught up: it never owns a deadline whose escalation it has
         # not read yet.
@@ -113,11 +118,7 @@ class Tracker:
             follower=True,
         )
         await self._owner.start()
-        app = web.Application()
-        app.router.add_get("/internal/outstanding", self._outstanding)
-        app.router.add_get("/internal/alerts/{alert_id}", self._status)
-        app.router.add_get("/internal/alerts/{alert_id}/routing", self._routing)
-        app.router.add_get("/internal/alerts/{alert_id}/recipients/{agency}", self._recipient)
+        app = InternalApi(self.ledger, self._answer, self.settings.internal_token).app()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port).start()
@@ -224,6 +225,8 @@ class Tracker:
         for agency in set(counts) | set(self._outstanding_agencies):
             OUTSTANDING.labels(agency).set(counts.get(agency, 0))
         self._outstanding_agencies = set(counts)
+        for reason, count in self.ledger.dropped.items():
+            DROPPED.labels(reason).set(count)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -235,6 +238,7 @@ class Tracker:
         self._escalators.clear()
         if self._consumer is not None:
             await self._consumer.stop()
+        await self._quarantine.close()
 
     def readiness(self) -> dict[str, bool]:
         return {"caught_up": self._caught_up, "http": self.port is not None}
@@ -248,14 +252,13 @@ class Tracker:
                     self._apply(tp.topic, tp.partition, record.value)
                     RECORDS.labels(self.name, tp.topic, "applied").inc()
                 except CodecError as exc:
-                    RECORDS.labels(self.name, tp.topic, "unreadable").inc()
-                    log.error(
-                        "record.unreadable",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=record.offset,
-                        error=str(exc),
-                    )
+                    RECORDS.labels(self.name, tp.topic, "quarantined").inc()
+                    # Written only once caught up: the replay at every start would write it again
+                    # (services/common/quarantine.py).
+                    if self._caught_up:
+                        await self._quarantine.put(record, str(exc), self.name, best_effort=True)
+                    else:
+                        noted(record, str(exc), self.name, written=False)
 
     def _apply(self, topic: str, partition: int, value: bytes) -> None:
         live = self._caught_up  # log and measure only what happens now, not the replay at start
@@ -291,33 +294,7 @@ class Tracker:
                     outcome="applied" if changed else "ignored",
                 )
 
-    async def _outstanding(self, request: web.Request) -> web.Response:
-        return web.json_response({"outstanding": self.ledger.outstanding(request.query.get("agency"))})
-
-    async def _status(self, request: web.Request) -> web.Response:
-        return await self._as_viewer(request, self.ledger.status)
-
-    async def _routing(self, request: web.Request) -> web.Response:
-        return await self._as_viewer(request, self.ledger.routing_of)
-
-    async def _as_viewer(
-        self, request: web.Request, query: Callable[[str, Viewer], tuple[int, dict[str, Any]]]
-    ) -> web.Response:
-        """Answer `query` for the viewer the gateway authenticated (it passes kind and name)."""
-        kind = request.query.get("viewer_kind")
-        name = request.query.get("viewer")
-        if kind not in ("agency", "operator") or not name:
-            return web.json_response({"error": "bad_request", "message": "viewer_kind and viewer"}, status=400)
-        viewer = Viewer(kind, name)  # type: ignore[arg-type]
-        status, body = await self._answer(lambda: query(request.match_info["alert_id"], viewer))
-        return web.json_response(body, status=status, dumps=_dumps)
-
-    async def _recipient(self, request: web.Request) -> web.Response:
-        alert_id, agency = request.match_info["alert_id"], request.match_info["agency"]
-        status, body = await self._answer(lambda: self.ledger.recipient(alert_id, agency))
-        return web.json_response(body, status=status)
-
-    async def _answer(self, query: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
+    async def _answer(self, query: Callable[[], Answer]) -> Answer:
         """`query`'s answer; if it knows no such alert, its answer again once alerts.routed is read up to where
         it ended when asked (bounded by READ_UP_TO_S).
 
@@ -331,10 +308,6 @@ class Tracker:
             async with asyncio.timeout(self.READ_UP_TO_S):
                 await self._caught_up_with(ALERTS_ROUTED)
         return query()
-
-
-def _dumps(value: object) -> str:
-    return msgspec.json.encode(value).decode()
 
 
 def build(settings: TrackerSettings, codec: Codec | None = None) -> Tracker:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.internal import InternalToken
+from services.common.settings import Section, ServiceSettings
 
 
-class InternalHttpSettings(BaseModel):
-    """The tracker's query API, for the gateway only: keep it on a private interface."""
+class InternalHttpSettings(Section):
+    """The tracker's query API, for the gateway only: keep it on a private interface (loopback by default;
+    a deployment that moves it sets RCTC_HTTP__HOST and lets only the gateway reach the port)."""
 
     host: str = "127.0.0.1"
     port: int = 8085
@@ -16,3 +18,8 @@ class TrackerSettings(ServiceSettings):
     http: InternalHttpSettings = Field(default_factory=InternalHttpSettings)
     # How often deadlines are checked: the lateness an escalation may have.
     escalation_check_s: float = 1.0
+    # The credential every internal API request must carry (RCTC_INTERNAL_TOKEN, the gateway's too). There
+    # is no default and no generated fallback: a tracker without one refuses to start, naming the variable,
+    # because one that generated its own would refuse every gateway query (status pages answer 503 while the
+    # process looks healthy), and one that accepted anything would be the hole this setting closes.
+    internal_token: InternalToken = Field(default=SecretStr(""), validate_default=True)

@@ -8,15 +8,17 @@ Pure: no I/O.
 States of a recipient: `delivered` once its copy is committed to its own topic (the router does that in
 the routing transaction), `acknowledged` once it acks. The webhook channel is tracked beside the state
 (pending, delivered, retrying, dead) because a recipient can read its topic while its receiver is down.
-Records for an alert not routed yet (topics are read in parallel) wait until its routing arrives.
+Records for an alert not routed yet (topics are read in parallel) wait until its routing arrives, in a
+buffer bounded per agency and in all (EarlyLimits): anyone can write acks for ids that were never routed.
 
 Visibility: the originator and operators see every recipient and the routing decision; a recipient sees
-only its own row; anyone else is refused, without learning who received the alert.
+only its own row (and is refused the routing decision); anyone else gets exactly the answer given for an
+alert that does not exist (`unknown`), so an id cannot be probed to learn that an alert exists.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +28,90 @@ import msgspec
 
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised
 
-EARLY_LIMIT = 100_000
+Early = DeliveryAttempted | AckSubmitted | EscalationRaised
+
+
+@dataclass(frozen=True)
+class EarlyLimits:
+    """How much the tracker keeps of records read before their alert's routing.
+
+    Per agency (the `agency` of the record: the recipient whose copy it is about, and for an ack its
+    writer, whose identity the gateway checked), so one agency acking ids that were never routed evicts
+    only its own oldest early records; and in all, evicting from the fullest agency first. Bytes are
+    estimated from the record's JSON size plus the objects that hold it (a 64 KiB note counts as such).
+    An early ack only waits for a routing decision being read in parallel, so the oldest go first.
+    """
+
+    agency_records: int = 20_000
+    agency_bytes: int = 16 * 1024 * 1024
+    records: int = 200_000
+    bytes: int = 128 * 1024 * 1024
+
+
+_OVERHEAD = 600  # bytes of Python objects around a record's fields (struct, strings, datetime, index entries)
+
+
+class _EarlyBuffer:
+    """Early records by alert id, evicted oldest first by agency (see EarlyLimits). Pure bookkeeping."""
+
+    def __init__(self, limits: EarlyLimits) -> None:
+        self.limits = limits
+        self._seq = 0
+        # agency -> arrival number -> (alert id, record, estimated bytes), oldest first
+        self._by_agency: dict[str, OrderedDict[int, tuple[str, Early, int]]] = {}
+        self._agency_bytes: Counter[str] = Counter()
+        self._of_alert: dict[str, dict[int, str]] = {}  # alert id -> arrival number -> agency
+        self.records = 0
+        self.bytes = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return self.records
+
+    def agency_usage(self, agency: str) -> tuple[int, int]:
+        """(records, estimated bytes) held for one agency."""
+        return len(self._by_agency.get(agency, ())), self._agency_bytes[agency]
+
+    def add(self, record: Early) -> None:
+        size = len(msgspec.json.encode(record)) + _OVERHEAD
+        self._seq += 1
+        queue = self._by_agency.setdefault(record.agency, OrderedDict())
+        queue[self._seq] = (record.alert_id, record, size)
+        self._of_alert.setdefault(record.alert_id, {})[self._seq] = record.agency
+        self._agency_bytes[record.agency] += size
+        self.records += 1
+        self.bytes += size
+        limits = self.limits
+        while len(queue) > limits.agency_records or self._agency_bytes[record.agency] > limits.agency_bytes:
+            self._evict(record.agency)
+        while self.records > limits.records or self.bytes > limits.bytes:
+            self._evict(max(self._agency_bytes, key=self._agency_bytes.__getitem__))
+
+    def pop(self, alert_id: str) -> list[Early]:
+        """The records waiting for `alert_id`, in the order they were read."""
+        found = []
+        for seq, agency in sorted(self._of_alert.pop(alert_id, {}).items()):
+            _, record, size = self._by_agency[agency].pop(seq)
+            self._forget(agency, size)
+            found.append(record)
+        return found
+
+    def _evict(self, agency: str) -> None:
+        seq, (alert_id, _, size) = self._by_agency[agency].popitem(last=False)
+        waiting = self._of_alert[alert_id]
+        del waiting[seq]
+        if not waiting:
+            del self._of_alert[alert_id]
+        self._forget(agency, size)
+        self.evicted += 1
+
+    def _forget(self, agency: str, size: int) -> None:
+        self.records -= 1
+        self.bytes -= size
+        self._agency_bytes[agency] -= size
+        if not self._by_agency[agency]:
+            del self._by_agency[agency]
+            del self._agency_bytes[agency]
 
 
 @dataclass(frozen=True)
@@ -98,15 +183,22 @@ class AlertState(msgspec.Struct, kw_only=True, gc=False):
 
 
 class Ledger:
-    def __init__(self) -> None:
+    def __init__(self, early: EarlyLimits | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
         self.routing: dict[str, AlertRouted] = {}
         # Records read before their alert's routing. Bounded: anyone can ack an id that was never routed
         # (on its own acks topic), and such records must not grow the tracker without limit.
-        self._early: OrderedDict[str, list[DeliveryAttempted | AckSubmitted | EscalationRaised]] = OrderedDict()
+        self._early = _EarlyBuffer(early or EarlyLimits())
+        self._not_recipient = 0
         self._threads: dict[str, list[str]] = {}  # first alert id -> the alert ids of its thread
         # alerts.routed partition each alert's decision came from: whoever owns it raises its escalations.
         self.partition_of: dict[str, int] = {}
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Records given up, by reason: from an agency that did not receive the (known) alert they name, so
+        refused for good; and early records evicted from the bounded buffer before their alert was routed."""
+        return {"not_a_recipient": self._not_recipient, "early_evicted": self._early.evicted}
 
     def apply_routed(self, routed: AlertRouted, partition: int = 0) -> None:
         if routed.alert_id in self.alerts:
@@ -146,7 +238,7 @@ class Ledger:
                 for row in self.alerts[alert_id].recipients.values():
                     if row.state != "acknowledged":
                         row.state = "cancelled"
-        for record in self._early.pop(routed.alert_id, []):
+        for record in self._early.pop(routed.alert_id):
             self._apply(record)
 
     def apply_attempt(self, attempt: DeliveryAttempted) -> None:
@@ -224,15 +316,14 @@ class Ledger:
             for due, a, r in pending
         ]
 
-    def _apply(self, record: DeliveryAttempted | AckSubmitted | EscalationRaised) -> bool:
+    def _apply(self, record: Early) -> bool:
         alert = self.alerts.get(record.alert_id)
         if alert is None:
-            self._early.setdefault(record.alert_id, []).append(record)
-            if len(self._early) > EARLY_LIMIT:
-                self._early.popitem(last=False)
+            self._early.add(record)
             return True
         recipient = alert.recipients.get(record.agency)
         if recipient is None:
+            self._not_recipient += 1
             return False
         if isinstance(record, EscalationRaised):
             if any(e.kind == record.kind and e.level == record.level for e in recipient.escalations):
@@ -271,27 +362,24 @@ class Ledger:
         return True
 
     def recipient(self, alert_id: str, agency: str) -> tuple[int, dict[str, Any]]:
+        """`agency`'s row of the alert; for a non-recipient the answer for an unknown alert, so that the two
+        also take the same time (the tracker reads up to the end of alerts.routed before it says 404)."""
         alert = self.alerts.get(alert_id)
-        if alert is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        row = alert.recipients.get(agency)
-        return 200, {
-            "alert_id": alert_id,
-            "agency": agency,
-            "recipient": row is not None,
-            "state": row.state if row else None,
-        }
+        row = alert.recipients.get(agency) if alert is not None else None
+        if row is None:
+            return unknown(alert_id)
+        return 200, {"alert_id": alert_id, "agency": agency, "recipient": True, "state": row.state}
 
     def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)
         if alert is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        body = msgspec.to_builtins(alert)
+            return unknown(alert_id)
         if viewer.kind == "operator" or viewer.name == alert.origin:
-            return 200, body
+            return 200, msgspec.to_builtins(alert)
         own = alert.recipients.get(viewer.name)
         if own is None:
-            return 403, {"error": "forbidden", "message": f"{viewer.name} did not receive alert {alert_id}"}
+            return unknown(alert_id)  # not "forbidden": that would tell a stranger the alert exists
+        body = msgspec.to_builtins(alert)
         body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
         # A recipient learns neither the originator's registry version nor anything about others.
         body.pop("registry_version", None)
@@ -300,7 +388,16 @@ class Ledger:
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         routed = self.routing.get(alert_id)
         if routed is None:
-            return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}
-        if viewer.kind != "operator" and viewer.name != routed.origin:
-            return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
-        return 200, msgspec.to_builtins(routed)
+            return unknown(alert_id)
+        if viewer.kind == "operator" or viewer.name == routed.origin:
+            return 200, msgspec.to_builtins(routed)
+        alert = self.alerts.get(alert_id)
+        if alert is None or viewer.name not in alert.recipients:
+            return unknown(alert_id)
+        # A recipient knows the alert exists (it holds a copy), so it may be told why it cannot see more.
+        return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+
+
+def unknown(alert_id: str) -> tuple[int, dict[str, Any]]:
+    """The one answer for an alert that does not exist and for one the viewer may not know exists."""
+    return 404, {"error": "not_found", "message": f"no alert {alert_id} has been routed"}

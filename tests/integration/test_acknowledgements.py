@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from services.common.codec import Codec
+from services.common.internal import bearer
 from services.common.kafka import producer
 from services.common.records import AckSubmitted, EscalationRaised, utcnow
 from services.common.registry.publish import publish_registry
@@ -22,7 +23,7 @@ from services.common.topics import ALERTS_ESCALATIONS, agency_ack_topic
 from services.demo.receivers import Receivers
 from services.tracker.service import build as build_tracker
 from services.tracker.settings import InternalHttpSettings, TrackerSettings
-from tests.support.system import system
+from tests.support.system import new_internal_token, system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
 
 OPERATOR = "operator-token-acks"
@@ -183,11 +184,19 @@ async def test_two_trackers_split_escalations_and_both_answer(kafka: KafkaSettin
         operator_token=OPERATOR,
     )
     await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+    token = new_internal_token()
     second = build_tracker(
-        TrackerSettings(kafka=kafka, http=InternalHttpSettings(port=0), escalation_check_s=0.2), codec
+        TrackerSettings(kafka=kafka, http=InternalHttpSettings(port=0), escalation_check_s=0.2, internal_token=token),
+        codec,
     )
     async with (
-        system(kafka, codec, router={"ack_deadline_scale": SCALE}, tracker={"escalation_check_s": 0.2}) as sys_,
+        system(
+            kafka,
+            codec,
+            router={"ack_deadline_scale": SCALE},
+            tracker={"escalation_check_s": 0.2},
+            internal_token=token,
+        ) as sys_,
         aiohttp.ClientSession() as http,
     ):
         stack = AsyncExitStack()
@@ -199,7 +208,8 @@ async def test_two_trackers_split_escalations_and_both_answer(kafka: KafkaSettin
 
             async def answered_by(port: int) -> bool:
                 params = {"viewer_kind": "operator", "viewer": "desk"}
-                async with http.get(f"http://127.0.0.1:{port}/internal/alerts/{alert_id}", params=params) as r:
+                url = f"http://127.0.0.1:{port}/internal/alerts/{alert_id}"
+                async with http.get(url, params=params, headers=bearer(token)) as r:
                     return r.status == 200 and len((await r.json())["recipients"]) == 3
 
             await eventually(lambda: answered_by(sys_.tracker.port or 0))

@@ -47,7 +47,7 @@ async def slow_receiver() -> AsyncIterator[tuple[str, Receivers]]:
 
 
 async def start_dispatcher(kafka: KafkaSettings) -> asyncio.subprocess.Process:
-    return await start_service("dispatcher", kafka, RCTC_CONCURRENCY="16")
+    return await start_service("dispatcher", kafka, RCTC_CONCURRENCY="16", RCTC_ALLOW_PRIVATE_ENDPOINTS="true")
 
 
 async def test_sigkill_mid_stream_loses_no_delivery(

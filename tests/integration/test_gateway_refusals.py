@@ -15,6 +15,7 @@ from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_SUBMITTED
 from services.gateway.service import Gateway, build
 from services.gateway.settings import GatewaySettings, HttpSettings
+from tests.support.system import new_internal_token
 from tests.support.world import Cast, agreement, alert_json, end_offsets, registry
 
 OPERATOR = "operator-token-refusals"
@@ -27,7 +28,10 @@ async def gateway(kafka: KafkaSettings, codec: Codec) -> AsyncIterator[tuple[Gat
     other = cast.agency("JO-B", "JO")
     doc = registry([origin, other], [agreement(f"A-{cast.suffix}", [origin.code, other.code])], operator_token=OPERATOR)
     await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
-    gw = build(GatewaySettings(kafka=kafka, http=HttpSettings(port=0), tracker_url="http://127.0.0.1:9"), codec)
+    settings = GatewaySettings(
+        kafka=kafka, http=HttpSettings(port=0), tracker_url="http://127.0.0.1:9", internal_token=new_internal_token()
+    )
+    gw = build(settings, codec)
     async with running(gw):
         yield gw, cast
 

@@ -6,10 +6,13 @@ Each is built by its own `build` function from settings, exactly as its entry po
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import SecretStr
 
 from services.auditor.service import Auditor
 from services.auditor.service import build as build_auditor
@@ -46,6 +49,7 @@ class System:
     tracker_settings: TrackerSettings
     codec: Codec
     tracker_stack: AsyncExitStack
+    internal_token: SecretStr
 
     @property
     def url(self) -> str:
@@ -67,13 +71,18 @@ async def system(
     dispatcher: dict[str, Any] | None = None,
     router: dict[str, Any] | None = None,
     tracker: dict[str, Any] | None = None,
+    internal_token: SecretStr | None = None,
 ) -> AsyncIterator[System]:
     """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse.
 
     The dicts override each service's settings (tests shrink time with retry_time_scale, ack_deadline_scale).
+    The gateway and the tracker share one internal credential, fresh for each system unless one is given.
     """
     common: dict[str, Any] = {"kafka": kafka, "shutdown_timeout_s": 10.0}
-    tracker_settings = TrackerSettings(**common, http=InternalHttpSettings(port=free_port()), **(tracker or {}))
+    token = internal_token or new_internal_token()
+    tracker_settings = TrackerSettings(
+        **common, http=InternalHttpSettings(port=free_port()), internal_token=token, **(tracker or {})
+    )
     system_: System | None = None
     tracker_stack = AsyncExitStack()
     try:
@@ -86,10 +95,16 @@ async def system(
             await stack.enter_async_context(running(router_service))
             auditor = build_auditor(AuditorSettings(**common), codec)
             await stack.enter_async_context(running(auditor))
-            dispatcher_service = build_dispatcher(DispatcherSettings(**common, **(dispatcher or {})), codec)
+            # The test receivers listen on 127.0.0.1 (the registry marks them allow_private).
+            allowed = {"allow_private_endpoints": True}
+            dispatcher_settings = DispatcherSettings(**{**common, **allowed, **(dispatcher or {})})
+            dispatcher_service = build_dispatcher(dispatcher_settings, codec)
             await stack.enter_async_context(running(dispatcher_service))
             gateway_settings = GatewaySettings(
-                **common, http=HttpSettings(port=0), tracker_url=f"http://127.0.0.1:{tracker_settings.http.port}"
+                **common,
+                http=HttpSettings(port=0),
+                tracker_url=f"http://127.0.0.1:{tracker_settings.http.port}",
+                internal_token=token,
             )
             gateway = build_gateway(gateway_settings, codec)
             await stack.enter_async_context(running(gateway))
@@ -103,8 +118,14 @@ async def system(
                 tracker_settings,
                 codec,
                 tracker_stack,
+                token,
             )
             yield system_
     finally:
         # The tracker started first and stops last; after a restart it is the new one.
         await (system_.tracker_stack if system_ is not None else tracker_stack).aclose()
+
+
+def new_internal_token() -> SecretStr:
+    """A random internal credential, as `make run` makes one (RCTC_INTERNAL_TOKEN)."""
+    return SecretStr(secrets.token_urlsafe(32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,5 +67,5 @@ async def test_broker_down_is_a_retryable_503(gateway_url: str) -> None:
 
 async def test_tracker_down_is_a_503_for_acks(gateway_url: str) -> None:
     """Without the tracker the gateway cannot tell a recipient from a stranger: 503, never a guess."""
-    status, body, _ = await post(f"{gateway_url}/v1/alerts/some-id/ack", {"response": "actioned"})
+    status, body, _ = await post(f"{gateway_url}/v1/alerts/{uuid.uuid4()}/ack", {"response": "actioned"})
     assert (status, body["error"]) == (503, "unavailable")

@@ -12,7 +12,7 @@ from aiokafka.producer.sender import AddPartitionsToTxnHandler
 from pydantic import ValidationError
 
 from services.common.errors import ConfigurationError
-from services.common.kafka import connection, producer
+from services.common.kafka import connection, producer, replay_from_beginning
 from services.common.settings import KafkaSettings, ServiceSettings
 
 
@@ -56,3 +56,47 @@ def test_a_misspelt_kafka_variable_stops_the_service(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("RCTC_KAFKA__SECURITY_PROTOCL", "SASL_SSL")
     with pytest.raises(ValidationError, match="security_protocl"):
         ServiceSettings()
+
+
+class _ReplayConsumer:
+    """Stands in for aiokafka's consumer in a replay: each poll reads one record of every unpaused partition."""
+
+    def __init__(self, ends: dict[TopicPartition, int]) -> None:
+        self.ends = ends
+        self.positions = dict.fromkeys(ends, 0)
+        self.paused: set[TopicPartition] = set()
+        self.read: list[str] = []
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        assert set(partitions) == set(self.ends)
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self.positions[tp] = 0
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
+
+    async def poll(self, _timeout_ms: int) -> None:
+        for tp in self.ends:
+            if tp not in self.paused and self.positions[tp] < self.ends[tp]:
+                self.positions[tp] += 1
+                self.read.append(tp.topic)
+
+
+async def test_a_replay_reads_the_first_topics_to_their_end_before_any_other() -> None:
+    """The tracker's decisions are all read before the acks that refer to them (whose early buffer is bounded)."""
+    ends = {TopicPartition("alerts.routed", 0): 5, TopicPartition("acks.submitted", 0): 7}
+    fake = _ReplayConsumer(ends)
+    await replay_from_beginning(fake, list(ends), fake.poll, first=["alerts.routed"])  # type: ignore[arg-type]
+    assert fake.read == ["alerts.routed"] * 5 + ["acks.submitted"] * 7
+    assert fake.paused == set()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import msgspec
+import unicodedata
 
-from services.common.records import Indicator, SharedAlert, Subject
+import msgspec
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from services.common.records import Indicator, Location, SharedAlert, Subject
 from services.common.registry import REDACTABLE_FIELDS
+from services.router.folding import fold, is_word, refanged
 from services.router.redaction import MASK, shared_copy
 from tests.unit.samples import sample_alert
 
@@ -73,3 +78,148 @@ def test_copy_fields_are_an_allow_list() -> None:
         "originator_control",
     }
     assert set(SharedAlert.__struct_fields__) == always | set(REDACTABLE_FIELDS)
+
+
+# --- Masking that survives spelling -------------------------------------------------------------------
+
+LATIN = "abcdefghijklmnopqrstuvwxyzé"
+ARABIC = "ابتثجحخدذرسشصضطظعغفقكلمنهويىةأإآؤئ"
+# Letters written interchangeably, each folded to its group's first member (a variant may be any member).
+VARIANTS = ["يىیئ", "هةۃہ", "اأإآٱ", "كک", "وؤ"]
+DOTS = ["[.]", "(.)", "[dot]", "(dot)", " [dot] ", " dot ", "{.}"]
+ATS = ["[@]", "(at)", "[at]", " at ", " [at] ", "(@)", "{at}"]
+INVISIBLE = ["\u200d", "\u200c", "\u200e", "\u200f", "\u0640", "\u00ad", "\u2066"]
+
+
+def _words(alphabet: str, min_size: int) -> st.SearchStrategy[str]:
+    word = st.text(alphabet=alphabet, min_size=1, max_size=8)
+    return st.lists(word, min_size=1, max_size=3).map(" ".join).filter(lambda s: len(s) >= min_size)
+
+
+LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
+DOMAIN = st.tuples(st.lists(LABEL, min_size=1, max_size=3), st.sampled_from(["example", "com", "iq"])).map(
+    lambda t: ".".join([*t[0], t[1]])
+)
+VALUES = st.one_of(
+    _words(LATIN, 1).map(lambda v: ("name", v)),
+    _words(ARABIC, 1).map(lambda v: ("name", v)),
+    st.tuples(LABEL, DOMAIN).map(lambda t: ("email", f"{t[0]}.x@{t[1]}")),
+    DOMAIN.map(lambda v: ("domain", v)),
+    st.lists(st.integers(0, 255), min_size=4, max_size=4).map(lambda o: ("ip", ".".join(map(str, o)))),
+    st.text(alphabet="0123456789", min_size=8, max_size=12).map(lambda d: ("phone", "+" + d)),
+)
+
+
+@st.composite
+def spellings(draw: st.DrawFn, kind: str, value: str) -> str:
+    """`value` as an analyst, a keyboard or an attacker might write it."""
+    text = value
+    if kind in ("email", "domain", "ip") and draw(st.booleans()):
+        text = "".join(draw(st.sampled_from(DOTS)) if c == "." else c for c in text)
+        text = "".join(draw(st.sampled_from(ATS)) if c == "@" else c for c in text)
+    if kind == "phone" and draw(st.booleans()):
+        text = text[:4] + " " + text[4:7] + "-" + text[7:]
+    out = []
+    for c in text:
+        group = next((g for g in VARIANTS if c in g), None)
+        if group and draw(st.booleans()):
+            c = draw(st.sampled_from(group))
+        if c.isascii() and c.isalpha():
+            c = draw(st.sampled_from([c.lower(), c.upper(), chr(ord(c.upper()) + 0xFEE0)]))  # fullwidth too
+        if c == " ":
+            c = draw(st.sampled_from([" ", "  ", "\t", "\u00a0", " \n "]))
+        out.append(c)
+        if draw(st.integers(0, 3)) == 0:
+            out.append(draw(st.sampled_from(INVISIBLE)))
+    written = "".join(out)
+    return unicodedata.normalize(draw(st.sampled_from(["NFC", "NFD", "NFKC", "NFKD"])), written)
+
+
+def _survives(value: str, text: str) -> bool:
+    """Whether the folded `value` still stands in the folded `text` (as a whole word, if it is short)."""
+    plain = fold(text).text
+    folded = fold(value).text.strip()
+    if len(folded) < 3:
+        padded = f" {plain} "
+        return any(
+            not is_word(padded[i - 1]) and not is_word(padded[i + len(folded)])
+            for i in range(1, len(padded) - len(folded))
+            if padded.startswith(folded, i)
+        )
+    return folded in plain or refanged(fold(value)).text.strip() in refanged(fold(text)).text
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data(), before=st.text(max_size=30), after=st.text(max_size=30))
+def test_no_spelling_of_a_redacted_value_survives(data: st.DataObject, before: str, after: str) -> None:
+    """Names, e-mails, domains, IPs and phones in any spelling, amid any text, never survive in a copy."""
+    kind, value = data.draw(VALUES)
+    folded = fold(value).text.strip()
+    assume(folded and folded not in fold(MASK).text)
+    written = data.draw(spellings(kind, value))
+    alert = sample_alert(
+        title=before + written + after,
+        summary=after + written + before,
+        subjects=[Subject(kind="person", name=value)] if kind == "name" else [],
+        indicators=[] if kind == "name" else [Indicator(type=kind, value=value)],
+    )
+    copy, _ = shared_copy(alert, ["subjects", "indicators"])
+    assert not _survives(value, copy.title)
+    assert not _survives(value, copy.summary or "")
+
+
+def test_defanged_email_forms_are_masked() -> None:
+    """An e-mail written with [@], (at), [at], ' at ', (dot), [dot], [.] or (.) is masked (issue 13, item 11)."""
+    forms = [
+        "a.rahmani[@]cash-relay[.]example",
+        "a.rahmani(at)cash-relay(dot)example",
+        "a.rahmani[at]cash-relay[dot]example",
+        "a.rahmani at cash-relay dot example",
+        "a[.]rahmani [at] cash-relay [dot] example",
+        "A.Rahmani(@)Cash-Relay(.)Example",
+    ]
+    alert = sample_alert(
+        summary="; ".join(f"write to {f} now" for f in forms),
+        indicators=[Indicator(type="email", value="a.rahmani@cash-relay.example")],
+    )
+    copy, _ = shared_copy(alert, ["indicators"])
+    assert copy.summary == "; ".join(f"write to {MASK} now" for _ in forms)
+
+
+def test_arabic_spellings_of_a_name_are_masked() -> None:
+    """Letter variants, harakat, tatweel and bidi marks do not hide a redacted Arabic name."""
+    name = "أبو كريم"
+    written = ["ابو كريم", "إبو كريـــم", "\u200fأَبُو كَرِيم\u200f", "ٱبو  کریم", "ابو كري\u200dم"]
+    alert = sample_alert(summary=" / ".join(written), subjects=[Subject(kind="person", name=name)])
+    copy, _ = shared_copy(alert, ["subjects"])
+    assert copy.summary is not None
+    assert [part.strip("\u200f") for part in copy.summary.split(" / ")] == [MASK] * len(written)
+
+
+def test_short_values_are_masked_as_whole_words_only() -> None:
+    """A two-letter name is masked where it stands alone, not inside other words."""
+    alert = sample_alert(summary="Li met Lina; LI left", subjects=[Subject(kind="person", name="Li")])
+    copy, _ = shared_copy(alert, ["subjects"])
+    assert copy.summary == f"{MASK} met Lina; {MASK} left"
+
+
+def test_redacted_countries_are_masked_by_code_and_name() -> None:
+    """Codes as whole words, names (English and Arabic) where a word starts, Arabic ones with clitics too."""
+    alert = sample_alert(
+        title="IQ cell",
+        summary="Iraqi funds left Iraq (IQ) via بالعراق; woman in Romania; IQ-A reported",
+        affected_countries=["IQ"],
+    )
+    copy, _ = shared_copy(alert, ["affected_countries"])
+    assert copy.title == f"{MASK} cell"
+    assert copy.summary == f"{MASK}i funds left {MASK} ({MASK}) via ب{MASK}; woman in Romania; {MASK}-A reported"
+
+
+def test_redacted_locations_are_masked_as_coordinates() -> None:
+    """A latitude or longitude quoted to two or more places, rounded or truncated, is masked."""
+    alert = sample_alert(
+        summary="Seen at 36.3456, 43.1234; near 36.35/43.12, and 36,345 N; version 1.25 and 36.3 stay",
+        locations=[Location(lat=36.3456, lon=-43.1234)],
+    )
+    copy, _ = shared_copy(alert, ["locations"])
+    assert copy.summary == f"Seen at {MASK}, {MASK}; near {MASK}/{MASK}, and {MASK} N; version 1.25 and 36.3 stay"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from pathlib import Path
 
 import pytest
 
+from services.common.codec import Codec
 from services.common.errors import RegistryError
 from services.common.records import utcnow
-from services.common.registry import Registry, RegistryPublished, load_registry, parse_registry
+from services.common.registry import Agency, Registry, RegistryPublished, document, load_registry, parse_registry
+from services.common.registry.model import Defaults, Operator, RateLimit
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "demo.yaml"
 
@@ -127,3 +132,204 @@ def test_registry_authenticates_tokens_by_hash() -> None:
     )
     assert reg.authenticate("demo-iq-nab") == ("agency", "IQ-NAB")
     assert reg.authenticate("demo-jo-tac") is None
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def secret(raw: bytes) -> str:
+    return "whsec_" + base64.b64encode(raw).decode()
+
+
+def with_operators(text: str, *digests: str) -> str:
+    listed = "".join(f"  - name: op{i}\n    token_sha256: [{d}]\n" for i, d in enumerate(digests))
+    return text.replace("agreements:\n", f"operators:\n{listed}agreements:\n")
+
+
+def with_webhooks(text: str, first: list[str], second: list[str]) -> str:
+    def hook(code: str, secrets: list[str]) -> str:
+        return f"    webhook:\n      url: https://{code}.example/hook\n      secrets: [{', '.join(secrets)}]\n"
+
+    text = text.replace("    subscriptions:\n", hook("a", first) + "    subscriptions:\n")
+    return text.replace("    country: JO\n", "    country: JO\n" + hook("b", second))
+
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+A_HASH = "a75eb2ef5cadbaa078db5eb20e5b9a4d8443be31a8d6d3be6229267613c6a6e8"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (VALID.replace(A_HASH, EMPTY_SHA256), "$.agencies[0].token_sha256[0]"),
+        (with_operators(VALID, EMPTY_SHA256), "$.operators[0].token_sha256[0]"),
+    ],
+)
+def test_the_empty_tokens_hash_is_refused(text: str, field: str) -> None:
+    """The SHA-256 of the empty string is refused as an agency's or an operator's token hash."""
+    assert [(field, True)] == [(f, "empty string" in m) for _, f, m in problems(text)]
+
+
+def test_operator_token_hashes_are_checked_like_agencies() -> None:
+    """An operator's token hash must be lower-case hex SHA-256 too, never a token or upper case."""
+    found = problems(with_operators(VALID, "demo-duty-desk", sha("x").upper()))
+    assert [f for _, f, _ in found] == ["$.operators[0].token_sha256[0]", "$.operators[1].token_sha256[0]"]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "owner"),
+    [
+        (
+            VALID.replace("    country: JO\n", f"    country: JO\n    token_sha256: [{A_HASH}]\n"),
+            "$.agencies[1].token_sha256[0]",
+            "agency IQ-NAB",
+        ),
+        (with_operators(VALID, A_HASH), "$.operators[0].token_sha256[0]", "agency IQ-NAB"),
+        (with_operators(VALID, sha("desk"), sha("desk")), "$.operators[1].token_sha256[0]", "operator op0"),
+    ],
+    ids=["agency-agency", "agency-operator", "operator-operator"],
+)
+def test_a_token_hash_belongs_to_one_principal(text: str, field: str, owner: str) -> None:
+    """A hash listed for two principals is refused at the second listing, naming the first owner."""
+    [(line, f, message)] = problems(text)
+    assert (field, True) == (f, owner in message)
+    assert line is not None
+
+
+def test_registry_never_authenticates_a_shared_or_empty_hash() -> None:
+    """Even a registry that skipped validation lets neither a shared hash nor the empty token in."""
+    agencies = [
+        Agency(code="IQ-A", name="a", country="IQ", token_sha256=[sha("shared"), EMPTY_SHA256]),
+        Agency(code="JO-B", name="b", country="JO", token_sha256=[sha("b")]),
+    ]
+    published = RegistryPublished(
+        version=1,
+        sha256="x",
+        published_at=utcnow(),
+        published_by="t",
+        source="s",
+        agencies=agencies,
+        operators=[Operator(name="desk", token_sha256=[sha("shared")])],
+    )
+    reg = Registry(published)
+    assert [reg.authenticate(t) for t in ("shared", "", "b")] == [None, None, ("agency", "JO-B")]
+
+
+RANDOM = [secrets.token_bytes(32) for _ in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (bytes(32), "not random"),
+        (b"\x01\x02" * 16, "not random"),
+        (b"correct horse battery staple!!!!", "not random"),
+        (secrets.token_bytes(16), "24 to 64"),
+    ],
+    ids=["all-zero", "two-values", "plain-text", "16-bytes"],
+)
+def test_weak_webhook_secrets_are_refused(raw: bytes, why: str) -> None:
+    """A secret of few distinct bytes, of printable text, or under 24 bytes is refused, saying why."""
+    [(_, field, message)] = problems(with_webhooks(VALID, [secret(RANDOM[0]), secret(raw)], [secret(RANDOM[1])]))
+    assert (field, why in message) == ("$.agencies[0].webhook.secrets[1]", True)
+
+
+def test_a_secret_signs_one_endpoint_only() -> None:
+    """A secret listed for two agencies' webhooks (anywhere in their rotation lists) is refused."""
+    text = with_webhooks(VALID, [secret(RANDOM[0]), secret(RANDOM[1])], [secret(RANDOM[2]), secret(RANDOM[1])])
+    [(_, field, message)] = problems(text)
+    assert (field, "IQ-NAB" in message) == ("$.agencies[1].webhook.secrets[1]", True)
+
+
+def test_random_secrets_of_distinct_endpoints_pass() -> None:
+    """Secrets from `rctc secret` pass: the randomness tests refuse mistakes, not real secrets."""
+    doc = parse_registry(with_webhooks(VALID, [secret(RANDOM[0])], [secret(RANDOM[1]), secret(RANDOM[2])]))
+    assert sum(a.webhook is not None for a in doc.agencies) == 2
+
+
+def test_anchors_and_aliases_are_refused_at_their_line_and_field() -> None:
+    """A YAML anchor (and so any alias) is refused where it stands, by line and field."""
+    text = VALID.replace('      - categories: ["terrorism.*"]', '      - categories: &cats ["terrorism.*"]')
+    text = text.replace('    categories: ["*"]', "    categories: *cats")
+    assert [(line, f) for line, f, _ in problems(text)] == [(7, "$.agencies[0].subscriptions[0].categories")]
+
+
+def test_an_alias_bomb_is_refused_before_anything_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 'billion laughs' document (10**12 values once expanded) is refused while composing: nothing is
+    constructed, so the expansion is never built."""
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 12)]
+    bomb = "\n".join(levels) + "\nagencies: *l11\n"
+    assert len(bomb) < 1024
+
+    def never(*_: object) -> object:
+        raise AssertionError("the loader constructed a value from a document with aliases")
+
+    monkeypatch.setattr(document._Loader, "construct_document", never)
+    [(line, field, message)] = problems(bomb)
+    assert (line, field, "aliases" in message) == (1, "$.l0", True)
+
+
+def test_deep_nesting_and_huge_files_are_refused() -> None:
+    """A document nested deeper than a registry ever is, or larger than the bound, is refused, not parsed."""
+    [(_, _, deep)] = problems("agencies: " + "[" * 100_000 + "]" * 100_000)
+    [(_, _, huge)] = problems("#" * (document.MAX_REGISTRY_BYTES + 1))
+    assert ("nested deeper" in deep, "at most" in huge) == (True, True)
+
+
+def test_rate_limits_are_read_and_checked() -> None:
+    """An agency's own rate limit and the registry default are read; a non-positive one is refused."""
+    limits = "defaults:\n  rate_limit: {per_second: 5, burst: 10}\n"
+    text = limits + VALID.replace("    country: JO\n", "    country: JO\n    rate_limit: {per_second: 0.5, burst: 2}\n")
+    doc = parse_registry(text)
+    reg = Registry(
+        RegistryPublished(
+            version=1,
+            sha256="x",
+            published_at=utcnow(),
+            published_by="t",
+            source="s",
+            agencies=doc.agencies,
+            defaults=doc.defaults,
+        )
+    )
+    assert [RateLimit(per_second=5.0, burst=10), RateLimit(per_second=0.5, burst=2)] == [
+        reg.rate_limit_of(code) for code in ("IQ-NAB", "JO-TAC")
+    ]
+    found = {f for _, f, _ in problems(text.replace("per_second: 0.5, burst: 2", "per_second: 0, burst: 0"))}
+    assert {"$.agencies[1].rate_limit.per_second", "$.agencies[1].rate_limit.burst"} == found
+
+
+def test_rate_limits_and_defaults_travel_on_the_registry_topic(codec: Codec) -> None:
+    """The published registry carries each agency's limit and the default through Avro."""
+    doc = parse_registry(
+        VALID.replace("    country: JO\n", "    country: JO\n    rate_limit: {per_second: 3, burst: 4}\n")
+    )
+    published = RegistryPublished(
+        version=1,
+        sha256="x",
+        published_at=utcnow(),
+        published_by="t",
+        source="s",
+        agencies=doc.agencies,
+        defaults=Defaults(rate_limit=RateLimit(per_second=7.5, burst=9)),
+    )
+    back = codec.decode(codec.encode(published), RegistryPublished)
+    assert (back.agencies[0].rate_limit, back.agencies[1].rate_limit, back.defaults) == (
+        None,
+        RateLimit(per_second=3.0, burst=4),
+        published.defaults,
+    )
+
+
+def test_suspended_agencies_authenticate_and_are_known_as_suspended() -> None:
+    """A suspended agency's token still names it (so it can be told why), and the registry says it is suspended."""
+    doc = parse_registry(VALID.replace("    country: IQ\n", "    country: IQ\n    active: false\n"))
+    reg = Registry(
+        RegistryPublished(
+            version=1, sha256="x", published_at=utcnow(), published_by="t", source="s", agencies=doc.agencies
+        )
+    )
+    principal = reg.authenticate("demo-iq-nab")
+    assert (principal, principal is not None and reg.is_suspended(principal)) == (("agency", "IQ-NAB"), True)

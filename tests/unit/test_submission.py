@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from services.gateway.submission import InvalidSubmission, parse_submission
+from services.common.topics import load_declarations
+from services.gateway import submission
+from services.gateway.submission import InvalidSubmission, parse_ack, parse_submission
 from tests.support.world import alert_json
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -47,7 +49,7 @@ def test_malformed_json_is_flagged_as_such() -> None:
         ({"affected_countries": ["iq"]}, "$.affected_countries[0]"),
         ({"releasable_to": ["somebody"]}, "$.releasable_to[0]"),
         ({"indicators": [{"type": "colour", "value": "red"}]}, "$.indicators[0].type"),
-        ({"locations": [{"lat": 91, "lon": 0}]}, "$.locations[0]"),
+        ({"locations": [{"lat": 91, "lon": 0}]}, "$.locations[0].lat"),
         ({"expires": "2020-01-01T00:00:00Z"}, "$.expires"),
         ({"sent": "2026-11-28T09:00:00"}, "$.sent"),
     ],
@@ -59,7 +61,7 @@ def test_semantic_refusals(fields: dict[str, Any], field: str) -> None:
 
 @pytest.mark.parametrize(
     ("fields", "field"),
-    [({"origin": "JO-TAC"}, "$"), ({"severity": "Catastrophic"}, "$.severity"), ({"title": 3}, "$.title")],
+    [({"origin": "JO-TAC"}, "$.origin"), ({"severity": "Catastrophic"}, "$.severity"), ({"title": 3}, "$.title")],
 )
 def test_structural_refusals(fields: dict[str, Any], field: str) -> None:
     """Unknown fields (an `origin` above all) and wrong types are refused with their path."""
@@ -71,3 +73,153 @@ def test_red_with_named_recipients_is_accepted() -> None:
     """TLP:RED goes through when its recipients are named."""
     alert = parse_submission(json.dumps(alert_json(tlp="RED", releasable_to=["JO-TAC"])).encode(), now=NOW)
     assert alert.releasable_to == ["JO-TAC"]
+
+
+def test_every_invalid_field_is_reported_at_its_own_path() -> None:
+    """Five invalid fields in one body: the refusal names all five, each at its JSON path."""
+    problems = refusal(
+        category="weather",
+        tlp="PINK",
+        information_credibility="two",
+        indicators=[{"type": "ip", "value": "192.0.2.1"}, {"type": "colour", "value": "red"}],
+        subjects=[{"kind": "person", "name": "A", "identifiers": {"passport": 7}}],
+    )
+    expected = {
+        "$.category",
+        "$.tlp",
+        "$.information_credibility",
+        "$.indicators[1].type",
+        "$.subjects[0].identifiers.passport",
+    }
+    assert expected == {field for field, _ in problems}
+
+
+def test_missing_required_fields_are_reported_at_their_paths() -> None:
+    """A missing field is named at its own path, not at `$`; so is one missing inside an array item."""
+    body = {k: v for k, v in alert_json(indicators=[{"type": "ip"}]).items() if k not in ("title", "severity")}
+    with pytest.raises(InvalidSubmission) as caught:
+        parse_submission(json.dumps(body).encode(), now=NOW)
+    expected = {"$.title", "$.severity", "$.indicators[0].value"}
+    assert expected == {field for field, _ in caught.value.problems}
+
+
+def test_every_unknown_field_is_refused_at_its_path() -> None:
+    """Unknown fields stay refused, each reported where it stands, at the top and inside items."""
+    problems = refusal(origin="JO-TAC", indicators=[{"type": "ip", "value": "192.0.2.1", "confidence": 9}])
+    assert {"$.origin", "$.indicators[0].confidence"} == {field for field, _ in problems}
+
+
+def _over(limit: int) -> str:
+    return "x" * (limit + 1)
+
+
+LIMITS: list[tuple[str, dict[str, Any], str]] = [
+    ("title", {"title": _over(submission.MAX_TITLE)}, "$.title"),
+    ("summary", {"summary": _over(submission.MAX_SUMMARY)}, "$.summary"),
+    ("references", {"references": ["a"] * (submission.MAX_REFERENCES + 1)}, "$.references"),
+    ("a reference", {"references": [_over(submission.MAX_REFERENCE)]}, "$.references[0]"),
+    ("countries", {"affected_countries": ["IQ"] * (submission.MAX_COUNTRIES + 1)}, "$.affected_countries"),
+    ("locations", {"locations": [{"lat": 0, "lon": 0}] * (submission.MAX_LOCATIONS + 1)}, "$.locations"),
+    ("radius", {"locations": [{"lat": 0, "lon": 0, "radius_km": 1e9}]}, "$.locations[0].radius_km"),
+    (
+        "indicators",
+        {"indicators": [{"type": "ip", "value": "192.0.2.1"}] * (submission.MAX_INDICATORS + 1)},
+        "$.indicators",
+    ),
+    ("subjects", {"subjects": [{"kind": "person", "name": "A"}] * (submission.MAX_SUBJECTS + 1)}, "$.subjects"),
+    ("subject name", {"subjects": [{"kind": "person", "name": _over(200)}]}, "$.subjects[0].name"),
+    (
+        "nationality",
+        {"subjects": [{"kind": "person", "name": "A", "nationality": _over(64)}]},
+        "$.subjects[0].nationality",
+    ),
+    (
+        "identifiers",
+        {"subjects": [{"kind": "person", "name": "A", "identifiers": {f"k{i}": "v" for i in range(21)}}]},
+        "$.subjects[0].identifiers",
+    ),
+    (
+        "identifier key",
+        {"subjects": [{"kind": "person", "name": "A", "identifiers": {_over(64): "v"}}]},
+        f'$.subjects[0].identifiers["{"x" * 64}…"]',
+    ),
+    (
+        "identifier value",
+        {"subjects": [{"kind": "person", "name": "A", "identifiers": {"passport": _over(256)}}]},
+        "$.subjects[0].identifiers.passport",
+    ),
+    ("releasable_to", {"releasable_to": ["IQ"] * (submission.MAX_RELEASABLE_TO + 1)}, "$.releasable_to"),
+    ("sent", {"sent": "2026-11-28T09:00:00Z" + " " * 64}, "$.sent"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), [c[1:] for c in LIMITS], ids=[c[0] for c in LIMITS])
+def test_every_string_and_array_has_a_maximum(fields: dict[str, Any], field: str) -> None:
+    """One past each documented maximum is refused at that field's path."""
+    assert field in [f for f, _ in refusal(**fields)]
+
+
+@pytest.mark.parametrize(("kind", "limit"), list(submission.INDICATOR_MAX.items()))
+def test_indicator_values_have_a_maximum_by_type(kind: str, limit: int) -> None:
+    """An indicator value is accepted at its type's maximum and refused one character past it."""
+    at_limit = parse_submission(
+        json.dumps(alert_json(indicators=[{"type": kind, "value": "a" * limit}])).encode(), now=NOW
+    )
+    assert [limit] == [len(i.value) for i in at_limit.indicators]
+    assert [f for f, _ in refusal(indicators=[{"type": kind, "value": _over(limit)}])] == ["$.indicators[0].value"]
+
+
+def test_a_body_at_every_maximum_is_accepted() -> None:
+    """The limits are not off by one: a body with every array and string at its maximum goes through."""
+    body = alert_json(
+        title="t" * submission.MAX_TITLE,
+        references=["r" * submission.MAX_REFERENCE] * submission.MAX_REFERENCES,
+        msg_type="Update",
+        subjects=[
+            {
+                "kind": "person",
+                "name": "n" * submission.MAX_SUBJECT_NAME,
+                "nationality": "IQ",
+                "identifiers": {f"{i:0>64}": "v" * submission.MAX_IDENTIFIER_VALUE for i in range(20)},
+            }
+        ],
+        locations=[{"lat": 0, "lon": 0, "radius_km": submission.MAX_RADIUS_KM}] * submission.MAX_LOCATIONS,
+    )
+    alert = parse_submission(json.dumps(body).encode(), now=NOW)
+    assert (len(alert.references), len(alert.locations)) == (submission.MAX_REFERENCES, submission.MAX_LOCATIONS)
+
+
+def test_problems_listed_are_capped() -> None:
+    """Thousands of unknown fields are answered with a bounded list that says how many it left out."""
+    problems = refusal(**{f"f{i}": 1 for i in range(5000)})
+    assert len(problems) == submission.MAX_PROBLEMS + 1
+    assert "more problems" in problems[-1][1]
+
+
+def test_deep_nesting_is_malformed_not_a_crash() -> None:
+    """A body nested deeper than the decoder recurses is refused as malformed."""
+    with pytest.raises(InvalidSubmission) as caught:
+        parse_submission(b"[" * 100_000, now=NOW)
+    assert caught.value.malformed
+
+
+def test_ack_body_is_bounded_and_strict() -> None:
+    """An ack's note has a maximum, its response is one of four, and unknown fields are refused at their paths."""
+    assert parse_ack(b"").response is None
+    assert parse_ack(b'{"response": "actioned", "note": "done"}').response == "actioned"
+    with pytest.raises(InvalidSubmission) as caught:
+        parse_ack(json.dumps({"response": "maybe", "note": _over(submission.MAX_NOTE), "x": 1}).encode())
+    assert {"$.response", "$.note", "$.x"} == {f for f, _ in caught.value.problems}
+
+
+def test_ack_body_that_is_not_json_is_malformed() -> None:
+    """Bytes that are not JSON are refused as malformed, not as an invalid ack."""
+    with pytest.raises(InvalidSubmission) as caught:
+        parse_ack(b"{")
+    assert caught.value.malformed
+
+
+def test_agency_writable_topics_have_the_record_cap() -> None:
+    """The broker caps what an agency writes to its own acks topic at the size consumers accept."""
+    config = load_declarations().for_agency("JO-B")[1].config
+    assert int(config["max.message.bytes"]) == submission.AGENCY_RECORD_MAX_BYTES

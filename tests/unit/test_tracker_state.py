@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -11,7 +12,7 @@ from services.common.codec import Codec
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, RoutingDecision
 from services.router.deadlines import ack_due
 from services.tracker.escalation import escalation_for
-from services.tracker.state import Ledger, Viewer
+from services.tracker.state import EarlyLimits, Ledger, Viewer
 
 AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -103,18 +104,38 @@ def test_records_arriving_before_the_routing_wait_for_it() -> None:
 
 
 def test_visibility() -> None:
-    """Originator and operators see all; a recipient sees only itself; others are refused; routing is private."""
+    """Originator and operators see all; a recipient sees only itself; strangers get 404; routing is private."""
     ledger = Ledger()
     ledger.apply_routed(routed())
     assert set(ledger.status("a1", Viewer("agency", "IQ-A"))[1]["recipients"]) == {"JO-B", "KW-C"}
     status, body = ledger.status("a1", Viewer("agency", "KW-C"))
     assert (status, set(body["recipients"])) == (200, {"KW-C"})
     assert "registry_version" not in body
-    assert ledger.status("a1", Viewer("agency", "SA-D"))[0] == 403
+    assert ledger.status("a1", Viewer("agency", "SA-D"))[0] == 404
     assert ledger.status("nope", Viewer("operator", "desk"))[0] == 404
     assert ledger.routing_of("a1", Viewer("agency", "JO-B"))[0] == 403
+    assert ledger.routing_of("a1", Viewer("agency", "SA-D"))[0] == 404
     assert ledger.routing_of("a1", Viewer("operator", "desk"))[0] == 200
-    assert ledger.recipient("a1", "SA-D")[1]["recipient"] is False
+    assert (
+        ledger.recipient("a1", "SA-D")
+        == ledger.recipient("a1", "IQ-A")
+        == (404, ledger.status("a1", Viewer("agency", "SA-D"))[1])
+    )
+    assert ledger.recipient("a1", "JO-B")[1]["recipient"] is True
+
+
+def test_a_stranger_cannot_tell_a_hidden_alert_from_a_missing_one() -> None:
+    """A non-recipient gets, for status and routing, exactly the answer given for an id never routed."""
+    ledger = Ledger()
+    ledger.apply_routed(routed("a1"))
+    stranger = Viewer("agency", "SA-D")
+    for query in (ledger.status, ledger.routing_of):
+        hidden = query("a1", stranger)
+        missing = query("a2", stranger)
+        assert (missing[0], msgspec.json.encode(missing[1]).replace(b"a2", b"a1")) == (
+            hidden[0],
+            msgspec.json.encode(hidden[1]),
+        )
 
 
 def routed_with_deadline(
@@ -194,17 +215,66 @@ def test_deadline_policy() -> None:
 
 
 def test_records_for_unknown_alerts_are_bounded() -> None:
-    """Acks for ids that were never routed cannot grow the tracker without limit."""
-    from services.tracker import state
+    """Acks for ids that were never routed are kept up to the agency's limit, the oldest evicted first."""
+    ledger = Ledger(EarlyLimits(agency_records=10))
+    for i in range(50):
+        ledger.apply_ack(ack(alert_id=f"never-{i}"))
+    assert len(ledger._early) == 10
+    assert ledger.dropped["early_evicted"] == 40
+    ledger.apply_routed(routed("never-49"))
+    assert ledger.status("never-49", Viewer("operator", "desk"))[1]["recipients"]["JO-B"]["state"] == "acknowledged"
 
+
+def test_early_records_are_bounded_in_bytes_per_agency() -> None:
+    """Large notes count by their size: an agency's early acks stay under its byte limit."""
+    ledger = Ledger(EarlyLimits(agency_bytes=1024 * 1024))
+    for i in range(100):
+        big = msgspec.structs.replace(ack(alert_id=f"never-{i}"), note="n" * 64 * 1024)
+        ledger.apply_ack(big)
+    records, size = ledger._early.agency_usage("JO-B")
+    assert size <= 1024 * 1024
+    assert records == 15  # a sixteenth 64 KiB note would pass the MiB
+
+
+def test_early_records_are_bounded_in_all() -> None:
+    """Past the global limit the fullest agency loses its oldest records, not the others."""
+    ledger = Ledger(EarlyLimits(records=100))
+    for i in range(5):
+        ledger.apply_ack(ack(agency="KW-C", alert_id=f"kw-{i}"))
+    for i in range(500):
+        ledger.apply_ack(ack(alert_id=f"never-{i}"))
+    assert len(ledger._early) == 100
+    assert ledger._early.agency_usage("KW-C")[0] == 5
+
+
+def test_ack_flood_for_unknown_ids_leaves_memory_bounded() -> None:
+    """100,000 acks for unknown ids from one agency: the buffer holds its limit, other agencies' acks stay."""
     ledger = Ledger()
-    limit, state.EARLY_LIMIT = state.EARLY_LIMIT, 10
+    ledger.apply_ack(ack(agency="KW-C", alert_id="early-kw"))
+    tracemalloc.start()
     try:
-        for i in range(50):
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(100_000):
             ledger.apply_ack(ack(alert_id=f"never-{i}"))
-        assert len(ledger._early) == 10
+        held = tracemalloc.get_traced_memory()[0] - before
     finally:
-        state.EARLY_LIMIT = limit
+        tracemalloc.stop()
+    limits = ledger._early.limits
+    records, size = ledger._early.agency_usage("JO-B")
+    assert (records, ledger.dropped["early_evicted"]) == (limits.agency_records, 100_000 - limits.agency_records)
+    assert size <= limits.agency_bytes
+    assert held < limits.agency_records * 1024  # what the limit holds (under 700 bytes an ack), not 100,000
+    ledger.apply_routed(routed("early-kw"))
+    assert ledger.status("early-kw", Viewer("operator", "desk"))[1]["recipients"]["KW-C"]["state"] == "acknowledged"
+
+
+def test_ack_from_a_non_recipient_of_a_known_alert_is_refused() -> None:
+    """An ack for a routed alert from an agency that did not receive it changes nothing and is counted."""
+    ledger = Ledger()
+    ledger.apply_routed(routed())
+    assert ledger.apply_ack(ack(agency="XX-NOBODY")) is False
+    assert len(ledger._early) == 0
+    assert ledger.dropped["not_a_recipient"] == 1
 
 
 def test_only_owned_partitions_are_escalated() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,12 +24,17 @@ import yaml
 from services.common import taxonomy
 from services.common.errors import RegistryError
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS
-from services.common.registry.model import REDACTABLE_FIELDS, RegistryDocument
+from services.common.registry.model import EMPTY_TOKEN_SHA256, REDACTABLE_FIELDS, RateLimit, RegistryDocument
 
 AGENCY_CODE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,16}$")
 COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
 REGION_CODE = re.compile(r"^[A-Z][A-Z0-9_]{2,31}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# A registry file is written by people: a few thousand agencies fit in far less. Bounded so that reading
+# a file never costs more than reading a large honest one.
+MAX_REGISTRY_BYTES = 2 * 1024 * 1024
+# A registry is six levels deep; the bound keeps a deeply nested file from exhausting the parser's stack.
+MAX_DEPTH = 32
 _PATH_TOKEN = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 Problem = tuple[int | None, str, str]
@@ -39,13 +45,21 @@ def load_registry(path: Path) -> RegistryDocument:
 
 
 def parse_registry(text: str, source: str = "<registry>") -> RegistryDocument:
+    size = len(text.encode("utf-8"))
+    if size > MAX_REGISTRY_BYTES:
+        raise RegistryError(source, [(None, "$", f"{size} bytes; a registry file holds at most {MAX_REGISTRY_BYTES}")])
+    loader = _Loader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except _Refused as exc:
+        raise RegistryError(source, [(exc.mark.line + 1, exc.field, exc.message)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise RegistryError(source, [(line, "$", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise RegistryError(source, [(1, "$", "the registry must be a mapping with an `agencies` list")])
     duration_problems = _durations_to_seconds(data)
@@ -63,6 +77,43 @@ def parse_registry(text: str, source: str = "<registry>") -> RegistryDocument:
     return doc
 
 
+class _Refused(Exception):
+    def __init__(self, mark: yaml.Mark, field: str, message: str) -> None:
+        super().__init__(message)
+        self.mark, self.field, self.message = mark, field, message
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, refusing anchors and aliases and bounding depth while it builds the node tree.
+
+    An alias is a reference: nine aliases of nine aliases of ... of a list is a few hundred bytes that expand
+    to billions of values wherever the tree is walked (a "billion laughs"). A registry has no use for them,
+    so the first anchor (`&name`) or alias (`*name`) stops composing, before anything is constructed.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._path: list[str] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if isinstance(index, int):
+            self._path.append(f"[{index}]")
+        else:  # a mapping value is composed with its key node as index; a key itself with None
+            self._path.append(f".{index.value}" if isinstance(index, yaml.ScalarNode) else "")
+        try:
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it untyped
+            field = "$" + "".join(self._path[1:])
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _Refused(
+                    event.start_mark, field, "anchors and aliases (&name, *name) are not allowed: write each value out"
+                )
+            if len(self._path) > MAX_DEPTH:
+                raise _Refused(event.start_mark, field, f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._path.pop()
+
+
 def check(doc: RegistryDocument) -> list[tuple[str, str]]:
     """Every semantic problem of a structurally valid document, as (field path, message)."""
     problems: list[tuple[str, str]] = []
@@ -78,6 +129,9 @@ def check(doc: RegistryDocument) -> list[tuple[str, str]]:
                 bad(f"$.regions.{name}[{i}]", f"{country!r} is not an ISO 3166-1 alpha-2 country code")
 
     codes: set[str] = set()
+    # Who listed a token hash or a webhook secret first, so the second listing can name it.
+    token_owners: dict[str, str] = {}
+    secret_owners: dict[bytes, tuple[str, str]] = {}
     for i, agency in enumerate(doc.agencies):
         at = f"$.agencies[{i}]"
         if not AGENCY_CODE.match(agency.code):
@@ -87,16 +141,19 @@ def check(doc: RegistryDocument) -> list[tuple[str, str]]:
         codes.add(agency.code)
         if not COUNTRY_CODE.match(agency.country):
             bad(f"{at}.country", f"{agency.country!r} is not an ISO 3166-1 alpha-2 country code")
-        for j, digest in enumerate(agency.token_sha256):
-            if not SHA256_HEX.match(digest):
-                bad(f"{at}.token_sha256[{j}]", "must be the lower-case hex SHA-256 of a token, never a token")
+        _check_tokens(agency.token_sha256, f"{at}.token_sha256", f"agency {agency.code}", token_owners, bad)
         for j, sub in enumerate(agency.subscriptions):
             _check_patterns(sub.categories, f"{at}.subscriptions[{j}].categories", bad)
             _check_places(doc, sub.countries, f"{at}.subscriptions[{j}].countries", bad)
         if agency.webhook is not None:
-            _check_webhook(
-                agency.webhook.url, agency.webhook.secrets, agency.webhook.allow_private, f"{at}.webhook", bad
-            )
+            _check_webhook(agency.webhook.url, agency.webhook.allow_private, f"{at}.webhook", bad)
+            _check_secrets(agency.webhook.secrets, f"{at}.webhook.secrets", agency.code, secret_owners, bad)
+        if agency.rate_limit is not None:
+            _check_rate_limit(agency.rate_limit, f"{at}.rate_limit", bad)
+    for i, operator in enumerate(doc.operators):
+        name = operator.name
+        _check_tokens(operator.token_sha256, f"$.operators[{i}].token_sha256", f"operator {name}", token_owners, bad)
+    _check_rate_limit(doc.defaults.rate_limit, "$.defaults.rate_limit", bad)
 
     ids: set[str] = set()
     for i, agreement in enumerate(doc.agreements):
@@ -149,25 +206,62 @@ def _check_places(doc: RegistryDocument, places: list[str], at: str, bad: Any) -
             bad(f"{at}[{j}]", f"{place!r} is neither a country code nor a region defined under regions")
 
 
-def _check_webhook(url: str, secrets: list[str], allow_private: bool, at: str, bad: Any) -> None:
+def _check_tokens(digests: list[str], at: str, owner: str, owners: dict[str, str], bad: Any) -> None:
+    """Token hashes are SHA-256 hex, never the empty token's, and each belongs to one principal only: a hash
+    listed twice would let one token act as whichever principal a reader happened to index last."""
+    for j, digest in enumerate(digests):
+        if not SHA256_HEX.match(digest):
+            bad(f"{at}[{j}]", "must be the lower-case hex SHA-256 of a token, never a token")
+        elif digest == EMPTY_TOKEN_SHA256:
+            bad(f"{at}[{j}]", "is the SHA-256 of the empty string: an empty token would authenticate")
+        elif digest in owners:
+            bad(f"{at}[{j}]", f"the same token hash is listed for {owners[digest]}: every principal has its own tokens")
+        else:
+            owners[digest] = owner
+
+
+def _check_webhook(url: str, allow_private: bool, at: str, bad: Any) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         bad(f"{at}.url", f"{url!r} is not an http(s) URL")
     elif parts.scheme == "http" and not allow_private:
         bad(f"{at}.url", "webhooks must use https (plain http only with allow_private, for local demos)")
+
+
+def _check_secrets(secrets: list[str], at: str, agency: str, owners: dict[bytes, tuple[str, str]], bad: Any) -> None:
+    """Standard Webhooks secrets: whsec_ and base64 of 24 to 64 random bytes, each one agency's own.
+
+    "Random" is judged by two tests that a secret from `rctc secret` (or any CSPRNG) fails with
+    probability under 1e-10: at least half its bytes are distinct values (refuses all-zero, repeated
+    and short-cycle patterns) and not every byte is printable ASCII (refuses a password or a phrase that
+    was base64-encoded). They catch the mistakes people make, not a determined weak generator.
+    """
     if not secrets:
-        bad(f"{at}.secrets", "at least one whsec_ secret is needed to sign deliveries")
+        bad(at, "at least one whsec_ secret is needed to sign deliveries")
     for j, secret in enumerate(secrets):
         if not secret.startswith("whsec_"):
-            bad(f"{at}.secrets[{j}]", "a secret starts with whsec_ (Standard Webhooks)")
+            bad(f"{at}[{j}]", "a secret starts with whsec_ (Standard Webhooks)")
             continue
         try:
             raw = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
         except (binascii.Error, ValueError):
-            bad(f"{at}.secrets[{j}]", "after whsec_ a secret is base64")
+            bad(f"{at}[{j}]", "after whsec_ a secret is base64")
             continue
         if not 24 <= len(raw) <= 64:
-            bad(f"{at}.secrets[{j}]", "a secret holds 24 to 64 random bytes (Standard Webhooks)")
+            bad(f"{at}[{j}]", "a secret holds 24 to 64 random bytes (Standard Webhooks); make one with `rctc secret`")
+        elif len(set(raw)) < len(raw) // 2 or all(0x20 <= b < 0x7F for b in raw):
+            bad(f"{at}[{j}]", "these bytes are not random (repeated values or plain text); make one with `rctc secret`")
+        elif raw in owners and owners[raw][0] != agency:
+            bad(f"{at}[{j}]", f"the same secret signs {owners[raw][1]}: every endpoint has its own secrets")
+        else:
+            owners.setdefault(raw, (agency, f"agency {agency}'s webhook"))
+
+
+def _check_rate_limit(limit: RateLimit, at: str, bad: Any) -> None:
+    if not (math.isfinite(limit.per_second) and limit.per_second > 0):
+        bad(f"{at}.per_second", "requests a second is a positive number")
+    if limit.burst < 1:
+        bad(f"{at}.burst", "a burst is at least one request")
 
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")

@@ -15,6 +15,9 @@ import msgspec
 
 from services.common.records import Record, Severity
 
+# SHA-256 of the empty string: a registry listing it would let an empty bearer token in.
+EMPTY_TOKEN_SHA256 = hashlib.sha256(b"").hexdigest()
+
 # The fields an agreement may redact from a recipient's copy. The rest (kind, category, severity, urgency,
 # certainty, TLP, title, times) is what makes an alert actionable at all, so it always travels.
 REDACTABLE_FIELDS: tuple[str, ...] = (
@@ -40,14 +43,37 @@ class Webhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allow_private: bool = False
 
 
+class RateLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """A token bucket: `burst` requests at once, refilled at `per_second` (services/gateway/ratelimit.py)."""
+
+    per_second: float
+    burst: int
+
+
+# What an agency gets when neither it nor the registry's `defaults` names a limit: a few alerts a second with
+# room for a status poll every 100 ms and a burst of a hundred requests, far above what a desk sends by hand
+# and low enough that one agency's script cannot crowd out the others at the gateway.
+DEFAULT_RATE_LIMIT = RateLimit(per_second=20.0, burst=100)
+
+
+class Defaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Values for every agency that does not set its own."""
+
+    rate_limit: RateLimit = DEFAULT_RATE_LIMIT
+
+
 class Agency(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     code: str
     name: str
     country: str
+    # A suspended agency (active: false) still authenticates, so it is told why (403 agency_suspended),
+    # but the gateway lets it do nothing and the router shares nothing with it or from it.
     active: bool = True
     token_sha256: list[str] = []
     subscriptions: list[Subscription] = []
     webhook: Webhook | None = None
+    # Requests to the gateway; None takes the registry's `defaults.rate_limit`.
+    rate_limit: RateLimit | None = None
 
 
 class Operator(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -90,6 +116,7 @@ class RegistryDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     agencies: list[Agency]
     operators: list[Operator] = []
     agreements: list[Agreement] = []
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
 
     def content_sha256(self) -> str:
         """A hash of the content alone, so re-applying an unchanged file publishes nothing."""
@@ -106,6 +133,7 @@ class RegistryPublished(Record, kw_only=True):
     agencies: list[Agency]
     operators: list[Operator] = []
     agreements: list[Agreement] = []
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
 
 
 Principal = tuple[Literal["agency", "operator"], str]
@@ -123,13 +151,15 @@ class Registry:
         # Lookups the router makes for every alert, remembered for this version of the registry.
         self._places: dict[str, frozenset[str]] = {}
         self._between: dict[tuple[str, str], list[Agreement]] = {}
-        self._tokens: dict[str, Principal] = {}
-        for agency in published.agencies:
-            for digest in agency.token_sha256:
-                self._tokens[digest] = ("agency", agency.code)
-        for operator in published.operators:
-            for digest in operator.token_sha256:
-                self._tokens[digest] = ("operator", operator.name)
+        self._tokens: dict[str, Principal | None] = {}
+        owners: list[tuple[Principal, list[str]]] = [(("agency", a.code), a.token_sha256) for a in published.agencies]
+        owners += [(("operator", o.name), o.token_sha256) for o in published.operators]
+        for principal, digests in owners:
+            for digest in digests:
+                # Validation refuses both (document.py); a registry that reached the topic another way still
+                # never lets a hash that two principals share, or the empty token's, authenticate anyone.
+                shared = digest in self._tokens and self._tokens[digest] != principal
+                self._tokens[digest] = None if shared or digest == EMPTY_TOKEN_SHA256 else principal
 
     @classmethod
     def empty(cls) -> Registry:
@@ -145,9 +175,22 @@ class Registry:
         )
 
     def authenticate(self, token: str) -> Principal | None:
-        """The agency or operator a bearer token belongs to. Only token hashes are stored."""
+        """The agency or operator a bearer token belongs to. Only token hashes are stored.
+
+        A suspended agency authenticates too (see `is_suspended`): it is told why it may do nothing.
+        """
+        if not token:
+            return None
         # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens.
         return self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
+
+    def is_suspended(self, principal: Principal) -> bool:
+        kind, name = principal
+        return kind == "agency" and not self.agencies[name].active
+
+    def rate_limit_of(self, code: str) -> RateLimit:
+        """The agency's own limit, else the registry's default."""
+        return self.agencies[code].rate_limit or self.published.defaults.rate_limit
 
     def countries_of(self, code: str) -> frozenset[str]:
         """A country code, or the countries of a region code."""

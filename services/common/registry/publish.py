@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 
 from services.common.codec import Codec
+from services.common.errors import CodecError
 from services.common.kafka import consumer, producer
+from services.common.quarantine import noted
 from services.common.records import utcnow
 from services.common.registry.model import RegistryDocument, RegistryPublished
 from services.common.settings import KafkaSettings
@@ -45,7 +47,11 @@ async def latest_published(kafka: KafkaSettings, codec: Codec) -> RegistryPublis
             for records in (await c.getmany(tp, timeout_ms=1000)).values():
                 for record in records:
                     if record.value is not None:
-                        latest = codec.decode(record.value, RegistryPublished)
+                        try:
+                            latest = codec.decode(record.value, RegistryPublished)
+                        except CodecError as exc:
+                            # The last good one stays in force, as in every service's view (view.py).
+                            noted(record, str(exc), "registry-reader", written=False)
         return latest
     finally:
         await c.stop()
@@ -78,6 +84,7 @@ async def publish_registry(
         agencies=doc.agencies,
         operators=doc.operators,
         agreements=doc.agreements,
+        defaults=doc.defaults,
     )
     p = producer(kafka, "registry-apply")
     await p.start()

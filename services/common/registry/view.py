@@ -3,19 +3,22 @@
 Every service runs one. `start()` returns once the latest published registry has been read (or the topic
 was found empty), so a service is never ready with a stale or empty view by accident; `run()` then keeps
 following the topic, and a new version replaces the whole `Registry` at once, so a reader never sees half
-of an apply.
+of an apply. A record that does not decode is quarantined (services/common/quarantine.py) and the last
+good registry stays in force. What decodes is not validated again here: `rctc registry apply` validated it,
+and rules that tighten later (document.py) must not make every service drop a registry already in force.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.codec import Codec
 from services.common.errors import CodecError
 from services.common.kafka import consumer, replay_from_beginning
 from services.common.logs import get_logger
+from services.common.quarantine import Quarantine, noted
 from services.common.registry.model import Registry, RegistryPublished
 from services.common.settings import KafkaSettings
 from services.common.topics import REGISTRY
@@ -32,6 +35,7 @@ class RegistryView:
         self.current = Registry.empty()
         self.loaded = False
         self._changed = asyncio.Condition()
+        self._quarantine = Quarantine.standalone(kafka, codec, f"{name}-registry")
 
     async def start(self) -> None:
         c = consumer(self._kafka, f"{self._name}-registry", group=None, follower=True)
@@ -48,6 +52,14 @@ class RegistryView:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        await self._quarantine.close()
+
+    async def _refuse(self, record: ConsumerRecord, reason: str) -> None:
+        """Quarantine what arrives live; only log and count what the start replays (quarantine.py says why)."""
+        if self.loaded:
+            await self._quarantine.put(record, reason, self._name, best_effort=True)
+        else:
+            noted(record, reason, self._name, written=False)
 
     async def wait_for_version(self, version: int) -> Registry:
         """Wait until at least `version` is loaded (bound it with asyncio.timeout)."""
@@ -75,12 +87,14 @@ class RegistryView:
         for records in batches.values():
             for record in records:
                 if record.value is None:
-                    continue
+                    continue  # a compaction tombstone: nothing was published there
                 try:
-                    latest = self._codec.decode(record.value, RegistryPublished)
+                    snapshot = self._codec.decode(record.value, RegistryPublished)
                 except CodecError as exc:
                     # Keep serving the last good registry: a bad record must not take routing down.
-                    log.error("registry.unreadable", offset=record.offset, error=str(exc))
+                    await self._refuse(record, str(exc))
+                else:
+                    latest = snapshot
         if latest is not None and latest.version > self.current.version:
             self.current = Registry(latest)
             log.info(

@@ -1,0 +1,66 @@
+"""What a request may name before the gateway does any work for it. Pure: no I/O.
+
+    path_problem(request.match_info)              # None, or why the path names nothing (answered 404)
+    outstanding_scope(principal, query.items())   # whose outstanding acks, or the refusal
+
+| rule | answer |
+|---|---|
+| a path parameter is not in its exact form (an alert id is a canonical UUID) | 404, as for no such alert |
+| a path parameter this table does not know (a new route nobody described here) | 404: closed until described |
+| /v1/acks/outstanding with an unknown or repeated query parameter | 400 `bad_query` |
+| an agency asks for another agency's outstanding acks | 403 `forbidden` |
+| an agency asks for its own, or names nobody | its own |
+| an operator names an agency, or nobody | that agency's, or everyone's |
+
+A value that passed these rules still reaches the tracker only as a quoted query parameter or a path
+segment that is a UUID, never spliced into a URL (services/common/internal.py says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from services.common.internal import is_alert_id, query_problem
+from services.common.registry.model import Principal
+
+# Every path parameter of the public API, and the form it must have.
+PATH_PARAMETERS: dict[str, Callable[[str], bool]] = {"alert_id": is_alert_id}
+
+
+def path_problem(parameters: Mapping[str, str]) -> str | None:
+    """Why these path parameters name nothing the API serves, or None when each has its exact form."""
+    for name, value in parameters.items():
+        valid = PATH_PARAMETERS.get(name)
+        if valid is None or not valid(value):
+            return "no such alert: an alert id is a UUID such as 0b7c5a4e-1f2d-4c3b-9a8e-7d6f5e4c3b2a"
+    return None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    error: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose outstanding acknowledgements to list: one agency's, or (None) everyone's."""
+
+    agency: str | None
+
+
+def outstanding_scope(principal: Principal, query: Iterable[tuple[str, str]]) -> Scope | Refusal:
+    """The scope of GET /v1/acks/outstanding for this principal and query string (repeats included)."""
+    items = list(query)
+    problem = query_problem((name for name, _ in items), allowed={"agency"})
+    if problem is not None:
+        return Refusal(400, "bad_query", problem)
+    named = items[0][1] if items else None
+    kind, name = principal
+    if kind == "operator":
+        return Scope(named or None)
+    if named is not None and named != name:
+        return Refusal(403, "forbidden", "an agency sees only its own outstanding acknowledgements")
+    return Scope(name)

@@ -1,0 +1,118 @@
+"""The tracker's internal HTTP API, for the gateway only. It moves data: who may see what is decided by the
+ledger (state.py), what a request may carry by services/common/internal.py.
+
+    GET /internal/alerts/{alert_id}?viewer_kind=agency|operator&viewer=NAME      status as that viewer sees it
+    GET /internal/alerts/{alert_id}/routing?viewer_kind=...&viewer=...           the decision, same rule
+    GET /internal/alerts/{alert_id}/recipient?agency=CODE                        is CODE a recipient, its state
+    GET /internal/outstanding[?agency=CODE]                                      acks still expected
+
+Every request carries the internal credential (401 without it); a query parameter that is unknown, repeated
+or missing is a 400; an alert id that is not a canonical UUID is a 404. Each check comes before any work,
+and every answer, these included, is a JSON body `{error, message}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from pydantic import SecretStr
+
+from services.common.internal import is_alert_id, presented, query_problem
+from services.common.logs import get_logger
+from services.tracker.state import Ledger, Viewer
+
+log = get_logger("rctc.tracker")
+
+Answer = tuple[int, dict[str, Any]]
+# Answers `query`; if the alert is unknown, again once the tracker has read what was routed until now.
+Answerer = Callable[[Callable[[], Answer]], Awaitable[Answer]]
+
+VIEWER = frozenset({"viewer_kind", "viewer"})
+# The query parameters of each route: (allowed, required).
+QUERIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "/internal/outstanding": (frozenset({"agency"}), frozenset()),
+    "/internal/alerts/{alert_id}": (VIEWER, VIEWER),
+    "/internal/alerts/{alert_id}/routing": (VIEWER, VIEWER),
+    "/internal/alerts/{alert_id}/recipient": (frozenset({"agency"}), frozenset({"agency"})),
+}
+
+
+_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _dumps(value: object) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+class InternalApi:
+    def __init__(self, ledger: Ledger, answer: Answerer, token: SecretStr) -> None:
+        self._ledger = ledger
+        self._answer = answer
+        self._token = token
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/internal/outstanding", self._outstanding)
+        app.router.add_get("/internal/alerts/{alert_id}", self._status)
+        app.router.add_get("/internal/alerts/{alert_id}/routing", self._routing)
+        app.router.add_get("/internal/alerts/{alert_id}/recipient", self._recipient)
+        return app
+
+    @web.middleware
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not presented(request.headers.get("Authorization"), self._token):
+            log.warning("internal.unauthenticated", path=request.path, peer=request.remote)
+            return _error(401, "unauthenticated", "the internal credential is required")
+        route = request.match_info.route.resource
+        shape = QUERIES.get(route.canonical) if route is not None else None
+        if shape is not None:
+            # items(), not keys(): multidict's keys() lists a repeated name once.
+            problem = query_problem((name for name, _ in request.query.items()), *shape)
+            if problem is not None:
+                return _error(400, "bad_request", problem)
+            alert_id = request.match_info.get("alert_id")
+            if alert_id is not None and not is_alert_id(alert_id):
+                return _error(404, "not_found", "no such alert")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            # No such route, or a wrong method: aiohttp's own 404/405, in the JSON shape (Allow kept).
+            response = _error(exc.status, _CODES.get(exc.status, "bad_request"), exc.reason)
+            response.headers.extend((k, v) for k, v in exc.headers.items() if k == "Allow")
+            return response
+        except Exception:
+            log.exception("internal.crashed", path=request.path)
+            return _error(500, "internal_error", "the tracker failed to answer; see its log")
+
+    async def _outstanding(self, request: web.Request) -> web.Response:
+        return web.json_response({"outstanding": self._ledger.outstanding(request.query.get("agency"))})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return await self._as_viewer(request, self._ledger.status)
+
+    async def _routing(self, request: web.Request) -> web.Response:
+        return await self._as_viewer(request, self._ledger.routing_of)
+
+    async def _as_viewer(self, request: web.Request, query: Callable[[str, Viewer], Answer]) -> web.Response:
+        """Answer `query` for the viewer the gateway authenticated (it passes kind and name)."""
+        kind, name = request.query["viewer_kind"], request.query["viewer"]
+        if kind not in ("agency", "operator") or not name:
+            return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
+        viewer = Viewer(kind, name)  # type: ignore[arg-type]
+        alert_id = request.match_info["alert_id"]
+        status, body = await self._answer(lambda: query(alert_id, viewer))
+        return web.json_response(body, status=status, dumps=_dumps)
+
+    async def _recipient(self, request: web.Request) -> web.Response:
+        alert_id, agency = request.match_info["alert_id"], request.query["agency"]
+        status, body = await self._answer(lambda: self._ledger.recipient(alert_id, agency))
+        return web.json_response(body, status=status)
