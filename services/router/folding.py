@@ -1,4 +1,4 @@
-# ruff: noqa: RUF002, RUF003  (this module is about Arabic letters: they are meant, not confusables)
+# ruff: noqa: RUF001, RUF002, RUF003  (this module is about look-alike letters: they are meant, not confusables)
 """Text as a comparison sees it: one spelling for the many ways a name, an address or a number is written. Pure.
 
     >>> view = fold("Abu  Karim")
@@ -16,12 +16,13 @@ accents, joiners and marks). Three views are built, each from the one before:
   folding; every combining mark dropped (Latin accents, Arabic harakat and superscript alef, and the hamza
   that NFKD takes out of أ إ آ ؤ ئ ۀ, so those fold to ا و ي ه); format characters dropped (category Cf:
   zero-width space and joiners, LRM/RLM/ALM, bidi embeddings and isolates, soft hyphen, BOM); tatweel
-  dropped; Arabic, Persian and Urdu letter variants folded (`_LETTERS`); decimal digits of every script to
+  dropped; Arabic, Persian and Urdu letter variants folded, and Cyrillic and Greek letters that look like
+  Latin ones (`_LETTERS`); decimal digits of every script to
   ASCII and the Arabic decimal separator to `.`; whitespace runs to one space. NFKD with marks dropped
   identifies everything NFKC identifies, and more.
 - `refanged`: the defanged forms analysts write (`[.]`, `(dot)`, `[at]`, ` at `, `(@)`, `hxxp`, `[:]`...)
   replaced by what they stand for, so `a.rahmani [at] cash-relay [dot] example` reads as an e-mail.
-- `compact`: separators (space, `.`, `-`, `(`, `)`, `/`) removed, so `+964 770-123 4567` reads as
+- `compact`: separators (space, `.`, `-`, `_`, `(`, `)`, `/`) removed, so `+964 770-123 4567` reads as
   `+9647701234567` and `IQ98 NBIQ 8501` as `iq98nbiq8501`.
 
 Every view costs time linear in its input: one pass, and regexes with bounded repetition only.
@@ -59,6 +60,26 @@ _LETTERS = str.maketrans(
         "\u0677": "\u0648",  # ٷ
         "\u0678": "\u064a",  # ٸ
         "\u066b": ".",  # ٫ Arabic decimal separator
+        # Cyrillic and Greek letters that look like Latin ones (as case folding leaves them): `Кhalid Rаhmani`
+        # and `Κhalid` read as `khalid rahmani`. Folding a real Cyrillic or Greek word this way changes
+        # nothing for masking: the value and the text are folded alike.
+        **dict.fromkeys("аα", "a"),
+        **dict.fromkeys("вβ", "b"),
+        "с": "c",
+        **dict.fromkeys("еεѐё", "e"),
+        **dict.fromkeys("һнη", "h"),
+        **dict.fromkeys("іїιί", "i"),
+        "ј": "j",
+        **dict.fromkeys("кκ", "k"),
+        **dict.fromkeys("мμ", "m"),
+        "ν": "v",
+        **dict.fromkeys("оοσό", "o"),
+        **dict.fromkeys("рρ", "p"),
+        "ѕ": "s",
+        **dict.fromkeys("тτ", "t"),
+        **dict.fromkeys("уυ", "y"),
+        **dict.fromkeys("хχ", "x"),
+        "ζ": "z",
     }
 )
 _DROPPED_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Cf"})
@@ -153,7 +174,7 @@ def refanged(view: View) -> View:
     return _rewrite(view, _DEFANGED, lambda m: _PLAIN.get(m.lastgroup or "", m.group().strip("[]")))
 
 
-_SEPARATORS = frozenset(" .-()/")
+_SEPARATORS = frozenset(" .-_()/")
 _DROP_SEPARATORS = str.maketrans(dict.fromkeys(_SEPARATORS))
 
 

@@ -12,12 +12,15 @@ IBANs, identifiers), and the ORIGINAL characters behind each match are replaced 
 
 | redacted field       | masked in the text                                                              |
 |----------------------|---------------------------------------------------------------------------------|
-| `subjects`           | each name and identifier value                                                  |
+| `subjects`           | each name and identifier value; each part of a person's name as a whole word    |
 | `indicators`         | each value; phones and IBANs also with any separators                           |
 | `affected_countries` | each code as a whole word; each name in `country_names.py` where a word starts  |
 |                      | with it (Iraq, Iraqi), Arabic names of four letters or more anywhere (بالعراق)  |
 | `locations`          | decimal numbers written with two or more decimals that equal a latitude or      |
 |                      | longitude rounded or truncated to the places written (36.3456, 36.35, 36,34)    |
+
+An indicator that quotes a redacted value (a subject's phone or profile URL that the enricher extracted
+from the summary, a map link with a redacted coordinate) is withheld from the copy's `indicators` with it.
 
 A value of three folded characters or more is masked wherever it occurs, even inside a word; a shorter one
 only where it stands as a whole word (a neighbouring mask counts as a word's edge). Locations carry no
@@ -31,7 +34,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from services.common.records import Alert, SharedAlert
+from services.common.records import Alert, Indicator, SharedAlert
 from services.common.registry import REDACTABLE_FIELDS
 from services.router.country_names import COUNTRY_NAMES
 from services.router.folding import View, compact, fold, is_word, refanged
@@ -40,7 +43,8 @@ MASK = "[REDACTED]"
 _SHORT = 3  # folded values shorter than this are masked only as whole words
 _COMPACT_MIN = 6  # shorter values without separators would match inside unrelated numbers and words
 # A decimal number: no digit or dot before it, two or more decimals, no digit after (possessive: one way only).
-_DECIMAL = re.compile(r"(?<![\d.])(\d{1,3})[.,](\d{2,}+)")
+# Leading zeros and a space around the separator are still the number (`0033.3152`, `33 .3152`).
+_DECIMAL = re.compile(r"(?<![\d.])(\d{1,12}+) ?[.,] ?(\d{2,}+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +83,19 @@ def shared_copy(alert: Alert, redact: Collection[str]) -> tuple[SharedAlert, lis
         summary=mask(alert.summary, secrets) if "summary" in allowed else None,
         affected_countries=list(alert.affected_countries) if "affected_countries" in allowed else None,
         locations=list(alert.locations) if "locations" in allowed else None,
-        indicators=list(alert.indicators) if "indicators" in allowed else None,
+        indicators=_unquoting(alert, secrets) if "indicators" in allowed else None,
         subjects=list(alert.subjects) if "subjects" in allowed else None,
     )
     return copy, removed
+
+
+def _unquoting(alert: Alert, secrets: Secrets) -> list[Indicator]:
+    """The indicators that quote no redacted value. The enricher extracts indicators from the free text, so a
+    redacted subject's phone, e-mail or profile URL, or a map link with a redacted location, is in the list
+    as well as in the summary: it is part of the redacted field, and goes with it."""
+    if not secrets:
+        return list(alert.indicators)
+    return [i for i in alert.indicators if mask(i.value, secrets) == i.value]
 
 
 def quoted_values(alert: Alert, removed: Collection[str]) -> Secrets:
@@ -90,10 +103,14 @@ def quoted_values(alert: Alert, removed: Collection[str]) -> Secrets:
     values: list[str] = []
     starts: list[str] = []
     compact_only: list[str] = []
+    words: set[str] = set()
     if "subjects" in removed:
         for s in alert.subjects:
             values.append(s.name)
             values.extend(s.identifiers.values())
+            if s.kind == "person":
+                # Each part of a person's name alone, as a whole word: `Rahmani, Khalid`, `Mr Rahmani`.
+                words.update(part for part in _folded(s.name).split() if len(part) >= _SHORT)
     if "indicators" in removed:
         for i in alert.indicators:
             values.append(i.value)
@@ -111,7 +128,6 @@ def quoted_values(alert: Alert, removed: Collection[str]) -> Secrets:
         for loc in alert.locations:
             coordinates.update((abs(loc.lat), abs(loc.lon)))
     anywhere: set[str] = set()
-    words: set[str] = set()
     compacts: set[str] = set()
     for value in values:
         folded = _folded(value)

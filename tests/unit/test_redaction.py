@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 import msgspec
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -223,3 +224,66 @@ def test_redacted_locations_are_masked_as_coordinates() -> None:
     )
     copy, _ = shared_copy(alert, ["locations"])
     assert copy.summary == f"Seen at {MASK}, {MASK}; near {MASK}/{MASK}, and {MASK} N; version 1.25 and 36.3 stay"
+
+
+def test_indicators_extracted_from_a_redacted_subject_or_location_are_withheld_with_it() -> None:
+    """The enricher lifts a subject's phone, e-mail and profile URL, and a map link, out of the summary into
+    `indicators`: with subjects and locations redacted, those go too, and the others stay (red team, F1)."""
+    alert = msgspec.structs.replace(
+        sample_alert(),
+        subjects=[
+            Subject(
+                kind="person",
+                name="Khalid Rahmani",
+                identifiers={"phone": "+9647701234567", "email": "k.rahmani@cash-relay.example"},
+            )
+        ],
+        locations=[Location(lat=33.3152, lon=44.3661)],
+        indicators=[
+            Indicator(type="phone", value="+9647701234567"),
+            Indicator(type="email", value="k.rahmani@cash-relay.example"),
+            Indicator(type="url", value="https://t.me/khalidrahmani"),
+            Indicator(type="domain", value="khalid-rahmani.example.org"),
+            Indicator(type="url", value="https://maps.example.com/?q=33.3152,44.3661"),
+            Indicator(type="domain", value="staging.evil.example"),
+        ],
+    )
+    copy, removed = shared_copy(alert, ["subjects", "locations"])
+    kept = [Indicator(type="domain", value="staging.evil.example")]
+    assert (copy.indicators, removed) == (kept, ["locations", "subjects"])
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "\u041ahalid R\u0430hmani",  # Cyrillic K and a
+        "\u039ahalid Rahm\u03b1ni",  # Greek Kappa and alpha
+        "Khalid_Rahmani",
+        "Kh\u0336alid Rahmani",  # a combining overlay
+        "Rahmani, Khalid",
+        "Mr Rahmani",
+    ],
+)
+def test_a_redacted_persons_name_is_masked_in_look_alike_letters_joined_or_reversed(written: str) -> None:
+    """Look-alike Cyrillic and Greek letters, an underscore, an overlay mark, the names in another order or
+    one of them alone: none of the redacted person's name survives (red team, F4)."""
+    alert = msgspec.structs.replace(
+        sample_alert(),
+        subjects=[Subject(kind="person", name="Khalid Rahmani")],
+        summary=f"Source says {written} met the courier.",
+    )
+    copy, _ = shared_copy(alert, ["subjects"])
+    assert copy.summary is not None
+    survivors = [part for part in ("khalid", "rahmani") if part in fold(copy.summary).text]
+    assert survivors == []
+    assert copy.summary.startswith("Source says ") and copy.summary.endswith(" met the courier.")
+
+
+@pytest.mark.parametrize("written", ["0033.3152", "33 .3152", "33. 3152", "44.3661"])
+def test_a_redacted_coordinate_is_masked_with_leading_zeros_or_a_space(written: str) -> None:
+    """A redacted latitude or longitude written with leading zeros or a space at its dot is still masked."""
+    alert = msgspec.structs.replace(
+        sample_alert(), locations=[Location(lat=33.3152, lon=44.3661)], summary=f"Cache at {written} reported."
+    )
+    copy, _ = shared_copy(alert, ["locations"])
+    assert copy.summary == "Cache at [REDACTED] reported."

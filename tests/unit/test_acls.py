@@ -1,0 +1,41 @@
+"""The least-privilege ACLs computed from deploy/topics.yaml and the registry (services/common/acls.py)."""
+
+from __future__ import annotations
+
+from services.common.acls import Acl, AgencyAccess, desired_acls, reconcile
+from services.common.topics import load_declarations
+
+
+def test_every_declared_topic_has_a_writer_and_a_reader() -> None:
+    """A topic nobody may write (or read) is a declaration that forgot someone: with the authorizer on, the
+    service that uses it fails (records.quarantine had neither, and every quarantine write was refused)."""
+    declarations = load_declarations()
+    specs = [*declarations.topics, *declarations.for_agency("IQ-NAB")]
+    missing = [s.name for s in specs if not s.writers or not s.readers]
+    assert missing == []
+
+
+def test_a_suspended_agency_has_no_acl_and_codes_never_share_a_prefix() -> None:
+    """An active agency reads its alerts topic and writes its acks topic (literal names); a suspended one
+    has nothing; groups and transactional ids end with a dot so one code's never covers a longer code's."""
+    wanted = desired_acls(
+        load_declarations(), [AgencyAccess("IQ-NAB", True), AgencyAccess("IQ-NAB2", False)], client_id_prefix="rctc"
+    )
+    nab = sorted(str(a) for a in wanted if a.principal == "agency-IQ-NAB")
+    assert nab == [
+        "agency-IQ-NAB read group agency-IQ-NAB.*",
+        "agency-IQ-NAB read topic agency.IQ-NAB.alerts",
+        "agency-IQ-NAB write topic agency.IQ-NAB.acks",
+        "agency-IQ-NAB write transactional_id agency-IQ-NAB.*",
+    ]
+    assert [a for a in wanted if a.principal == "agency-IQ-NAB2"] == []
+    assert all(a.pattern == "literal" for a in wanted if a.resource == "topic")
+
+
+def test_reconcile_deletes_only_what_this_system_manages() -> None:
+    """Extra ACLs of managed principals are deleted; another principal's are left alone and reported."""
+    keep = Acl("service-router", "topic", "alerts.routed", "literal", "write")
+    stale = Acl("agency-OLD", "topic", "agency.OLD.alerts", "literal", "read")
+    foreign = Acl("kafka-connect", "topic", "alerts.routed", "literal", "read")
+    plan = reconcile({keep}, {keep, stale, foreign})
+    assert (plan.create, plan.delete, plan.foreign) == ((), (stale,), (foreign,))
