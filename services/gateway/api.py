@@ -111,7 +111,9 @@ class GatewayApi:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         started = time.perf_counter()
-        fields: dict[str, Any] = {"method": request.method, "path": request.path}
+        # As received (percent-encoded), never decoded: a decoded path can carry control characters and line
+        # breaks into the log. Bounded: the log is no sink for whatever a client sends.
+        fields: dict[str, Any] = {"method": request.method, "path": request.raw_path[:512]}
         try:
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")

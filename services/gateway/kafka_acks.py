@@ -24,6 +24,7 @@ from services.common.quarantine import Quarantine
 from services.common.records import AckSubmitted, recipient_key, utcnow
 from services.common.settings import KafkaSettings
 from services.common.topics import ACKS_SUBMITTED, AGENCY_ACKS_PATTERN, agency_of_ack_topic
+from services.gateway.submission import kafka_ack_problem
 
 log = get_logger("rctc.gateway.acks")
 
@@ -59,9 +60,11 @@ class KafkaAcks:
             except CodecError as exc:
                 await self._quarantine.put(record, str(exc), "gateway")
                 continue
-            if agency is None or ack.agency != agency:
-                # Refused, not dropped: an agency writing acks in another's name is worth an operator's look.
-                await self._quarantine.put(record, f"an ack for {ack.agency} written to {record.topic}", "gateway")
+            problem = kafka_ack_problem(ack, agency, record.topic)
+            if problem is not None or agency is None:
+                # Refused, not dropped: an agency writing acks in another's name, or past the limits an HTTP ack
+                # has, is worth an operator's look.
+                await self._quarantine.put(record, problem or "not an acks topic", "gateway")
                 continue
             forwarded = AckSubmitted(
                 ack_id=ack.ack_id,

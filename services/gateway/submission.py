@@ -44,6 +44,7 @@ Records agencies write to Kafka themselves have a size cap too: AGENCY_RECORD_MA
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
@@ -52,9 +53,11 @@ from typing import Any, get_args
 import msgspec
 
 from services.common import taxonomy
+from services.common.internal import is_alert_id
 from services.common.records import (
     TLP_LEVELS,
     AckResponse,
+    AckSubmitted,
     Alert,
     Certainty,
     Indicator,
@@ -229,11 +232,31 @@ def parse_ack(body: bytes) -> AckBody:
 
 def _decode(body: bytes) -> Any:
     try:
-        return msgspec.json.decode(body)
+        value = msgspec.json.decode(body)
+        # msgspec keeps the last of two equal keys, as most parsers do; some keep the first. A body that two
+        # readers (a proxy, a DLP filter, an auditor) would read as two different alerts is refused.
+        json.loads(body, object_pairs_hook=_unique_keys)
     except msgspec.DecodeError as exc:  # a number out of range is a ValidationError, and not JSON we take
         raise InvalidSubmission([("$", f"the body is not valid JSON: {exc}")], malformed=True) from None
     except RecursionError:
         raise InvalidSubmission([("$", "the body is not valid JSON: nested too deeply")], malformed=True) from None
+    except _DuplicateKey as exc:
+        problem = ("$", f"the body is not valid JSON here: the key {exc} appears twice")
+        raise InvalidSubmission([problem], malformed=True) from None
+    return value
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(json.dumps(key)[:80])
+        seen.add(key)
+    return dict(pairs)
 
 
 class _Checker:
@@ -467,3 +490,20 @@ def _kind(value: Any) -> str:
 
 def _millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+MAX_ACK_ID = 128
+
+
+def kafka_ack_problem(ack: AckSubmitted, topic_agency: str | None, topic: str) -> str | None:
+    """Why an AckSubmitted an agency produced to its own acks topic is refused, or None: the rules of an HTTP
+    ack (parse_ack) and of its path (an alert id is a canonical UUID), and the topic is the agency."""
+    if topic_agency is None or ack.agency != topic_agency:
+        return f"an ack for {ack.agency[:64]!r} written to {topic}"
+    if not is_alert_id(ack.alert_id):
+        return "alert_id is not an alert id (a canonical UUID)"
+    if not 1 <= len(ack.ack_id) <= MAX_ACK_ID:
+        return f"ack_id has {len(ack.ack_id)} characters; 1 to {MAX_ACK_ID} are allowed"
+    if ack.note is not None and len(ack.note) > MAX_NOTE:
+        return f"note has {len(ack.note)} characters; at most {MAX_NOTE} are allowed"
+    return None

@@ -164,7 +164,7 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
             async def good_wave() -> None:
                 """Good records on the topics agencies and services feed: alerts (both ways in) and acks."""
                 for _ in range(2):
-                    sid, eid = f"fuzz-s-{uuid.uuid4()}", f"fuzz-e-{uuid.uuid4()}"
+                    sid, eid = str(uuid.uuid4()), str(uuid.uuid4())  # alert ids as the gateway issues them
                     submitted = AlertSubmitted(alert_id=sid, origin=origin.code, submitted_at=utcnow(), alert=alert)
                     await write(p, ALERTS_SUBMITTED, codec.encode(submitted), key=sid.encode())
                     await write(p, ALERTS_ENRICHED, codec.encode(enriched(alert, origin.code, eid)), key=eid.encode())

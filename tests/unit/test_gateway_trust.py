@@ -310,3 +310,15 @@ async def test_an_unexpected_failure_is_a_logged_json_500(exchange: Exchange) ->
         body["error"],
         [(line["log_level"], line.get("exc_info")) for line in crashed],
     ) == (500, "internal_error", [("error", True)])
+
+
+async def test_the_request_log_line_carries_the_path_as_sent_never_decoded_control_characters(
+    exchange: Exchange,
+) -> None:
+    """An escape sequence or a line separator encoded in the path reaches the log percent-encoded, so nobody
+    can erase or forge log lines from outside, authenticated or not (red team, F5)."""
+    with structlog.testing.capture_logs() as logs:
+        await exchange.send("GET", "/v1/alerts%1b[2Kcleared", None)
+        await exchange.send("GET", "/v1/%E2%80%A8fake%C2%85line", ORIGIN)
+    paths = [line["path"] for line in logs if line["event"] == "http.request"]
+    assert paths == ["/v1/alerts%1b[2Kcleared", "/v1/%E2%80%A8fake%C2%85line"]

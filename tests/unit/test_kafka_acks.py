@@ -43,7 +43,13 @@ async def test_poison_and_acks_in_another_agencys_name_are_quarantined_and_the_r
 
     def ack(agency: str, ack_id: str) -> bytes:
         return codec.encode(
-            AckSubmitted(ack_id=ack_id, alert_id="a-1", agency=agency, channel="kafka", submitted_at=utcnow())
+            AckSubmitted(
+                ack_id=ack_id,
+                alert_id="5b0e7a52-9c1e-4a57-8d9e-2f7b1c3d4e5f",
+                agency=agency,
+                channel="kafka",
+                submitted_at=utcnow(),
+            )
         )
 
     good = ack("JO-B", "good-1")
@@ -59,4 +65,4 @@ async def test_poison_and_acks_in_another_agencys_name_are_quarantined_and_the_r
     quarantined = [codec.decode(v, Quarantined) for t, v in producer.sent if t == RECORDS_QUARANTINE]
     assert forwarded == ["good-1", "good-2"]
     assert [(q.offset, q.service) for q in quarantined] == [(1, "gateway"), (2, "gateway"), (3, "gateway")]
-    assert quarantined[2].reason == "an ack for IQ-A written to agency.JO-B.acks"
+    assert quarantined[2].reason == "an ack for 'IQ-A' written to agency.JO-B.acks"

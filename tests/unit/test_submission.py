@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from services.common.records import AckSubmitted
 from services.common.topics import load_declarations
 from services.gateway import submission
-from services.gateway.submission import InvalidSubmission, parse_ack, parse_submission
+from services.gateway.submission import InvalidSubmission, kafka_ack_problem, parse_ack, parse_submission
 from tests.support.world import alert_json
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -223,3 +224,40 @@ def test_agency_writable_topics_have_the_record_cap() -> None:
     """The broker caps what an agency writes to its own acks topic at the size consumers accept."""
     config = load_declarations().for_agency("JO-B")[1].config
     assert int(config["max.message.bytes"]) == submission.AGENCY_RECORD_MAX_BYTES
+
+
+def test_a_key_given_twice_is_refused_not_read_one_way_or_the_other() -> None:
+    """Parsers disagree on which of two equal keys wins: such a body would be one alert to the gateway and
+    another to a proxy or an auditor that reads the first (red team, F5)."""
+    body = json.dumps(alert_json()).encode()[:-1] + b', "tlp": "RED"}'
+    with pytest.raises(InvalidSubmission) as refused:
+        parse_submission(body, now=NOW)
+    assert refused.value.malformed
+    assert refused.value.problems == [("$", 'the body is not valid JSON here: the key "tlp" appears twice')]
+
+
+def _kafka_ack(**fields: Any) -> AckSubmitted:
+    values: dict[str, Any] = {
+        "ack_id": "a-1",
+        "alert_id": "5b0e7a52-9c1e-4a57-8d9e-2f7b1c3d4e5f",
+        "agency": "JO-TAC",
+        "channel": "kafka",
+        "submitted_at": NOW,
+        **fields,
+    }
+    return AckSubmitted(**values)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, None),
+        ({"agency": "IQ-NAB"}, "an ack for 'IQ-NAB' written to agency.JO-TAC.acks"),
+        ({"alert_id": "../outstanding"}, "alert_id is not an alert id (a canonical UUID)"),
+        ({"ack_id": "x" * 5000}, "ack_id has 5000 characters; 1 to 128 are allowed"),
+        ({"note": "n" * 60_000}, "note has 60000 characters; at most 2000 are allowed"),
+    ],
+)
+def test_an_ack_produced_to_kafka_meets_the_http_acks_rules(fields: dict[str, Any], expected: str | None) -> None:
+    """Over Kafka an agency gets no looser limits than over HTTP, and its topic is its identity (red team, F5)."""
+    assert expected == kafka_ack_problem(_kafka_ack(**fields), "JO-TAC", "agency.JO-TAC.acks")
