@@ -41,6 +41,10 @@ from services.router.folding import View, compact, fold, is_word, refanged
 
 MASK = "[REDACTED]"
 _SHORT = 3  # folded values shorter than this are masked only as whole words
+# Parts of Arabic and other names that identify nobody on their own (folded forms).
+_NAME_PARTICLES = frozenset(
+    {"abu", "abou", "bin", "ben", "ibn", "bint", "umm", "abd", "abdul", "abdel", "mr", "mrs", "dr"}
+)
 _COMPACT_MIN = 6  # shorter values without separators would match inside unrelated numbers and words
 # A decimal number: no digit or dot before it, two or more decimals, no digit after (possessive: one way only).
 # Leading zeros and a space around the separator are still the number (`0033.3152`, `33 .3152`).
@@ -109,8 +113,10 @@ def quoted_values(alert: Alert, removed: Collection[str]) -> Secrets:
             values.append(s.name)
             values.extend(s.identifiers.values())
             if s.kind == "person":
-                # Each part of a person's name alone, as a whole word: `Rahmani, Khalid`, `Mr Rahmani`.
-                words.update(part for part in _folded(s.name).split() if len(part) >= _SHORT)
+                # Each part of a person's name alone, as a whole word: `Rahmani, Khalid`, `Mr Rahmani`; not the
+                # particles that name nobody alone (`Abu` would take `Abu Dhabi` with it).
+                parts = _folded(s.name).split()
+                words.update(p for p in parts if len(p) >= _SHORT and p not in _NAME_PARTICLES)
     if "indicators" in removed:
         for i in alert.indicators:
             values.append(i.value)

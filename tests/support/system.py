@@ -1,7 +1,10 @@
-"""The five services running in this process against the real broker, as one `System` for a test.
+"""The six services running in this process against the real broker, as one `System` for a test.
 
 Each is built by its own `build` function from settings, exactly as its entry point does, and run with
-`services.common.runner.running`, the start/stop the real processes use.
+`services.common.runner.running`, the start/stop the real processes use. Each connects as its own principal
+(`service-<name>`) with the ACLs deploy/topics.yaml gives it, as deployed, so a topic a service uses and the
+declaration forgot fails here. One difference: tests make agencies on the fly, so the router's write and the
+gateway's read of agency topics are granted by prefix (`agency.`) instead of topic by topic.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from pydantic import SecretStr
 from services.auditor.service import Auditor
 from services.auditor.service import build as build_auditor
 from services.auditor.settings import AuditorSettings
+from services.common.acls import SERVICES, Acl, desired_acls, service_principal
 from services.common.codec import Codec
+from services.common.kafka_admin import SecurityAdmin
 from services.common.ops import free_port
 from services.common.runner import running
 from services.common.settings import KafkaSettings
+from services.common.topics import load_declarations
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.service import build as build_dispatcher
 from services.dispatcher.settings import DispatcherSettings
@@ -78,10 +84,14 @@ async def system(
     The dicts override each service's settings (tests shrink time with retry_time_scale, ack_deadline_scale).
     The gateway and the tracker share one internal credential, fresh for each system unless one is given.
     """
-    common: dict[str, Any] = {"kafka": kafka, "shutdown_timeout_s": 10.0}
+    principals = await service_principals(kafka)
+
+    def common(name: str) -> dict[str, Any]:
+        return {"kafka": principals[name], "shutdown_timeout_s": 10.0}
+
     token = internal_token or new_internal_token()
     tracker_settings = TrackerSettings(
-        **common, http=InternalHttpSettings(port=free_port()), internal_token=token, **(tracker or {})
+        **common("tracker"), http=InternalHttpSettings(port=free_port()), internal_token=token, **(tracker or {})
     )
     system_: System | None = None
     tracker_stack = AsyncExitStack()
@@ -89,19 +99,19 @@ async def system(
         tracker_service = build_tracker(tracker_settings, codec)
         await tracker_stack.enter_async_context(running(tracker_service))
         async with AsyncExitStack() as stack:
-            enricher = build_enricher(EnricherSettings(**common), codec)
+            enricher = build_enricher(EnricherSettings(**common("enricher")), codec)
             await stack.enter_async_context(running(enricher))
-            router_service = build_router(RouterSettings(**common, **(router or {})), codec)
+            router_service = build_router(RouterSettings(**common("router"), **(router or {})), codec)
             await stack.enter_async_context(running(router_service))
-            auditor = build_auditor(AuditorSettings(**common), codec)
+            auditor = build_auditor(AuditorSettings(**common("auditor")), codec)
             await stack.enter_async_context(running(auditor))
             # The test receivers listen on 127.0.0.1 (the registry marks them allow_private).
             allowed = {"allow_private_endpoints": True}
-            dispatcher_settings = DispatcherSettings(**{**common, **allowed, **(dispatcher or {})})
+            dispatcher_settings = DispatcherSettings(**{**common("dispatcher"), **allowed, **(dispatcher or {})})
             dispatcher_service = build_dispatcher(dispatcher_settings, codec)
             await stack.enter_async_context(running(dispatcher_service))
             gateway_settings = GatewaySettings(
-                **common,
+                **common("gateway"),
                 http=HttpSettings(port=0),
                 tracker_url=f"http://127.0.0.1:{tracker_settings.http.port}",
                 internal_token=token,
@@ -129,3 +139,32 @@ async def system(
 def new_internal_token() -> SecretStr:
     """A random internal credential, as `make run` makes one (RCTC_INTERNAL_TOKEN)."""
     return SecretStr(secrets.token_urlsafe(32))
+
+
+# Passwords of the service principals, made once per broker (its bootstrap address) and test session.
+_PASSWORDS: dict[str, dict[str, str]] = {}
+
+
+async def service_principals(kafka: KafkaSettings) -> dict[str, KafkaSettings]:
+    """Settings for each service as its own principal on `kafka`'s broker, with its ACLs in place for
+    `kafka`'s client-id prefix (its groups and transactional ids). `kafka` is the bootstrap admin's."""
+    admin = SecurityAdmin(kafka)
+    passwords = _PASSWORDS.get(kafka.bootstrap_servers)
+    if passwords is None:
+        passwords = {name: secrets.token_urlsafe(24) for name in SERVICES}
+        for name, password in passwords.items():
+            await admin.set_password(service_principal(name), password)
+        _PASSWORDS[kafka.bootstrap_servers] = passwords
+    wanted = desired_acls(load_declarations(), [], client_id_prefix=kafka.client_id_prefix)
+    wanted |= {
+        Acl(service_principal("router"), "topic", "agency.", "prefixed", "write"),
+        Acl(service_principal("gateway"), "topic", "agency.", "prefixed", "read"),
+    }
+    # Created, never reconciled: other tests' ACLs (their prefixes) stay, as their records do.
+    await admin.create(wanted)
+    return {
+        name: kafka.model_copy(
+            update={"username": service_principal(name), "password": SecretStr(password), "password_file": None}
+        )
+        for name, password in passwords.items()
+    }
