@@ -89,15 +89,15 @@ def add_parser(sub: Any, kafka: Any) -> None:
 
 def _verify(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> int:
     problems, notes, summary = asyncio.run(check(kafka, topic, checkpoints_topic))
-    for note in notes:
-        print(note)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         print(f"NOT INTACT: {len(problems)} problems in {topic} and {checkpoints_topic}", file=sys.stderr)
-        return 1
-    print(summary)
-    return 0
+    else:
+        print(summary)
+    for note in notes:
+        print(note)
+    return 1 if problems else 0
 
 
 def _export(kafka: KafkaSettings, topic: str, agency: str) -> int:
