@@ -284,8 +284,9 @@ def _check_audit_keys(doc: RegistryDocument, bad: Any) -> None:
             bad(f"{at}.id", f"audit key {key.id} is listed twice")
         elif raw in keys:
             bad(f"{at}.ed25519", "this key is listed twice")
-        ids.add(key.id)
-        keys.add(raw)
+        else:
+            ids.add(key.id)
+            keys.add(raw)
 
 
 def _check_rate_limit(limit: RateLimit, at: str, bad: Any) -> None:
