@@ -8,12 +8,17 @@ signed webhook.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import os
 import secrets
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +26,8 @@ import aiohttp
 from bench.harness import Service, TimedReceivers, between_steps, cpu_seconds, percentiles
 from bench.probe import TransactionProbe
 from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
+from services.auditor.checkpoints import new_signing_key
+from services.cli.security import write_secret
 from services.common.kafka import read_to_end
 from services.common.ops import free_port
 from services.common.records import AlertEnriched, AlertRouted, AlertShared, AlertSubmitted
@@ -181,6 +188,16 @@ async def slowest(bench: Bench, measured: Latencies, ids: set[str], since: float
     ]
 
 
+@functools.cache
+def _signing_key() -> Path:
+    """The auditor's key for this run (every step's auditor extends the one trail on the bench's broker)."""
+    folder = Path(tempfile.mkdtemp(prefix="rctc-bench-audit-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "auditor.key"
+    write_secret(path, new_signing_key()[0].decode().rstrip())
+    return path
+
+
 def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
     prefix = f"p{uuid.uuid4().hex[:6]}"
     ops = {name: free_port() for name in ("tracker", "enricher", "router", "auditor", "dispatcher", "gateway")}
@@ -197,7 +214,9 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
         ),
         bench.service(step, "enricher", prefix, RCTC_OPS__PORT=str(ops["enricher"])),
         bench.service(step, "router", prefix, RCTC_OPS__PORT=str(ops["router"])),
-        bench.service(step, "auditor", prefix, RCTC_OPS__PORT=str(ops["auditor"])),
+        bench.service(
+            step, "auditor", prefix, RCTC_OPS__PORT=str(ops["auditor"]), RCTC_SIGNING_KEY_FILE=str(_signing_key())
+        ),
         bench.service(step, "dispatcher", prefix, RCTC_OPS__PORT=str(ops["dispatcher"])),
         bench.service(
             step,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import secrets
 import signal
@@ -20,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.auditor.checkpoints import key_id, load_signing_key, new_signing_key, public_bytes
 from services.cli.local_broker import LocalBroker
 from services.cli.security import write_secret
 from services.common.acls import SERVICES, service_principal
 from services.common.kafka_admin import SecurityAdmin
+from services.common.registry.document import parse_registry
 from services.common.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,12 +54,33 @@ async def _service_principals(admin: KafkaSettings, secrets_dir: Path) -> dict[s
     return settings
 
 
+def _audit_key(state: Path, registry: Path) -> tuple[Path, Path]:
+    """The auditor's signing key, made once and kept beside the broker's data (the trail it signs lives
+    there too), and the registry to apply: `registry` with the key's public half under `audit`, unless it
+    names audit keys itself."""
+    key = state / "secrets" / "auditor.key"
+    if not key.exists():
+        pem = new_signing_key()[0]
+        write_secret(key, pem.decode().rstrip())
+    text = registry.read_text(encoding="utf-8")
+    if parse_registry(text, source=str(registry)).audit.public_keys:
+        return key, registry
+    public = public_bytes(load_signing_key(key))
+    entry = f"{{id: {key_id(public)}, ed25519: {base64.b64encode(public).decode()}}}"
+    with_key = state / "registry.yaml"
+    with_key.write_text(
+        f"{text.rstrip()}\n\n# Added by make run: its auditor's key.\naudit:\n  public_keys:\n    - {entry}\n"
+    )
+    return key, with_key
+
+
 def children(
     principals: dict[str, KafkaSettings],
     ports: dict[str, int],
     registry: Path,
     feed_interval: float,
     internal_token: str,
+    signing_key: Path,
 ) -> list[Child]:
     python = sys.executable
     common = {"RCTC_LOG__FORMAT": "console"}
@@ -71,7 +95,7 @@ def children(
         service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"]), **internal),
         service("enricher", ports["ops"] + 2),
         service("router", ports["ops"] + 3),
-        service("auditor", ports["ops"] + 6),
+        service("auditor", ports["ops"] + 6, RCTC_SIGNING_KEY_FILE=str(signing_key)),
         service("dispatcher", ports["ops"] + 4, RCTC_ALLOW_PRIVATE_ENDPOINTS="true"),  # demo receivers on loopback
         service(
             "gateway",
@@ -138,9 +162,8 @@ def supervise(args: argparse.Namespace) -> int:
         env = {**os.environ, **kafka.as_env()}
         cli = [sys.executable, "-m", "services.cli.main"]
         subprocess.run([*cli, "topics", "apply", "--replication-factor", "1"], check=True, env=env)
-        subprocess.run(
-            [*cli, "registry", "apply", str(args.registry), "--replication-factor", "1"], check=True, env=env
-        )
+        signing_key, registry = _audit_key(state, args.registry)
+        subprocess.run([*cli, "registry", "apply", str(registry), "--replication-factor", "1"], check=True, env=env)
         ports = {
             "gateway": args.gateway_port,
             "tracker": args.gateway_port + 5,
@@ -150,7 +173,7 @@ def supervise(args: argparse.Namespace) -> int:
         principals = asyncio.run(_service_principals(kafka, state / "secrets"))
         # A fresh internal credential for each run: nothing to configure, nothing left behind.
         token = secrets.token_urlsafe(32)
-        kids = children(principals, ports, args.registry, args.feed_interval, token)
+        kids = children(principals, ports, args.registry, args.feed_interval, token, signing_key)
         return asyncio.run(_run_children(kids, args))
     finally:
         print("rctc dev: stopping Kafka", flush=True)

@@ -15,6 +15,8 @@ from services.common.records import (
     AlertRouted,
     AlertShared,
     AlertSubmitted,
+    AuditCheckpointed,
+    AuditRecorded,
     DeliverWebhook,
     DeliveryAttempted,
     EndpointChanged,
@@ -37,6 +39,8 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.DELIVERIES_ENDPOINTS: EndpointChanged,
     topics.REGISTRY: RegistryPublished,
     topics.RECORDS_QUARANTINE: Quarantined,
+    topics.AUDIT_EVENTS: AuditRecorded,
+    topics.AUDIT_CHECKPOINTS: AuditCheckpointed,
 }
 
 

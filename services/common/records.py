@@ -241,6 +241,17 @@ class AuditRecorded(Record, kw_only=True):
     routed_at: datetime
 
 
+class AuditCheckpointed(Record, kw_only=True):
+    """The audit trail's head signed by the auditor (services/auditor/checkpoints.py)."""
+
+    seq: int
+    head_hash: str
+    signed_at: datetime
+    key_id: str
+    signature: str
+    accepted_from_seq: int | None = None
+
+
 def recipient_key(alert_id: str, agency: str) -> bytes:
     """The Kafka key of a per-recipient record: `alert_id:agency` (DESIGN.md, Data on Kafka)."""
     return f"{alert_id}:{agency}".encode()

@@ -24,6 +24,7 @@ from typing import Protocol, TypeVar
 from pydantic import ValidationError
 
 from services.common import gc_pauses
+from services.common.errors import RctcError
 from services.common.logs import configure_logging, get_logger
 from services.common.ops import OpsServer
 from services.common.settings import ServiceSettings
@@ -111,7 +112,12 @@ def main(name: str, settings_type: type[S], build: Callable[[S], Service]) -> No
     faulthandler.enable()
     gc_pauses.watch()
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-        runner.run(serve(build(settings), settings))
+        try:
+            runner.run(serve(build(settings), settings))
+        except RctcError as exc:
+            # A start refused for a reason the service names (the auditor's unsigned head, a missing
+            # dependency): the message is the whole story, already logged; no traceback.
+            raise SystemExit(f"{name}: stopped: {exc}") from None
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -42,6 +42,7 @@ def retry_topic(tier: str) -> str:
 
 
 AUDIT_EVENTS = "audit.events"
+AUDIT_CHECKPOINTS = "audit.checkpoints"
 REGISTRY = "registry.config"
 
 

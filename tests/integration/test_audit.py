@@ -6,15 +6,22 @@ import hashlib
 
 import aiohttp
 import msgspec
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.auditor.chain import verify
+from services.auditor.chain import seal, verify
+from services.auditor.checkpoints import UnsignedHead, sign
+from services.auditor.service import build as build_auditor
+from services.auditor.settings import AuditorSettings
 from services.cli.audit import entries
 from services.common.codec import Codec
 from services.common.kafka import producer, read_to_end
-from services.common.records import AlertShared, AuditRecorded
+from services.common.records import AlertShared, AuditRecorded, utcnow
 from services.common.registry.publish import publish_registry
+from services.common.runner import running
 from services.common.settings import KafkaSettings
 from services.common.topics import AUDIT_EVENTS, agency_topic
+from tests.support.audit_key import audit_keys, signing_key_file
 from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, create_topic, eventually, rctc, registry
 
@@ -67,3 +74,92 @@ async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSett
 
     code, out, _ = await rctc("audit", "verify", kafka=kafka)
     assert (code, out.startswith("intact")) == (0, True)
+
+
+async def test_a_forged_append_and_a_rewritten_history_are_named(kafka: KafkaSettings, codec: Codec) -> None:
+    """The broker's admin appends a chaining entry to audit.events and rewrites the history onto new topics:
+    `rctc audit verify` names each, the auditor refuses to build on the forgery until an operator accepts it."""
+    cast = Cast()
+    a, b = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO")
+    doc = registry([a, b], [agreement(f"AB-{cast.suffix}", [a.code, b.code])])
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+    async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
+        async with http.post(f"{sys_.url}/v1/alerts", json=alert_json(), headers=cast.bearer(a.code)) as r:
+            alert_id = (await r.json())["alert_id"]
+
+        async def audited() -> bool:
+            return any(e.alert_id == alert_id for _, e in await entries(kafka, AUDIT_EVENTS))
+
+        await eventually(audited)
+    code, out, err = await rctc("audit", "verify", kafka=kafka)
+    assert (code, out.startswith("intact")) == (0, True), err
+
+    # The admin (a super user, who may write any topic) appends an entry that chains onto the head.
+    trail = await entries(kafka, AUDIT_EVENTS)
+    head = trail[-1][1]
+    forged = seal(msgspec.structs.replace(head, agency="SA-X", kind="delivered", reason="forged"), head)
+    p = producer(kafka, "forger")
+    await p.start()
+    try:
+        at = (await p.send_and_wait(AUDIT_EVENTS, codec.encode(forged), key=forged.alert_id.encode())).offset
+    finally:
+        await p.stop()
+    assert verify([*trail, (at, forged)]) == []  # the keyless chain sees nothing wrong
+    code, _, err = await rctc("audit", "verify", kafka=kafka)
+    assert code == 1
+    assert f"FORGED entry seq {forged.seq} at offset {at}: no signed checkpoint covers it" in err
+
+    # The auditor will not sign over it: it stops at start, naming the entry.
+    settings = AuditorSettings(kafka=kafka, signing_key_file=signing_key_file())
+    with pytest.raises(UnsignedHead, match=f"entry seq {forged.seq} \\(head at offset {at},"):
+        async with running(build_auditor(settings, codec)):
+            pass
+    # An operator who has looked at it lets it go on from exactly that head; the acceptance is signed.
+    accepting = settings.model_copy(update={"accept_unsigned_head": f"{forged.seq}:{forged.hash}"})
+    async with running(build_auditor(accepting, codec)):
+        pass
+    code, out, err = await rctc("audit", "verify", kafka=kafka)
+    assert code == 0, err
+    assert f"ACCEPTED entry seq {forged.seq} at offset {at}: not written by the auditor" in out
+
+    # The whole history rewritten onto a new topic, consistently re-sealed, with one decision changed.
+    victim = len(trail) // 2
+    rewritten_topic = f"audit-rewritten-{cast.suffix.lower()}"
+    await create_topic(kafka, rewritten_topic)
+    p = producer(kafka, "rewriter")
+    await p.start()
+    try:
+        previous: AuditRecorded | None = None
+        for i, (_, entry) in enumerate(trail):
+            if i == victim:
+                entry = msgspec.structs.replace(entry, kind="withheld" if entry.kind == "delivered" else "delivered")
+            previous = seal(msgspec.structs.replace(entry, hash=""), previous)
+            await p.send_and_wait(rewritten_topic, codec.encode(previous))
+    finally:
+        await p.stop()
+    code, _, err = await rctc("audit", "verify", "--topic", rewritten_topic, kafka=kafka)
+    assert code == 1
+    assert "REWRITTEN checkpoint at offset" in err and f"signed head seq {trail[-1][1].seq} " in err
+    assert "TAMPERED" not in err  # the chain itself is consistent: only the signatures tell
+
+    # ... with checkpoints of its own: re-signed by the admin's key under the auditor's key id, or its own id.
+    checkpoints_topic = f"audit-checkpoints-{cast.suffix.lower()}"
+    await create_topic(kafka, checkpoints_topic)
+    own = Ed25519PrivateKey.generate()
+    new_head = (await entries(kafka, rewritten_topic))[-1][1]
+    resigned = sign(own, new_head, signed_at=utcnow())
+    impostor = msgspec.structs.replace(resigned, key_id=audit_keys().public_keys[0].id)
+    p = producer(kafka, "resigner")
+    await p.start()
+    try:
+        for checkpoint in (resigned, impostor):
+            await p.send_and_wait(checkpoints_topic, codec.encode(checkpoint))
+    finally:
+        await p.stop()
+    code, _, err = await rctc(
+        "audit", "verify", "--topic", rewritten_topic, "--checkpoints-topic", checkpoints_topic, kafka=kafka
+    )
+    assert code == 1
+    assert f"UNKNOWN KEY checkpoint at offset 0 (seq {new_head.seq}): signed by unknown key" in err
+    assert f"BAD SIGNATURE checkpoint at offset 1 (seq {new_head.seq}): its signature does not verify" in err
+    assert f"FORGED entries seq 1 to {new_head.seq}" in err

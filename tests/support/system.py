@@ -42,6 +42,7 @@ from services.router.settings import RouterSettings
 from services.tracker.service import Tracker
 from services.tracker.service import build as build_tracker
 from services.tracker.settings import InternalHttpSettings, TrackerSettings
+from tests.support.audit_key import signing_key_file
 
 
 @dataclass
@@ -103,7 +104,7 @@ async def system(
             await stack.enter_async_context(running(enricher))
             router_service = build_router(RouterSettings(**common("router"), **(router or {})), codec)
             await stack.enter_async_context(running(router_service))
-            auditor = build_auditor(AuditorSettings(**common("auditor")), codec)
+            auditor = build_auditor(AuditorSettings(**common("auditor"), signing_key_file=signing_key_file()), codec)
             await stack.enter_async_context(running(auditor))
             # The test receivers listen on 127.0.0.1 (the registry marks them allow_private).
             allowed = {"allow_private_endpoints": True}

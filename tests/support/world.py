@@ -33,6 +33,7 @@ from services.common.registry import Agency, Agreement, RegistryDocument, Subscr
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ROUTED
 from services.demo.samples import alert_submission
+from tests.support.audit_key import audit_keys
 
 T = TypeVar("T", bound=msgspec.Struct)
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +118,9 @@ def registry(
     operators = []
     if operator_token:
         operators.append(Operator(name="duty-desk", token_sha256=[hashlib.sha256(operator_token.encode()).hexdigest()]))
-    return RegistryDocument(regions=regions or {}, agencies=agencies, operators=operators, agreements=agreements)
+    return RegistryDocument(
+        regions=regions or {}, agencies=agencies, operators=operators, agreements=agreements, audit=audit_keys()
+    )
 
 
 def alert_json(**overrides: Any) -> dict[str, Any]:

@@ -333,3 +333,39 @@ def test_suspended_agencies_authenticate_and_are_known_as_suspended() -> None:
     )
     principal = reg.authenticate("demo-iq-nab")
     assert (principal, principal is not None and reg.is_suspended(principal)) == (("agency", "IQ-NAB"), True)
+
+
+def test_audit_keys_are_validated_and_carried_to_the_registry(codec: Codec) -> None:
+    """An audit key is base64 of 32 bytes under its own id, listed once; a valid one reaches Registry.audit_keys
+    through registry.config's record."""
+    raw = bytes(range(32))
+    good = base64.b64encode(raw).decode()
+    kid = hashlib.sha256(raw).hexdigest()[:16]
+    other = base64.b64encode(bytes(range(1, 33))).decode()
+    text = VALID + f"audit:\n  public_keys:\n    - {{id: {kid}, ed25519: {good}}}\n"
+    doc = parse_registry(text)
+    published = RegistryPublished(
+        version=1,
+        sha256="0",
+        published_at=utcnow(),
+        published_by="t",
+        source="t",
+        agencies=doc.agencies,
+        audit=doc.audit,
+    )
+    assert Registry(codec.decode(codec.encode(published), RegistryPublished)).audit_keys == {kid: raw}
+    bad = VALID + (
+        "audit:\n  public_keys:\n"
+        f"    - {{id: {kid}, ed25519: '%%%'}}\n"
+        f"    - {{id: {kid}, ed25519: {base64.b64encode(raw[:31]).decode()}}}\n"
+        f"    - {{id: {kid}, ed25519: {other}}}\n"
+        f"    - {{id: {kid}, ed25519: {good}}}\n"
+        f"    - {{id: {kid}, ed25519: {good}}}\n"
+    )
+    found = [(field, message.split(" ")[0:3]) for _, field, message in problems(bad)]
+    assert found == [
+        ("$.audit.public_keys[0].ed25519", ["is", "base64", "of"]),
+        ("$.audit.public_keys[1].ed25519", ["an", "Ed25519", "public"]),
+        ("$.audit.public_keys[2].id", ["the", "id", "of"]),
+        ("$.audit.public_keys[4].id", ["audit", "key", kid]),
+    ]

@@ -22,6 +22,7 @@ from services.gateway.settings import GatewaySettings
 from services.tracker.api import Answer, InternalApi
 from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger
+from tests.support.audit_key import signing_key_file
 from tests.unit.test_gateway_trust import ALERT, ORIGIN, RECIPIENT, STRANGER, routed
 
 TOKEN = SecretStr("t" * 32)
@@ -163,6 +164,7 @@ def test_the_internal_token_comes_from_the_environment(
 ) -> None:
     """RCTC_INTERNAL_TOKEN sets it, and it never shows in the settings' repr."""
     monkeypatch.setenv("RCTC_INTERNAL_TOKEN", "s" * 40)
+    monkeypatch.setenv("RCTC_SIGNING_KEY_FILE", str(signing_key_file()))
     built = settings()
     assert (built.internal_token.get_secret_value(), "s" * 40 in repr(built)) == ("s" * 40, False)
 
@@ -187,6 +189,7 @@ def test_every_port_binds_to_loopback_by_default(monkeypatch: pytest.MonkeyPatch
     for name in ("RCTC_HTTP__HOST", "RCTC_OPS__HOST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RCTC_INTERNAL_TOKEN", "s" * 40)
+    monkeypatch.setenv("RCTC_SIGNING_KEY_FILE", str(signing_key_file()))
     built = [s() for s in (AuditorSettings, DispatcherSettings, EnricherSettings, RouterSettings)]
     gateway, tracker = GatewaySettings(), TrackerSettings()
     hosts = {s.ops.host for s in [*built, gateway, tracker]} | {gateway.http.host, tracker.http.host}

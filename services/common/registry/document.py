@@ -24,7 +24,13 @@ import yaml
 from services.common import taxonomy
 from services.common.errors import RegistryError
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS
-from services.common.registry.model import EMPTY_TOKEN_SHA256, REDACTABLE_FIELDS, RateLimit, RegistryDocument
+from services.common.registry.model import (
+    EMPTY_TOKEN_SHA256,
+    REDACTABLE_FIELDS,
+    RateLimit,
+    RegistryDocument,
+    audit_key_id,
+)
 
 AGENCY_CODE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,16}$")
 COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
@@ -154,6 +160,7 @@ def check(doc: RegistryDocument) -> list[tuple[str, str]]:
         name = operator.name
         _check_tokens(operator.token_sha256, f"$.operators[{i}].token_sha256", f"operator {name}", token_owners, bad)
     _check_rate_limit(doc.defaults.rate_limit, "$.defaults.rate_limit", bad)
+    _check_audit_keys(doc, bad)
 
     ids: set[str] = set()
     for i, agreement in enumerate(doc.agreements):
@@ -255,6 +262,31 @@ def _check_secrets(secrets: list[str], at: str, agency: str, owners: dict[bytes,
             bad(f"{at}[{j}]", f"the same secret signs {owners[raw][1]}: every endpoint has its own secrets")
         else:
             owners.setdefault(raw, (agency, f"agency {agency}'s webhook"))
+
+
+def _check_audit_keys(doc: RegistryDocument, bad: Any) -> None:
+    """Each audit key is base64 of a raw 32-byte Ed25519 public key, listed once, under its own id."""
+    ids: set[str] = set()
+    keys: set[bytes] = set()
+    for j, key in enumerate(doc.audit.public_keys):
+        at = f"$.audit.public_keys[{j}]"
+        try:
+            raw = base64.b64decode(key.ed25519, validate=True)
+        except (binascii.Error, ValueError):
+            bad(f"{at}.ed25519", "is base64 of a raw Ed25519 public key (`rctc audit keygen` prints it)")
+            continue
+        if len(raw) != 32:
+            bad(f"{at}.ed25519", f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+            continue
+        if key.id != audit_key_id(raw):
+            bad(f"{at}.id", f"the id of this key is {audit_key_id(raw)} (the first 16 hex digits of its SHA-256)")
+        elif key.id in ids:
+            bad(f"{at}.id", f"audit key {key.id} is listed twice")
+        elif raw in keys:
+            bad(f"{at}.ed25519", "this key is listed twice")
+        else:
+            ids.add(key.id)
+            keys.add(raw)
 
 
 def _check_rate_limit(limit: RateLimit, at: str, bad: Any) -> None:

@@ -6,6 +6,7 @@ puts on the compacted topic `registry.config`; `Registry` indexes the latest one
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime
 from functools import cached_property
@@ -111,12 +112,31 @@ class Agreement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return not (self.valid_until is not None and at >= self.valid_until)
 
 
+class AuditKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """A public key that signs the audit trail's head (services/auditor/checkpoints.py)."""
+
+    id: str  # audit_key_id of the key: `rctc audit keygen` prints both
+    ed25519: str  # base64 of the raw 32-byte public key
+
+
+class AuditKeys(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # Several during a rotation, and a retired key stays listed while checkpoints it signed are kept:
+    # `rctc audit verify` names a checkpoint whose key is not here.
+    public_keys: list[AuditKey] = []
+
+
+def audit_key_id(public: bytes) -> str:
+    """The id of a raw Ed25519 public key: the first 16 hex digits of its SHA-256, so an id names one key."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
 class RegistryDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     regions: dict[str, list[str]] = {}
     agencies: list[Agency]
     operators: list[Operator] = []
     agreements: list[Agreement] = []
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+    audit: AuditKeys = msgspec.field(default_factory=AuditKeys)
 
     def content_sha256(self) -> str:
         """A hash of the content alone, so re-applying an unchanged file publishes nothing."""
@@ -134,6 +154,7 @@ class RegistryPublished(Record, kw_only=True):
     operators: list[Operator] = []
     agreements: list[Agreement] = []
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+    audit: AuditKeys = msgspec.field(default_factory=AuditKeys)
 
 
 Principal = tuple[Literal["agency", "operator"], str]
@@ -160,6 +181,11 @@ class Registry:
                 # never lets a hash that two principals share, or the empty token's, authenticate anyone.
                 shared = digest in self._tokens and self._tokens[digest] != principal
                 self._tokens[digest] = None if shared or digest == EMPTY_TOKEN_SHA256 else principal
+
+    @cached_property
+    def audit_keys(self) -> dict[str, bytes]:
+        """The audit trail's public keys by id (raw 32 bytes); validation made sure each decodes."""
+        return {k.id: base64.b64decode(k.ed25519) for k in self.published.audit.public_keys}
 
     @classmethod
     def empty(cls) -> Registry:

@@ -85,6 +85,7 @@ async def publish_registry(
         operators=doc.operators,
         agreements=doc.agreements,
         defaults=doc.defaults,
+        audit=doc.audit,
     )
     p = producer(kafka, "registry-apply")
     await p.start()
