@@ -45,8 +45,7 @@ PREFIX = "acl"
 def declared_access() -> dict[str, dict[str, set[str]]]:
     """topics.yaml read directly: topic (agency templates with `{code}`) -> {"read": roles, "write": roles}."""
     data = yaml.safe_load(DECLARATIONS.read_text())
-    table = {name: body for name, body in data["topics"].items()}
-    table.update({data[t]["name"]: data[t] for t in ("agency_topic", "agency_ack_topic")})
+    table = {**data["topics"], **data["agency_topics"]}
     return {
         name: {"read": set(body.get("readers", [])), "write": set(body.get("writers", []))}
         for name, body in table.items()
