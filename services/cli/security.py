@@ -31,7 +31,13 @@ from services.common.kafka_admin import SecurityAdmin
 from services.common.registry.model import RegistryPublished
 from services.common.registry.publish import latest_published
 from services.common.settings import KafkaSettings
-from services.common.topics import agency_ack_topic, agency_topic, load_declarations
+from services.common.topics import (
+    agency_ack_topic,
+    agency_rejection_topic,
+    agency_submission_topic,
+    agency_topic,
+    load_declarations,
+)
 
 KafkaOf = Callable[[argparse.Namespace], KafkaSettings]
 
@@ -117,8 +123,8 @@ async def _agency_credentials(kafka: KafkaSettings, code: str, *, rotate: bool) 
     print(f"user:      {user}")
     print(f"password:  {password}")
     print("mechanism: SCRAM-SHA-512 over SASL_SSL")
-    print(f"reads:     {agency_topic(code)}")
-    print(f"writes:    {agency_ack_topic(code)}")
+    print(f"reads:     {agency_topic(code)}, {agency_rejection_topic(code)}")
+    print(f"writes:    {agency_ack_topic(code)}, {agency_submission_topic(code)}")
     print(f"groups and transactional ids: {agency_group_prefix(code)}*")
     return 0
 

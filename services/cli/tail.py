@@ -22,6 +22,8 @@ from services.common.records import (
     EndpointChanged,
     EscalationRaised,
     Quarantined,
+    SubmissionRejected,
+    SubmitAlert,
 )
 from services.common.registry import RegistryPublished
 from services.common.settings import KafkaSettings
@@ -44,9 +46,19 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 
 
+# The record type of each agency topic, by its last part (`agency.<CODE>.<kind>`).
+AGENCY_RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
+    "alerts": AlertShared,
+    "acks": AckSubmitted,
+    "submissions": SubmitAlert,
+    "rejections": SubmissionRejected,
+}
+
+
 def record_type(topic: str) -> type[msgspec.Struct]:
-    if topic.startswith("agency.") and topic.endswith(".alerts"):
-        return AlertShared
+    kind = topic.rpartition(".")[2]
+    if topic.startswith("agency.") and kind in AGENCY_RECORD_TYPES:
+        return AGENCY_RECORD_TYPES[kind]
     if topic.startswith("deliveries.retry."):
         return DeliverWebhook
     try:

@@ -12,9 +12,11 @@ are active. A suspended or removed agency has no ACL at all, so it loses access 
 |------------------------|------------------------------------------|-------------------------------------------|
 | `service-<name>`       | what topics.yaml lists for it (literal)  | its own, under the client-id prefix       |
 | `operator-cli`         | what topics.yaml lists for `operator`    | none (it reads by assignment)             |
-| `agency-<CODE>`        | read `agency.<CODE>.alerts`, write       | prefixed `agency-<CODE>.` (the dot ends   |
-|   (active only)        | `agency.<CODE>.acks` (literal names)     | the code: `agency-IQ-NAB2.` is not under  |
-|                        |                                          | `agency-IQ-NAB.`)                         |
+| `agency-<CODE>`        | what topics.yaml's `agency_topics` give  | prefixed `agency-<CODE>.` (the dot ends   |
+|   (active only)        | `agency` on its own topics: read         | the code: `agency-IQ-NAB2.` is not under  |
+|                        | `agency.<CODE>.alerts` and `.rejections`,| `agency-IQ-NAB.`)                         |
+|                        | write `.acks` and `.submissions`         |                                           |
+|                        | (literal names)                          |                                           |
 
 Every topic ACL is LITERAL: a prefixed `agency.IQ-NAB` would also match `agency.IQ-NAB2.alerts`. READ and
 WRITE imply DESCRIBE on Kafka, so describing needs no ACL of its own. The bootstrap admin is a super user
@@ -91,7 +93,7 @@ def _service_groups(prefix: str) -> dict[str, list[tuple[Resource, str, Pattern]
     every one with the client-id prefix)."""
     p = f"{prefix}-"
     return {
-        "gateway": [("group", f"{p}gateway-acks", "literal")],
+        "gateway": [("group", f"{p}gateway-acks", "literal"), ("group", f"{p}gateway-submissions", "literal")],
         "enricher": [("group", f"{p}enricher", "literal")],
         "router": [("group", f"{p}router", "literal"), ("transactional_id", f"{p}router-", "prefixed")],
         "auditor": [("group", f"{p}auditor", "literal"), ("transactional_id", f"{p}auditor", "literal")],
@@ -107,7 +109,7 @@ def _principals(role: str, agency: AgencyAccess | None) -> list[str]:
         return [OPERATOR]
     if role == "agency":
         if agency is None:
-            raise ValueError("`agency` may read or write only an agency's own topics (agency_topic templates)")
+            raise ValueError("`agency` may read or write only an agency's own topics (agency_topics templates)")
         return [agency_principal(agency.code)] if agency.active else []
     if role in SERVICES:
         return [service_principal(role)]

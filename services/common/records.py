@@ -269,3 +269,28 @@ class Quarantined(Record, kw_only=True):
     reason: str
     service: str
     quarantined_at: datetime
+
+
+class SubmitAlert(Record, kw_only=True):
+    """An agency's alert submitted over Kafka: the JSON body of POST /v1/alerts, validated by the same code."""
+
+    body: bytes
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    field: str
+    message: str
+
+
+class SubmissionRejected(Record, kw_only=True):
+    """The gateway's refusal of a SubmitAlert, with the error body HTTP answers for the same submission."""
+
+    agency: str
+    idempotency_key: str | None = None
+    partition: int
+    offset: int
+    status: int
+    error: str
+    message: str
+    problems: list[Problem] = []
+    rejected_at: datetime

@@ -52,6 +52,7 @@ def agency_topic(code: str) -> str:
 
 
 AGENCY_ACKS_PATTERN = r"^agency\.[A-Z0-9-]+\.acks$"
+AGENCY_SUBMISSIONS_PATTERN = r"^agency\.[A-Z0-9-]+\.submissions$"
 
 
 def agency_ack_topic(code: str) -> str:
@@ -59,9 +60,24 @@ def agency_ack_topic(code: str) -> str:
     return f"agency.{code}.acks"
 
 
-def agency_of_ack_topic(topic: str) -> str | None:
+def agency_submission_topic(code: str) -> str:
+    """The topic an agency submits alerts to (SubmitAlert); being able to write it is its identity."""
+    return f"agency.{code}.submissions"
+
+
+def agency_rejection_topic(code: str) -> str:
+    """Where the gateway refuses an agency's Kafka submissions (SubmissionRejected); only that agency reads it."""
+    return f"agency.{code}.rejections"
+
+
+def agency_of(topic: str, kind: str) -> str | None:
+    """The agency code of `agency.<CODE>.<kind>`, or None for any other topic."""
     parts = topic.split(".")
-    return parts[1] if len(parts) == 3 and parts[0] == "agency" and parts[2] == "acks" else None
+    return parts[1] if len(parts) == 3 and parts[0] == "agency" and parts[2] == kind and parts[1] else None
+
+
+def agency_of_ack_topic(topic: str) -> str | None:
+    return agency_of(topic, "acks")
 
 
 @dataclass(frozen=True)
@@ -78,16 +94,16 @@ class TopicSpec:
 @dataclass(frozen=True)
 class Declarations:
     topics: tuple[TopicSpec, ...]
-    agency_template: TopicSpec
-    agency_ack_template: TopicSpec
+    # Every agency has one topic per template (`agency_topics` in topics.yaml); `{code}` in the name is its code.
+    agency_templates: tuple[TopicSpec, ...]
 
     def for_agency(self, code: str) -> list[TopicSpec]:
-        """The agency's alerts topic and its acks topic."""
+        """The agency's own topics: alerts, acks, submissions, rejections (as topics.yaml lists them)."""
         return [
             TopicSpec(
                 t.name.format(code=code), t.partitions, t.replication_factor, dict(t.config), t.writers, t.readers
             )
-            for t in (self.agency_template, self.agency_ack_template)
+            for t in self.agency_templates
         ]
 
     def all_for(self, agency_codes: list[str] | tuple[str, ...]) -> list[TopicSpec]:
@@ -110,8 +126,8 @@ def load_declarations(path: Path = DECLARATIONS) -> Declarations:
         )
 
     topics = tuple(spec(name, body or {}) for name, body in data["topics"].items())
-    template, acks = data["agency_topic"], data["agency_ack_topic"]
-    return Declarations(topics, spec(template["name"], template), spec(acks["name"], acks))
+    templates = tuple(spec(name, body or {}) for name, body in data["agency_topics"].items())
+    return Declarations(topics, templates)
 
 
 @dataclass

@@ -26,14 +26,16 @@ from yarl import URL
 from services.common import tracing
 from services.common.kafka import Outbox
 from services.common.logs import get_logger
-from services.common.records import AckSubmitted, AlertSubmitted, recipient_key, utcnow
+from services.common.records import AckSubmitted, recipient_key, utcnow
 from services.common.registry import RegistryView
 from services.common.registry.model import Principal
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
+from services.gateway import intake
 from services.gateway.access import Refusal, outstanding_scope, path_problem
-from services.gateway.idempotency import KeyReuseGuard, alert_id_for
+from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.ratelimit import RateLimiter, retry_after
-from services.gateway.submission import InvalidSubmission, parse_ack, parse_submission
+from services.gateway.settings import HttpSettings
+from services.gateway.submission import InvalidSubmission, parse_ack
 
 log = get_logger("rctc.gateway")
 
@@ -51,6 +53,11 @@ def error(
     if problems:
         body["problems"] = [{"field": f, "message": m} for f, m in problems]
     return web.json_response(body, status=status, headers=headers)
+
+
+def refused(refusal: intake.Refused) -> web.Response:
+    """The answer to a submission intake.py refused: the same body a Kafka submission's rejection carries."""
+    return error(refusal.status, refusal.error, refusal.message, list(refusal.problems))
 
 
 # aiohttp's exceptions (raised by its router, by request parsing, or by a handler) and the code each gets.
@@ -88,6 +95,7 @@ class GatewayApi:
         key_guard: KeyReuseGuard,
         *,
         limiter: RateLimiter | None = None,
+        max_body_bytes: int = HttpSettings().max_body_bytes,
     ) -> None:
         self._registry = registry
         self._outbox = outbox_factory
@@ -96,6 +104,8 @@ class GatewayApi:
         self._keys = key_guard
         self._limiter = limiter if limiter is not None else RateLimiter()
         self._limited_version = -1  # the registry version whose agencies the limiter keeps buckets for
+        # aiohttp refuses a larger body first (client_max_size); intake.admit states the rule for both channels.
+        self._max_body_bytes = max_body_bytes
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -154,7 +164,7 @@ class GatewayApi:
         if kind != "agency":
             return None
         if registry.is_suspended(principal):
-            return error(403, "agency_suspended", f"{name} is suspended in the registry: it may not use the exchange")
+            return refused(intake.suspended(name))
         if registry.version != self._limited_version:
             self._limiter.retain(registry.agencies)
             self._limited_version = registry.version
@@ -180,25 +190,20 @@ class GatewayApi:
         if request.content_type != "application/json":
             return error(415, "unsupported_media_type", "send the alert as application/json")
         body = await request.read()
-        now = utcnow()
-        try:
-            alert = parse_submission(body, now=now)
-        except InvalidSubmission as exc:
-            if exc.malformed:
-                return error(400, "malformed_json", exc.problems[0][1])
-            return error(422, "invalid_alert", "the alert was not accepted", exc.problems)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 1 <= len(key) <= 255:
-            return error(400, "bad_idempotency_key", "an Idempotency-Key has 1 to 255 characters")
-        if key is not None and self._keys.conflicts(agency, key, body):
-            return error(422, "idempotency_key_reused", "this Idempotency-Key was used for a different alert")
-        alert_id = alert_id_for(agency, key)
+        outcome = intake.admit(
+            agency,
+            body,
+            request.headers.get("Idempotency-Key"),
+            now=utcnow(),
+            keys=self._keys,
+            max_body_bytes=self._max_body_bytes,
+        )
+        if isinstance(outcome, intake.Refused):
+            return refused(outcome)
+        record, alert = outcome.record, outcome.record.alert
+        alert_id = record.alert_id
         traceparent = tracing.child_of(request.headers.get("traceparent"))
-        record = AlertSubmitted(alert_id=alert_id, origin=agency, submitted_at=now, idempotency_key=key, alert=alert)
-        # An Update or Cancel is keyed by the alert it updates, so the whole thread stays in order on one
-        # partition and reaches the router partition that knows the original's recipients.
-        thread = alert.references[0] if alert.msg_type != "Alert" else alert_id
-        if not await self._publish(ALERTS_SUBMITTED, thread.encode(), record, traceparent):
+        if not await self._publish(ALERTS_SUBMITTED, outcome.partition_key, record, traceparent):
             return error(
                 503,
                 "unavailable",
@@ -212,6 +217,7 @@ class GatewayApi:
             category=alert.category,
             severity=alert.severity,
             tlp=alert.tlp,
+            channel="http",
             trace_id=tracing.trace_id(traceparent),
         )
         return web.json_response(

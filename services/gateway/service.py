@@ -17,6 +17,7 @@ from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.kafka_acks import KafkaAcks
+from services.gateway.kafka_submissions import KafkaSubmissions
 from services.gateway.settings import GatewaySettings
 
 
@@ -31,6 +32,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._acks: KafkaAcks | None = None
+        self._submissions: KafkaSubmissions | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -40,6 +42,13 @@ class Gateway:
         await learn_topics(self._producer, [ALERTS_SUBMITTED, ACKS_SUBMITTED])
         self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer)
         await self._acks.start()
+        # One guard for both channels: a key means one alert id whichever way the alert came.
+        keys = KeyReuseGuard(self.settings.idempotency_cache_size)
+        max_body = self.settings.http.max_body_bytes
+        self._submissions = KafkaSubmissions(
+            self.settings.kafka, self.codec, self._producer, self.registry, keys, max_body_bytes=max_body
+        )
+        await self._submissions.start()
         # The session talks to the tracker only, so it carries the internal credential on every request.
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=5), headers=bearer(self.settings.internal_token)
@@ -50,7 +59,8 @@ class Gateway:
             lambda: Outbox(prod, self.codec),
             self._session,
             self.settings.tracker_url,
-            KeyReuseGuard(self.settings.idempotency_cache_size),
+            keys,
+            max_body_bytes=max_body,
         )
         app = web.Application(middlewares=[api.middleware], client_max_size=self.settings.http.max_body_bytes)
         app.add_routes(api.routes())
@@ -60,15 +70,18 @@ class Gateway:
         self.port = bound_port(self._runner)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        assert self._acks is not None
+        assert self._acks is not None and self._submissions is not None
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.registry.run(stopping))
             tasks.create_task(self._acks.run(stopping))
+            tasks.create_task(self._submissions.run(stopping))
 
     async def stop(self) -> None:
         # Stop taking requests first (in-flight ones finish), then flush and close the producer.
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._submissions is not None:
+            await self._submissions.stop()
         if self._acks is not None:
             await self._acks.stop()
         if self._session is not None:

@@ -38,8 +38,8 @@ copy, the tracker keeps acks in memory). The whole body is capped first (HttpSet
 | ack note                           | 2,000 characters        | a paragraph; the tracker keeps every note          |
 | problems reported in one answer    | 200 (then one summary)  | the answer must stay smaller than a hostile body   |
 
-Records agencies write to Kafka themselves have a size cap too: AGENCY_RECORD_MAX_BYTES, the
-`max.message.bytes` of their topics in deploy/topics.yaml.
+Records agencies write to Kafka themselves have a size cap too: AGENCY_RECORD_MAX_BYTES (acks) and
+AGENCY_SUBMISSION_MAX_BYTES (submissions), the `max.message.bytes` of their topics in deploy/topics.yaml.
 """
 
 from __future__ import annotations
@@ -107,6 +107,10 @@ MAX_PROBLEMS = 200
 # (`max.message.bytes` in deploy/topics.yaml, kept equal by a unit test) and a consumer treats a larger
 # value as unusable. 64 KiB is twenty times the largest ack the gateway itself accepts.
 AGENCY_RECORD_MAX_BYTES = 64 * 1024
+# What an agency may write to its submissions topic (agency.<CODE>.submissions): room for every body the
+# HTTP path takes (HttpSettings.max_body_bytes, 256 KiB) with its key and header, so the Kafka channel
+# refuses nothing HTTP accepts; a larger body within it is refused as HTTP refuses it (intake.py, too_large).
+AGENCY_SUBMISSION_MAX_BYTES = 260 * 1024
 
 ALERT_FIELDS = (
     "msg_type",

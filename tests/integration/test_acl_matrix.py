@@ -45,8 +45,7 @@ PREFIX = "acl"
 def declared_access() -> dict[str, dict[str, set[str]]]:
     """topics.yaml read directly: topic (agency templates with `{code}`) -> {"read": roles, "write": roles}."""
     data = yaml.safe_load(DECLARATIONS.read_text())
-    table = {name: body for name, body in data["topics"].items()}
-    table.update({data[t]["name"]: data[t] for t in ("agency_topic", "agency_ack_topic")})
+    table = {**data["topics"], **data["agency_topics"]}
     return {
         name: {"read": set(body.get("readers", [])), "write": set(body.get("writers", []))}
         for name, body in table.items()
@@ -318,3 +317,19 @@ async def test_a_suspended_agency_is_cut_off_and_a_rotated_password_replaces_the
     assert own in await asyncio.to_thread(described, w.config(principal))
     with pytest.raises(KafkaException):
         await asyncio.to_thread(lambda: AdminClient(w.config(principal, password=old)).list_topics(timeout=5))
+
+
+async def test_an_agency_submits_only_on_its_own_topic_and_reads_only_its_own_rejections(world: World) -> None:
+    """An agency's submission is taken on its own submissions topic and refused by the broker on another's
+    (even one whose code its own is a prefix of); it reads its own rejections, and another's are not even
+    described to it (librdkafka reports no error for a topic missing from metadata: it is simply absent)."""
+    w = world
+    a, a2, _ = w.codes
+    config = w.config(f"agency-{a}")
+    own, other = f"agency.{a}.submissions", f"agency.{a2}.submissions"
+    writes = await asyncio.to_thread(write_outcomes, config, [own, other])
+    assert writes == {own: True, other: False}
+    own, other = f"agency.{a}.rejections", f"agency.{a2}.rejections"
+    reads = await asyncio.to_thread(read_outcomes, config, [own], f"agency-{a}.rejections")
+    seen = await asyncio.to_thread(described, config)
+    assert (reads, own in seen, other in seen) == ({own: True}, True, False)

@@ -8,7 +8,15 @@ from services.common.codec import Codec
 from services.common.registry import RegistryView
 from services.common.registry.publish import latest_published, publish_registry
 from services.common.settings import KafkaSettings
-from services.common.topics import TopicSpec, agency_ack_topic, agency_topic, apply_topics, load_declarations
+from services.common.topics import (
+    TopicSpec,
+    agency_ack_topic,
+    agency_rejection_topic,
+    agency_submission_topic,
+    agency_topic,
+    apply_topics,
+    load_declarations,
+)
 from tests.support.world import Cast, agreement, create_topic, registry
 
 
@@ -33,17 +41,16 @@ async def test_apply_topics_reports_drift(kafka: KafkaSettings) -> None:
 
 
 async def test_registry_apply_publishes_and_views_follow_live(kafka: KafkaSettings, codec: Codec) -> None:
-    """Apply creates agency topics and a new version; a running view picks up the next apply without restart."""
+    """Apply creates every agency's four topics and a new version; a running view picks up the next apply."""
     cast = Cast()
     a, b = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO")
     first = registry([a, b], [agreement(f"X-{cast.suffix}", [a.code, b.code])])
     result = await publish_registry(kafka, codec, first, source="first.yaml", replication_factor=1)
     assert result.changed
     assert set(result.topics.created) == {
-        agency_topic(a.code),
-        agency_topic(b.code),
-        agency_ack_topic(a.code),
-        agency_ack_topic(b.code),
+        make(code)
+        for code in (a.code, b.code)
+        for make in (agency_topic, agency_ack_topic, agency_submission_topic, agency_rejection_topic)
     }
 
     view = RegistryView(kafka, codec, name="test")

@@ -16,7 +16,8 @@ def test_every_declared_topic_has_a_writer_and_a_reader() -> None:
 
 
 def test_a_suspended_agency_has_no_acl_and_codes_never_share_a_prefix() -> None:
-    """An active agency reads its alerts topic and writes its acks topic (literal names); a suspended one
+    """An active agency reads its alerts and rejections topics and writes its acks and submissions topics
+    (literal names); a suspended one
     has nothing; groups and transactional ids end with a dot so one code's never covers a longer code's."""
     wanted = desired_acls(
         load_declarations(), [AgencyAccess("IQ-NAB", True), AgencyAccess("IQ-NAB2", False)], client_id_prefix="rctc"
@@ -25,7 +26,9 @@ def test_a_suspended_agency_has_no_acl_and_codes_never_share_a_prefix() -> None:
     assert nab == [
         "agency-IQ-NAB read group agency-IQ-NAB.*",
         "agency-IQ-NAB read topic agency.IQ-NAB.alerts",
+        "agency-IQ-NAB read topic agency.IQ-NAB.rejections",
         "agency-IQ-NAB write topic agency.IQ-NAB.acks",
+        "agency-IQ-NAB write topic agency.IQ-NAB.submissions",
         "agency-IQ-NAB write transactional_id agency-IQ-NAB.*",
     ]
     assert [a for a in wanted if a.principal == "agency-IQ-NAB2"] == []

@@ -11,6 +11,7 @@ import pytest
 from services.common.records import AckSubmitted
 from services.common.topics import load_declarations
 from services.gateway import submission
+from services.gateway.settings import HttpSettings
 from services.gateway.submission import InvalidSubmission, kafka_ack_problem, parse_ack, parse_submission
 from tests.support.world import alert_json
 
@@ -221,9 +222,17 @@ def test_ack_body_that_is_not_json_is_malformed() -> None:
 
 
 def test_agency_writable_topics_have_the_record_cap() -> None:
-    """The broker caps what an agency writes to its own acks topic at the size consumers accept."""
-    config = load_declarations().for_agency("JO-B")[1].config
-    assert int(config["max.message.bytes"]) == submission.AGENCY_RECORD_MAX_BYTES
+    """The broker caps what an agency writes to its own acks and submissions topics at the size consumers accept."""
+    caps = {t.name: t.config.get("max.message.bytes") for t in load_declarations().for_agency("JO-B")}
+    assert int(caps["agency.JO-B.acks"] or 0) == submission.AGENCY_RECORD_MAX_BYTES
+    assert int(caps["agency.JO-B.submissions"] or 0) == submission.AGENCY_SUBMISSION_MAX_BYTES
+
+
+def test_a_submission_the_http_path_accepts_fits_its_kafka_topic() -> None:
+    """Every body POST /v1/alerts takes fits a SubmitAlert record, key and header included, on the agency's topic."""
+    header, key, batch_overhead = 10, 4 * 255, 1024  # single-object header; a 255-character key in UTF-8
+    record = HttpSettings().max_body_bytes + 8 + header + key  # the body's Avro length prefix at most 8 bytes
+    assert record + batch_overhead <= submission.AGENCY_SUBMISSION_MAX_BYTES
 
 
 def test_a_key_given_twice_is_refused_not_read_one_way_or_the_other() -> None:
