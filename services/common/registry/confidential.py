@@ -62,6 +62,7 @@ class _VersionedView(Generic[R, I]):
         self._consumer: AIOKafkaConsumer | None = None
         self._by_version: dict[int, I] = {}
         self.loaded = False
+        self._changed = asyncio.Condition()
         self._quarantine = Quarantine.standalone(kafka, codec, f"{name}-{self.topic}")
 
     def _index(self, record: R) -> I:
@@ -74,6 +75,12 @@ class _VersionedView(Generic[R, I]):
     @property
     def versions(self) -> tuple[int, ...]:
         return tuple(sorted(self._by_version))
+
+    async def wait_for_version(self, version: int) -> I:
+        """Wait until `version` has arrived (bound it with asyncio.timeout)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: version in self._by_version)
+        return self._by_version[version]
 
     async def start(self) -> None:
         c = consumer(self._kafka, f"{self._name}-{self.topic}", group=None, follower=True)
@@ -109,6 +116,8 @@ class _VersionedView(Generic[R, I]):
                     continue
                 self.learn(value)
                 log.info(f"{self.topic}.loaded", version=value.version)
+                async with self._changed:
+                    self._changed.notify_all()
 
     def learn(self, record: R) -> None:
         """Index `record` under its version; the oldest beyond KEEP_VERSIONS are forgotten."""
