@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import structlog
+
 from services.common.acls import desired_acls, service_principal
 from services.common.codec import Codec
 from services.common.records import utcnow
@@ -25,6 +27,7 @@ from services.common.registry.model import Operator
 from services.common.settings import KafkaSettings
 from services.common.topics import REGISTRY_CREDENTIALS, REGISTRY_WEBHOOK_SECRETS, load_declarations
 from tests.support.world import new_secret
+from tests.unit.test_registry_view import FakeConsumer
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "demo.yaml"
 
@@ -131,3 +134,17 @@ def test_only_the_dispatcher_reads_the_secrets_and_only_the_gateway_the_credenti
         REGISTRY_WEBHOOK_SECRETS: [service_principal("dispatcher")],
     }
     assert writers == {REGISTRY_CREDENTIALS: ["operator-cli"], REGISTRY_WEBHOOK_SECRETS: ["operator-cli"]}
+
+
+async def test_a_corrupt_secrets_record_keeps_the_known_versions_and_is_never_copied_out(codec: Codec) -> None:
+    """Version 1, then an empty, a truncated and a tombstone record on registry.webhook-secrets, live: version 1
+    stays, and each bad record is only logged (written=False): the quarantine's readers may not read secrets."""
+    _, _, secrets = applied(document(), 1)
+    good = codec.encode(secrets)
+    view = WebhookSecretsView(KafkaSettings(), codec, name="test")
+    view.loaded = True
+    view._consumer = FakeConsumer([good, b"", good[:30], None])  # type: ignore[assignment]
+    with structlog.testing.capture_logs() as logs:
+        await view._poll(0)
+    quarantined = [(e["offset"], e["written"]) for e in logs if e["event"] == "record.quarantined"]
+    assert (view.versions, quarantined) == ((1,), [(1, False), (2, False)])

@@ -29,7 +29,7 @@ from services.common.codec import Codec
 from services.common.errors import CodecError
 from services.common.kafka import consumer, replay_from_beginning
 from services.common.logs import get_logger
-from services.common.quarantine import Quarantine, noted
+from services.common.quarantine import noted
 from services.common.registry.model import (
     Credentials,
     CredentialsPublished,
@@ -63,7 +63,6 @@ class _VersionedView(Generic[R, I]):
         self._by_version: dict[int, I] = {}
         self.loaded = False
         self._changed = asyncio.Condition()
-        self._quarantine = Quarantine.standalone(kafka, codec, f"{name}-{self.topic}")
 
     def _index(self, record: R) -> I:
         raise NotImplementedError
@@ -97,7 +96,6 @@ class _VersionedView(Generic[R, I]):
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        await self._quarantine.close()
 
     async def _poll(self, timeout_ms: int) -> None:
         assert self._consumer is not None
@@ -108,11 +106,10 @@ class _VersionedView(Generic[R, I]):
                 try:
                     value = self._codec.decode(record.value, self.kind)
                 except CodecError as exc:
-                    # The versions already known stay in force, as in the registry view.
-                    if self.loaded:
-                        await self._quarantine.put(record, str(exc), self._name, best_effort=True)
-                    else:
-                        noted(record, str(exc), self._name, written=False)
+                    # The versions already known stay in force, as in the registry view. Logged and counted,
+                    # never copied to records.quarantine: its raw bytes may hold secrets, and the operators
+                    # who read the quarantine may not read this topic.
+                    noted(record, str(exc), self._name, written=False)
                     continue
                 self.learn(value)
                 log.info(f"{self.topic}.loaded", version=value.version)
