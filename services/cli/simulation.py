@@ -7,7 +7,7 @@ from pathlib import Path
 from services.common.codec import Codec
 from services.common.kafka import read_decoded
 from services.common.records import AlertEnriched, utcnow
-from services.common.registry import Registry, RegistryPublished, load_registry
+from services.common.registry import Registry, load_registry, split
 from services.common.registry.publish import latest_published
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED
@@ -21,19 +21,10 @@ async def simulate(kafka: KafkaSettings, file: Path, last: int) -> int:
     if current is None:
         print("no registry is in force yet: every alert would be new")
         return 1
-    draft = Registry(
-        RegistryPublished(
-            version=current.version + 1,
-            sha256=draft_doc.content_sha256(),
-            published_at=utcnow(),
-            published_by="simulation",
-            source=file.name,
-            regions=draft_doc.regions,
-            agencies=draft_doc.agencies,
-            operators=draft_doc.operators,
-            agreements=draft_doc.agreements,
-        )
+    published, _, _ = split(
+        draft_doc, version=current.version + 1, published_at=utcnow(), published_by="simulation", source=file.name
     )
+    draft = Registry(published)
     alerts = [a async for _, a in read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="simulate")]
     recent = sorted({a.alert_id: a for a in alerts}.values(), key=lambda a: a.submitted_at)[-last:]
     changes = compare(recent, Registry(current), draft)

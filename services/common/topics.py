@@ -44,6 +44,9 @@ def retry_topic(tier: str) -> str:
 AUDIT_EVENTS = "audit.events"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 REGISTRY = "registry.config"
+# The registry's secrets, apart from it, each readable by its one consumer (services/common/registry/model.py).
+REGISTRY_CREDENTIALS = "registry.credentials"
+REGISTRY_WEBHOOK_SECRETS = "registry.webhook-secrets"
 
 
 def agency_topic(code: str) -> str:

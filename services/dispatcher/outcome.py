@@ -10,6 +10,8 @@ module decides, one guard clause per row, first match wins:
     | the destination is refused (SSRF guard)         | dead       |                       |
     | circuit open, given up after give_up_after()    | dead       |                       |
     | circuit open                                    | deferred   | (not an attempt)      |
+    | no signing secret yet, after give_up_after()    | dead       |                       |
+    | no signing secret at the registry's version yet | deferred   | (not an attempt)      |
     | 2xx                                             | delivered  | success               |
     | 410 Gone                                        | dead       | disable (every replica) |
     | any other status, timeout, connection, TLS, DNS | retrying   | failure               |
@@ -36,7 +38,7 @@ from typing import Final, Literal
 import aiohttp
 
 from services.dispatcher.safety import UnsafeDestination
-from services.dispatcher.schedule import give_up_after, next_delay, tier_for
+from services.dispatcher.schedule import TIERS, give_up_after, next_delay, tier_for
 
 Outcome = Literal["delivered", "retrying", "deferred", "dead"]
 Endpoint = Literal["success", "failure", "disable"]
@@ -53,10 +55,14 @@ FAILURES: Final[frozenset[str]] = frozenset(
         "endpoint_disabled",
         "no_endpoint",
         "circuit_open",
+        "secret_pending",
     }
 )
 # Failures decided before any request: nothing about the endpoint's health follows from them.
 _NOT_ATTEMPTED: Final[frozenset[str]] = frozenset({"no_endpoint", "endpoint_disabled", "refused_destination"})
+# Failures that put a delivery off without attempting it: an open circuit, and an endpoint whose secrets for
+# the registry in force the dispatcher has not read yet (never sent unsigned, nor with another version's).
+DEFERRED: Final[frozenset[str]] = frozenset({"circuit_open", "secret_pending"})
 
 
 @dataclass(frozen=True)
@@ -121,10 +127,12 @@ def decide(
     failure = observed.failure
     if failure in _NOT_ATTEMPTED:
         return Decision("dead", failure)
-    if failure == "circuit_open":
+    if failure in DEFERRED:
         if waited_s > give_up_after(urgency) * time_scale:
             return Decision("dead", failure)
-        wait = observed.retry_after or 0.0
+        # A pending secret arrives within moments of its registry: the shortest tier, in schedule time.
+        wait = observed.retry_after if failure == "circuit_open" else min(TIERS.values()) * time_scale
+        wait = wait or 0.0
         return Decision("deferred", failure, delay_s=wait, tier=tier_for(wait / time_scale))
     status = observed.status
     if status is not None and 200 <= status < 300:

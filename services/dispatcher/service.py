@@ -57,7 +57,7 @@ from services.common.records import (
     recipient_key,
     utcnow,
 )
-from services.common.registry import RegistryView, Webhook
+from services.common.registry import RegistryView, WebhookEntry, WebhookSecretsView
 from services.common.topics import (
     ALERTS_ESCALATIONS,
     DELIVERIES_DEAD,
@@ -67,7 +67,7 @@ from services.common.topics import (
 )
 from services.dispatcher.breaker import CircuitBreaker
 from services.dispatcher.endpoints import EndpointStates, publish_state
-from services.dispatcher.outcome import Decision, Observed, classify, decide
+from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide
 from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket
 from services.dispatcher.schedule import TIERS, parse_retry_after
 from services.dispatcher.settings import DispatcherSettings
@@ -146,6 +146,7 @@ class Dispatcher:
         self.settings = settings
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="dispatcher")
+        self.secrets = WebhookSecretsView(settings.kafka, codec, name="dispatcher")
         self.endpoints = EndpointStates(settings.kafka, codec, name="dispatcher")
         self.lanes = [_Lane("first", DELIVERIES_WEBHOOK)] + [_Lane(t, retry_topic(t)) for t in TIERS]
         self._producer: AIOKafkaProducer | None = None
@@ -159,6 +160,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         await self.registry.start()
+        await self.secrets.start()
         await self.endpoints.start()
         self._producer = producer(self.settings.kafka, "dispatcher")
         await self._producer.start()
@@ -202,12 +204,13 @@ class Dispatcher:
                 trust_env=False,
             )
 
-    def _private_allowed(self, webhook: Webhook) -> bool:
+    def _private_allowed(self, webhook: WebhookEntry) -> bool:
         return webhook.allow_private and self.settings.allow_private_endpoints
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.registry.run(stopping))
+            tasks.create_task(self.secrets.run(stopping))
             tasks.create_task(self.endpoints.run(stopping))
             for lane in self.lanes:
                 tasks.create_task(self._lane_loop(lane, stopping))
@@ -224,12 +227,14 @@ class Dispatcher:
         if self._producer is not None:
             await self._producer.stop()
         await self.endpoints.stop()
+        await self.secrets.stop()
         await self.registry.stop()
 
     def readiness(self) -> dict[str, bool]:
         first = self.lanes[0].consumer
         return {
             "registry": self.registry.current.version > 0,
+            "secrets": self.secrets.loaded,
             "consumer": first is not None and bool(first.assignment()),
         }
 
@@ -354,15 +359,20 @@ class Dispatcher:
         assert self._producer is not None
         outbox = Outbox(self._producer, self.codec, self._writer)
         attempt_no = request.attempt + 1
-        agency = self.registry.current.agencies.get(request.agency)
+        registry = self.registry.current
+        agency = registry.agencies.get(request.agency)
         webhook = agency.webhook if agency is not None else None
+        secrets = self.secrets.of(request.agency, registry) if webhook is not None else None
         if webhook is None:
             observed = Observed(failure="no_endpoint", detail=f"{request.agency} has no webhook endpoint")
         elif self.endpoints.state(request.agency, webhook.url) == "disabled":
             reason = self.endpoints.current[request.agency].reason
             observed = Observed(failure="endpoint_disabled", detail=f"the endpoint is disabled ({reason})")
+        elif not secrets:
+            detail = f"no signing secret for registry v{registry.version} yet (have {self.secrets.versions})"
+            observed = Observed(failure="secret_pending", detail=detail)
         else:
-            observed = await self._attempt(request, webhook)
+            observed = await self._attempt(request, webhook, secrets)
         decision = decide(
             observed,
             attempt=attempt_no,
@@ -389,7 +399,7 @@ class Dispatcher:
             )
             return
         # A deferral is not an attempt: a delivery that dies deferred has made only the attempts it had.
-        attempts = request.attempt if observed.failure == "circuit_open" else attempt_no
+        attempts = request.attempt if observed.failure in DEFERRED else attempt_no
         outcome = decision.outcome
         event = DeliveryAttempted(
             webhook_id=request.webhook_id,
@@ -450,7 +460,7 @@ class Dispatcher:
         )
         await outbox.send(ALERTS_ESCALATIONS, key, escalation, traceparent)
 
-    async def _attempt(self, request: DeliverWebhook, webhook: Webhook) -> Observed:
+    async def _attempt(self, request: DeliverWebhook, webhook: WebhookEntry, secrets: list[str]) -> Observed:
         endpoint = (request.agency, webhook.url)
         try:
             check_url(webhook.url, self._private_allowed(webhook))
@@ -475,7 +485,7 @@ class Dispatcher:
                     retry_after=max(breaker.remaining(), 0.05),
                     detail="the endpoint failed repeatedly",
                 )
-            return await self._post(request, webhook)
+            return await self._post(request, webhook, secrets)
 
     async def _endpoint_learned(self, agency: str, url: str, decision: Decision) -> None:
         """Tell the endpoint's circuit breaker, and every replica when its state changes, what the attempt showed."""
@@ -490,10 +500,10 @@ class Dispatcher:
             CIRCUIT_OPEN.labels(agency).set(1)
             await self._set_state(agency, url, "failing", f"circuit opened: {decision.failure}")
 
-    async def _post(self, request: DeliverWebhook, webhook: Webhook) -> Observed:
+    async def _post(self, request: DeliverWebhook, webhook: WebhookEntry, secrets: list[str]) -> Observed:
         session = self._private if self._private_allowed(webhook) else self._public
         assert session is not None
-        headers = signed_headers(request.webhook_id, utcnow(), request.payload, webhook.secrets)
+        headers = signed_headers(request.webhook_id, utcnow(), request.payload, secrets)
         headers["Content-Type"] = "application/json"
         started = time.perf_counter()
         try:

@@ -27,8 +27,8 @@ from services.common import tracing
 from services.common.kafka import Outbox
 from services.common.logs import get_logger
 from services.common.records import AckSubmitted, recipient_key, utcnow
-from services.common.registry import RegistryView
-from services.common.registry.model import Principal
+from services.common.registry import CredentialsView, RegistryView
+from services.common.registry.model import Principal, Registry
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
 from services.gateway import intake
 from services.gateway.access import Refusal, outstanding_scope, path_problem
@@ -89,6 +89,7 @@ class GatewayApi:
     def __init__(
         self,
         registry: RegistryView,
+        credentials: CredentialsView,
         outbox_factory: Callable[[], Outbox],
         tracker: aiohttp.ClientSession,
         tracker_url: str,
@@ -98,6 +99,7 @@ class GatewayApi:
         max_body_bytes: int = HttpSettings().max_body_bytes,
     ) -> None:
         self._registry = registry
+        self._credentials = credentials
         self._outbox = outbox_factory
         self._tracker = tracker
         self._tracker_url = URL(tracker_url)
@@ -127,7 +129,9 @@ class GatewayApi:
         try:
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
-            principal = self._registry.current.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+            registry = self._registry.current
+            bearer = scheme.lower() == "bearer"
+            principal = self._credentials.authenticate(token.strip(), registry) if bearer else None
             if principal is None:
                 response: web.StreamResponse = error(
                     401,
@@ -138,7 +142,7 @@ class GatewayApi:
             else:
                 fields["principal"] = f"{principal[0]}:{principal[1]}"
                 request[PRINCIPAL] = principal
-                refused = self._refusal(principal)
+                refused = self._refusal(principal, registry)
                 response = refused if refused is not None else await handler(request)
         except web.HTTPRequestEntityTooLarge:
             response = error(413, "too_large", "the body is larger than the gateway accepts")
@@ -153,14 +157,13 @@ class GatewayApi:
         log.info("http.request", **fields)
         return response
 
-    def _refusal(self, principal: Principal) -> web.Response | None:
+    def _refusal(self, principal: Principal, registry: Registry) -> web.Response | None:
         """403 for a suspended agency, 429 for an agency over its rate limit, else None (go ahead).
 
         Operators are not rate limited: they are the center's own few people, and an operator's token
         already sees everything, so a limit would protect nothing that matters more than their work.
         """
         kind, name = principal
-        registry = self._registry.current
         if kind != "agency":
             return None
         if registry.is_suspended(principal):

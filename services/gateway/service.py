@@ -12,7 +12,7 @@ from services.common.codec import Codec
 from services.common.internal import bearer
 from services.common.kafka import Outbox, learn_topics, producer
 from services.common.ops import bound_port
-from services.common.registry import RegistryView
+from services.common.registry import CredentialsView, RegistryView
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
@@ -28,6 +28,7 @@ class Gateway:
         self.settings = settings
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="gateway")
+        self.credentials = CredentialsView(settings.kafka, codec, name="gateway")
         self._producer: AIOKafkaProducer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -37,6 +38,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.registry.start()
+        await self.credentials.start()
         self._producer = producer(self.settings.kafka, "gateway")
         await self._producer.start()
         await learn_topics(self._producer, [ALERTS_SUBMITTED, ACKS_SUBMITTED])
@@ -56,6 +58,7 @@ class Gateway:
         prod = self._producer
         api = GatewayApi(
             self.registry,
+            self.credentials,
             lambda: Outbox(prod, self.codec),
             self._session,
             self.settings.tracker_url,
@@ -73,6 +76,7 @@ class Gateway:
         assert self._acks is not None and self._submissions is not None
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.registry.run(stopping))
+            tasks.create_task(self.credentials.run(stopping))
             tasks.create_task(self._acks.run(stopping))
             tasks.create_task(self._submissions.run(stopping))
 
@@ -88,10 +92,11 @@ class Gateway:
             await self._session.close()
         if self._producer is not None:
             await self._producer.stop()
+        await self.credentials.stop()
         await self.registry.stop()
 
     def readiness(self) -> dict[str, bool]:
-        return {"registry": self.registry.loaded, "http": self.port is not None}
+        return {"registry": self.registry.loaded, "credentials": self.credentials.loaded, "http": self.port is not None}
 
 
 def build(settings: GatewaySettings, codec: Codec | None = None) -> Gateway:

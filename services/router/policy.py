@@ -30,7 +30,7 @@ import msgspec
 
 from services.common import taxonomy
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
-from services.common.registry import Agency, Registry
+from services.common.registry import AgencyEntry, Registry
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -58,7 +58,7 @@ def decide(enriched: AlertEnriched, registry: Registry) -> list[Verdict]:
     return [verdict_for(enriched, registry, agency) for agency in registry.agencies_by_code]
 
 
-def verdict_for(enriched: AlertEnriched, registry: Registry, agency: Agency) -> Verdict:
+def verdict_for(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry) -> Verdict:
     alert = enriched.alert
     origin = registry.agencies.get(enriched.origin)
     code = agency.code
@@ -146,7 +146,7 @@ def follow_up(enriched: AlertEnriched, original: Original | None, registry: Regi
     return verdicts
 
 
-def interested(agency: Agency, enriched: AlertEnriched, registry: Registry) -> bool:
+def interested(agency: AgencyEntry, enriched: AlertEnriched, registry: Registry) -> bool:
     """A subscription matches (category, place, minimum severity), or the agency's country is affected."""
     alert = enriched.alert
     if agency.country in alert.affected_countries:

@@ -149,7 +149,12 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
             agency="a", url="https://a.example/", state="active", reason="r", changed_at=at, changed_by="t"
         ),
         REGISTRY: RegistryPublished(
-            version=1, sha256="0" * 64, published_at=at, published_by="t", source="t", agencies=first.agencies
+            version=1,
+            sha256="0" * 64,
+            published_at=at,
+            published_by="t",
+            source="t",
+            agencies=[a.entry() for a in first.agencies],
         ),
     }
     alert = sample_alert(affected_countries=["IQ", "JO"], sent=datetime.now(UTC))

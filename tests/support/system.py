@@ -3,8 +3,8 @@
 Each is built by its own `build` function from settings, exactly as its entry point does, and run with
 `services.common.runner.running`, the start/stop the real processes use. Each connects as its own principal
 (`service-<name>`) with the ACLs deploy/topics.yaml gives it, as deployed, so a topic a service uses and the
-declaration forgot fails here. One difference: tests make agencies on the fly, so the router's write and the
-gateway's read of agency topics are granted by prefix (`agency.`) instead of topic by topic.
+declaration forgot fails here. One difference: tests make agencies on the fly, so the router's and the
+gateway's access to agency topics is granted by prefix (`agency.`) instead of topic by topic.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ async def service_principals(kafka: KafkaSettings) -> dict[str, KafkaSettings]:
     wanted |= {
         Acl(service_principal("router"), "topic", "agency.", "prefixed", "write"),
         Acl(service_principal("gateway"), "topic", "agency.", "prefixed", "read"),
+        Acl(service_principal("gateway"), "topic", "agency.", "prefixed", "write"),  # rejections
     }
     # Created, never reconciled: other tests' ACLs (their prefixes) stay, as their records do.
     await admin.create(wanted)

@@ -6,6 +6,7 @@ import copy
 import io
 import struct
 from datetime import datetime
+from typing import Any
 
 import fastavro
 import fastavro.schema
@@ -144,32 +145,66 @@ def test_every_superseded_schema_in_history_still_reads_into_the_current_type(co
                 assert not isinstance(exc, UnknownSchemaError), str(exc)
 
 
+def written_by(schema: Any, value: Any) -> Any:
+    """`value` cut to what `schema` has a place for (record fields, recursively): what an older writer wrote."""
+    if isinstance(schema, list):  # a union: the branch that fits (our unions are null and one other)
+        return None if value is None else written_by(next(b for b in schema if b != "null"), value)
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        return {f["name"]: written_by(f["type"], value[f["name"]]) for f in schema["fields"] if f["name"] in value}
+    if isinstance(schema, dict) and schema.get("type") == "array":
+        return [written_by(schema["items"], v) for v in value]
+    if isinstance(schema, dict) and schema.get("type") == "map":
+        return {k: written_by(schema["values"], v) for k, v in value.items()}
+    return value
+
+
+def old_snapshot(codec: Codec, fp: str) -> tuple[bytes, dict[str, Any]]:
+    """The demo registry as the RegistryPublished schema `fp` in schemas/history/ wrote it, and its value."""
+    old = load_schema_file(SCHEMA_DIR / "history" / f"rctc.RegistryPublished.{fp}.avsc")
+    doc = load_registry(ROOT / "deploy" / "registry" / "demo.yaml")
+    # Agencies and operators as the file states them: token hashes and secrets, which old schemas published.
+    value = {
+        "version": 1,
+        "sha256": "0" * 64,
+        "published_at": utcnow(),
+        "published_by": "test",
+        "source": "demo.yaml",
+        "regions": doc.regions,
+        **msgspec.to_builtins(
+            {"agencies": doc.agencies, "operators": doc.operators, "agreements": doc.agreements},
+            builtin_types=(datetime,),
+        ),
+    }
+    value = written_by(old, value)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(old), value)
+    return MAGIC + fingerprint(old) + body.getvalue(), value
+
+
 def test_a_registry_snapshot_from_before_agreement_areas_reads_with_their_defaults(codec: Codec) -> None:
     """The snapshot on `registry.config` that `make run` could no longer read once the schema gained
     `countries` and `ack_deadlines` (its data directory kept it): they now read as empty."""
-    old = load_schema_file(SCHEMA_DIR / "history" / "rctc.RegistryPublished.9024bdc3a7596706.avsc")
-    doc = load_registry(ROOT / "deploy" / "registry" / "demo.yaml")
-    snapshot = RegistryPublished(
-        version=1,
-        sha256="0" * 64,
-        published_at=utcnow(),
-        published_by="test",
-        source="demo.yaml",
-        regions=doc.regions,
-        agencies=doc.agencies,
-        operators=doc.operators,
-        agreements=doc.agreements,
-    )
-    value = fastavro.schemaless_reader(
-        io.BytesIO(codec.encode(snapshot)[10:]), codec.schema_for(RegistryPublished), None
-    )
-    for agreement in value["agreements"]:  # what the old schema had no place for
-        del agreement["countries"], agreement["ack_deadlines"]
-    body = io.BytesIO()
-    fastavro.schemaless_writer(body, fastavro.parse_schema(old), value)
-    read = codec.decode(MAGIC + fingerprint(old) + body.getvalue(), RegistryPublished)
-    assert [a.id for a in read.agreements] == [a.id for a in doc.agreements]
+    data, value = old_snapshot(codec, "9024bdc3a7596706")
+    read = codec.decode(data, RegistryPublished)
+    assert [a.id for a in read.agreements] == [a["id"] for a in value["agreements"]]
     assert all(a.countries == [] and a.ack_deadlines == {} for a in read.agreements)
+
+
+def test_a_registry_snapshot_that_carried_secrets_reads_without_them(codec: Codec) -> None:
+    """A snapshot written while registry.config still carried token hashes and whsec_ secrets stays readable,
+    and what it reads into holds neither: re-encoded, shown (`rctc registry show`) or indexed, none appears."""
+    data, value = old_snapshot(codec, "9009d575d5f6f4ff")
+    secrets = [s for a in value["agencies"] if a["webhook"] for s in a["webhook"]["secrets"]]
+    hashes = [h for owner in (*value["agencies"], *value["operators"]) for h in owner["token_sha256"]]
+    assert secrets and hashes and all(s.encode() in data for s in secrets)  # the old record does hold them
+    read = codec.decode(data, RegistryPublished)
+    assert [a.code for a in read.agencies] == [a["code"] for a in value["agencies"]]
+    assert [a.webhook.url if a.webhook else None for a in read.agencies] == [
+        a["webhook"]["url"] if a["webhook"] else None for a in value["agencies"]
+    ]
+    for shown in (codec.encode(read), msgspec.json.encode(read)):
+        assert b"whsec_" not in shown
+        assert [h for h in hashes if h.encode() in shown] == []
 
 
 def test_a_changed_schema_leaves_its_previous_version_in_history(codec: Codec) -> None:

@@ -16,7 +16,7 @@ from services.common.codec import MAGIC, SCHEMA_DIR, Codec, load_schema_file
 from services.common.errors import CodecError, UnknownSchemaError
 from services.common.records import AckSubmitted, AlertRejected, AlertSubmitted, utcnow
 from services.common.registry.document import load_registry
-from services.common.registry.model import RegistryPublished
+from services.common.registry.model import split
 from tests.unit.samples import enriched, sample_alert
 
 CODEC = Codec.from_directory()
@@ -38,17 +38,8 @@ def _valid() -> list[msgspec.Struct]:
             submitted_at=at,
         ),
         AlertRejected(alert_id="a", origin="o", stage="s", reason="r", rejected_at=at),
-        RegistryPublished(
-            version=1,
-            sha256="0" * 64,
-            published_at=at,
-            published_by="test",
-            source="demo.yaml",
-            regions=doc.regions,
-            agencies=doc.agencies,
-            operators=doc.operators,
-            agreements=doc.agreements,
-        ),
+        # The registry, its credentials and its webhook secrets, as `rctc registry apply` publishes them.
+        *split(doc, version=1, published_at=at, published_by="test", source="demo.yaml"),
     ]
 
 

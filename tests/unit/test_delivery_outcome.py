@@ -150,3 +150,13 @@ def test_a_class_never_carries_the_exception_message(message: str) -> None:
     """Whatever the exception says (a URL, a host and port), the class is one of the fixed words."""
     for exc in (OSError(message), _connector_error(ConnectionRefusedError(111, message)), TimeoutError(message)):
         assert classify(exc) in FAILURES
+
+
+def test_a_delivery_without_its_secret_yet_is_deferred_then_dead_never_attempted() -> None:
+    """No signing secret at the registry's version: put off to the shortest tier (not an attempt, nothing
+    learned about the endpoint), and dead only once the deferrals outlast the schedule, like an open circuit."""
+    observed = Observed(failure="secret_pending")
+    shortest = min(TIERS.values())
+    assert Decision("deferred", "secret_pending", delay_s=shortest, tier=tier_for(shortest)) == _decide(observed)
+    late = give_up_after("Immediate") + 1
+    assert Decision("dead", "secret_pending") == _decide(observed, waited_s=late)

@@ -13,13 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.common.codec import Codec
-from services.common.records import utcnow
-from services.common.registry import Agency, Registry, RegistryPublished, RegistryView
+from services.common.registry import Agency, RegistryDocument
 from services.common.registry.model import Defaults, Operator, RateLimit
-from services.common.settings import KafkaSettings
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.ratelimit import RateLimiter
+from tests.support.views import loaded_views
 from tests.support.world import alert_json
 
 ALERT_ID = "0b7e3c1e-8f4a-4d2b-9c55-2f1e6a7b8c9d"
@@ -75,14 +74,8 @@ async def world(codec: Codec) -> AsyncIterator[World]:
 
     tracker_app = web.Application()
     tracker_app.router.add_route("*", "/{tail:.*}", tracker)
-    view = RegistryView(KafkaSettings(), codec, name="test")
-    view.current = Registry(
-        RegistryPublished(
-            version=1,
-            sha256="x",
-            published_at=utcnow(),
-            published_by="t",
-            source="t",
+    view, credentials, _ = loaded_views(
+        RegistryDocument(
             agencies=[
                 Agency(code="IQ-OK", name="a", country="IQ", token_sha256=[sha("ok")]),
                 Agency(code="JO-OFF", name="b", country="JO", active=False, token_sha256=[sha("off")]),
@@ -96,12 +89,14 @@ async def world(codec: Codec) -> AsyncIterator[World]:
             ],
             operators=[Operator(name="desk", token_sha256=[sha("desk")])],
             defaults=Defaults(rate_limit=RateLimit(per_second=1.0, burst=3)),
-        )
+        ),
+        codec,
     )
     outbox, clock = Outbox(), Clock()
     async with TestClient(TestServer(tracker_app)) as tracker_client:
         api = GatewayApi(
             view,
+            credentials,
             lambda: outbox,  # type: ignore[arg-type, return-value]
             tracker_client.session,
             str(tracker_client.make_url("/")),

@@ -15,11 +15,10 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.common.codec import Codec
 from services.common.ops import bound_port
-from services.common.records import utcnow
-from services.common.registry import Agency, Registry, RegistryPublished, RegistryView
-from services.common.settings import KafkaSettings
+from services.common.registry import Agency, RegistryDocument
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
+from tests.support.views import loaded_views
 from tests.support.world import alert_json
 
 
@@ -35,13 +34,10 @@ class BrokerDown:
 
 @pytest.fixture
 async def gateway_url(codec: Codec) -> AsyncIterator[str]:
-    view = RegistryView(KafkaSettings(), codec, name="test")
     agency = Agency(code="IQ-A", name="a", country="IQ", token_sha256=[hashlib.sha256(b"tok").hexdigest()])
-    view.current = Registry(
-        RegistryPublished(version=1, sha256="x", published_at=utcnow(), published_by="t", source="t", agencies=[agency])
-    )
+    view, credentials, _ = loaded_views(RegistryDocument(agencies=[agency]), codec)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as tracker:
-        api = GatewayApi(view, lambda: BrokerDown(), tracker, "http://127.0.0.1:9", KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
+        api = GatewayApi(view, credentials, lambda: BrokerDown(), tracker, "http://127.0.0.1:9", KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
         app = web.Application(middlewares=[api.middleware])
         app.add_routes(api.routes())
         runner = web.AppRunner(app, access_log=None)

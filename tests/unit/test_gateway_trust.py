@@ -22,15 +22,15 @@ from yarl import URL
 
 from services.common.codec import Codec
 from services.common.ops import bound_port
-from services.common.records import AlertRouted, RoutingDecision, utcnow
-from services.common.registry import Agency, Registry, RegistryPublished, RegistryView
+from services.common.records import AlertRouted, RoutingDecision
+from services.common.registry import Agency, CredentialsView, RegistryDocument, RegistryView
 from services.common.registry.model import Operator
-from services.common.settings import KafkaSettings
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard
 from services.tracker.api import Answer, InternalApi
 from services.tracker.state import Ledger
 from tests.support.hostile import tricks
+from tests.support.views import loaded_views
 
 ORIGIN, RECIPIENT, STRANGER, OPERATOR = "IQ-A", "JO-B", "SA-C", "desk"
 ALERT = "5b0c8f3e-2d41-4f6a-9c7e-1a2b3c4d5e6f"  # IQ-A -> JO-B; SA-C is not permitted
@@ -88,25 +88,18 @@ class Exchange:
             return r.status, await r.json(), r.headers
 
 
-def registry_view(codec: Codec) -> RegistryView:
+def registry_views(codec: Codec) -> tuple[RegistryView, CredentialsView]:
     def agency(code: str) -> Agency:
         return Agency(
             code=code, name=code, country=code[:2], token_sha256=[hashlib.sha256(token_of(code).encode()).hexdigest()]
         )
 
-    view = RegistryView(KafkaSettings(), codec, name="test")
-    view.current = Registry(
-        RegistryPublished(
-            version=1,
-            sha256="x",
-            published_at=utcnow(),
-            published_by="t",
-            source="t",
-            agencies=[agency(ORIGIN), agency(RECIPIENT), agency(STRANGER)],
-            operators=[Operator(name=OPERATOR, token_sha256=[hashlib.sha256(token_of(OPERATOR).encode()).hexdigest()])],
-        )
+    doc = RegistryDocument(
+        agencies=[agency(ORIGIN), agency(RECIPIENT), agency(STRANGER)],
+        operators=[Operator(name=OPERATOR, token_sha256=[hashlib.sha256(token_of(OPERATOR).encode()).hexdigest()])],
     )
-    return view
+    registry, credentials, _ = loaded_views(doc, codec)
+    return registry, credentials
 
 
 class Accepts:
@@ -151,7 +144,7 @@ async def exchange(codec: Codec) -> AsyncIterator[Exchange]:
                 headers={"Authorization": f"Bearer {TOKEN.get_secret_value()}"}, trace_configs=[trace]
             )
         )
-        api = GatewayApi(registry_view(codec), lambda: Accepts(), tracker, tracker_url, KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
+        api = GatewayApi(*registry_views(codec), lambda: Accepts(), tracker, tracker_url, KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
         app = web.Application(middlewares=[api.middleware])
         app.add_routes(api.routes())
         exchange.url = await serve(app, stack)

@@ -16,14 +16,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from services.common.codec import Codec
-from services.common.records import AlertSubmitted, Quarantined, SubmissionRejected, SubmitAlert, utcnow
-from services.common.registry import Agency, Registry, RegistryPublished, RegistryView
+from services.common.records import AlertSubmitted, Quarantined, SubmissionRejected, SubmitAlert
+from services.common.registry import Agency, CredentialsView, RegistryDocument, RegistryView
 from services.common.registry.model import Defaults, RateLimit
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_SUBMITTED, RECORDS_QUARANTINE
 from services.gateway.api import GatewayApi
 from services.gateway.idempotency import KeyReuseGuard, alert_id_for
 from services.gateway.kafka_submissions import KafkaSubmissions
+from tests.support.views import loaded_views
 from tests.support.world import alert_json
 
 TOPIC = "agency.IQ-OK.submissions"
@@ -46,26 +47,25 @@ class FakeProducer:
         self.sent.append((topic, key, value))
 
 
-def view(codec: Codec) -> RegistryView:
+def views(codec: Codec) -> tuple[RegistryView, CredentialsView]:
+    """The registry and credentials views of an agency in force and a suspended one (tokens "ok", "off")."""
+
     def sha(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
-    v = RegistryView(KafkaSettings(), codec, name="test")
-    v.current = Registry(
-        RegistryPublished(
-            version=1,
-            sha256="x",
-            published_at=utcnow(),
-            published_by="t",
-            source="t",
-            agencies=[
-                Agency(code="IQ-OK", name="a", country="IQ", token_sha256=[sha("ok")]),
-                Agency(code="JO-OFF", name="b", country="JO", active=False, token_sha256=[sha("off")]),
-            ],
-            defaults=Defaults(rate_limit=RateLimit(per_second=1000.0, burst=1000)),
-        )
+    doc = RegistryDocument(
+        agencies=[
+            Agency(code="IQ-OK", name="a", country="IQ", token_sha256=[sha("ok")]),
+            Agency(code="JO-OFF", name="b", country="JO", active=False, token_sha256=[sha("off")]),
+        ],
+        defaults=Defaults(rate_limit=RateLimit(per_second=1000.0, burst=1000)),
     )
-    return v
+    registry, credentials, _ = loaded_views(doc, codec)
+    return registry, credentials
+
+
+def view(codec: Codec) -> RegistryView:
+    return views(codec)[0]
 
 
 def record(offset: int, value: bytes, key: bytes | None, topic: str = TOPIC) -> ConsumerRecord[bytes, bytes]:
@@ -97,7 +97,7 @@ async def http(codec: Codec) -> AsyncIterator[TestClient[Any, Any]]:
             pass
 
     async with TestClient(TestServer(web.Application())) as tracker:
-        api = GatewayApi(view(codec), Outbox, tracker.session, str(tracker.make_url("/")), KeyReuseGuard(10))  # type: ignore[arg-type]
+        api = GatewayApi(*views(codec), Outbox, tracker.session, str(tracker.make_url("/")), KeyReuseGuard(10))  # type: ignore[arg-type]
         app = web.Application(middlewares=[api.middleware])
         app.add_routes(api.routes())
         async with TestClient(TestServer(app)) as client:

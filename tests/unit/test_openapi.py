@@ -17,6 +17,6 @@ def test_openapi_document_is_valid_and_complete() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     validate(spec)
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
-    api = GatewayApi(None, None, None, "", None)  # type: ignore[arg-type]  # only its routes are read
+    api = GatewayApi(None, None, None, None, "", None)  # type: ignore[arg-type]  # only its routes are read
     served = {(r.method, r.path) for r in api.routes()}
     assert served == documented

@@ -13,9 +13,24 @@ from services.common.codec import Codec
 from services.common.errors import RegistryError
 from services.common.records import utcnow
 from services.common.registry import Agency, Registry, RegistryPublished, document, load_registry, parse_registry
-from services.common.registry.model import Defaults, Operator, RateLimit
+from services.common.registry.model import (
+    Credentials,
+    CredentialsPublished,
+    Defaults,
+    Operator,
+    RateLimit,
+    RegistryDocument,
+    WebhookSecretsPublished,
+    split,
+)
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "demo.yaml"
+
+
+def applied(doc: RegistryDocument) -> tuple[RegistryPublished, CredentialsPublished, WebhookSecretsPublished]:
+    """The three records `rctc registry apply` publishes for `doc`."""
+    return split(doc, version=1, published_at=utcnow(), published_by="t", source="s")
+
 
 VALID = """\
 agencies:
@@ -118,20 +133,10 @@ def test_not_yaml_is_reported_with_its_line() -> None:
 
 def test_registry_authenticates_tokens_by_hash() -> None:
     """A bearer token is matched through its SHA-256; an unknown token is nobody."""
-    doc = parse_registry(VALID)
-    reg = Registry(
-        RegistryPublished(
-            version=1,
-            sha256="x",
-            published_at=utcnow(),
-            published_by="t",
-            source="s",
-            agencies=doc.agencies,
-            agreements=doc.agreements,
-        )
-    )
-    assert reg.authenticate("demo-iq-nab") == ("agency", "IQ-NAB")
-    assert reg.authenticate("demo-jo-tac") is None
+    _, published, _ = applied(parse_registry(VALID))
+    credentials = Credentials(published)
+    assert credentials.authenticate("demo-iq-nab") == ("agency", "IQ-NAB")
+    assert credentials.authenticate("demo-jo-tac") is None
 
 
 def sha(token: str) -> str:
@@ -203,17 +208,11 @@ def test_registry_never_authenticates_a_shared_or_empty_hash() -> None:
         Agency(code="IQ-A", name="a", country="IQ", token_sha256=[sha("shared"), EMPTY_SHA256]),
         Agency(code="JO-B", name="b", country="JO", token_sha256=[sha("b")]),
     ]
-    published = RegistryPublished(
-        version=1,
-        sha256="x",
-        published_at=utcnow(),
-        published_by="t",
-        source="s",
-        agencies=agencies,
-        operators=[Operator(name="desk", token_sha256=[sha("shared")])],
+    _, published, _ = applied(
+        RegistryDocument(agencies=agencies, operators=[Operator(name="desk", token_sha256=[sha("shared")])])
     )
-    reg = Registry(published)
-    assert [reg.authenticate(t) for t in ("shared", "", "b")] == [None, None, ("agency", "JO-B")]
+    credentials = Credentials(published)
+    assert [credentials.authenticate(t) for t in ("shared", "", "b")] == [None, None, ("agency", "JO-B")]
 
 
 RANDOM = [secrets.token_bytes(32) for _ in range(3)]
@@ -282,18 +281,7 @@ def test_rate_limits_are_read_and_checked() -> None:
     """An agency's own rate limit and the registry default are read; a non-positive one is refused."""
     limits = "defaults:\n  rate_limit: {per_second: 5, burst: 10}\n"
     text = limits + VALID.replace("    country: JO\n", "    country: JO\n    rate_limit: {per_second: 0.5, burst: 2}\n")
-    doc = parse_registry(text)
-    reg = Registry(
-        RegistryPublished(
-            version=1,
-            sha256="x",
-            published_at=utcnow(),
-            published_by="t",
-            source="s",
-            agencies=doc.agencies,
-            defaults=doc.defaults,
-        )
-    )
+    reg = Registry(applied(parse_registry(text))[0])
     assert [RateLimit(per_second=5.0, burst=10), RateLimit(per_second=0.5, burst=2)] == [
         reg.rate_limit_of(code) for code in ("IQ-NAB", "JO-TAC")
     ]
@@ -306,15 +294,8 @@ def test_rate_limits_and_defaults_travel_on_the_registry_topic(codec: Codec) -> 
     doc = parse_registry(
         VALID.replace("    country: JO\n", "    country: JO\n    rate_limit: {per_second: 3, burst: 4}\n")
     )
-    published = RegistryPublished(
-        version=1,
-        sha256="x",
-        published_at=utcnow(),
-        published_by="t",
-        source="s",
-        agencies=doc.agencies,
-        defaults=Defaults(rate_limit=RateLimit(per_second=7.5, burst=9)),
-    )
+    doc.defaults = Defaults(rate_limit=RateLimit(per_second=7.5, burst=9))
+    published = applied(doc)[0]
     back = codec.decode(codec.encode(published), RegistryPublished)
     assert (back.agencies[0].rate_limit, back.agencies[1].rate_limit, back.defaults) == (
         None,
@@ -326,12 +307,9 @@ def test_rate_limits_and_defaults_travel_on_the_registry_topic(codec: Codec) -> 
 def test_suspended_agencies_authenticate_and_are_known_as_suspended() -> None:
     """A suspended agency's token still names it (so it can be told why), and the registry says it is suspended."""
     doc = parse_registry(VALID.replace("    country: IQ\n", "    country: IQ\n    active: false\n"))
-    reg = Registry(
-        RegistryPublished(
-            version=1, sha256="x", published_at=utcnow(), published_by="t", source="s", agencies=doc.agencies
-        )
-    )
-    principal = reg.authenticate("demo-iq-nab")
+    registry, credentials, _ = applied(doc)
+    reg = Registry(registry)
+    principal = Credentials(credentials).authenticate("demo-iq-nab")
     assert (principal, principal is not None and reg.is_suspended(principal)) == (("agency", "IQ-NAB"), True)
 
 
@@ -350,7 +328,7 @@ def test_audit_keys_are_validated_and_carried_to_the_registry(codec: Codec) -> N
         published_at=utcnow(),
         published_by="t",
         source="t",
-        agencies=doc.agencies,
+        agencies=[a.entry() for a in doc.agencies],
         audit=doc.audit,
     )
     assert Registry(codec.decode(codec.encode(published), RegistryPublished)).audit_keys == {kid: raw}

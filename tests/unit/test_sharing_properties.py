@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from services.common.codec import Codec
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, Alert, AlertShared, Indicator, Subject
-from services.common.registry import REDACTABLE_FIELDS, Agency, Agreement, Registry, RegistryPublished, Subscription
+from services.common.registry import (
+    REDACTABLE_FIELDS,
+    AgencyEntry,
+    Agreement,
+    Registry,
+    RegistryPublished,
+    Subscription,
+)
 from services.common.taxonomy import CATEGORIES
 from services.router.payload import RecipientCopies, recipient_copy
 from services.router.policy import Original, decide, follow_up
@@ -51,7 +58,7 @@ def registries(draw: st.DrawFn) -> Registry:
             )
         )
         agencies.append(
-            Agency(
+            AgencyEntry(
                 code=f"{country}-A{i}",
                 name=f"agency {i}",
                 country=country,
@@ -280,7 +287,10 @@ def test_updates_are_refused_for_unknown_originals_and_other_originators() -> No
             published_at=NOW,
             published_by="t",
             source="t",
-            agencies=[Agency(code="IQ-A0", name="a", country="IQ"), Agency(code="JO-A1", name="b", country="JO")],
+            agencies=[
+                AgencyEntry(code="IQ-A0", name="a", country="IQ"),
+                AgencyEntry(code="JO-A1", name="b", country="JO"),
+            ],
         )
     )
     update = enriched(

@@ -49,3 +49,9 @@ def test_webhook_id_is_stable_per_alert_and_recipient() -> None:
     """Retries and re-routing of the same alert to the same agency reuse the id; others differ."""
     assert webhook_id("a", "JO-B") == webhook_id("a", "JO-B")
     assert len({webhook_id("a", "JO-B"), webhook_id("a", "KW-C"), webhook_id("b", "JO-B")}) == 3
+
+
+def test_no_secret_signs_nothing_rather_than_send_unsigned() -> None:
+    """With no secret the headers are refused: a webhook never goes out without a signature."""
+    with pytest.raises(ValueError, match="never sent unsigned"):
+        signed_headers("msg_1", utcnow(), b"{}", [])

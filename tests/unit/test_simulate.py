@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.common.registry import Agency, Agreement, Registry, RegistryPublished
+from services.common.registry import AgencyEntry, Agreement, Registry, RegistryPublished
 from services.router.simulate import compare
 from tests.unit.samples import enriched, sample_alert
 
@@ -12,7 +12,7 @@ AT = datetime(2026, 11, 28, tzinfo=UTC)
 
 
 def registry(agreements: list[Agreement]) -> Registry:
-    agencies = [Agency(code=c, name=c, country=c[:2]) for c in ("IQ-A", "JO-B", "SA-C")]
+    agencies = [AgencyEntry(code=c, name=c, country=c[:2]) for c in ("IQ-A", "JO-B", "SA-C")]
     return Registry(
         RegistryPublished(
             version=1,

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from services.common.codec import Codec
 from services.common.records import DeliverWebhook
-from services.common.registry import Webhook
+from services.common.registry import WebhookEntry
 from services.dispatcher.outcome import Observed, decide
 from services.dispatcher.safety import UnsafeDestination, check_url, guarded_socket, is_public
 from services.dispatcher.service import Dispatcher
@@ -267,8 +267,8 @@ async def test_internal_destinations_are_refused_and_never_connected(
     """Every spelling of an internal host ends dead as a refused destination, and 127.0.0.1 sees no connection,
     whatever the registry says when the deployment does not allow private endpoints."""
     plain, tls = listeners
-    webhook = Webhook(url=target(form, plain, tls), secrets=[new_secret()], allow_private=allow_private)
-    result = await dispatcher._attempt(delivery(), webhook)
+    webhook = WebhookEntry(url=target(form, plain, tls), allow_private=allow_private)
+    result = await dispatcher._attempt(delivery(), webhook, [new_secret()])
     assert (*ended(result), result.status, plain.accepts, tls.accepts) == ("dead", REFUSED, None, 0, 0)
 
 
@@ -291,8 +291,8 @@ async def test_the_connector_refuses_internal_addresses_without_the_url_check(
     """Past check_url (called directly: `_post`), the session's resolver and socket factory still refuse:
     IP literals never reach a resolver, so the socket factory is what stops them."""
     plain, tls = listeners
-    webhook = Webhook(url=target(form, plain, tls), secrets=[new_secret()])
-    result = await hostile_dns_dispatcher._post(delivery(), webhook)
+    webhook = WebhookEntry(url=target(form, plain, tls))
+    result = await hostile_dns_dispatcher._post(delivery(), webhook, [new_secret()])
     assert (*ended(result), plain.accepts, tls.accepts) == ("dead", REFUSED, 0, 0)
 
 
@@ -317,8 +317,8 @@ async def test_private_endpoints_are_reached_only_when_the_deployment_allows_the
     plain, _ = listeners
     url = f"http://127.0.0.1:{plain.port}/hook"
     async with sending(codec, allow_private_endpoints=True) as service:
-        marked = await service._attempt(delivery(), Webhook(url=url, secrets=[new_secret()], allow_private=True))
-        unmarked = await service._attempt(delivery(), Webhook(url=url, secrets=[new_secret()]))
+        marked = await service._attempt(delivery(), WebhookEntry(url=url, allow_private=True), [new_secret()])
+        unmarked = await service._attempt(delivery(), WebhookEntry(url=url), [new_secret()])
     assert (ended(marked), marked.status) == (("delivered", None), 204)
     assert ended(unmarked) == ("dead", REFUSED)
     assert plain.accepts == 1

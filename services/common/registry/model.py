@@ -1,7 +1,18 @@
 """The registry: agencies, their subscriptions, webhooks and credentials, operators, and the agreements.
 
-`RegistryDocument` is what an operator writes in YAML; `RegistryPublished` is what `rctc registry apply`
-puts on the compacted topic `registry.config`; `Registry` indexes the latest one for fast lookups.
+`RegistryDocument` is what an operator writes in YAML, secrets included. `rctc registry apply` splits it
+(`split`) into three records of one version, each on its own compacted topic, so that no secret travels
+where more than its one consumer may read it (deploy/topics.yaml says who reads what):
+
+    | record                  | topic                    | holds                             | read by        |
+    |-------------------------|--------------------------|-----------------------------------|----------------|
+    | RegistryPublished       | registry.config          | all but secrets (URLs included)   | every service  |
+    | CredentialsPublished    | registry.credentials     | bearer tokens' SHA-256, per owner | the gateway    |
+    | WebhookSecretsPublished | registry.webhook-secrets | each endpoint's whsec_ secrets    | the dispatcher |
+
+The version links them: a service uses credentials or secrets only at the version of the registry in force
+(services/common/registry/confidential.py). `Registry` indexes a published registry for fast lookups;
+`Credentials` indexes token hashes.
 """
 
 from __future__ import annotations
@@ -39,8 +50,17 @@ class Subscription(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Webhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An endpoint as the registry file states it, signing secrets included (never published whole)."""
+
     url: str
     secrets: list[str]
+    allow_private: bool = False
+
+
+class WebhookEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An endpoint as every service sees it on `registry.config`: no secret."""
+
+    url: str
     allow_private: bool = False
 
 
@@ -64,6 +84,8 @@ class Defaults(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Agency(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An agency as the registry file states it, token hashes and webhook secrets included."""
+
     code: str
     name: str
     country: str
@@ -76,10 +98,39 @@ class Agency(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Requests to the gateway; None takes the registry's `defaults.rate_limit`.
     rate_limit: RateLimit | None = None
 
+    def entry(self) -> AgencyEntry:
+        """What every service may know of it: all but the token hashes and the webhook secrets."""
+        webhook = self.webhook
+        return AgencyEntry(
+            code=self.code,
+            name=self.name,
+            country=self.country,
+            active=self.active,
+            subscriptions=self.subscriptions,
+            webhook=WebhookEntry(url=webhook.url, allow_private=webhook.allow_private) if webhook else None,
+            rate_limit=self.rate_limit,
+        )
+
+
+class AgencyEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An agency as every service sees it on `registry.config`: no token hash, no secret."""
+
+    code: str
+    name: str
+    country: str
+    active: bool = True
+    subscriptions: list[Subscription] = []
+    webhook: WebhookEntry | None = None
+    rate_limit: RateLimit | None = None
+
 
 class Operator(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     token_sha256: list[str] = []
+
+
+class OperatorEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
 
 
 class Agreement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -139,8 +190,19 @@ class RegistryDocument(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     audit: AuditKeys = msgspec.field(default_factory=AuditKeys)
 
     def content_sha256(self) -> str:
-        """A hash of the content alone, so re-applying an unchanged file publishes nothing."""
-        return hashlib.sha256(msgspec.json.encode(self, order="deterministic")).hexdigest()
+        """A hash of the content alone, so re-applying an unchanged file publishes nothing.
+
+        Secrets are part of the content (rotating one is a new version), and the hash of a document that
+        holds random secrets tells nothing about them. The format mark changes every hash that registries
+        published with their secrets inside had: the first apply after the upgrade publishes a new version
+        even from an unchanged file, so the last record that carried secrets is superseded (and compacted away).
+        """
+        content = msgspec.json.encode(self, order="deterministic")
+        return hashlib.sha256(PUBLISHED_FORMAT + content).hexdigest()
+
+
+# See content_sha256: bumped when what `registry.config` carries changes shape in a way that must republish.
+PUBLISHED_FORMAT = b"rctc-registry/2 secrets apart\n"
 
 
 class RegistryPublished(Record, kw_only=True):
@@ -150,11 +212,66 @@ class RegistryPublished(Record, kw_only=True):
     published_by: str
     source: str
     regions: dict[str, list[str]] = {}
-    agencies: list[Agency]
-    operators: list[Operator] = []
+    agencies: list[AgencyEntry]
+    operators: list[OperatorEntry] = []
     agreements: list[Agreement] = []
     defaults: Defaults = msgspec.field(default_factory=Defaults)
     audit: AuditKeys = msgspec.field(default_factory=AuditKeys)
+
+
+class OwnedTokens(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The token hashes of one principal: an agency (its code) or an operator (its name)."""
+
+    kind: Literal["agency", "operator"]
+    name: str
+    token_sha256: list[str]
+
+
+class CredentialsPublished(Record, kw_only=True):
+    """Every principal's token hashes at one registry version, on `registry.credentials` (the gateway's)."""
+
+    version: int
+    published_at: datetime
+    owners: list[OwnedTokens] = []
+
+
+class EndpointSecrets(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    agency: str
+    secrets: list[str]
+
+
+class WebhookSecretsPublished(Record, kw_only=True):
+    """Every endpoint's signing secrets at one registry version, on `registry.webhook-secrets` (the
+    dispatcher's). Each secret listed signs, so old and new both verify while a receiver rotates."""
+
+    version: int
+    published_at: datetime
+    endpoints: list[EndpointSecrets] = []
+
+
+def split(
+    doc: RegistryDocument, *, version: int, published_at: datetime, published_by: str, source: str
+) -> tuple[RegistryPublished, CredentialsPublished, WebhookSecretsPublished]:
+    """The three records of one apply: the registry without secrets, the credentials, the webhook secrets."""
+    registry = RegistryPublished(
+        version=version,
+        sha256=doc.content_sha256(),
+        published_at=published_at,
+        published_by=published_by,
+        source=source,
+        regions=doc.regions,
+        agencies=[a.entry() for a in doc.agencies],
+        operators=[OperatorEntry(name=o.name) for o in doc.operators],
+        agreements=doc.agreements,
+        defaults=doc.defaults,
+        audit=doc.audit,
+    )
+    owners = [OwnedTokens(kind="agency", name=a.code, token_sha256=a.token_sha256) for a in doc.agencies]
+    owners += [OwnedTokens(kind="operator", name=o.name, token_sha256=o.token_sha256) for o in doc.operators]
+    credentials = CredentialsPublished(version=version, published_at=published_at, owners=owners)
+    endpoints = [EndpointSecrets(agency=a.code, secrets=a.webhook.secrets) for a in doc.agencies if a.webhook]
+    secrets = WebhookSecretsPublished(version=version, published_at=published_at, endpoints=endpoints)
+    return registry, credentials, secrets
 
 
 Principal = tuple[Literal["agency", "operator"], str]
@@ -166,21 +283,13 @@ class Registry:
     def __init__(self, published: RegistryPublished) -> None:
         self.published = published
         self.version = published.version
-        self.agencies: dict[str, Agency] = {a.code: a for a in published.agencies}
+        self.agencies: dict[str, AgencyEntry] = {a.code: a for a in published.agencies}
         self.agreements = published.agreements
         self.regions = published.regions
         # Lookups the router makes for every alert, remembered for this version of the registry.
         self._places: dict[str, frozenset[str]] = {}
         self._between: dict[tuple[str, str], list[Agreement]] = {}
-        self._tokens: dict[str, Principal | None] = {}
-        owners: list[tuple[Principal, list[str]]] = [(("agency", a.code), a.token_sha256) for a in published.agencies]
-        owners += [(("operator", o.name), o.token_sha256) for o in published.operators]
-        for principal, digests in owners:
-            for digest in digests:
-                # Validation refuses both (document.py); a registry that reached the topic another way still
-                # never lets a hash that two principals share, or the empty token's, authenticate anyone.
-                shared = digest in self._tokens and self._tokens[digest] != principal
-                self._tokens[digest] = None if shared or digest == EMPTY_TOKEN_SHA256 else principal
+        self.operators = frozenset(o.name for o in published.operators)
 
     @cached_property
     def audit_keys(self) -> dict[str, bytes]:
@@ -200,15 +309,9 @@ class Registry:
             )
         )
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The agency or operator a bearer token belongs to. Only token hashes are stored.
-
-        A suspended agency authenticates too (see `is_suspended`): it is told why it may do nothing.
-        """
-        if not token:
-            return None
-        # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens.
-        return self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
+    def knows(self, principal: Principal) -> bool:
+        kind, name = principal
+        return name in self.agencies if kind == "agency" else name in self.operators
 
     def is_suspended(self, principal: Principal) -> bool:
         kind, name = principal
@@ -233,9 +336,34 @@ class Registry:
         return found
 
     @cached_property
-    def agencies_by_code(self) -> tuple[Agency, ...]:
+    def agencies_by_code(self) -> tuple[AgencyEntry, ...]:
         return tuple(sorted(self.agencies.values(), key=lambda a: a.code))
 
     @cached_property
     def agency_codes(self) -> tuple[str, ...]:
         return tuple(sorted(self.agencies))
+
+
+class Credentials:
+    """The principals' token hashes at one registry version, indexed for `authenticate`."""
+
+    def __init__(self, published: CredentialsPublished) -> None:
+        self.version = published.version
+        self._tokens: dict[str, Principal | None] = {}
+        for owner in published.owners:
+            principal: Principal = (owner.kind, owner.name)
+            for digest in owner.token_sha256:
+                # Validation refuses both (document.py); credentials that reached the topic another way still
+                # never let a hash that two principals share, or the empty token's, authenticate anyone.
+                shared = digest in self._tokens and self._tokens[digest] != principal
+                self._tokens[digest] = None if shared or digest == EMPTY_TOKEN_SHA256 else principal
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The agency or operator a bearer token belongs to. Only token hashes are stored.
+
+        A suspended agency authenticates too (see `Registry.is_suspended`): it is told why it may do nothing.
+        """
+        if not token:
+            return None
+        # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens.
+        return self._tokens.get(hashlib.sha256(token.encode()).hexdigest())

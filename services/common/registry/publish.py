@@ -1,8 +1,16 @@
 """`rctc registry apply`: validate a registry file, publish it to `registry.config`, create agency topics.
 
 The topic is compacted with one key, so its latest record is the registry in force and the records before
-it (until compaction) are the history. An apply that changes nothing publishes nothing. Agency topics are
-created before the registry that names them is published, so the router never writes to a missing topic.
+it (until compaction) are the history. Its secrets go apart (model.py `split`): the token hashes to
+`registry.credentials` and the webhook secrets to `registry.webhook-secrets`, with the same version and
+written BEFORE the registry, so a service that sees a new registry finds its secrets already on their topic
+(its follower may still be a moment behind: it then refuses or waits, confidential.py).
+
+An apply that changes nothing publishes no new registry version, but writes the credentials and secrets
+of the version in force again: that is idempotent, and it repairs an apply that stopped between the topics
+(or a registry in force from before secrets went apart) without asking anyone to read the secret topics,
+which `operator-cli` may not. Agency topics are created before the registry that names them is published,
+so the router never writes to a missing topic.
 """
 
 from __future__ import annotations
@@ -17,11 +25,20 @@ from services.common.errors import CodecError
 from services.common.kafka import consumer, producer
 from services.common.quarantine import noted
 from services.common.records import utcnow
-from services.common.registry.model import RegistryDocument, RegistryPublished
+from services.common.registry.model import RegistryDocument, RegistryPublished, split
 from services.common.settings import KafkaSettings
-from services.common.topics import REGISTRY, ApplyReport, apply_topics, load_declarations
+from services.common.topics import (
+    REGISTRY,
+    REGISTRY_CREDENTIALS,
+    REGISTRY_WEBHOOK_SECRETS,
+    ApplyReport,
+    apply_topics,
+    load_declarations,
+)
 
 REGISTRY_KEY = b"registry"
+CREDENTIALS_KEY = b"credentials"
+SECRETS_KEY = b"secrets"
 
 
 @dataclass
@@ -71,26 +88,18 @@ async def publish_registry(
         kafka, [s for a in doc.agencies for s in declarations.for_agency(a.code)], replication_factor=replication_factor
     )
     current = await latest_published(kafka, codec)
-    digest = doc.content_sha256()
-    if current is not None and current.sha256 == digest:
-        return PublishResult(current.version, False, report)
-    record = RegistryPublished(
-        version=(current.version if current else 0) + 1,
-        sha256=digest,
-        published_at=utcnow(),
-        published_by=published_by or getpass.getuser(),
-        source=source,
-        regions=doc.regions,
-        agencies=doc.agencies,
-        operators=doc.operators,
-        agreements=doc.agreements,
-        defaults=doc.defaults,
-        audit=doc.audit,
+    changed = current is None or current.sha256 != doc.content_sha256()
+    version = 1 if current is None else current.version + 1 if changed else current.version
+    registry, credentials, secrets = split(
+        doc, version=version, published_at=utcnow(), published_by=published_by or getpass.getuser(), source=source
     )
     p = producer(kafka, "registry-apply")
     await p.start()
     try:
-        await p.send_and_wait(REGISTRY, codec.encode(record), key=REGISTRY_KEY)
+        await p.send_and_wait(REGISTRY_CREDENTIALS, codec.encode(credentials), key=CREDENTIALS_KEY)
+        await p.send_and_wait(REGISTRY_WEBHOOK_SECRETS, codec.encode(secrets), key=SECRETS_KEY)
+        if changed:
+            await p.send_and_wait(REGISTRY, codec.encode(registry), key=REGISTRY_KEY)
     finally:
         await p.stop()
-    return PublishResult(record.version, True, report)
+    return PublishResult(version, changed, report)
