@@ -76,6 +76,24 @@ def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
     return _parse(schema, named, expand=True)
 
 
+def writer_schemas(schema_dir: Path = SCHEMA_DIR) -> dict[bytes, Schema]:
+    """Every record schema, current and superseded (history/), self-contained (the library types it uses
+    written out), by the fingerprint a record names it with: the specification's order, and the reversed
+    one written before issue 14. For `GET /v1/schemas/{fingerprint}`, so an agency can decode any record."""
+    paths = [
+        path
+        for path in sorted(schema_dir.glob(f"{NAMESPACE}.*.avsc"))
+        if path.name.removesuffix(".avsc").removeprefix(f"{NAMESPACE}.") not in LIBRARY_SCHEMAS
+    ]
+    found: dict[bytes, Schema] = {}
+    for path in [*paths, *sorted((schema_dir / "history").glob("*.avsc"))]:
+        schema = load_schema_file(path, schema_dir)
+        found[fingerprint(schema)] = _unparsed(schema)
+    for fp, schema in list(found.items()):
+        found.setdefault(fp[::-1], schema)
+    return found
+
+
 class Codec:
     """Encodes records with the current schema of their type; decodes any known writer version."""
 

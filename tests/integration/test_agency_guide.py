@@ -53,6 +53,7 @@ RUN = {
     "kcat-list": "test_kcat_connects_as_the_agency_and_reads_its_copies",
     "kcat-read": "test_kcat_connects_as_the_agency_and_reads_its_copies",
     "kcat-header": "test_kcat_connects_as_the_agency_and_reads_its_copies",
+    "schema-fetch": "test_kcat_connects_as_the_agency_and_reads_its_copies",
     "java-reader": "test_apache_avros_java_decoder_reads_every_copy_as_the_agency",
     "java-run": "test_apache_avros_java_decoder_reads_every_copy_as_the_agency",
     "python-reader": "test_python_reads_and_decodes_every_copy_as_the_agency",
@@ -134,6 +135,7 @@ async def onboarded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[O
             "CA_FILE": str(broker.directory / "tls" / "ca.pem"),
         }
         async with system(admin, codec) as sys_, aiohttp.ClientSession() as http:
+            env.update(GATEWAY=sys_.url, TOKEN=cast.tokens[reader.code])
             ids = []
             for n in range(3):
                 body = alert_json(title=f"Guide alert {n}", affected_countries=["IQ", "JO"])
@@ -169,8 +171,9 @@ async def test_every_block_of_the_guide_is_named_and_run_here() -> None:
 
 
 async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboarded) -> None:
-    """kcat, with the agency's settings file: it sees only its own two topics, reads a key per copy, and the
-    first record's header is C3 01 and AlertShared's fingerprint as schemas/FINGERPRINTS lists it."""
+    """kcat, with the agency's settings file: it sees only its own two topics, reads a key per copy, the
+    first record's header is C3 01 and AlertShared's fingerprint as schemas/FINGERPRINTS lists it, and the
+    gateway serves that schema by it to the agency's token."""
     assert shutil.which("kcat"), "kcat is not installed (apt-get install kcat; .ci/run installs it)"
     code = onboarded.code
     status, listed, err = await onboarded.run("kcat-librdkafka", "kcat-config", "kcat-list")
@@ -182,6 +185,9 @@ async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboa
     status, header, err = await onboarded.run("kcat-librdkafka", "kcat-header")
     assert status == 0, err
     assert header.strip() == "c301" + current_fingerprint("rctc.AlertShared")
+    status, schema, err = await onboarded.run("kcat-librdkafka", "kcat-config", "schema-fetch")
+    assert status == 0, err
+    assert json.loads(schema)["name"] == "rctc.AlertShared"
 
 
 async def test_apache_avros_java_decoder_reads_every_copy_as_the_agency(onboarded: Onboarded) -> None:
