@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 KAFKA := deploy/kafka/kafka-local.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-kafka lint typecheck check bench kafka-fetch clean
+.PHONY: help install run test test-unit test-kafka lint typecheck check bench kafka-fetch agency-java clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,16 +21,19 @@ install: $(VENV)/.installed ## create .venv with the project and its dev tools
 kafka-fetch: ## resolve the pinned Kafka broker's jars from Maven Central (cached in ~/.cache/rctc)
 	$(KAFKA) fetch
 
+agency-java: ## build the agencies' Java reader example with Maven (cached in ~/.cache/rctc; docs/agencies.md)
+	deploy/agency-examples/java/build.sh >/dev/null
+
 run: install kafka-fetch ## the whole system locally: broker, topics, demo registry, services, receivers, feed
 	$(VENV)/bin/rctc dev up
 
-test: install kafka-fetch ## the whole suite: unit tests and real-broker integration tests
+test: install kafka-fetch agency-java ## the whole suite: unit tests and real-broker integration tests
 	$(PY) -m pytest
 
 test-unit: install ## only the fast tests (no broker)
 	$(PY) -m pytest -m "not kafka"
 
-test-kafka: install kafka-fetch ## only the tests against the real broker
+test-kafka: install kafka-fetch agency-java ## only the tests against the real broker
 	$(PY) -m pytest -m kafka
 
 lint: install ## ruff

@@ -2,8 +2,15 @@
 
 A record on the wire is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's
 parsing canonical form, then the Avro binary body (Avro specification, "Single-object encoding"). Any Avro
-library can decode it given the schema; a reader resolves an older writer schema to its own with the usual
-Avro rules, so producers and consumers can be upgraded one at a time.
+library can decode it given the schema (Java's `BinaryMessageDecoder` does: tests/integration/
+test_agency_java_reader.py); a reader resolves an older writer schema to its own with the usual Avro rules,
+so producers and consumers can be upgraded one at a time.
+
+Until issue 14 the codec wrote the fingerprint's 8 bytes in reverse (big-endian) order, which no other Avro
+library finds. It now writes the specification's order and still reads the reversed one, for every writer
+schema it knows, with no end date: records so written stay on topics kept forever (`audit.events`,
+`alerts.routed`, `deliveries.dead`, `records.quarantine`, which holds other records' raw bytes, and the
+compacted `registry.config` and `deliveries.endpoints`) and nothing here rewrites them (docs/agencies.md).
 
     codec = Codec.from_directory(SCHEMA_DIR)
     data = codec.encode(AlertSubmitted(...))
@@ -47,10 +54,17 @@ Schema = dict[str, Any]
 
 
 def fingerprint(schema: Schema) -> bytes:
-    """The 8-byte CRC-64-AVRO fingerprint of a schema's parsing canonical form, as written on the wire."""
+    """The 8 bytes naming `schema` in a single-object encoded record: the CRC-64-AVRO (Rabin) fingerprint of
+    its parsing canonical form, little-endian, as the specification says and Java's `BinaryMessageEncoder`
+    writes. fastavro's hex string is these bytes in this order already (not the 64-bit value in hex)."""
     canonical = fastavro.schema.to_parsing_canonical_form(schema)
-    value = int(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def legacy_fingerprint(schema: Schema) -> bytes:
+    """The fingerprint in the byte order the codec wrote before issue 14 (reversed: big-endian), which it
+    still reads (module docstring)."""
+    return fingerprint(schema)[::-1]
 
 
 def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
@@ -60,6 +74,24 @@ def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
         fastavro.parse_schema(json.loads((schema_dir / f"{NAMESPACE}.{name}.avsc").read_text()), named)
     schema = json.loads(path.read_text())
     return _parse(schema, named, expand=True)
+
+
+def writer_schemas(schema_dir: Path = SCHEMA_DIR) -> dict[bytes, Schema]:
+    """Every record schema, current and superseded (history/), self-contained (the library types it uses
+    written out), by the fingerprint a record names it with: the specification's order, and the reversed
+    one written before issue 14. For `GET /v1/schemas/{fingerprint}`, so an agency can decode any record."""
+    paths = [
+        path
+        for path in sorted(schema_dir.glob(f"{NAMESPACE}.*.avsc"))
+        if path.name.removesuffix(".avsc").removeprefix(f"{NAMESPACE}.") not in LIBRARY_SCHEMAS
+    ]
+    found: dict[bytes, Schema] = {}
+    for path in [*paths, *sorted((schema_dir / "history").glob("*.avsc"))]:
+        schema = load_schema_file(path, schema_dir)
+        found[fingerprint(schema)] = _unparsed(schema)
+    for fp, schema in list(found.items()):
+        found.setdefault(fp[::-1], schema)
+    return found
 
 
 class Codec:
@@ -81,6 +113,11 @@ class Codec:
         for schema in older:
             old = _parse(schema, hint=True)
             self._writers[fingerprint(old)] = (str(old["name"]), old)
+        # Records written before issue 14 name the same writers with their fingerprints reversed. A reversed
+        # one can never displace a true one (setdefault), so a record in the specification's order always
+        # reads as the schema it names.
+        for fp, writer in list(self._writers.items()):
+            self._writers.setdefault(fp[::-1], writer)
         # name -> (schema of every field but the last, schema of the last field's type): see encode(last=).
         self._split: dict[str, tuple[Schema, Schema]] = {}
         for name, (parsed, _) in self._current.items():
@@ -205,7 +242,8 @@ class Codec:
             raise CodecError(f"corrupt {name}: {type(exc).__name__}: {exc}") from exc
 
     def fingerprints(self) -> dict[str, str]:
-        """Current schema fingerprint by record name, for `rctc schemas` and the docs."""
+        """Current schema fingerprint by record name, for `rctc schemas` and the docs: the hex of the 8 bytes as
+        they stand in a record (Java's `parsingFingerprint("CRC-64-AVRO", schema)`, fastavro's `fingerprint`)."""
         return {name: fp.hex() for name, (_, fp) in self._current.items()}
 
 

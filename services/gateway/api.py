@@ -12,6 +12,7 @@ a URL (issue 13: `X%3Fviewer_kind%3Doperator` once made any agency an operator).
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from aiokafka.errors import KafkaError
 from yarl import URL
 
 from services.common import tracing
+from services.common.codec import writer_schemas
 from services.common.kafka import Outbox
 from services.common.logs import get_logger
 from services.common.records import AckSubmitted, recipient_key, utcnow
@@ -40,6 +42,9 @@ from services.gateway.submission import InvalidSubmission, parse_ack
 log = get_logger("rctc.gateway")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+
+
+SCHEMA_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
 def error(
@@ -108,6 +113,7 @@ class GatewayApi:
         self._limited_version = -1  # the registry version whose agencies the limiter keeps buckets for
         # aiohttp refuses a larger body first (client_max_size); intake.admit states the rule for both channels.
         self._max_body_bytes = max_body_bytes
+        self._schemas = writer_schemas()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -116,6 +122,7 @@ class GatewayApi:
             web.get("/v1/alerts/{alert_id}", _checked(self.alert_status)),
             web.get("/v1/alerts/{alert_id}/routing", _checked(self.alert_routing)),
             web.get("/v1/acks/outstanding", self.outstanding),
+            web.get("/v1/schemas/{fingerprint}", self.schema),
         ]
 
     @web.middleware
@@ -305,6 +312,14 @@ class GatewayApi:
         if status != 200:
             return error(503, "unavailable", "the tracker cannot answer now; retry")
         return web.json_response(body)
+
+    async def schema(self, request: web.Request) -> web.Response:
+        """The writer schema a record's header names (its 8 fingerprint bytes in hex), self-contained."""
+        fp = request.match_info["fingerprint"]
+        schema = self._schemas.get(bytes.fromhex(fp)) if SCHEMA_FINGERPRINT.fullmatch(fp) else None
+        if schema is None:
+            return error(404, "not_found", "no schema has this fingerprint (16 hex digits, as in the header)")
+        return web.json_response(schema)
 
     async def _forward(self, request: web.Request, suffix: tuple[str, ...]) -> web.Response:
         kind, name = self._principal(request)

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from services.common import records
-from services.common.codec import MAGIC, SCHEMA_DIR, Codec, fingerprint, load_schema_file
+from services.common.codec import MAGIC, SCHEMA_DIR, Codec, fingerprint, legacy_fingerprint, load_schema_file
 from services.common.errors import CodecError, UnknownSchemaError
 from services.common.records import AlertEnriched, AlertRejected, AlertShared, AlertSubmitted, utcnow
 from services.common.registry.document import load_registry
@@ -23,6 +23,39 @@ from services.common.registry.model import RegistryPublished
 from tests.unit.samples import sample_alert
 
 ROOT = SCHEMA_DIR.parent
+
+
+def rabin64(data: bytes) -> int:
+    """The Avro specification's reference CRC-64-AVRO ("Schema Fingerprints"), transcribed from its Java, so the
+    codec is held to the specification rather than to the library it calls."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+class Probe(msgspec.Struct):
+    id: str
+    n: int
+
+
+PROBE_SCHEMA = {
+    "type": "record",
+    "name": "Probe",
+    "namespace": "rctc",
+    "fields": [{"name": "id", "type": "string"}, {"name": "n", "type": "long"}],
+}
+# Apache Avro 1.12.1 (Java): BinaryMessageEncoder's bytes for Probe{id="a-1", n=42}, and
+# SchemaNormalization.parsingFingerprint64 of PROBE_SCHEMA.
+JAVA_PROBE_RECORD = bytes.fromhex("c301fd5b6b7a0b39478406612d3154")
+JAVA_PROBE_FINGERPRINT64 = -8915094215895327747
 
 
 def test_round_trip_and_wire_format(codec: Codec) -> None:
@@ -39,10 +72,49 @@ def test_fingerprint_is_that_of_the_schema_file_itself(codec: Codec) -> None:
     be the CRC-64-AVRO of the .avsc's canonical form, which any other Avro library computes from the file."""
     path = SCHEMA_DIR / "rctc.AlertSubmitted.avsc"
     canonical = fastavro.schema.to_parsing_canonical_form(load_schema_file(path))
-    expected = struct.pack("<Q", int(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"), 16))
+    expected = struct.pack("<Q", rabin64(canonical.encode()))
     record = AlertSubmitted(alert_id="a-3", origin="IQ-NAB", submitted_at=utcnow(), alert=sample_alert())
     assert codec.encode(record)[2:10] == expected
     assert "__fastavro_parsed" not in canonical
+
+
+def test_the_reference_fingerprint_matches_the_specifications_vector() -> None:
+    """The transcribed algorithm gives the fingerprint Avro's own test data lists for the schema "null"."""
+    assert rabin64(b'"null"') == 7195948357588979594
+
+
+def test_the_header_is_the_fingerprint_little_endian_as_java_writes_it() -> None:
+    """A record is byte for byte what Java's BinaryMessageEncoder writes: C3 01, the 64-bit fingerprint in
+    little-endian order, the body; and the codec reads what Java wrote."""
+    probe = Codec({"rctc.Probe": PROBE_SCHEMA})
+    canonical = fastavro.schema.to_parsing_canonical_form(PROBE_SCHEMA)
+    assert struct.pack("<q", JAVA_PROBE_FINGERPRINT64) == struct.pack("<Q", rabin64(canonical.encode()))
+    assert struct.pack("<q", JAVA_PROBE_FINGERPRINT64) == fingerprint(PROBE_SCHEMA)
+    assert probe.encode(Probe(id="a-1", n=42)) == JAVA_PROBE_RECORD
+    assert Probe(id="a-1", n=42) == probe.decode(JAVA_PROBE_RECORD, Probe)
+
+
+def test_every_schema_is_named_by_its_specification_fingerprint(codec: Codec) -> None:
+    """For every current and superseded schema, the header holds the reference fingerprint, little-endian."""
+    paths = [*SCHEMA_DIR.glob("rctc.*.avsc"), *(SCHEMA_DIR / "history").glob("*.avsc")]
+    for path in paths:
+        schema = load_schema_file(path)
+        canonical = fastavro.schema.to_parsing_canonical_form(schema)
+        assert struct.pack("<Q", rabin64(canonical.encode())) == fingerprint(schema), path.name
+
+
+def test_records_written_with_the_reversed_fingerprint_still_read(codec: Codec) -> None:
+    """What the codec wrote before issue 14 (the fingerprint's bytes reversed) decodes as the same record, for
+    the current schemas and the superseded ones alike; the codec itself writes only the specification's order."""
+    record = AlertSubmitted(alert_id="a-4", origin="IQ-NAB", submitted_at=utcnow(), alert=sample_alert())
+    data = codec.encode(record)
+    assert data[2:10] == fingerprint(codec.schema_for(AlertSubmitted))
+    old_order = MAGIC + legacy_fingerprint(codec.schema_for(AlertSubmitted)) + data[10:]
+    assert old_order != data
+    assert record == codec.decode(old_order, AlertSubmitted)
+    # A superseded schema's old-order records: the next test reads a real one both ways.
+    old = load_schema_file(SCHEMA_DIR / "history" / "rctc.RegistryPublished.066759a7c3bd2490.avsc")
+    assert legacy_fingerprint(old).hex() == "9024bdc3a7596706"  # what the file was named by before
 
 
 def test_any_avro_library_reads_the_body(codec: Codec) -> None:
@@ -184,16 +256,18 @@ def old_snapshot(codec: Codec, fp: str) -> tuple[bytes, dict[str, Any]]:
 def test_a_registry_snapshot_from_before_agreement_areas_reads_with_their_defaults(codec: Codec) -> None:
     """The snapshot on `registry.config` that `make run` could no longer read once the schema gained
     `countries` and `ack_deadlines` (its data directory kept it): they now read as empty."""
-    data, value = old_snapshot(codec, "9024bdc3a7596706")
-    read = codec.decode(data, RegistryPublished)
-    assert [a.id for a in read.agreements] == [a["id"] for a in value["agreements"]]
-    assert all(a.countries == [] and a.ack_deadlines == {} for a in read.agreements)
+    data, value = old_snapshot(codec, "066759a7c3bd2490")
+    old = load_schema_file(SCHEMA_DIR / "history" / "rctc.RegistryPublished.066759a7c3bd2490.avsc")
+    for written in (data, MAGIC + legacy_fingerprint(old) + data[10:]):  # as written since issue 14, and before
+        read = codec.decode(written, RegistryPublished)
+        assert [a.id for a in read.agreements] == [a["id"] for a in value["agreements"]]
+        assert all(a.countries == [] and a.ack_deadlines == {} for a in read.agreements)
 
 
 def test_a_registry_snapshot_that_carried_secrets_reads_without_them(codec: Codec) -> None:
     """A snapshot written while registry.config still carried token hashes and whsec_ secrets stays readable,
     and what it reads into holds neither: re-encoded, shown (`rctc registry show`) or indexed, none appears."""
-    data, value = old_snapshot(codec, "9009d575d5f6f4ff")
+    data, value = old_snapshot(codec, "fff4f6d575d50990")
     secrets = [s for a in value["agencies"] if a["webhook"] for s in a["webhook"]["secrets"]]
     hashes = [h for owner in (*value["agencies"], *value["operators"]) for h in owner["token_sha256"]]
     assert secrets and hashes and all(s.encode() in data for s in secrets)  # the old record does hold them

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import fastavro
 import msgspec
 import pytest
 from aiohttp import web
 from aiokafka.errors import KafkaConnectionError
 
-from services.common.codec import Codec
+from services.common.codec import Codec, fingerprint
 from services.common.ops import bound_port
 from services.common.registry import Agency, RegistryDocument
 from services.gateway.api import GatewayApi
@@ -65,3 +66,22 @@ async def test_tracker_down_is_a_503_for_acks(gateway_url: str) -> None:
     """Without the tracker the gateway cannot tell a recipient from a stranger: 503, never a guess."""
     status, body, _ = await post(f"{gateway_url}/v1/alerts/{uuid.uuid4()}/ack", {"response": "actioned"})
     assert (status, body["error"]) == (503, "unavailable")
+
+
+async def test_a_writer_schema_is_served_by_the_fingerprint_in_a_records_header(gateway_url: str) -> None:
+    """GET /v1/schemas/{fingerprint} answers the schema whose fingerprint the header holds, in either byte order,
+    self-contained; an unknown or malformed fingerprint is 404, and nothing is answered without a token."""
+    codec = Codec.from_directory()
+    wire = codec.fingerprints()["rctc.AlertShared"]
+    async with aiohttp.ClientSession() as http:
+        for fp in (wire, bytes.fromhex(wire)[::-1].hex()):
+            async with http.get(f"{gateway_url}/v1/schemas/{fp}", headers={"Authorization": "Bearer tok"}) as r:
+                assert r.status == 200
+                schema = await r.json()
+            assert schema["name"] == "rctc.AlertShared"
+            assert fingerprint(fastavro.parse_schema(schema, _write_hint=False)).hex() == wire
+        for fp in ("0123456789abcdef", wire.upper(), "xyz"):
+            async with http.get(f"{gateway_url}/v1/schemas/{fp}", headers={"Authorization": "Bearer tok"}) as r:
+                assert (r.status, (await r.json())["error"]) == (404, "not_found")
+        async with http.get(f"{gateway_url}/v1/schemas/{wire}") as r:
+            assert r.status == 401
