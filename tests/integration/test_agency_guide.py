@@ -171,14 +171,15 @@ async def test_every_block_of_the_guide_is_named_and_run_here() -> None:
 
 
 async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboarded) -> None:
-    """kcat, with the agency's settings file: it sees only its own two topics, reads a key per copy, the
+    """kcat, with the agency's settings file: it sees only its own four topics, reads a key per copy, the
     first record's header is C3 01 and AlertShared's fingerprint as schemas/FINGERPRINTS lists it, and the
     gateway serves that schema by it to the agency's token."""
     assert shutil.which("kcat"), "kcat is not installed (apt-get install kcat; .ci/run installs it)"
     code = onboarded.code
     status, listed, err = await onboarded.run("kcat-librdkafka", "kcat-config", "kcat-list")
     assert status == 0, err
-    assert sorted(re.findall(r'topic "([^"]+)"', listed)) == [f"agency.{code}.acks", f"agency.{code}.alerts"]
+    own = sorted(f"agency.{code}.{kind}" for kind in ("acks", "alerts", "rejections", "submissions"))
+    assert sorted(re.findall(r'topic "([^"]+)"', listed)) == own
     status, keys, err = await onboarded.run("kcat-librdkafka", "kcat-read")
     assert status == 0, err
     assert sorted(keys.split()) == sorted(f"{alert_id}:{code}" for alert_id in onboarded.alert_ids)
