@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Section(BaseModel):
     # A misspelt option (RCTC_KAFKA__SECURITY_PROTOCL) stops the service at start with the field's name,
     # instead of being ignored while the service runs on a default nobody chose.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class KafkaSettings(Section):
@@ -109,7 +109,11 @@ class LogSettings(Section):
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RCTC_", env_nested_delimiter="__", extra="ignore")
+    # hide_input_in_errors: a setting that fails validation is named, never echoed (a token almost right, with
+    # a trailing newline from a mounted file, would otherwise go to the log in clear).
+    model_config = SettingsConfigDict(
+        env_prefix="RCTC_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)

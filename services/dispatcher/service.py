@@ -306,8 +306,11 @@ class Dispatcher:
     def _set_aside(self, lane: _Lane, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
         """Quarantine an unusable request; its offset is committable once the entry is written, so a
         crash before then quarantines it again rather than skip it unrecorded."""
+        assert lane.tasks is not None  # _admit runs inside the lane's task group
         lane.window.started(tp, record.offset)
-        task = asyncio.create_task(self._quarantine(record, reason))
+        # In the lane's task group like a delivery: a bug in it fails the lane (and the service) instead of
+        # leaving the offset unfinished and the lane's commits stuck behind it.
+        task = lane.tasks.create_task(self._quarantine(record, reason), name=f"quarantine-{record.offset}")
         lane.in_flight.add(task)  # shutdown waits for it like for a delivery
 
         def done(t: asyncio.Task[None], offset: int = record.offset) -> None:

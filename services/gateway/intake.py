@@ -92,12 +92,23 @@ def admit(
         )
     if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
         return Refused(400, "bad_idempotency_key", f"an Idempotency-Key has 1 to {MAX_KEY_CHARS} characters")
+    if key is not None and not _is_text(key):
+        # A header's bytes that are not UTF-8 reach us as surrogates, which no record can carry.
+        return Refused(400, "bad_idempotency_key", "an Idempotency-Key is UTF-8 text")
     if key is not None and keys.conflicts(agency, key, body):
         return Refused(422, "idempotency_key_reused", "this Idempotency-Key was used for a different alert")
     alert_id = alert_id_for(agency, key)
     record = AlertSubmitted(alert_id=alert_id, origin=agency, submitted_at=now, idempotency_key=key, alert=alert)
     thread = alert.references[0] if alert.msg_type != "Alert" else alert_id
     return Accepted(record, thread.encode())
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record_key(raw: bytes | None) -> str | None:

@@ -22,6 +22,7 @@ from services.common.kafka import Outbox, consumer
 from services.common.logs import get_logger
 from services.common.quarantine import Quarantine
 from services.common.records import AckSubmitted, recipient_key, utcnow
+from services.common.registry import RegistryView
 from services.common.settings import KafkaSettings
 from services.common.topics import ACKS_SUBMITTED, AGENCY_ACKS_PATTERN, agency_of_ack_topic
 from services.gateway.submission import kafka_ack_problem
@@ -30,10 +31,15 @@ log = get_logger("rctc.gateway.acks")
 
 
 class KafkaAcks:
-    def __init__(self, kafka: KafkaSettings, codec: Codec, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, codec: Codec, producer: AIOKafkaProducer, registry: RegistryView | None = None
+    ) -> None:
         self._kafka = kafka
         self._codec = codec
         self._producer = producer
+        # The registry in force: an ack from an agency it suspends or no longer lists is refused, as over HTTP
+        # (records written before its ACLs went, or on a broker whose ACLs an apply skipped).
+        self._registry = registry
         self._quarantine = Quarantine(producer, codec)
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -51,6 +57,11 @@ class KafkaAcks:
         if self._consumer is not None:
             await self._consumer.stop()
 
+    def _in_force(self, agency: str | None) -> bool:
+        assert self._registry is not None
+        entry = self._registry.current.agencies.get(agency or "")
+        return entry is not None and entry.active
+
     async def forward(self, records: list[ConsumerRecord]) -> None:
         outbox = Outbox(self._producer, self._codec)
         for record in records:
@@ -61,6 +72,8 @@ class KafkaAcks:
                 await self._quarantine.put(record, str(exc), "gateway")
                 continue
             problem = kafka_ack_problem(ack, agency, record.topic)
+            if problem is None and self._registry is not None and not self._in_force(agency):
+                problem = f"{agency} is suspended or not in the registry in force"
             if problem is not None or agency is None:
                 # Refused, not dropped: an agency writing acks in another's name, or past the limits an HTTP ack
                 # has, is worth an operator's look.

@@ -42,7 +42,7 @@ class Gateway:
         self._producer = producer(self.settings.kafka, "gateway")
         await self._producer.start()
         await learn_topics(self._producer, [ALERTS_SUBMITTED, ACKS_SUBMITTED])
-        self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer)
+        self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer, self.registry)
         await self._acks.start()
         # One guard for both channels: a key means one alert id whichever way the alert came.
         keys = KeyReuseGuard(self.settings.idempotency_cache_size)

@@ -100,6 +100,8 @@ MAX_IDENTIFIER_KEY = 64
 MAX_IDENTIFIER_VALUE = 256
 MAX_RELEASABLE_TO = 200
 MAX_TIME = 64
+# Years a submitted time may have (sent, expires): every reader can hold any instant between them.
+MIN_YEAR, MAX_YEAR = 1970, 9000
 MAX_NOTE = 2_000
 MAX_PROBLEMS = 200
 
@@ -407,6 +409,11 @@ class _Checker:
             return None
         if moment.tzinfo is None:
             self.bad(f"$.{key}", "a time needs a timezone (e.g. 2026-11-28T09:00:00Z)")
+            return None
+        if not MIN_YEAR <= moment.year <= MAX_YEAR:
+            # Near year 1 or 9999 a time zone moves the instant out of what UTC (and so every reader) can hold:
+            # accepted, the alert would be encoded and then never decoded.
+            self.bad(f"$.{key}", f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
             return None
         return moment
 

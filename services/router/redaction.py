@@ -256,14 +256,27 @@ def _coordinates(text: str, coordinates: frozenset[float]) -> Iterator[tuple[int
     """Decimal numbers that equal a coordinate to the places written (rounded or truncated)."""
     if not coordinates:
         return
+    # Every way a coordinate is written, made once: one set lookup per number in the text, however many
+    # locations the alert has (comparing each number with each location was seconds of router CPU for one
+    # alert within the submission limits: the review's measurement).
+    spellings = _coordinate_spellings(coordinates)
     for m in _DECIMAL.finditer(text):
         whole, decimals = m.groups()
-        written = f"{int(whole)}.{decimals}"
-        places = len(decimals)
-        for c in coordinates:
-            if written in (f"{c:.{places}f}", _truncated(c, places)):
-                yield m.span()
-                break
+        if len(decimals) <= _MAX_PLACES and f"{int(whole)}.{decimals}" in spellings:
+            yield m.span()
+
+
+_MAX_PLACES = 10  # a double holds about 15 significant digits: more places than this are noise
+
+
+@lru_cache(maxsize=64)
+def _coordinate_spellings(coordinates: frozenset[float]) -> frozenset[str]:
+    return frozenset(
+        spelling
+        for c in coordinates
+        for places in range(2, _MAX_PLACES + 1)
+        for spelling in (f"{c:.{places}f}", _truncated(c, places))
+    )
 
 
 def _truncated(value: float, places: int) -> str:

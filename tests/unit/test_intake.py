@@ -113,3 +113,10 @@ BODIES = st.one_of(
 def test_with_a_key_both_channels_give_the_same_verdict(body: bytes, key: str) -> None:
     """Whatever the body and key, Kafka (a key required) and HTTP (a key optional) agree when a key is given."""
     assert verdict(body, key) == verdict(body, key, key_required=True)
+
+
+def test_an_idempotency_key_that_is_not_utf8_is_refused_not_a_crash() -> None:
+    """Header bytes that are not UTF-8 reach the gateway as surrogates: a clear 400, not a 500 (review finding)."""
+    refused = verdict(VALID, "key-\udcff\udcfe")
+    assert isinstance(refused, Refused)
+    assert (refused.status, refused.error) == (400, "bad_idempotency_key")

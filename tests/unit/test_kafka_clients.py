@@ -100,3 +100,15 @@ async def test_a_replay_reads_the_first_topics_to_their_end_before_any_other() -
     await replay_from_beginning(fake, list(ends), fake.poll, first=["alerts.routed"])  # type: ignore[arg-type]
     assert fake.read == ["alerts.routed"] * 5 + ["acks.submitted"] * 7
     assert fake.paused == set()
+
+
+def test_a_setting_that_fails_validation_is_named_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An internal token almost right (a space, a newline from a mounted file) is refused by name, and the value
+    itself never reaches the error, so never the log (review finding)."""
+    from services.gateway.settings import GatewaySettings
+
+    monkeypatch.setenv("RCTC_INTERNAL_TOKEN", "my secret token with spaces 1234567890")
+    with pytest.raises(ValidationError) as refused:
+        GatewaySettings()
+    assert "internal_token" in str(refused.value)
+    assert "my secret token" not in str(refused.value)

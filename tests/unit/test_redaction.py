@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 
 import msgspec
@@ -287,3 +288,26 @@ def test_a_redacted_coordinate_is_masked_with_leading_zeros_or_a_space(written: 
     )
     copy, _ = shared_copy(alert, ["locations"])
     assert copy.summary == "Cache at [REDACTED] reported."
+
+
+def test_masking_coordinates_costs_the_same_for_one_location_as_for_a_hundred() -> None:
+    """An alert within the submission limits (a 20,000-character summary of numbers, 100 locations) once
+    compared each number with each location: about a second of the router's CPU (review finding). Now one
+    lookup per number: a hundred locations cost no more than a few times one (a ratio in one run)."""
+    summary = " ".join(f"{i % 90}.{i:04d}" for i in range(2_500))[:20_000]
+
+    def cost(locations: int) -> float:
+        alert = msgspec.structs.replace(
+            sample_alert(),
+            summary=summary,
+            locations=[Location(lat=10 + i / 7, lon=20 + i / 11) for i in range(locations)],
+        )
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            shared_copy(alert, ["locations"])
+            best = min(best, time.process_time() - started)
+        return best
+
+    one, hundred = cost(1), cost(100)
+    assert hundred < 5 * one + 0.05

@@ -347,3 +347,12 @@ def test_audit_keys_are_validated_and_carried_to_the_registry(codec: Codec) -> N
         ("$.audit.public_keys[2].id", ["the", "id", "of"]),
         ("$.audit.public_keys[4].id", ["audit", "key", kid]),
     ]
+
+
+def test_a_token_whose_bytes_are_not_utf8_authenticates_nobody() -> None:
+    """aiohttp hands header bytes that are not UTF-8 over as surrogates: such a token is refused (401), never
+    a crash with a traceback in the log (review finding)."""
+    _, published, _ = applied(
+        RegistryDocument(agencies=[Agency(code="JO-B", name="b", country="JO", token_sha256=[sha("b")])])
+    )
+    assert Credentials(published).authenticate("\udcff\udcfe") is None

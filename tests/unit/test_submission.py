@@ -270,3 +270,12 @@ def _kafka_ack(**fields: Any) -> AckSubmitted:
 def test_an_ack_produced_to_kafka_meets_the_http_acks_rules(fields: dict[str, Any], expected: str | None) -> None:
     """Over Kafka an agency gets no looser limits than over HTTP, and its topic is its identity (red team, F5)."""
     assert expected == kafka_ack_problem(_kafka_ack(**fields), "JO-TAC", "agency.JO-TAC.acks")
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-23:00", "0001-01-01T00:00:00+23:00", "1800-01-01T00:00:00Z"])
+def test_a_time_no_reader_could_hold_is_refused_at_its_path(moment: str) -> None:
+    """Near year 1 or 9999 a time zone moves an instant out of what UTC can hold: accepted, the alert would be
+    encoded and never decoded (quarantined after a 202). Refused instead, at its own path (review finding)."""
+    with pytest.raises(InvalidSubmission) as refused:
+        parse_submission(json.dumps(alert_json(sent=moment, expires=moment)).encode(), now=NOW)
+    assert [field for field, _ in refused.value.problems] == ["$.sent", "$.expires"]

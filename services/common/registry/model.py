@@ -365,5 +365,6 @@ class Credentials:
         """
         if not token:
             return None
-        # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens.
-        return self._tokens.get(hashlib.sha256(token.encode()).hexdigest())
+        # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens. aiohttp hands over
+        # header bytes that are not UTF-8 as surrogates: hashed as they came, they match no stored token.
+        return self._tokens.get(hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest())
