@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 Writer = Callable[[Any, bytearray], None]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -67,6 +69,7 @@ def _millis(value: datetime | int) -> int:
 
 _RUNTIME: dict[str, Any] = {
     "datetime": datetime,
+    "_Struct": msgspec.Struct,
     "_long": _long,
     "_checked_long": _checked_long,
     "_str": _str,
@@ -200,6 +203,8 @@ class _Compiler:
             "enum": f"{v} in {tuple(schema['symbols']) if kind == 'enum' else ()!r}",
             "array": f"isinstance({v}, (list, tuple))",
             "map": f"isinstance({v}, dict)",
+            # The compiled writers write msgspec records (fastavro, given builtins, takes a dict).
+            "record": f"isinstance({v}, _Struct)",
         }
         if kind not in checks:
             raise Unsupported(f"union branch {kind}")

@@ -118,18 +118,25 @@ class Codec:
         # reads as the schema it names.
         for fp, writer in list(self._writers.items()):
             self._writers.setdefault(fp[::-1], writer)
-        # name -> (schema of every field but the last, schema of the last field's type): see encode(last=).
-        self._split: dict[str, tuple[Schema, Schema]] = {}
+        # name -> (schema of every field but the last, schema of the last field's record type, and the bytes
+        # before that record: none, or the branch index when the field is a union of null and the record):
+        # see encode(last=).
+        self._split: dict[str, tuple[Schema, Schema, bytes]] = {}
         for name, (parsed, _) in self._current.items():
             fields = parsed["fields"]
-            if fields and isinstance(fields[-1]["type"], dict) and fields[-1]["type"].get("type") == "record":
+            if not fields:
+                continue
+            last, branch = fields[-1]["type"], b""
+            if isinstance(last, list) and len(last) == 2 and last[0] == "null":
+                last, branch = last[1], b"\x02"  # branch 1 of the union, as a zig-zag long
+            if isinstance(last, dict) and last.get("type") == "record":
                 head = _parse({**_unparsed(parsed), "fields": fields[:-1]}, hint=True)
-                self._split[name] = (head, _parse(_unparsed(fields[-1]["type"]), hint=True))
+                self._split[name] = (head, _parse(_unparsed(last), hint=True), branch)
         # Compiled writers (avro_writer.py) by schema identity, for the whole records and their parts.
         self._compiled: dict[int, Writer | None] = {}
         for parsed, _ in self._current.values():
             self._compiled[id(parsed)] = compile_writer(parsed)
-        for head, last in self._split.values():
+        for head, last, _ in self._split.values():
             self._compiled[id(head)], self._compiled[id(last)] = compile_writer(head), compile_writer(last)
 
     @classmethod
@@ -167,7 +174,8 @@ class Codec:
         """`value` encoded as the last field of a `record_type`, for `encode(..., last=)`: records that share
         it (one alert's copies for several recipients) then encode it once."""
         name = f"{NAMESPACE}.{record_type.__name__}"
-        return self._write(f"{name}'s last field", self._split_of(name)[1], value, b"")
+        _, last, branch = self._split_of(name)
+        return self._write(f"{name}'s last field", last, value, branch)
 
     def _write(self, name: str, schema: Schema, record: msgspec.Struct, prefix: bytes, without: str = "") -> bytes:
         """`prefix` and the Avro body of `record` (all but its field `without`), by the compiled writer."""
@@ -190,7 +198,7 @@ class Codec:
             raise CodecError(f"{name} does not fit its schema: {exc}") from exc
         return stream.getvalue()
 
-    def _split_of(self, name: str) -> tuple[Schema, Schema]:
+    def _split_of(self, name: str) -> tuple[Schema, Schema, bytes]:
         try:
             return self._split[name]
         except KeyError:

@@ -134,7 +134,10 @@ class AlertShared(Record, kw_only=True):
     shared_at: datetime
     priority: int
     redacted_fields: list[str] = []
-    alert: SharedAlert
+    # A notice's reason code (alert.withdrawn: the rule that no longer permits the recipient).
+    reason: str | None = None
+    # None in a notice (alert.withdrawn, alert.cancelled): it carries nothing of the content.
+    alert: SharedAlert | None = None
 
 
 # Not tracked by the collector (no reference cycle is possible in a decision): the tracker and the router's
@@ -149,6 +152,9 @@ class RoutingDecision(msgspec.Struct, kw_only=True, gc=False):
     channels: tuple[str, ...] = ()
     copy_sha256: str | None = None
     ack_due: datetime | None = None
+    # What was sent to the agency when delivered: alert.created, alert.updated, alert.withdrawn or
+    # alert.cancelled (None in decisions written before every version was decided whole: router/threads.py).
+    event: str | None = None
 
 
 class AlertRouted(Record, kw_only=True, gc=False):

@@ -70,6 +70,11 @@ class Receivers:
         if data.get("reminder"):
             # An acknowledgement reminder (alert.escalated) names the alert and carries none of its content.
             log.info("webhook.reminder", agency=agency, alert_id=data["alert_id"], level=data["level"])
+        elif data.get("alert") is None:
+            # A notice: withdrawn (purge what is held of the thread) or cancelled. No content to show.
+            log.info(
+                "webhook.notice", agency=agency, type=payload["type"], alert_id=data["alert_id"], reason=data["reason"]
+            )
         else:
             log.info(
                 "webhook.received",

@@ -21,8 +21,6 @@ from services.router.redaction import shared_copy
 _NAMESPACE = uuid.UUID("2b7e1516-28ae-4d2a-abf7-158809cf4f3c")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
 
-EVENT_TYPES = {"Alert": "alert.created", "Update": "alert.updated", "Cancel": "alert.cancelled"}
-
 
 def webhook_id(alert_id: str, agency: str) -> str:
     """`msg_` and the hex of uuid5(namespace, "alert_id:agency"), computed without building UUID objects
@@ -75,6 +73,24 @@ class RecipientCopies:
         return shared, self._codec.encode(shared, last=encoded)
 
 
+def notice(enriched: AlertEnriched, verdict: Verdict, now: datetime) -> AlertShared:
+    """A withdrawal or cancellation notice: which thread (its key and `alert_id`), the event and its reason code,
+    and nothing of the version's content, which the recipient is no longer (or never) permitted."""
+    return AlertShared(
+        alert_id=enriched.alert_id,
+        recipient=verdict.agency,
+        origin=enriched.origin,
+        event_type=verdict.event,
+        agreement_id="",
+        shared_at=now,
+        # Not the version's priority, which follows its severity: the recipient may not know that. 1, "act
+        # now": a withdrawn copy is to be purged at once.
+        priority=1,
+        reason=verdict.notice,
+        alert=None,
+    )
+
+
 def _addressed(
     enriched: AlertEnriched, verdict: Verdict, now: datetime, copy: SharedAlert, removed: list[str]
 ) -> AlertShared:
@@ -82,7 +98,7 @@ def _addressed(
         alert_id=enriched.alert_id,
         recipient=verdict.agency,
         origin=enriched.origin,
-        event_type=EVENT_TYPES[enriched.alert.msg_type],
+        event_type=verdict.event,
         agreement_id=verdict.agreement_id or "",
         shared_at=now,
         priority=enriched.priority,

@@ -17,8 +17,20 @@ the first rule that fails is the recorded reason, so an operator reading `alerts
     tlp_exceeds_agreement the agreements covering the category allow a lower TLP than X's
     shared               delivered, under the named agreement
 
-An Update or Cancel follows its original instead (`follow_up`): `follows_original` or
-`not_original_recipient`.
+Every version of an alert is decided by these rules (`fan_out`); what an agency then receives depends on
+what it holds of the thread (threads.py):
+
+    permitted now, held before      alert.updated, redacted as the permitting agreement requires now
+    permitted now, not held before  alert.created with this version (a TLP downgrade or a wider
+                                    releasable_to re-disseminates this way)
+    held before, not permitted now  alert.withdrawn (rule `withdrawn`): a notice with the thread id and the
+                                    rule that failed, nothing of the content; the agency purges its copy
+    otherwise                       nothing, and the rule that failed is recorded
+
+A Cancel reaches every holder (`alert.cancelled`, no content, rule `cancelled`) whatever the registry says
+now, since it reveals nothing new; others get `not_holder`. A holder the registry no longer lists cannot be
+written to (its topic and ACLs are gone) and is recorded as `agency_removed`. Only the thread's originator
+may send a follow-up, and only to a thread routed here and not cancelled.
 
 When several agreements permit the same share, the one that redacts the fewest fields applies (ties by
 id), so a narrower agreement never hides what a broader one between the same parties allows.
@@ -29,8 +41,10 @@ from __future__ import annotations
 import msgspec
 
 from services.common import taxonomy
+from services.common.events import CANCELLED, CREATED, UPDATED, WITHDRAWN
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
 from services.common.registry import AgencyEntry, Registry
+from services.router.threads import Thread
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -43,14 +57,13 @@ class Verdict(msgspec.Struct, frozen=True):
     agreement_id: str | None = None
     # Fields removed from this recipient's copy.
     redact: frozenset[str] = frozenset()
-
-
-class Original(msgspec.Struct, frozen=True):
-    """What the router recorded when it routed an alert, as read back from alerts.routed."""
-
-    origin: str
-    # recipient -> (agreement id, fields redacted from its copy)
-    recipients: dict[str, tuple[str | None, frozenset[str]]]
+    # What a delivered verdict sends (threads.py): alert.created or alert.updated with content,
+    # alert.withdrawn or alert.cancelled as a notice without any.
+    event: str = ""
+    # Whether this copy starts a wait for the agency's acknowledgement.
+    awaits_ack: bool = False
+    # A withdrawal notice's reason code: the rule that no longer permits the agency (names no one).
+    notice: str | None = None
 
 
 def decide(enriched: AlertEnriched, registry: Registry) -> list[Verdict]:
@@ -112,38 +125,58 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry
             f"TLP:{alert.tlp} is above what {', '.join(a.id for a in in_area)} allow",
         )
     chosen = min(permitting, key=lambda a: (len(set(a.redact)), a.id))
-    return Verdict(code, True, "shared", f"shared under {chosen.id}", chosen.id, frozenset(chosen.redact))
+    return Verdict(
+        code, True, "shared", f"shared under {chosen.id}", chosen.id, frozenset(chosen.redact), CREATED, True
+    )
 
 
-def follow_up(enriched: AlertEnriched, original: Original | None, registry: Registry) -> list[Verdict] | str:
-    """Verdicts for an Update or Cancel, or the reason it is refused.
-
-    It goes to exactly the recipients of the alert it refers to (`references[0]`, the thread's first alert),
-    whatever the registry says now: a recipient must learn that what it holds changed or was withdrawn,
-    and nobody else may learn of it. Each copy is redacted at least as the original was, and also as the
-    same agreement redacts today if it was tightened since.
-    """
+def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) -> list[Verdict] | str:
+    """The verdict for every agency of the registry (and every holder it no longer lists) on one version of an
+    alert, or the reason the version is refused. `thread`: what the thread's earlier versions left (None for
+    an original, or for a follow-up whose thread was not routed here)."""
     alert = enriched.alert
+    if alert.msg_type == "Alert":
+        return decide(enriched, registry)
     root = alert.references[0]
-    if original is None:
+    if thread is None:
         return (
             f"{alert.msg_type} refers to {root}, which was not routed here "
             "(unknown, or older than the router's de-duplication window)"
         )
-    if original.origin != enriched.origin:
-        return f"only {original.origin}, the originator of {root}, may update or cancel it"
-    current = {a.id: frozenset(a.redact) for a in registry.agreements}
-    verdicts = []
-    for code in sorted(set(registry.agencies) | set(original.recipients)):
-        if code == enriched.origin:
-            verdicts.append(Verdict(code, False, "originator", "submitted the alert"))
-        elif code in original.recipients:
-            agreement_id, redacted = original.recipients[code]
-            redact = redacted | current.get(agreement_id or "", frozenset())
-            verdicts.append(Verdict(code, True, "follows_original", f"received {root}", agreement_id, redact))
-        else:
-            verdicts.append(Verdict(code, False, "not_original_recipient", f"did not receive {root}"))
-    return verdicts
+    if thread.origin != enriched.origin:
+        return f"only {thread.origin}, the originator of {root}, may update or cancel it"
+    if thread.cancelled:
+        return f"{root} was cancelled: it takes no more versions"
+    codes = sorted(set(registry.agencies) | set(thread.holders))
+    if alert.msg_type == "Cancel":
+        return [_cancel(code, enriched, thread, registry) for code in codes]
+    rises = SEVERITY_ORDER.index(alert.severity) > SEVERITY_ORDER.index(thread.severity)
+    return [_update(code, enriched, thread, registry, rises) for code in codes]
+
+
+def _update(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry, rises: bool) -> Verdict:
+    agency = registry.agencies.get(code)
+    held = code in thread.holders
+    if agency is None:
+        return Verdict(code, False, "agency_removed", f"{code} is no longer in the registry")
+    verdict = verdict_for(enriched, registry, agency)
+    if verdict.delivered:
+        # A new holder owes an acknowledgement; a holder owes another only if the threat grew.
+        event, awaits = (UPDATED, rises) if held else (CREATED, True)
+        return msgspec.structs.replace(verdict, event=event, awaits_ack=awaits)
+    if held:
+        return Verdict(code, True, "withdrawn", f"withdrawn: {verdict.reason}", event=WITHDRAWN, notice=verdict.rule)
+    return verdict
+
+
+def _cancel(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry) -> Verdict:
+    if code == enriched.origin:
+        return Verdict(code, False, "originator", "submitted the alert")
+    if code not in thread.holders:
+        return Verdict(code, False, "not_holder", f"holds no version of {thread.root}")
+    if code not in registry.agencies:
+        return Verdict(code, False, "agency_removed", f"{code} is no longer in the registry")
+    return Verdict(code, True, "cancelled", f"holds a version of {thread.root}", event=CANCELLED)
 
 
 def interested(agency: AgencyEntry, enriched: AlertEnriched, registry: Registry) -> bool:

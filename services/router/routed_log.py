@@ -3,10 +3,10 @@
 Kafka transactions make each routing of a record atomic, but the same alert can reach the router twice:
 a client retries with the same Idempotency-Key (same alert id, by design), or the at-least-once enricher
 re-sends after a rebalance. Routing it again would put a second copy in every agency topic. And an Update
-or Cancel must go to exactly the recipients of the alert it refers to. So the router writes each decision
+or Cancel is decided against what each agency holds of its thread (threads.py). So the router writes each decision
 to `alerts.routed` in the *same partition number* as the input record, inside the routing transaction,
 and when it claims an input partition it reads that partition of `alerts.routed` (committed records only,
-over the window) to learn what was routed already and to whom. The log is the state: nothing else has to
+over the window) to learn what was routed already and who holds each thread. The log is the state: nothing else has to
 survive a crash, and a new owner of the partition sees exactly what its predecessor committed.
 
 Updates and Cancels are keyed by the thread's first alert id (gateway), so they arrive on the partition
@@ -16,7 +16,6 @@ whose log holds their original, in order.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,25 +25,18 @@ from services.common.errors import CodecError
 from services.common.quarantine import noted
 from services.common.records import AlertRouted
 from services.common.topics import ALERTS_ROUTED
-from services.router.policy import Original
+from services.router.threads import Thread, advanced, root_of
 
 # Header on each alerts.routed record: the offset of the input record it decided.
 SOURCE_OFFSET_HEADER = "rctc-source-offset"
 
 
-def original_of(routed: AlertRouted) -> Original:
-    return Original(
-        origin=routed.origin,
-        recipients={
-            d.agency: (d.agreement_id, _fields(tuple(d.redacted_fields))) for d in routed.decisions if d.delivered
-        },
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def _fields(names: tuple[str, ...]) -> frozenset[str]:
-    """One shared set per distinct list of redacted fields: a week of decisions holds millions of these."""
-    return frozenset(names)
+def fold(threads: dict[str, Thread], routed: AlertRouted) -> None:
+    """Apply one decision to the threads it may belong to (a follow-up of an unknown thread changes nothing)."""
+    root = root_of(routed)
+    thread = advanced(threads.get(root), routed)
+    if thread is not None:
+        threads[root] = thread
 
 
 class RoutedLog:
@@ -59,7 +51,8 @@ class RoutedLog:
         self._reader = reader  # a group-less, read_committed consumer used only here
         self._codec = codec
         self._window_ms = int(window_s * 1000)
-        self._routed: dict[int, dict[str, Original]] = {}
+        self._routed: dict[int, set[str]] = {}  # alert ids decided, by partition
+        self._threads: dict[int, dict[str, Thread]] = {}  # thread root -> what its agencies hold, by partition
         # One reader serves every partition's load, and partitions recover concurrently: one load at a time.
         self._loading = asyncio.Lock()
         # Input offset after the last record whose decision is in the log, by partition.
@@ -80,7 +73,8 @@ class RoutedLog:
         # The last decisions tell where routing resumes however old they are (the committed offset may lag
         # them by seconds, see next_offset): a few more records than the window, taken for their offsets only.
         self._reader.seek(tp, max(0, min(start, end - self.TAIL)))
-        routed: dict[str, Original] = {}
+        routed: set[str] = set()
+        threads: dict[str, Thread] = {}
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
@@ -93,11 +87,13 @@ class RoutedLog:
                             noted(r, str(exc), "router", written=False)
                             continue
                         if r.timestamp >= since:
-                            routed[decision.alert_id] = original_of(decision)
+                            routed.add(decision.alert_id)
+                            fold(threads, decision)
                         source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER, b"")
                         if source.isdigit():
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
         self._routed[partition] = routed
+        self._threads[partition] = threads
         # Done with it: a paused partition is not fetched in the background between loads.
         self._reader.pause(tp)
         return len(routed)
@@ -113,14 +109,21 @@ class RoutedLog:
 
     def forget(self, partition: int) -> None:
         self._routed.pop(partition, None)
+        self._threads.pop(partition, None)
         self._next.pop(partition, None)
 
-    def get(self, partition: int, alert_id: str) -> Original | None:
-        return self._routed.get(partition, {}).get(alert_id)
+    def routed(self, partition: int, alert_id: str) -> bool:
+        return alert_id in self._routed.get(partition, ())
+
+    def threads(self, partition: int) -> dict[str, Thread]:
+        """The partition's threads by root (the caller must not change it: see add)."""
+        return self._threads.get(partition, {})
 
     def add(self, partition: int, decisions: list[AlertRouted], next_offset: int) -> None:
-        """Record decisions whose routing transaction committed, up to input offset `next_offset`."""
-        entries = self._routed.setdefault(partition, {})
+        """Record decisions whose routing transaction committed, in order, up to input offset `next_offset`."""
+        routed = self._routed.setdefault(partition, set())
+        threads = self._threads.setdefault(partition, {})
         for decision in decisions:
-            entries[decision.alert_id] = original_of(decision)
+            routed.add(decision.alert_id)
+            fold(threads, decision)
         self._next[partition] = max(self._next.get(partition, 0), next_offset)

@@ -37,6 +37,7 @@ from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import fail_fast
 from services.common.errors import CodecError, NotReadyError
+from services.common.events import CONTENT_EVENTS
 from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
@@ -60,10 +61,11 @@ from services.common.topics import (
 )
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
-from services.router.payload import RecipientCopies, webhook_request
-from services.router.policy import Verdict, decide, follow_up
-from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog, original_of
+from services.router.payload import RecipientCopies, notice, webhook_request
+from services.router.policy import Verdict, fan_out
+from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog
 from services.router.settings import RouterSettings
+from services.router.threads import Thread, advanced
 
 log = get_logger("rctc.router")
 
@@ -324,9 +326,10 @@ class Router:
                     await self._take_over(tp)
                     return False
                 decided: dict[str, AlertRouted] = {}
+                threads: dict[str, Thread] = {}
                 outputs = Outputs()
                 for record in records:
-                    lines.append(self._route_record(record, outputs, decided))
+                    lines.append(self._route_record(record, outputs, decided, threads))
                 next_offset = records[-1].offset + 1
                 # The last record's decision carries its offset: the routed log then holds the progress.
                 in_log = lines[-1]["outcome"] == "routed"
@@ -398,12 +401,12 @@ class Router:
             self._producers.pop(tp, None)
 
     def _route_record(
-        self, record: ConsumerRecord, outputs: Outputs, decided: dict[str, AlertRouted]
+        self, record: ConsumerRecord, outputs: Outputs, decided: dict[str, AlertRouted], threads: dict[str, Thread]
     ) -> dict[str, Any]:
         """Add every output of one record to the transaction's outputs; return its log line.
 
-        `decided` collects this transaction's decisions by alert id: a repeat within the same batch is
-        skipped, and an Update later in the batch finds its original there.
+        `decided` collects this transaction's decisions by alert id, so a repeat within the same batch is
+        skipped; `threads` the threads they changed, so an Update later in the batch is decided against them.
         """
         traceparent = tracing.child_of(tracing.from_headers(record.headers))
         headers = tracing.headers_for(traceparent)
@@ -428,36 +431,34 @@ class Router:
             return self._reject(outputs, key, headers, context, enriched.origin, "follow-up without references")
         context["alert_id"] = enriched.alert_id
         assert self._routed is not None
-        if self._routed.get(record.partition, enriched.alert_id) or enriched.alert_id in decided:
+        if self._routed.routed(record.partition, enriched.alert_id) or enriched.alert_id in decided:
             return {"event": "alert.duplicate", "outcome": "duplicate", "agency": enriched.origin, **context}
 
         registry = self.registry.current
         alert = enriched.alert
-        if alert.msg_type == "Alert":
-            verdicts = decide(enriched, registry)
-        else:
-            root = alert.references[0]
-            original = self._routed.get(record.partition, root)
-            if original is None and root in decided:
-                original = original_of(decided[root])
-            outcome = follow_up(enriched, original, registry)
-            if isinstance(outcome, str):
-                return self._reject(outputs, key, headers, context, enriched.origin, outcome)
-            verdicts = outcome
+        root = alert.references[0] if alert.msg_type != "Alert" else enriched.alert_id
+        thread = threads[root] if root in threads else self._routed.threads(record.partition).get(root)
+        verdicts = fan_out(enriched, thread, registry)
+        if isinstance(verdicts, str):
+            return self._reject(outputs, key, headers, context, enriched.origin, verdicts)
         decision = self._copies(outputs, enriched, verdicts, thread=key.decode(), headers=headers)
+        if (after := advanced(thread, decision)) is not None:
+            threads[root] = after
         # Same partition number as the input: the routed log of this partition is read back from it.
         source = [(SOURCE_OFFSET_HEADER, str(record.offset).encode())]
         outputs.add(
             ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=[*headers, *source], partition=record.partition
         )
         decided[decision.alert_id] = decision
-        recipients = [d.agency for d in decision.decisions if d.delivered]
+        recipients = [d.agency for d in decision.decisions if d.event in CONTENT_EVENTS]
+        notified = [d.agency for d in decision.decisions if d.delivered and d.event not in CONTENT_EVENTS]
         return {
             "event": "alert.routed",
             "outcome": "routed",
             "agency": enriched.origin,
             "msg_type": alert.msg_type,
             "recipients": recipients,
+            "notified": notified,
             "withheld": sum(1 for d in decision.decisions if not d.delivered and d.rule != "originator"),
             "registry_version": registry.version,
             **context,
@@ -488,9 +489,13 @@ class Router:
             removed: list[str] = []
             digest = None
             if verdict.delivered:
-                shared, encoded = copies.copy_for(verdict)
+                if verdict.event in CONTENT_EVENTS:
+                    shared, encoded = copies.copy_for(verdict)
+                else:
+                    shared = notice(enriched, verdict, now)
+                    encoded = self.codec.encode(shared)
                 removed = shared.redacted_fields
-                if verdict.agreement_id not in due:
+                if verdict.awaits_ack and verdict.agreement_id not in due:
                     due[verdict.agreement_id] = self._ack_due(enriched, verdict, now)
                 digest = hashlib.sha256(encoded).hexdigest()
                 rkey = recipient_key(thread, verdict.agency)
@@ -519,7 +524,8 @@ class Router:
                     redacted_fields=tuple(removed),
                     channels=tuple(channels),
                     copy_sha256=digest,
-                    ack_due=due[verdict.agreement_id] if verdict.delivered else None,
+                    ack_due=due[verdict.agreement_id] if verdict.awaits_ack else None,
+                    event=verdict.event or None,
                 )
             )
         return AlertRouted(

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from services.common.events import CONTENT_EVENTS, UPDATED, WITHDRAWN, event_of
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
@@ -141,9 +142,17 @@ class EscalationView(msgspec.Struct, kw_only=True, gc=False):
     raised_at: datetime
 
 
+State = Literal["routed", "delivered", "acknowledged", "cancelled", "withdrawn", "superseded"]
+# States in which no acknowledgement is awaited any more: given, or the copy cancelled, withdrawn, or
+# superseded by a later version whose severity rose (which starts a wait of its own).
+ENDED = frozenset({"acknowledged", "cancelled", "withdrawn", "superseded"})
+
+
 class RecipientState(msgspec.Struct, kw_only=True, gc=False):
     agency: str
-    state: Literal["routed", "delivered", "acknowledged", "cancelled"]
+    state: State
+    # What the agency was sent (common/events.py): content, or a withdrawal or cancellation notice.
+    event: str | None = None
     agreement_id: str | None
     redacted_fields: tuple[str, ...]
     channels: tuple[str, ...]
@@ -208,6 +217,7 @@ class Ledger:
             d.agency: RecipientState(
                 agency=d.agency,
                 state="delivered" if "kafka" in d.channels else "routed",
+                event=event_of(routed.msg_type, d),
                 agreement_id=d.agreement_id,
                 redacted_fields=d.redacted_fields,
                 channels=d.channels,
@@ -232,14 +242,31 @@ class Ledger:
         root = routed.references[0] if routed.msg_type != "Alert" and routed.references else routed.alert_id
         thread = self._threads.setdefault(root, [])
         thread.append(routed.alert_id)
-        if routed.msg_type == "Cancel":
-            # A cancelled alert (and its updates) expects no more acknowledgements and no escalations.
-            for alert_id in thread:
-                for row in self.alerts[alert_id].recipients.values():
-                    if row.state != "acknowledged":
-                        row.state = "cancelled"
+        self._end_earlier_waits(routed, thread[:-1])
         for record in self._early.pop(routed.alert_id):
             self._apply(record)
+
+    def _end_earlier_waits(self, routed: AlertRouted, earlier: list[str]) -> None:
+        """A later version ends the waits for an agency's earlier copies of its thread: a withdrawal or a
+        cancel because there is nothing left to acknowledge, an update whose severity rose (it carries an
+        ack deadline) because the wait restarts on it. A Cancel ends every earlier wait of the thread."""
+        if routed.msg_type == "Cancel":
+            ending: dict[str | None, State] = {None: "cancelled"}  # None: every agency
+        else:
+            ending = {}
+            for d in routed.decisions:
+                event = event_of(routed.msg_type, d)
+                if event == WITHDRAWN or d.rule == "agency_removed":
+                    ending[d.agency] = "withdrawn"  # removed from the registry: it cannot even be told
+                elif event == UPDATED and d.ack_due is not None:
+                    ending[d.agency] = "superseded"
+        if not ending:
+            return
+        for alert_id in earlier:
+            for row in self.alerts[alert_id].recipients.values():
+                end = ending.get(None, ending.get(row.agency))
+                if end is not None and row.state not in ENDED:
+                    row.state = end
 
     def apply_attempt(self, attempt: DeliveryAttempted) -> None:
         self._apply(attempt)
@@ -262,7 +289,7 @@ class Ledger:
             if owned is not None and self.partition_of.get(alert.alert_id) not in owned:
                 continue
             for row in alert.recipients.values():
-                if row.ack_due is None or row.state in ("acknowledged", "cancelled") or row.escalation_level >= 2:
+                if row.ack_due is None or row.state in ENDED or row.escalation_level >= 2:
                     continue
                 deadline = row.ack_due if row.escalation_level == 0 else row.ack_due + (row.ack_due - row.routed_at)
                 if now >= deadline:
@@ -284,7 +311,7 @@ class Ledger:
         counts: dict[str, int] = {}
         for alert in self.alerts.values():
             for r in alert.recipients.values():
-                if r.ack_due is not None and r.state not in ("acknowledged", "cancelled"):
+                if r.ack_due is not None and r.state not in ENDED:
                     counts[r.agency] = counts.get(r.agency, 0) + 1
         return counts
 
@@ -295,9 +322,7 @@ class Ledger:
                 (r.ack_due, a, r)
                 for a in self.alerts.values()
                 for r in a.recipients.values()
-                if r.ack_due is not None
-                and r.state not in ("acknowledged", "cancelled")
-                and (agency is None or r.agency == agency)
+                if r.ack_due is not None and r.state not in ENDED and (agency is None or r.agency == agency)
             ),
             key=lambda item: item[0],
         )
@@ -383,6 +408,10 @@ class Ledger:
         body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
         # A recipient learns neither the originator's registry version nor anything about others.
         body.pop("registry_version", None)
+        if own.event not in CONTENT_EVENTS:
+            # It was sent a notice, not this version: its severity and urgency are not its to know.
+            body.pop("severity", None)
+            body.pop("urgency", None)
         return 200, body
 
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:

@@ -25,7 +25,9 @@ REGIONS = {"GULF": ["SA", "AE", "KW", "OM", "QA", "BH"], "LEVANT": ["IQ", "JO", 
 async def test_matrix_of_ten_agencies_with_update_and_cancel(
     kafka: KafkaSettings, codec: Codec, receivers: tuple[str, Receivers]
 ) -> None:
-    """Each agency gets its row of the matrix, by topic and webhook; follow-ups reach the original's recipients."""
+    """Each agency gets its row of the matrix, by topic and webhook; every version is decided whole: the Update
+    is withdrawn from the agency that left the agreement and created for the one that joined it, and the Cancel
+    reaches whoever holds the thread."""
     url, rcv = receivers
     cast = Cast()
     every = [Subscription(categories=["*"])]
@@ -166,14 +168,27 @@ async def test_matrix_of_ten_agencies_with_update_and_cancel(
             code["SA"]: {a1, a3, u1, c1},
             code["AE"]: {a1, a2, a3, u1, c1},
             code["EG"]: {a1, u1, c1},
-            code["KW"]: {a1, a2, a3, u1, c1},  # left the agreement, still told of the update and the cancel
-            code["LB"]: set(),  # joined after a1: learns nothing of its thread
+            code["KW"]: {a1, a2, a3, u1},  # left the agreement: u1 withdraws a1 from it; no cancel to give
+            code["LB"]: {u1, c1},  # joined the agreement: u1 is its first version of the thread
             code["OM"]: set(),  # suspended
             code["QA"]: {a2},
             code["BH"]: set(),  # subscribed, party to no agreement
         }
-        assert {d.agency for d in decisions[u1].decisions if d.delivered} == a1_recipients
-        assert {d.agency for d in decisions[c1].decisions if d.delivered} == a1_recipients
+        events = {d.agency: d.event for d in decisions[u1].decisions if d.delivered}
+        assert events == {
+            **{a: "alert.updated" for a in a1_recipients - {code["KW"]}},
+            code["KW"]: "alert.withdrawn",
+            code["LB"]: "alert.created",
+        }
+        holders = a1_recipients - {code["KW"]} | {code["LB"]}
+        assert {d.agency: d.event for d in decisions[c1].decisions if d.delivered} == dict.fromkeys(
+            holders, "alert.cancelled"
+        )
+        threads = {
+            code["KW"]: ["alert.created", "alert.withdrawn"],
+            code["LB"]: ["alert.created", "alert.cancelled"],
+            **{a: ["alert.created", "alert.updated", "alert.cancelled"] for a in holders - {code["LB"]}},
+        }
 
         mine = {a1, a2, a3, a4, u1, c1, forged}
         for agency, alert_ids in expected.items():
@@ -183,10 +198,13 @@ async def test_matrix_of_ten_agencies_with_update_and_cancel(
             ]
             got = [c for _, _, c in copies if c.alert_id in mine]
             assert sorted(c.alert_id for c in got) == sorted(alert_ids), agency
-            # The thread of a1 arrives in order, on one partition: Alert, Update, Cancel.
-            thread = sorted((p, o, c.alert.msg_type) for p, o, c in copies if c.alert_id in (a1, u1, c1))
-            assert [m for _, _, m in thread] == (["Alert", "Update", "Cancel"] if a1 in alert_ids else [])
+            # The thread of a1 arrives in order, on one partition.
+            thread = sorted((p, o, c.event_type) for p, o, c in copies if c.alert_id in (a1, u1, c1))
+            assert [e for _, _, e in thread] == threads.get(agency, []), agency
             assert len({p for p, _, _ in thread}) <= 1
+            for _, _, c in copies:
+                # A notice carries nothing of the content.
+                assert (c.alert is None) == (c.event_type in ("alert.withdrawn", "alert.cancelled"))
 
         # Redaction follows the permitting agreement: JO-B under IQ->JO sees subjects, SA-C under MULTI does not.
         def copy_of(agency: str, alert_id: str) -> AlertShared:
@@ -195,7 +213,12 @@ async def test_matrix_of_ten_agencies_with_update_and_cancel(
         shared = {a: await read_topic(kafka, codec, agency_topic(code[a]), AlertShared) for a in ("JO", "SA")}
         assert copy_of("JO", a1).alert.subjects is not None and copy_of("JO", a1).redacted_fields == []
         assert copy_of("SA", a1).alert.subjects is None and copy_of("SA", a1).redacted_fields == ["subjects"]
-        assert copy_of("SA", u1).alert.subjects is None
+        updated = copy_of("SA", u1).alert
+        assert updated is not None and updated.subjects is None
+        withdrawn = next(
+            c for _, c in await read_topic(kafka, codec, agency_topic(code["KW"]), AlertShared) if c.alert_id == u1
+        )
+        assert (withdrawn.event_type, withdrawn.reason, withdrawn.alert) == ("alert.withdrawn", "no_agreement", None)
 
         # Webhooks hold the same rows as the topics for every agency that has one.
         hooked = ("JO", "SA", "KW", "LB", "QA", "BH")

@@ -26,8 +26,9 @@ from services.common.registry import (
 )
 from services.common.taxonomy import CATEGORIES
 from services.router.payload import RecipientCopies, recipient_copy
-from services.router.policy import Original, decide, follow_up
+from services.router.policy import decide, fan_out
 from services.router.redaction import MASK, shared_copy
+from services.router.threads import Holding, Thread
 from tests.unit.samples import enriched
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -253,33 +254,8 @@ def test_each_recipient_gets_its_own_copy_when_bodies_are_shared(data: st.DataOb
         assert CODEC.decode(wire, AlertShared) == alone
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_updates_follow_the_original_recipients_whatever_the_registry_says_now(data: st.DataObject) -> None:
-    """An Update reaches exactly the original's recipients, redacted at least as before; no one else learns of it."""
-    then = data.draw(registries())
-    origin, alert = data.draw(alerts(then))
-    original = Original(
-        origin=origin,
-        recipients={
-            v.agency: (v.agreement_id, v.redact) for v in decide(enriched(alert, origin=origin), then) if v.delivered
-        },
-    )
-    now = data.draw(registries())  # the registry may have changed completely since
-    update = msgspec.structs.replace(
-        alert, msg_type=data.draw(st.sampled_from(["Update", "Cancel"])), references=["alert-1"]
-    )
-    verdicts = follow_up(enriched(update, origin=origin, alert_id="alert-2"), original, now)
-    assert not isinstance(verdicts, str)
-    delivered = {v.agency: v for v in verdicts if v.delivered}
-    assert set(delivered) == set(original.recipients)
-    for code, verdict in delivered.items():
-        assert verdict.redact >= original.recipients[code][1]
-        assert verdict.agreement_id == original.recipients[code][0]
-
-
-def test_updates_are_refused_for_unknown_originals_and_other_originators() -> None:
-    """Only the originator may update an alert, and only one that was routed."""
+def test_updates_are_refused_for_unknown_originals_other_originators_and_cancelled_threads() -> None:
+    """Only the originator may update an alert, only one that was routed, and not after its Cancel."""
     registry = Registry(
         RegistryPublished(
             version=1,
@@ -308,6 +284,8 @@ def test_updates_are_refused_for_unknown_originals_and_other_originators() -> No
         origin="JO-A1",
         alert_id="alert-2",
     )
-    assert "was not routed here" in str(follow_up(update, None, registry))
-    original = Original(origin="IQ-A0", recipients={"JO-A1": ("AG", frozenset())})
-    assert "only IQ-A0" in str(follow_up(update, original, registry))
+    assert "was not routed here" in str(fan_out(update, None, registry))
+    thread = Thread(root="alert-1", origin="IQ-A0", severity="Minor", holders={"JO-A1": Holding("AG", frozenset())})
+    assert "only IQ-A0" in str(fan_out(update, thread, registry))
+    cancelled = Thread(root="alert-1", origin="JO-A1", severity="Minor", holders={}, cancelled=True)
+    assert "was cancelled" in str(fan_out(update, cancelled, registry))

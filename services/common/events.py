@@ -1,0 +1,34 @@
+"""What a recipient is sent about one version of an alert (AlertShared.event_type, RoutingDecision.event).
+
+    alert.created    content: the first version this agency is permitted (an original, or a later version
+                     after a TLP downgrade or a wider releasable_to)
+    alert.updated    content: a new version of a thread the agency holds
+    alert.withdrawn  a notice, no content: the agency is no longer permitted the thread and must purge it
+    alert.cancelled  a notice, no content: the originator cancelled the thread
+
+Shared by the router, which decides them (router/policy.py), and the tracker, which ends or starts the
+wait for an acknowledgement by them.
+"""
+
+from __future__ import annotations
+
+from services.common.records import RoutingDecision
+
+CREATED = "alert.created"
+UPDATED = "alert.updated"
+WITHDRAWN = "alert.withdrawn"
+CANCELLED = "alert.cancelled"
+CONTENT_EVENTS = frozenset({CREATED, UPDATED})
+
+
+def event_of(msg_type: str, decision: RoutingDecision) -> str | None:
+    """The event a decision sent its agency (None: nothing was sent to it).
+
+    Decisions written before every version was decided whole carry no `event`: theirs is read from the
+    message type and `delivered`, which is what such a decision meant (a Cancel's copy, or content).
+    """
+    if not decision.delivered:
+        return None
+    if decision.event:
+        return decision.event
+    return CANCELLED if msg_type == "Cancel" else (CREATED if msg_type == "Alert" else UPDATED)

@@ -1,0 +1,74 @@
+"""What each agency holds of an alert's thread, folded from the router's own decisions. Pure: no I/O.
+
+A thread is an original alert and the Updates and Cancel that name it first in `references`. Every version
+is decided by the whole policy (policy.fan_out), and what an agency receives depends on what it holds:
+
+    thread = None
+    for decision in decisions_of_the_thread:       # alerts.routed, in order
+        thread = advanced(thread, decision)
+    thread.holders                                   # agency -> the agreement and redaction of its copy
+
+An agency holds the thread from its first content copy (`alert.created`) until it is told to purge it
+(`alert.withdrawn`) or the thread is cancelled. Decisions written before versions were decided whole carry
+no `event`; theirs is read from the message type (a Cancel) and `delivered` (a content copy), which is what
+those decisions meant.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import msgspec
+
+from services.common.events import CONTENT_EVENTS, event_of
+from services.common.records import AlertRouted
+
+
+class Holding(msgspec.Struct, frozen=True, gc=False):
+    """An agency's copy of the thread: the agreement that permitted it and the fields removed from it."""
+
+    agreement_id: str | None
+    redact: frozenset[str]
+
+
+class Thread(msgspec.Struct, frozen=True, gc=False):
+    root: str
+    origin: str
+    # Of the latest version: an Update restarts a recipient's acknowledgement only when severity rises.
+    severity: str
+    holders: dict[str, Holding]
+    cancelled: bool = False
+
+
+def root_of(routed: AlertRouted) -> str:
+    return routed.references[0] if routed.msg_type != "Alert" and routed.references else routed.alert_id
+
+
+def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
+    """The thread after `routed`, one of its decisions in order (None: a follow-up of a thread not known)."""
+    if routed.msg_type == "Alert":
+        thread = Thread(root=routed.alert_id, origin=routed.origin, severity=routed.severity, holders={})
+    elif thread is None:
+        return None  # its original is older than what was read: the thread is unknown, as its Updates will be
+    holders = dict(thread.holders)
+    for d in routed.decisions:
+        event = event_of(routed.msg_type, d)
+        if event in CONTENT_EVENTS:
+            holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)))
+        elif routed.msg_type != "Alert":
+            # Withdrawn, cancelled, or no longer in the registry (so nothing could be sent): holds nothing now.
+            holders.pop(d.agency, None)
+    cancelled = routed.msg_type == "Cancel"
+    return Thread(
+        root=thread.root,
+        origin=thread.origin,
+        severity=routed.severity,
+        holders={} if cancelled else holders,
+        cancelled=cancelled,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _fields(names: tuple[str, ...]) -> frozenset[str]:
+    """One shared set per distinct list of redacted fields: a week of decisions holds millions of these."""
+    return frozenset(names)
