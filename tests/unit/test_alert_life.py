@@ -8,7 +8,8 @@ field it was not permitted at that version; and the tracker awaits exactly the a
 
 The oracle of who is permitted one version is `entitled` (test_sharing_properties.py), itself written
 independently of services/router/policy.py. `make test` runs 2,000 threads; more with, for example,
-`RCTC_LIFE_EXAMPLES=10000 .venv/bin/python -m pytest tests/unit/test_alert_life.py`.
+`RCTC_LIFE_EXAMPLES=10000 .venv/bin/python -m pytest tests/unit/test_alert_life.py` (in four shards,
+each a quarter).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from datetime import timedelta
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +33,9 @@ from tests.unit.samples import enriched
 from tests.unit.test_sharing_properties import COUNTRIES, NOW, alerts, entitled, registries
 
 EXAMPLES = int(os.environ.get("RCTC_LIFE_EXAMPLES", "2000"))
+# In shards, each a test of its own: one test of 2,000 threads is over a minute of CPU, near the per-test limit
+# on a loaded machine.
+SHARDS = 4
 
 
 # Strategies built once: building one per draw (over the registry's own codes) was most of the test's time.
@@ -144,9 +149,10 @@ def expected_events(
     return events, permitted, waits
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("shard", range(SHARDS))
+@settings(max_examples=-(-EXAMPLES // SHARDS), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_every_version_reaches_exactly_whom_the_rules_say(data: st.DataObject) -> None:
+def test_every_version_reaches_exactly_whom_the_rules_say(shard: int, data: st.DataObject) -> None:
     """Each version's events equal the model's, copies hold only permitted fields, notices hold nothing, and
     the tracker awaits exactly the acknowledgements the rules leave open."""
     registry = data.draw(registries())
