@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import aiohttp
 import msgspec
@@ -163,3 +164,65 @@ async def test_a_forged_append_and_a_rewritten_history_are_named(kafka: KafkaSet
     assert f"UNKNOWN KEY checkpoint at offset 0 (seq {new_head.seq}): signed by unknown key" in err
     assert f"BAD SIGNATURE checkpoint at offset 1 (seq {new_head.seq}): its signature does not verify" in err
     assert f"FORGED entries seq 1 to {new_head.seq}" in err
+
+
+async def test_a_partners_export_holds_only_its_own_entries(kafka: KafkaSettings, codec: Codec) -> None:
+    """`rctc audit export --agency B` holds the copy B received and every entry of B's own alert, and nothing
+    about A's alert withheld from B: no entry, no reason naming the agencies it was releasable to."""
+    cast = Cast()
+    a, b, c = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO"), cast.agency("SA-C", "SA")
+    elsewhere = f"KW-Z{cast.suffix}"  # named only in the withheld alert's releasable_to
+    doc = registry([a, b, c], [agreement(f"MULTI-{cast.suffix}", [a.code, b.code, c.code])])
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+    everywhere = ["IQ", "JO", "SA"]
+
+    async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
+
+        async def submit(agency: str, **overrides: object) -> str:
+            body = alert_json(affected_countries=everywhere, **overrides)
+            async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(agency)) as r:
+                assert r.status == 202, await r.text()
+                return str((await r.json())["alert_id"])
+
+        # Scenario: A's alert releasable only to C and another agency (withheld from B, the reason naming
+        # them), A's alert delivered to B, and B's own alert.
+        withheld = await submit(a.code, releasable_to=[c.code, elsewhere])
+        delivered = await submit(a.code)
+        own = await submit(b.code)
+
+        async def audited() -> list[AuditRecorded]:
+            ids = {withheld, delivered, own}
+            found = [e for _, e in await entries(kafka, AUDIT_EVENTS) if e.alert_id in ids]
+            return found if len(found) == 9 else []
+
+        trail = {(e.alert_id, e.agency): e for e in await eventually(audited)}
+
+    # What the center holds: B's withheld entry names the agencies A's alert was releasable to.
+    assert trail[withheld, b.code].rule == "not_releasable" and elsewhere in trail[withheld, b.code].reason
+
+    code, out, err = await rctc("audit", "export", "--agency", b.code, kafka=kafka)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    exported = [line["entry"] for line in lines if "entry" in line]
+    expected = [
+        (delivered, b.code, "delivered", f"shared under MULTI-{cast.suffix}"),
+        (own, a.code, "delivered", f"shared under MULTI-{cast.suffix}"),
+        (own, b.code, "withheld", "submitted the alert"),
+        (own, c.code, "delivered", f"shared under MULTI-{cast.suffix}"),
+    ]
+    assert sorted(expected) == sorted(
+        (e["alert_id"], e["agency"], e["kind"], e["reason"]) for e in exported if e["alert_id"] in {delivered, own}
+    )
+    # Nothing else of this test's alerts, and nothing at all about the withheld one.
+    assert len(expected) == len(exported)
+    assert withheld not in out and elsewhere not in out
+    # The copy B received names B and its originator only.
+    received = next(e for e in exported if e["alert_id"] == delivered)
+    assert {a.code, b.code} == {code for code in (a.code, b.code, c.code) if code in json.dumps(received)}
+    # The partner recomputes every entry's hash from the line alone, and keeps the last signed head.
+    for e in exported:
+        fields = {k: v for k, v in e.items() if k != "hash"}
+        body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert e["hash"] == hashlib.sha256(f"{e['prev_hash']}\n{body}".encode()).hexdigest()
+    assert [[]] * len(exported) == [line["reduced"] for line in lines if "entry" in line]
+    assert lines[-1]["checkpoint"]["seq"] >= max(e["seq"] for e in exported)
