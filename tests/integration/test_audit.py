@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -11,13 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.auditor.chain import seal, verify
-from services.auditor.checkpoints import UnsignedHead, sign
+from services.auditor.checkpoints import UnsignedHead, sign, signature_problem
 from services.auditor.service import build as build_auditor
 from services.auditor.settings import AuditorSettings
 from services.cli.audit import entries
 from services.common.codec import Codec
 from services.common.kafka import producer, read_to_end
-from services.common.records import AlertShared, AuditRecorded, utcnow
+from services.common.records import AlertShared, AuditCheckpointed, AuditRecorded, utcnow
 from services.common.registry.publish import publish_registry
 from services.common.runner import running
 from services.common.settings import KafkaSettings
@@ -168,7 +169,8 @@ async def test_a_forged_append_and_a_rewritten_history_are_named(kafka: KafkaSet
 
 async def test_a_partners_export_holds_only_its_own_entries(kafka: KafkaSettings, codec: Codec) -> None:
     """`rctc audit export --agency B` holds the copy B received and every entry of B's own alert, and nothing
-    about A's alert withheld from B: no entry, no reason naming the agencies it was releasable to."""
+    about A's alert withheld from B: no entry, no reason naming the agencies it was releasable to; nor does
+    any other view B has (status, routing, its topic)."""
     cast = Cast()
     a, b, c = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO"), cast.agency("SA-C", "SA")
     elsewhere = f"KW-Z{cast.suffix}"  # named only in the withheld alert's releasable_to
@@ -196,6 +198,26 @@ async def test_a_partners_export_holds_only_its_own_entries(kafka: KafkaSettings
             return found if len(found) == 9 else []
 
         trail = {(e.alert_id, e.agency): e for e in await eventually(audited)}
+
+        async def seen_by_b(url: str) -> tuple[int, str]:
+            async with http.get(url, headers=cast.bearer(b.code)) as r:
+                return r.status, await r.text()
+
+        # Every other view B has names nobody else either: its status and routing answers, its topic.
+        urls = [f"{sys_.url}/v1/alerts/{i}{p}" for i in (withheld, delivered) for p in ("", "/routing")]
+
+        async def views_of_b() -> list[tuple[int, str]] | None:
+            views = [await seen_by_b(url) for url in urls]
+            return views if views[2][0] == 200 else None  # once the tracker has the decisions
+
+        views = await eventually(views_of_b)
+        statuses = [404, 404, 200, 403]  # a withheld alert is unknown to B; the routing is the originator's
+        assert statuses == [status for status, _ in views]
+        on_b_topic = [r.value async for r in read_to_end(kafka, agency_topic(b.code), name="t")]
+        assert [delivered] == [codec.decode(v, AlertShared).alert_id for v in on_b_topic]
+        nobody = (False, False)
+        for text in [body for _, body in views] + [v.decode(errors="replace") for v in on_b_topic]:
+            assert nobody == (c.code in text, elsewhere in text)
 
     # What the center holds: B's withheld entry names the agencies A's alert was releasable to.
     assert trail[withheld, b.code].rule == "not_releasable" and elsewhere in trail[withheld, b.code].reason
@@ -225,4 +247,7 @@ async def test_a_partners_export_holds_only_its_own_entries(kafka: KafkaSettings
         body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert e["hash"] == hashlib.sha256(f"{e['prev_hash']}\n{body}".encode()).hexdigest()
     assert [[]] * len(exported) == [line["reduced"] for line in lines if "entry" in line]
-    assert lines[-1]["checkpoint"]["seq"] >= max(e["seq"] for e in exported)
+    head = msgspec.convert(lines[-1]["checkpoint"], AuditCheckpointed, strict=False)
+    keys = {k.id: base64.b64decode(k.ed25519) for k in audit_keys().public_keys}
+    assert signature_problem(head, keys) is None
+    assert head.seq >= max(e["seq"] for e in exported)
