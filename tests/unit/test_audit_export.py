@@ -10,8 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.auditor.chain import seal
-from services.auditor.export import partner_share
+from services.auditor.export import partner_share, reason_kept
 from services.common.records import AuditRecorded
+from services.common.registry import AgencyEntry, Agreement, Registry, RegistryPublished
+from services.router.policy import decide
+from tests.unit.samples import enriched, sample_alert
 
 AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 CODES = ["IQ-A", "JO-B", "SA-C", "KW-D", "EG-E"]
@@ -133,3 +136,31 @@ def test_a_shared_reason_is_kept_only_when_it_names_the_entrys_own_agreement() -
     other = entry("IQ-A", "JO-B", "delivered", "shared", "shared under AG-1 with SA-C", "AG-1")
     expected = [(), ("reason",)]
     assert expected == [x.reduced for x in partner_share([own, other], "JO-B")]
+
+
+def test_the_reason_the_router_writes_for_a_copy_is_kept() -> None:
+    """The reason policy.decide gives a delivered copy is one a partner reads as recorded (so its entry's
+    hash recomputes); the reason it gives a withheld one, naming the releasable_to list, is not."""
+    agencies = [AgencyEntry(code=c, name=c, country=c[:2]) for c in ("IQ-A", "JO-B", "SA-C")]
+    agreement = Agreement(
+        id="AG-1", kind="multilateral", parties=["IQ-A", "JO-B", "SA-C"], categories=["*"], max_tlp="AMBER"
+    )
+    registry = Registry(
+        RegistryPublished(
+            version=1,
+            sha256="x",
+            published_at=AT,
+            published_by="t",
+            source="t",
+            agencies=agencies,
+            agreements=[agreement],
+        )
+    )
+    alert = enriched(sample_alert(affected_countries=["IQ", "JO", "SA"], releasable_to=["JO-B"]), origin="IQ-A")
+    verdicts = {v.agency: v for v in decide(alert, registry)}
+    copy, withheld = verdicts["JO-B"], verdicts["SA-C"]
+    assert (copy.rule, withheld.rule) == ("shared", "not_releasable")
+    expected = [True, False]
+    assert expected == [
+        reason_kept(entry("IQ-A", v.agency, "delivered", v.rule, v.reason, v.agreement_id)) for v in (copy, withheld)
+    ]
