@@ -73,6 +73,10 @@ async def test_every_decision_is_chained_and_tampering_is_named(kafka: KafkaSett
     code, _, err = await rctc("audit", "verify", "--topic", tampered_topic, kafka=kafka)
     assert code == 1
     assert f"TAMPERED entry seq {trail[victim][1].seq} at offset {victim}: its content does not match its hash" in err
+    # ... and nothing of it is exported to a partner.
+    code, out, err = await rctc("audit", "export", "--agency", b.code, "--topic", tampered_topic, kafka=kafka)
+    assert (code, out) == (1, "")
+    assert "NOT EXPORTED" in err and "TAMPERED" in err
 
     code, out, _ = await rctc("audit", "verify", kafka=kafka)
     assert (code, out.startswith("intact")) == (0, True)
