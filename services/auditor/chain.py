@@ -5,8 +5,9 @@
 
 Each entry's hash covers the previous entry's hash and every field of its own, so changing an entry breaks
 its own hash, removing one breaks the sequence, and reordering breaks the links. A partner agency can
-check the entries of a bilateral export one by one (`entry_hash`) and the whole trail against the head
-hash the center publishes.
+check the entries of its bilateral export one by one (`entry_hash`), but not that they chain up to a signed
+head: the entries between are other agencies' (export.py; the README's audit section says what it can and
+cannot verify).
 """
 
 from __future__ import annotations

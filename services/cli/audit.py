@@ -7,12 +7,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from services.auditor.chain import entry_hash
 from services.auditor.checkpoints import Finding, new_signing_key, settled, verify_trail
+from services.auditor.export import partner_share
 from services.cli.security import write_secret
 from services.common.codec import Codec
 from services.common.errors import CodecError
@@ -44,9 +44,18 @@ async def _read(
     return found
 
 
-async def check(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> tuple[list[Finding], list[Finding], str]:
-    """(problems, notes, summary) of the trail on `topic` held to the checkpoints on `checkpoints_topic` and
-    the registry's audit keys."""
+class Trail(NamedTuple):
+    """The trail as read, held to its checkpoints: what verify reports and what export shares."""
+
+    problems: list[Finding]
+    notes: list[Finding]
+    summary: str
+    entries: list[tuple[int, AuditRecorded]]
+    checkpoints: list[tuple[int, AuditCheckpointed]]
+
+
+async def read_trail(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> Trail:
+    """The trail on `topic` held to the checkpoints on `checkpoints_topic` and the registry's audit keys."""
     codec = Codec.from_directory()
     published = await latest_published(kafka, codec)
     keys = Registry(published).audit_keys if published is not None else {}
@@ -57,13 +66,21 @@ async def check(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> tup
     found = await _read(kafka, codec, topic, AuditRecorded, unreadable)
     again = await _read(kafka, codec, checkpoints_topic, AuditCheckpointed, unreadable)
     last_seq = max((e.seq for _, e in found), default=0)
-    report = verify_trail(found, settled(again, len(first), last_seq), keys)
+    held = settled(again, len(first), last_seq)
+    report = verify_trail(found, held, keys)
     head = found[-1][1] if found else None
     summary = (
         f"intact: {len(found)} entries, every one under a valid signature; head seq {head.seq if head else 0} "
         f"hash {head.hash if head else '-'}; {len(again)} checkpoints, keys {', '.join(sorted(keys)) or 'none'}"
     )
-    return unreadable + report.problems, report.notes, summary
+    return Trail(unreadable + report.problems, report.notes, summary, found, held)
+
+
+async def check(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> tuple[list[Finding], list[Finding], str]:
+    """(problems, notes, summary) of the trail on `topic` held to the checkpoints on `checkpoints_topic` and
+    the registry's audit keys."""
+    trail = await read_trail(kafka, topic, checkpoints_topic)
+    return trail.problems, trail.notes, trail.summary
 
 
 def add_parser(sub: Any, kafka: Any) -> None:
@@ -76,10 +93,15 @@ def add_parser(sub: Any, kafka: Any) -> None:
     p.add_argument("--topic", default=AUDIT_EVENTS)
     p.add_argument("--checkpoints-topic", default=AUDIT_CHECKPOINTS)
     p.set_defaults(run=lambda args: _verify(kafka(args), args.topic, args.checkpoints_topic))
-    p = audit.add_parser("export", help="the entries about one agency (JSON lines), for a bilateral audit")
+    p = audit.add_parser(
+        "export",
+        help="one agency's share of an intact trail (JSON lines), for a bilateral audit: its own alerts' entries "
+        "and the copies it received, then the last signed head",
+    )
     p.add_argument("--agency", required=True)
     p.add_argument("--topic", default=AUDIT_EVENTS)
-    p.set_defaults(run=lambda args: _export(kafka(args), args.topic, args.agency))
+    p.add_argument("--checkpoints-topic", default=AUDIT_CHECKPOINTS)
+    p.set_defaults(run=lambda args: _export(kafka(args), args.topic, args.checkpoints_topic, args.agency))
     p = audit.add_parser(
         "keygen", help="a new Ed25519 signing key for the auditor (a PEM file) and its entry for the registry"
     )
@@ -100,18 +122,22 @@ def _verify(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> int:
     return 1 if problems else 0
 
 
-def _export(kafka: KafkaSettings, topic: str, agency: str) -> int:
-    """Entries delivering to or withholding from `agency`, and those about alerts it originated.
+def _export(kafka: KafkaSettings, topic: str, checkpoints_topic: str, agency: str) -> int:
+    """`agency`'s share of the trail (services/auditor/export.py says which entries and why), one JSON line
+    each, then the last signed checkpoint; nothing from a trail that does not verify.
 
-    Each line carries its seq, prev_hash and hash: the partner recomputes every hash itself
-    (services/auditor/chain.py documents the formula) and compares the last with the head the auditor signs
-    on audit.checkpoints (services/auditor/checkpoints.py documents the signed bytes).
+    The README's audit section says what a partner can check with these lines and what it cannot.
     """
-    for _, entry in asyncio.run(entries(kafka, topic)):
-        if agency in (entry.agency, entry.origin):
-            line = msgspec.to_builtins(entry)
-            line["hash_ok"] = entry_hash(entry) == entry.hash
-            print(json.dumps(line, sort_keys=True))
+    trail = asyncio.run(read_trail(kafka, topic, checkpoints_topic))
+    if trail.problems:
+        for problem in trail.problems:
+            print(problem, file=sys.stderr)
+        print(f"NOT EXPORTED: {len(trail.problems)} problems in {topic} and {checkpoints_topic}", file=sys.stderr)
+        return 1
+    for exported in partner_share((entry for _, entry in trail.entries), agency):
+        print(json.dumps(exported.line(), sort_keys=True))
+    if trail.checkpoints:
+        print(json.dumps({"checkpoint": msgspec.to_builtins(trail.checkpoints[-1][1])}, sort_keys=True))
     return 0
 
 
