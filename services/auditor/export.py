@@ -38,11 +38,13 @@ from services.common.records import AuditRecorded
 _RECEIVED = re.compile(r"received [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # Rule -> the only reason text a recipient may read for it, given the entry. `shared`: the agreement the
-# copy was sent under, one the recipient is a party to. `follows_original`: the id of the thread's alert,
-# which the recipient holds.
+# copy was sent under, one the recipient is a party to. `follows_original` (decisions written before every
+# version was decided whole) and `cancelled`: the id of the thread's alert, which the recipient holds.
 KEPT_REASONS: dict[str, Callable[[AuditRecorded], re.Pattern[str]]] = {
     "shared": lambda e: re.compile(re.escape(f"shared under {e.agreement_id}")),
     "follows_original": lambda e: _RECEIVED,
+    # A cancellation notice (router/policy.py): the thread's first alert id, which the recipient holds.
+    "cancelled": lambda e: re.compile("holds a version of " + _RECEIVED.pattern.removeprefix("received ")),
 }
 
 

@@ -404,14 +404,12 @@ class Ledger:
         own = alert.recipients.get(viewer.name)
         if own is None:
             return unknown(alert_id)  # not "forbidden": that would tell a stranger the alert exists
-        body = msgspec.to_builtins(alert)
+        # An allow-list, so a field added to AlertState later never reaches a recipient unless put here: it
+        # learns neither the originator's registry version nor anything about other recipients, and one
+        # that was sent a notice (not this version) not even the version's severity and urgency.
+        shown = _RECIPIENT_SEES if own.event in CONTENT_EVENTS else _NOTICE_RECIPIENT_SEES
+        body = {name: value for name, value in msgspec.to_builtins(alert).items() if name in shown}
         body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
-        # A recipient learns neither the originator's registry version nor anything about others.
-        body.pop("registry_version", None)
-        if own.event not in CONTENT_EVENTS:
-            # It was sent a notice, not this version: its severity and urgency are not its to know.
-            body.pop("severity", None)
-            body.pop("urgency", None)
         return 200, body
 
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
@@ -425,6 +423,10 @@ class Ledger:
             return unknown(alert_id)
         # A recipient knows the alert exists (it holds a copy), so it may be told why it cannot see more.
         return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+
+
+_NOTICE_RECIPIENT_SEES = frozenset({"alert_id", "origin", "msg_type", "routed_at"})
+_RECIPIENT_SEES = _NOTICE_RECIPIENT_SEES | {"severity", "urgency"}
 
 
 def unknown(alert_id: str) -> tuple[int, dict[str, Any]]:
