@@ -134,6 +134,9 @@ class AlertShared(Record, kw_only=True):
     shared_at: datetime
     priority: int
     redacted_fields: list[str] = []
+    # The thread's first alert id (the key's first half): what a notice withdraws or cancels, and what orders
+    # a thread's records wherever they arrive (None in records written before it was added).
+    thread_id: str | None = None
     # A notice's reason code (alert.withdrawn: the rule that no longer permits the recipient).
     reason: str | None = None
     # None in a notice (alert.withdrawn, alert.cancelled): it carries nothing of the content.

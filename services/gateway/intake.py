@@ -56,7 +56,7 @@ class Refused:
 class Accepted:
     record: AlertSubmitted
     # An Update or Cancel is keyed by the alert it updates, so the whole thread stays in order on one
-    # partition and reaches the router partition that knows the original's recipients.
+    # partition and reaches the router partition that knows what each agency holds of the thread.
     partition_key: bytes
 
 

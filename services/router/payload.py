@@ -73,6 +73,12 @@ class RecipientCopies:
         return shared, self._codec.encode(shared, last=encoded)
 
 
+def thread_of(enriched: AlertEnriched) -> str:
+    """The thread's first alert id: an original's own, a follow-up's first reference (as the gateway keys it)."""
+    alert = enriched.alert
+    return alert.references[0] if alert.msg_type != "Alert" and alert.references else enriched.alert_id
+
+
 def notice(enriched: AlertEnriched, verdict: Verdict, now: datetime) -> AlertShared:
     """A withdrawal or cancellation notice: which thread (its key and `alert_id`), the event and its reason code,
     and nothing of the version's content, which the recipient is no longer (or never) permitted."""
@@ -82,6 +88,7 @@ def notice(enriched: AlertEnriched, verdict: Verdict, now: datetime) -> AlertSha
         origin=enriched.origin,
         event_type=verdict.event,
         agreement_id="",
+        thread_id=thread_of(enriched),
         shared_at=now,
         # Not the version's priority, which follows its severity: the recipient may not know that. 1, "act
         # now": a withdrawn copy is to be purged at once.
@@ -100,6 +107,7 @@ def _addressed(
         origin=enriched.origin,
         event_type=verdict.event,
         agreement_id=verdict.agreement_id or "",
+        thread_id=thread_of(enriched),
         shared_at=now,
         priority=enriched.priority,
         redacted_fields=removed,

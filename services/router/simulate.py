@@ -34,7 +34,8 @@ class Change:
 def compare(alerts: Iterable[AlertEnriched], current: Registry, draft: Registry) -> list[Change]:
     """Every (alert, agency) whose outcome or redaction differs between the two registries.
 
-    Updates and Cancels are left out: they follow their original's recipients whatever the registry says.
+    Updates and Cancels are left out: each is decided against what every agency holds of its thread, which
+    depends on the decisions before it, not on one registry.
     """
     changes = []
     for enriched in alerts:

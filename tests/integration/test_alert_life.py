@@ -120,6 +120,7 @@ async def test_a_red_update_is_withdrawn_from_amber_partners_and_a_downgrade_re_
             ], code
             withdrawn = copies[1]
             assert (withdrawn.alert, withdrawn.reason, withdrawn.redacted_fields) == (None, "not_releasable", [])
+            assert {c.thread_id for c in copies} == {original}
             assert all(c.alert is None or c.alert.tlp == "AMBER" for c in copies)
             assert not any(SECRET_TITLE in repr(c) for c in copies)
 
