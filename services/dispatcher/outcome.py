@@ -5,6 +5,7 @@ module decides, one guard clause per row, first match wins:
 
     | observed                                        | outcome    | endpoint              |
     |-------------------------------------------------|------------|-----------------------|
+    | content for an agency suspended since routing   | dead       |                       |
     | no webhook endpoint in the registry             | dead       |                       |
     | the endpoint is disabled                        | dead       |                       |
     | the destination is refused (SSRF guard)         | dead       |                       |
@@ -56,10 +57,13 @@ FAILURES: Final[frozenset[str]] = frozenset(
         "no_endpoint",
         "circuit_open",
         "secret_pending",
+        "agency_inactive",
     }
 )
 # Failures decided before any request: nothing about the endpoint's health follows from them.
-_NOT_ATTEMPTED: Final[frozenset[str]] = frozenset({"no_endpoint", "endpoint_disabled", "refused_destination"})
+_NOT_ATTEMPTED: Final[frozenset[str]] = frozenset(
+    {"agency_inactive", "no_endpoint", "endpoint_disabled", "refused_destination"}
+)
 # Failures that put a delivery off without attempting it: an open circuit, and an endpoint whose secrets for
 # the registry in force the dispatcher has not read yet (never sent unsigned, nor with another version's).
 DEFERRED: Final[frozenset[str]] = frozenset({"circuit_open", "secret_pending"})

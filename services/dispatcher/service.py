@@ -45,6 +45,7 @@ from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import RETRYABLE, fail_fast
 from services.common.errors import CodecError
+from services.common.events import CONTENT_EVENTS
 from services.common.kafka import Outbox, consumer, learn_topics, producer
 from services.common.logs import get_logger
 from services.common.outputs import GroupWriter
@@ -366,7 +367,11 @@ class Dispatcher:
         agency = registry.agencies.get(request.agency)
         webhook = agency.webhook if agency is not None else None
         secrets = self.secrets.of(request.agency, registry) if webhook is not None else None
-        if webhook is None:
+        if (agency is None or not agency.active) and request.event_type in CONTENT_EVENTS:
+            # Routed before the agency was suspended (or removed), still in a retry tier: the content is not
+            # its to receive any more. Notices (withdrawn, cancelled, reminders) reveal nothing and still go.
+            observed = Observed(failure="agency_inactive", detail=f"{request.agency} is suspended or removed")
+        elif webhook is None:
             observed = Observed(failure="no_endpoint", detail=f"{request.agency} has no webhook endpoint")
         elif self.endpoints.state(request.agency, webhook.url) == "disabled":
             reason = self.endpoints.current[request.agency].reason

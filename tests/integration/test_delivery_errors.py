@@ -133,3 +133,56 @@ async def test_records_and_the_originators_view_carry_the_class_never_the_addres
     failed = [line for line in lines if line["event"] in ("delivery.failed", "delivery.dead")]
     refused_lines = [line for line in failed if line.get("url") == f"http://127.0.0.1:{refusing}/hooks/{refused.code}"]
     assert refused_lines and any(line.get("detail") for line in refused_lines)
+
+
+async def test_content_in_a_retry_tier_is_never_posted_to_an_agency_suspended_since(
+    kafka: KafkaSettings, codec: Codec
+) -> None:
+    """A copy routed while JO was active, failing and waiting for a retry when JO is suspended, dies as
+    `agency_inactive` without another POST, though JO's receiver is back up."""
+    posts: list[float] = []
+    healthy = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        posts.append(asyncio.get_running_loop().time())
+        return web.Response(status=204 if healthy.is_set() else 503)
+
+    app = web.Application()
+    app.router.add_post("/hooks/{agency}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        cast = Cast()
+        origin = cast.agency("IQ-A", "IQ")
+        jo = cast.agency("JO-S", "JO", webhook_url=f"http://127.0.0.1:{bound_port(runner)}")
+        doc = registry([origin, jo], [agreement(f"S-{cast.suffix}", [origin.code, jo.code])])
+        await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+        async with system(kafka, codec, dispatcher={"retry_time_scale": 0.05}) as sys_, aiohttp.ClientSession() as http:
+            body = alert_json(urgency="Immediate", affected_countries=["JO"])
+            async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(origin.code)) as r:
+                assert r.status == 202
+                alert_id = (await r.json())["alert_id"]
+            await eventually(lambda: posts, within_s=30)
+
+            jo.active = False
+            suspended = await publish_registry(
+                kafka, codec, registry([origin, jo], doc.agreements), source="test", replication_factor=1
+            )
+            async with asyncio.timeout(10):
+                await sys_.dispatcher.registry.wait_for_version(suspended.version)
+            since = asyncio.get_running_loop().time()
+            healthy.set()
+
+            async def died() -> DeliveryAttempted | None:
+                async for record in read_to_end(kafka, DELIVERIES_EVENTS, name="suspended-reader"):
+                    attempt = codec.decode(record.value, DeliveryAttempted)
+                    if attempt.alert_id == alert_id and attempt.outcome == "dead":
+                        return attempt
+                return None
+
+            dead = await eventually(died, within_s=60)
+    finally:
+        await runner.cleanup()
+    assert dead.error == "agency_inactive"
+    assert [t for t in posts if t > since] == []

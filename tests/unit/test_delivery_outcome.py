@@ -41,7 +41,7 @@ def test_410_gone_is_dead_at_once_and_disables_the_endpoint() -> None:
     assert Decision("dead", "http_410", endpoint="disable") == _decide(Observed(status=410))
 
 
-@pytest.mark.parametrize("failure", ["no_endpoint", "endpoint_disabled", "refused_destination"])
+@pytest.mark.parametrize("failure", ["agency_inactive", "no_endpoint", "endpoint_disabled", "refused_destination"])
 def test_what_cannot_be_attempted_is_dead_without_blaming_the_endpoint(failure: str) -> None:
     """No endpoint, a disabled one, or a refused destination: dead now, the circuit breaker untouched."""
     assert Decision("dead", failure) == _decide(Observed(failure=failure), attempt=1)
