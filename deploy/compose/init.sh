@@ -101,8 +101,8 @@ else
   put "$admin/registry.yaml" cat "$registry" <(printf '\n# Added by deploy/compose/init.sh: its auditor'"'"'s key.\n') "$admin/audit-keys.yaml"
 fi
 
-# Owners: the broker's files to the apache/kafka image's user (appuser, uid 1000), the rest to this project's
-# image's (rctc, uid 10001, the Dockerfile). Each container mounts only its own volume, so the files of one
+# Owners: the broker's files to the user its container runs as (docker-compose.yml: 1000, the apache/kafka image's
+# appuser), the rest to this project's image's (uid 10001, the Dockerfile). Each container mounts only its own volume, so the files of one
 # service are out of the others' reach whatever their owner.
 if [[ "$(id -u)" == 0 ]]; then
   chown -R 1000:1000 "$broker"

@@ -276,7 +276,7 @@ def test_the_compose_bootstrap_installs_the_passwords_the_services_read(
     kafka = build(CliSettings, env, monkeypatch).kafka
     expected = ("SASL_SSL", "admin", (volumes / "kafka" / "admin.password").read_text().strip())
     assert expected == (kafka.security_protocol, kafka.username, kafka.password.get_secret_value())
-    assert bootstrap["command"] == ["deploy/bootstrap.sh"]
+    assert bootstrap["command"] == ["/app/deploy/bootstrap.sh"]
     for name in SERVICES:
         installed = host_path(
             volumes, "bootstrap", f"{bootstrap['environment']['RCTC_BOOTSTRAP_SECRETS']}/{name}/kafka.password"
@@ -488,7 +488,7 @@ def test_the_bootstrap_job_installs_the_passwords_the_deployments_read(
     for it and the registry Secret (with the auditor's public key) where it applies it from."""
     monkeypatch.chdir(tmp_path)
     spec = pod("rctc-bootstrap")
-    assert spec["containers"][0]["command"] == ["deploy/bootstrap.sh"]
+    assert spec["containers"][0]["command"] == ["/app/deploy/bootstrap.sh"]
     env, _ = materialise(spec, operator_secrets, tmp_path / "pod")
     script_env = {k: env.pop(k) for k in list(env) if k.startswith("RCTC_BOOTSTRAP_")}
     env = {k: v for k, v in env.items() if not k.startswith(("RCTC_OPS__", "RCTC_SHUTDOWN"))}
@@ -523,6 +523,21 @@ def test_the_image_holds_what_compose_and_k8s_run() -> None:
     assert [n for n in needed if not any(n == c or n.startswith(c.rstrip("/") + "/") for c in copied)] == []
     assert "install -y --no-install-recommends openssl" in dockerfile
     assert "WORKDIR /app" in dockerfile and "PYTHONPATH=/app" in dockerfile
-    # Relative commands in compose and k8s resolve against the image's working directory.
-    assert all((ROOT / p).is_file() for p in ["deploy/bootstrap.sh", "deploy/compose/init.sh"])
+    # Every script compose and k8s run from the image is in the repository, executable, and copied into /app.
+    run = {t for doc in [compose(), *k8s_documents()] for t in strings(doc) if t.startswith("/app/")}
+    assert run == {"/app/deploy/bootstrap.sh", "/app/deploy/compose/init.sh"}
+    for path in sorted(run):
+        relative = path.removeprefix("/app/")
+        assert (ROOT / relative).stat().st_mode & 0o111, path
+        assert any(relative == c or relative.startswith(c.rstrip("/") + "/") for c in copied), path
     assert subprocess.run(["bash", "-n", str(BOOTSTRAP)], check=False).returncode == 0
+
+
+def test_init_hands_each_volume_to_the_user_that_mounts_it() -> None:
+    """init.sh chowns the broker's files to the uid compose runs the broker as, the rest to the image's user."""
+    init = INIT.read_text()
+    image_uid = re.findall(r"^USER (\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)[-1]
+    assert compose_services()["kafka"]["user"] == "1000:1000"
+    assert 'chown -R 1000:1000 "$broker"' in init
+    assert f'chown -R {image_uid} "$admin" "$secrets"' in init
+    assert "user" not in compose_services()["bootstrap"]  # the image's own user, who owns admin/ and secrets/
