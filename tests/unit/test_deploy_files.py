@@ -9,6 +9,7 @@ offline).
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import compose_spec
 import kubernetes_validate
 import pytest
 from cryptography import x509
@@ -138,6 +140,17 @@ def container_env(volumes: Path, service: str) -> dict[str, str]:
             if value == target or value.startswith(target + "/"):
                 env[name] = str(host_path(volumes, service, value))
     return env
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    """A spec-compliant parser (the Rust compose_spec crate, through the compose-spec package) accepts the file,
+    its anchors resolved as Compose resolves them (the parser reads no YAML merge keys), and every named volume a
+    service mounts is declared. No container engine runs here: this is what stands in for `docker compose config`."""
+    parsed = compose_spec.PyCompose.from_json(json.dumps(compose()))
+    parsed.validate()
+    declared = set(compose()["volumes"])
+    mounted = {spec.split(":")[0] for body in compose_services().values() for spec in body.get("volumes", [])}
+    assert mounted == declared
 
 
 def test_the_compose_broker_is_secured_as_the_local_one(volumes: Path) -> None:
