@@ -8,12 +8,24 @@ is what the scripts make, not a description of it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings
+
+from services.auditor.settings import AuditorSettings
+from services.dispatcher.settings import DispatcherSettings
+from services.enricher.settings import EnricherSettings
+from services.gateway.settings import GatewaySettings
+from services.router.settings import RouterSettings
+from services.tracker.settings import TrackerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -22,6 +34,18 @@ INIT = ROOT / "deploy" / "compose" / "init.sh"
 BOOTSTRAP = ROOT / "deploy" / "bootstrap.sh"
 # Where the compose file mounts init's volumes; RCTC_INIT_ROOT stands in for it here.
 INIT_ROOT = "/var/lib/rctc"
+# Each service's settings class, as its entry point (`python -m services.<name>`) builds it.
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "gateway": GatewaySettings,
+    "enricher": EnricherSettings,
+    "router": RouterSettings,
+    "auditor": AuditorSettings,
+    "dispatcher": DispatcherSettings,
+    "tracker": TrackerSettings,
+}
+# Names of variables that carry a secret: their value is a file's path (or, in Kubernetes, comes from a Secret),
+# never the secret itself.
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|SIGNING_KEY", re.IGNORECASE)
 
 
 def compose() -> dict[str, Any]:
@@ -54,3 +78,52 @@ def run_init(root: Path, bin_dir: Path, *args: str) -> subprocess.CompletedProce
         timeout=60,
         check=False,
     )
+
+
+def properties(path: Path) -> dict[str, str]:
+    """A Java properties file as a dict (the subset the broker's files use: key=value lines, # comments)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def build(settings: type[BaseSettings], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`settings` built as its entry point builds it: from this environment alone."""
+    with monkeypatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("RCTC_")]:
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return settings()
+
+
+def unknown_settings(settings: type[BaseModel], env: dict[str, str]) -> list[str]:
+    """RCTC_ variables that name no field of `settings` (the services ignore those, so a misspelt one would be
+    silently lost)."""
+    unknown = []
+    for name in env:
+        parts = name.removeprefix("RCTC_").lower().split("__")
+        model: Any = settings
+        for part in parts:
+            field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+            if field is None:
+                unknown.append(name)
+                break
+            model = field.annotation
+    return unknown
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every key and value of a parsed YAML document (what a container gets; comments are not in it)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    else:
+        yield str(node)
+
+
+def code_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]

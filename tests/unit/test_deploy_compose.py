@@ -1,97 +1,47 @@
-"""docker-compose.yml and deploy/k8s/rctc.yaml secure Kafka as `make run` does, read without a container engine.
+"""docker-compose.yml secures Kafka as `make run` does, read without a container engine.
 
-What each container would get is worked out from the files themselves: compose's `init` script is run here into
-a temporary directory (one subdirectory per volume), Kubernetes' Secrets are written as the operator would
-create them, and each service's real settings class is built from the environment and the files its container
-would see. The Kubernetes manifest is also checked against the Kubernetes API's own schemas (kubernetes-validate,
-offline).
+What each container would get is worked out from the file itself: compose's `init` script is run here into a
+temporary directory (one subdirectory per volume), and each service's real settings class is built from the
+environment and the files its container would see. The image (Dockerfile) is checked for what compose and
+Kubernetes run from it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import compose_spec
-import kubernetes_validate
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel
-from pydantic_settings import BaseSettings
 
-from services.auditor.checkpoints import key_id, new_signing_key, public_bytes
+from services.auditor.checkpoints import key_id, public_bytes
 from services.auditor.settings import AuditorSettings
 from services.cli.settings import CliSettings
 from services.common.acls import SERVICES, service_principal
 from services.common.registry.document import load_registry
-from services.dispatcher.settings import DispatcherSettings
-from services.enricher.settings import EnricherSettings
 from services.gateway.settings import GatewaySettings
-from services.router.settings import RouterSettings
 from services.tracker.settings import TrackerSettings
-from tests.support.deploy import BOOTSTRAP, INIT, INIT_ROOT, ROOT, compose, k8s_documents, run_init
-
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "gateway": GatewaySettings,
-    "enricher": EnricherSettings,
-    "router": RouterSettings,
-    "auditor": AuditorSettings,
-    "dispatcher": DispatcherSettings,
-    "tracker": TrackerSettings,
-}
-# Names of variables that carry a secret: their value is a file's path (or, in Kubernetes, comes from a Secret),
-# never the secret itself.
-SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|SIGNING_KEY", re.IGNORECASE)
-# The Secrets the operator creates before applying the manifest (deploy/README.md lists them).
-K8S_SECRETS = {
-    "rctc-kafka-ca",
-    "rctc-kafka-admin",
-    "rctc-auditor-signing-key",
-    "rctc-internal",
-    "rctc-registry",
-    *(f"rctc-kafka-{name}" for name in SERVICES),
-}
-
-
-def properties(path: Path) -> dict[str, str]:
-    """A Java properties file as a dict (the subset the broker's files use: key=value lines, # comments)."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def build(settings: type[BaseSettings], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """`settings` built as its entry point builds it: from this environment alone."""
-    with monkeypatch.context() as patch:
-        for name in [n for n in __import__("os").environ if n.startswith("RCTC_")]:
-            patch.delenv(name)
-        for name, value in env.items():
-            patch.setenv(name, value)
-        return settings()
-
-
-def unknown_settings(settings: type[BaseModel], env: dict[str, str]) -> list[str]:
-    """RCTC_ variables that name no field of `settings` (the services ignore those, so a misspelt one would be
-    silently lost)."""
-    unknown = []
-    for name in env:
-        parts = name.removeprefix("RCTC_").lower().split("__")
-        model: Any = settings
-        for part in parts:
-            field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-            if field is None:
-                unknown.append(name)
-                break
-            model = field.annotation
-    return unknown
-
-
-# --- docker-compose ------------------------------------------------------------------------------------------
+from tests.support.deploy import (
+    BOOTSTRAP,
+    INIT,
+    INIT_ROOT,
+    ROOT,
+    SECRET_NAME,
+    SETTINGS,
+    build,
+    code_lines,
+    compose,
+    k8s_documents,
+    properties,
+    run_init,
+    strings,
+    unknown_settings,
+)
 
 
 @pytest.fixture(scope="module")
@@ -176,23 +126,6 @@ def test_only_the_gateway_is_published_and_the_broker_is_not(volumes: Path) -> N
     """No broker port leaves the compose network; the gateway's is published on the host's loopback only."""
     published = {name: body.get("ports", []) for name, body in compose_services().items() if body.get("ports")}
     assert published == {"gateway": ["127.0.0.1:8080:8080"]}
-
-
-def strings(node: Any) -> Iterator[str]:
-    """Every key and value of a parsed YAML document (what a container gets; comments are not in it)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield str(key)
-            yield from strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from strings(item)
-    else:
-        yield str(node)
-
-
-def code_lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
 
 
 def test_nothing_in_the_deploy_files_is_plaintext(volumes: Path) -> None:
@@ -336,183 +269,6 @@ def test_the_compose_broker_is_the_pinned_kafka() -> None:
     pinned = re.search(r"<kafka.version>(.*)</kafka.version>", (ROOT / "deploy" / "kafka" / "pom.xml").read_text())
     assert pinned is not None
     assert f"apache/kafka:{pinned.group(1)}" == compose_services()["kafka"]["image"]
-
-
-# --- Kubernetes ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def operator_secrets(volumes: Path) -> dict[str, dict[str, str]]:
-    """The Secrets as an operator would create them (deploy/README.md): random passwords, a real CA, a real
-    signing key with its public half added to the registry."""
-    pem, kid, public = new_signing_key()
-    registry = (ROOT / "deploy" / "registry" / "demo.yaml").read_text()
-    registry += f"\naudit:\n  public_keys:\n    - {{id: {kid}, ed25519: {public}}}\n"
-    made = {
-        "rctc-kafka-ca": {"ca.pem": (volumes / "kafka" / "tls" / "ca.pem").read_text()},
-        "rctc-kafka-admin": {"username": "admin", "password": secrets.token_urlsafe(32)},
-        "rctc-auditor-signing-key": {"signing.key": pem.decode()},
-        "rctc-internal": {"token": secrets.token_hex(32)},
-        "rctc-registry": {"registry.yaml": registry},
-    }
-    return made | {f"rctc-kafka-{name}": {"password": secrets.token_urlsafe(32)} for name in SERVICES}
-
-
-def pods() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every Deployment and Job."""
-    for doc in k8s_documents():
-        if doc["kind"] in ("Deployment", "Job"):
-            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
-
-
-def pod(name: str) -> dict[str, Any]:
-    return dict(pods())[name]
-
-
-def config_maps() -> dict[str, dict[str, str]]:
-    return {d["metadata"]["name"]: d["data"] for d in k8s_documents() if d["kind"] == "ConfigMap"}
-
-
-def secret_refs(spec: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(Secret, key) of every value a pod takes from a Secret, by environment or volume."""
-    for container in spec["containers"]:
-        for var in container.get("env", []):
-            ref = var.get("valueFrom", {}).get("secretKeyRef")
-            if ref:
-                yield ref["name"], ref["key"]
-    for volume in spec.get("volumes", []):
-        sources = [s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
-        if "secret" in volume:
-            sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
-        for source in sources:
-            for item in source["items"]:
-                yield source["name"], item["key"]
-
-
-def materialise(
-    spec: dict[str, Any], store: dict[str, dict[str, str]], where: Path
-) -> tuple[dict[str, str], dict[str, Path]]:
-    """A pod's container environment as Kubernetes would give it, its volumes' files written under `where`,
-    and its mount paths -> those directories."""
-    (container,) = spec["containers"]
-    mounts: dict[str, Path] = {}
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    for mount in container.get("volumeMounts", []):
-        volume = volumes[mount["name"]]
-        local = where / mount["name"]
-        sources = [s["secret"] for s in volume.get("projected", {}).get("sources", [])]
-        if "secret" in volume:
-            sources.append({"name": volume["secret"]["secretName"], **volume["secret"]})
-        for source in sources:
-            for item in source["items"]:
-                path = local / item["path"]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(store[source["name"]][item["key"]])
-        mounts[mount["mountPath"]] = local
-    env: dict[str, str] = {}
-    for ref in container.get("envFrom", []):
-        env.update(config_maps()[ref["configMapRef"]["name"]])
-    for var in container.get("env", []):
-        ref = var.get("valueFrom", {}).get("secretKeyRef")
-        env[var["name"]] = store[ref["name"]][ref["key"]] if ref else var["value"]
-    for name, value in env.items():
-        for mount_path, local in mounts.items():
-            if value == mount_path or value.startswith(mount_path + "/"):
-                env[name] = str(local / Path(value).relative_to(mount_path))
-    return env, mounts
-
-
-def test_the_manifest_is_valid_kubernetes() -> None:
-    """Every document passes the Kubernetes API's own schema, strictly (no unknown field)."""
-    for doc in k8s_documents():
-        kubernetes_validate.validate(doc, "1.33", strict=True)
-
-
-def test_the_manifest_references_only_what_exists() -> None:
-    """Mounts name the pod's volumes, envFrom names a ConfigMap of the manifest, and every Secret used is one
-    deploy/README.md tells the operator to create."""
-    readme = (ROOT / "deploy" / "README.md").read_text()
-    used: set[str] = set()
-    for name, spec in pods():
-        (container,) = spec["containers"]
-        assert {m["name"] for m in container.get("volumeMounts", [])} <= {v["name"] for v in spec.get("volumes", [])}
-        assert {r["configMapRef"]["name"] for r in container["envFrom"]} <= set(config_maps()), name
-        used |= {secret for secret, _ in secret_refs(spec)}
-    assert used == K8S_SECRETS
-    assert [secret for secret in sorted(K8S_SECRETS) if f"`{secret}`" not in readme] == []
-
-
-def test_the_manifest_writes_no_secret_value() -> None:
-    """A secret-named variable comes from a Secret or names a file; the ConfigMap holds no secret."""
-    literal = [
-        f"{name}.{var['name']}"
-        for name, spec in pods()
-        for var in spec["containers"][0].get("env", [])
-        if SECRET_NAME.search(var["name"]) and "value" in var and not var["value"].startswith("/")
-    ]
-    literal += [
-        key
-        for data in config_maps().values()
-        for key, v in data.items()
-        if SECRET_NAME.search(key) and not v.startswith("/")
-    ]
-    assert literal == []
-
-
-def test_every_pod_runs_as_the_images_user_and_reads_secrets_as_its_group() -> None:
-    """Non-root as the Dockerfile's uid, group-readable secret files (fsGroup, 0440), read-only root filesystem."""
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    uid = int(re.findall(r"^USER (\d+)$", dockerfile, re.MULTILINE)[-1])
-    for name, spec in pods():
-        context = spec["securityContext"]
-        assert (True, uid, uid) == (context["runAsNonRoot"], context["runAsUser"], context["fsGroup"]), name
-        assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
-        modes = {v.get("projected", v.get("secret", {})).get("defaultMode") for v in spec["volumes"]}
-        assert {0o440} == modes, name
-
-
-@pytest.mark.parametrize("name", SERVICES)
-def test_each_k8s_service_builds_its_settings_as_its_own_principal(
-    name: str, operator_secrets: dict[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The Deployment's environment and mounted Secrets build the service's real settings: SASL_SSL, its own
-    principal with its own Secret's password, the cluster's CA; only the auditor mounts the signing key."""
-    spec = pod(name)
-    assert ["python", "-m", f"services.{name}"] == spec["containers"][0]["command"]
-    env, _ = materialise(spec, operator_secrets, tmp_path)
-    assert unknown_settings(SETTINGS[name], env) == []
-    kafka = build(SETTINGS[name], env, monkeypatch).kafka
-    assert ("SASL_SSL", "SCRAM-SHA-512", service_principal(name)) == (
-        kafka.security_protocol,
-        kafka.sasl_mechanism,
-        kafka.username,
-    )
-    assert operator_secrets[f"rctc-kafka-{name}"]["password"] == kafka.password.get_secret_value()
-    assert operator_secrets["rctc-kafka-ca"]["ca.pem"] == kafka.ca_file.read_text()
-    secrets_used = {secret for secret, _ in secret_refs(spec)}
-    assert ("rctc-auditor-signing-key" in secrets_used) == (name == "auditor")
-    assert {f"rctc-kafka-{other}" for other in SERVICES} & secrets_used == {f"rctc-kafka-{name}"}
-
-
-def test_the_bootstrap_job_installs_the_passwords_the_deployments_read(
-    operator_secrets: dict[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The Job runs deploy/bootstrap.sh as the admin, with every service's password Secret where the script looks
-    for it and the registry Secret (with the auditor's public key) where it applies it from."""
-    monkeypatch.chdir(tmp_path)
-    spec = pod("rctc-bootstrap")
-    assert spec["containers"][0]["command"] == ["/app/deploy/bootstrap.sh"]
-    env, _ = materialise(spec, operator_secrets, tmp_path / "pod")
-    script_env = {k: env.pop(k) for k in list(env) if k.startswith("RCTC_BOOTSTRAP_")}
-    env = {k: v for k, v in env.items() if not k.startswith(("RCTC_OPS__", "RCTC_SHUTDOWN"))}
-    kafka = build(CliSettings, env, monkeypatch).kafka
-    admin = operator_secrets["rctc-kafka-admin"]
-    assert (admin["username"], admin["password"]) == (kafka.username, kafka.password.get_secret_value())
-    for name in SERVICES:
-        installed = Path(script_env["RCTC_BOOTSTRAP_SECRETS"]) / name / "kafka.password"
-        assert operator_secrets[f"rctc-kafka-{name}"]["password"] == installed.read_text()
-    registry = load_registry(Path(script_env["RCTC_BOOTSTRAP_REGISTRY"]))
-    assert len(registry.audit.public_keys) == 1
 
 
 # --- the image -------------------------------------------------------------------------------------------------
