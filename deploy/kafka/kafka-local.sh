@@ -38,27 +38,10 @@ fetch() {
   rm -rf "$libs" && mv "$libs.tmp" "$libs"
 }
 
-# A certificate authority and the broker's certificate, made once per data directory with openssl.
+# A certificate authority and the broker's certificate, made once per data directory (make-pki.sh, which
+# docker-compose's init uses too).
 make_pki() {
-  local tls="$1/tls"
-  [[ -f "$tls/ca.pem" && -f "$tls/broker.pem" ]] && return 0
-  command -v openssl >/dev/null || die "openssl is needed to make the local broker's TLS certificates"
-  rm -rf "$tls" && mkdir -p "$tls" && chmod 700 "$tls"
-  local work; work="$(mktemp -d)"
-  # EC P-256 keys; genpkey writes PKCS#8 ("BEGIN PRIVATE KEY"), the only form the broker's PEM keystore reads.
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/ca.key" 2>/dev/null
-  openssl req -x509 -new -key "$work/ca.key" -sha256 -days 3650 -subj "/CN=RCTC local Kafka CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -out "$tls/ca.pem" 2>/dev/null
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/broker.key" 2>/dev/null
-  openssl req -new -key "$work/broker.key" -subj "/CN=localhost" -out "$work/broker.csr" 2>/dev/null
-  # The broker connects to itself over TLS with hostname verification on: it needs IP:127.0.0.1.
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$work/ext"
-  openssl x509 -req -in "$work/broker.csr" -CA "$tls/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
-    -days 825 -sha256 -extfile "$work/ext" -out "$work/broker.crt" 2>/dev/null
-  cat "$work/broker.key" "$work/broker.crt" >"$tls/broker.pem"
-  chmod 600 "$tls/broker.pem"
-  rm -rf "$work"
+  "$here/make-pki.sh" "$1/tls"
 }
 
 free_port() {
@@ -94,6 +77,7 @@ start() {
     [[ -n "$port" ]] || die "$dir was made by an older, plaintext version of this script: remove it (make clean)"
   else
     (umask 077 && sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@DATA_DIR@#$dir#g" \
+      -e "s#@LISTEN_HOST@#127.0.0.1#g" -e "s#@ADVERTISED_HOST@#127.0.0.1#g" \
       -e "s#@ADMIN_PASSWORD@#$admin_password#g" "$here/server.properties.template" >"$dir/server.properties")
   fi
   local cp="$libs/*"

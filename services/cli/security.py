@@ -66,7 +66,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], kafka: 
     p.add_argument("name", choices=[*SERVICES, "operator"])
     p.add_argument("--password-file", type=Path, required=True, help="written with mode 0600; the service reads it")
     p.add_argument("--rotate", action="store_true", help="replace an existing password")
-    p.set_defaults(run=lambda args: _service_credentials(kafka(args), args.name, args.password_file, args.rotate))
+    p.add_argument(
+        "--existing",
+        action="store_true",
+        help="the file already holds the password (a mounted secret): give the principal that one; safe to repeat",
+    )
+    p.set_defaults(
+        run=lambda args: _service_credentials(
+            kafka(args), args.name, args.password_file, rotate=args.rotate, existing=args.existing
+        )
+    )
 
 
 def agencies_of(published: RegistryPublished | None) -> list[AgencyAccess]:
@@ -129,14 +138,37 @@ async def _agency_credentials(kafka: KafkaSettings, code: str, *, rotate: bool) 
     return 0
 
 
-def _service_credentials(kafka: KafkaSettings, name: str, path: Path, rotate: bool) -> int:
+def _service_credentials(kafka: KafkaSettings, name: str, path: Path, *, rotate: bool, existing: bool) -> int:
     user = OPERATOR if name == "operator" else service_principal(name)
+    if existing:
+        # The deployments' bootstrap (deploy/bootstrap.sh): the password was made where the secret lives (the
+        # compose init, the operator's Kubernetes Secret) and is installed as given, so a repeated run, or one
+        # against a broker whose data was lost, leaves the service's file and the broker agreeing.
+        password = _existing_password(path)
+        asyncio.run(SecurityAdmin(kafka).set_password(user, password))
+        print(f"{user}: password set from {path}", file=sys.stderr)
+        return 0
     if path.exists() and not rotate:
         raise CredentialError(f"{path} exists: use --rotate to replace the password it holds")
     password = asyncio.run(_set_password(kafka, user, rotate=rotate))
     write_secret(path, password)
     print(f"{user}: password written to {path}", file=sys.stderr)
     return 0
+
+
+# Shorter than this is not a random secret: refused rather than installed (secrets.token_urlsafe(32) and
+# `openssl rand -hex 32` give 43 and 64 characters).
+MIN_PASSWORD_CHARS = 24
+
+
+def _existing_password(path: Path) -> str:
+    try:
+        password = path.read_text().strip()
+    except OSError as exc:
+        raise CredentialError(f"{path}: {exc.strerror}") from None
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise CredentialError(f"{path} holds no password of at least {MIN_PASSWORD_CHARS} characters")
+    return password
 
 
 async def _set_password(kafka: KafkaSettings, user: str, *, rotate: bool) -> str:

@@ -18,7 +18,7 @@ from services.common.ops import free_port
 from services.common.records import AlertEnriched, AlertSubmitted, utcnow
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED, ALERTS_SUBMITTED
-from tests.support.world import eventually, read_topic
+from tests.support.world import eventually, read_topic, serves_ready
 from tests.unit.samples import sample_alert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,15 +43,7 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
-
-        async def ready() -> bool:
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{ops_port}/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(ready, within_s=60)
+        await eventually(lambda: serves_ready(ops_port), within_s=60)
         ids = [f"life-{uuid.uuid4()}" for _ in range(20)]
         p = producer(kafka, "test")
         await p.start()

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import msgspec
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
@@ -193,6 +194,15 @@ async def rctc(*argv: str, kafka: KafkaSettings) -> tuple[int, str, str]:
     )
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
+
+
+async def serves_ready(ops_port: int) -> bool:
+    """Whether the service whose ops server is on `ops_port` answers /readyz with 200 (False while it starts)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{ops_port}/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 async def start_service(

@@ -39,3 +39,21 @@ def test_token_prints_the_hash_the_registry_stores(capsys: pytest.CaptureFixture
     """`rctc token T` prints SHA-256(T), the value for token_sha256."""
     code, out, _ = run(["token", "demo-iq-nab"], capsys)
     assert code == 0 and hashlib.sha256(b"demo-iq-nab").hexdigest() in out
+
+
+@pytest.mark.parametrize("content", ["", "short\n"])
+def test_an_existing_password_file_must_hold_a_real_password(
+    content: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`service credentials --existing` refuses an empty or short file before it reaches any broker."""
+    path = tmp_path / "kafka.password"
+    path.write_text(content)
+    code, _, err = run(["service", "credentials", "gateway", "--password-file", str(path), "--existing"], capsys)
+    assert (code, err) == (1, f"rctc: {path} holds no password of at least 24 characters\n")
+
+
+def test_an_existing_password_file_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file is named, with the system's reason."""
+    path = tmp_path / "absent.password"
+    code, _, err = run(["service", "credentials", "gateway", "--password-file", str(path), "--existing"], capsys)
+    assert (code, err) == (1, f"rctc: {path}: No such file or directory\n")
