@@ -73,12 +73,6 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = registry.add_parser("apply", help="validate a registry file and publish it to registry.config")
     p.add_argument("file", type=Path)
     p.add_argument("--replication-factor", type=int, default=None, help="for agency topics it creates")
-    p.add_argument(
-        "--skip-acls",
-        action="store_true",
-        help="publish without bringing the ACLs in line (only for a broker with no authorizer: agencies' access "
-        "then follows nothing)",
-    )
     p.set_defaults(run=_registry_apply)
     p = registry.add_parser("show", help="print the registry in force")
     p.set_defaults(run=_registry_show)
@@ -179,10 +173,8 @@ def _registry_apply(args: argparse.Namespace) -> int:
         )
     else:
         print(f"unchanged: registry version {result.version} already has this content")
-    if args.skip_acls:
-        print("ACLs: SKIPPED (--skip-acls): agencies' access on the brokers does not follow this registry")
-        return 0
-    # The registry says which agencies exist and are active: their access follows it at once (a suspended or
+    # No way to skip this: a registry published without it would leave a suspended agency its access. The
+    # registry says which agencies exist and are active: their access follows it at once (a suspended or
     # removed agency loses its ACLs here, before this command returns).
     from services.cli.security import apply_acls
 
