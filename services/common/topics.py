@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from services.common.kafka import admin as kafka_admin
 from services.common.settings import KafkaSettings
@@ -161,14 +161,19 @@ async def apply_topics(
             if rf is not None and rf < 2:
                 # min.insync.replicas above the replication factor would refuse every acks=all write.
                 config["min.insync.replicas"] = "1"
-            try:
-                await admin.create_topics(
-                    [NewTopic(s.name, s.partitions, rf or s.replication_factor, topic_configs=config)]
-                )
-                report.created.append(s.name)
-            except TopicAlreadyExistsError:
-                # Another apply created it meanwhile; check it like any existing topic.
+            response = await admin.create_topics(
+                [NewTopic(s.name, s.partitions, rf or s.replication_factor, topic_configs=config)]
+            )
+            # aiokafka answers a topic's error in the response instead of raising it. Already there: another
+            # apply created it meanwhile, or the broker listed topics from metadata that had not caught up
+            # with ones created moments before (seen with a single KRaft broker): check it like any other.
+            error = next((e for e in response.topic_errors if e[0] == s.name), (s.name, 0))[1]
+            if error == TopicAlreadyExistsError.errno:
                 existing.add(s.name)
+            elif error:
+                raise for_code(error)(f"creating {s.name}: {response.topic_errors}")
+            else:
+                report.created.append(s.name)
         present = [s for s in specs if s.name in existing]
         if present:
             described = await admin.describe_topics([s.name for s in present])
