@@ -7,8 +7,8 @@
     secrets = WebhookSecretsView(kafka, codec, name="dispatcher")   # registry.webhook-secrets
     keys = secrets.of("IQ-NAB", registry_view.current)              # None: not known yet, do not send
 
-Both follow the pattern of the registry view (view.py): `start()` replays the topic to its end, `run()`
-follows it. Each record belongs to one registry version (model.py `split`), and a view answers only with
+Both are topic followers (common/follower.py), like the registry view: `start()` replays the topic to its
+end, `run()` follows it. Each record belongs to one registry version (model.py `split`), and a view answers only with
 the record of the version of the registry in force: never a mix of two applies. Between the moment a
 service sees a new registry and the moment it sees that version's secrets (they are written first, but
 are read by another consumer), it has none: the safe answer is then refusal, not the previous version's
@@ -23,13 +23,9 @@ from __future__ import annotations
 import asyncio
 from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from services.common.codec import Codec
-from services.common.errors import CodecError
-from services.common.kafka import consumer, replay_from_beginning
+from services.common.follower import TopicFollower
 from services.common.logs import get_logger
-from services.common.quarantine import noted
 from services.common.registry.model import (
     Credentials,
     CredentialsPublished,
@@ -49,19 +45,16 @@ R = TypeVar("R", CredentialsPublished, WebhookSecretsPublished)
 I = TypeVar("I")  # noqa: E741  # the index a view builds from one record
 
 
-class _VersionedView(Generic[R, I]):
+class _VersionedView(TopicFollower[R], Generic[R, I]):
     """Follows one single-partition topic of versioned records; keeps an index per recent version."""
 
-    topic: str
-    kind: type[R]
+    # Logged and counted, never copied to records.quarantine: its raw bytes may hold secrets, and the
+    # operators who read the quarantine may not read this topic.
+    quarantine_unreadable = False
 
     def __init__(self, kafka: KafkaSettings, codec: Codec, *, name: str) -> None:
-        self._kafka = kafka
-        self._codec = codec
-        self._name = name
-        self._consumer: AIOKafkaConsumer | None = None
+        super().__init__(kafka, codec, name=name, label=self.topic)
         self._by_version: dict[int, I] = {}
-        self.loaded = False
         self._changed = asyncio.Condition()
 
     def _index(self, record: R) -> I:
@@ -81,40 +74,12 @@ class _VersionedView(Generic[R, I]):
             await self._changed.wait_for(lambda: version in self._by_version)
         return self._by_version[version]
 
-    async def start(self) -> None:
-        c = consumer(self._kafka, f"{self._name}-{self.topic}", group=None, follower=True)
-        self._consumer = c  # kept before start, so stop() closes it even if start fails
-        await c.start()
-        await replay_from_beginning(c, [TopicPartition(self.topic, 0)], self._poll)
-        self.loaded = True
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            await self._poll(500)
-
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def _poll(self, timeout_ms: int) -> None:
-        assert self._consumer is not None
-        for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
-            for record in records:
-                if record.value is None:
-                    continue  # a compaction tombstone: nothing was published there
-                try:
-                    value = self._codec.decode(record.value, self.kind)
-                except CodecError as exc:
-                    # The versions already known stay in force, as in the registry view. Logged and counted,
-                    # never copied to records.quarantine: its raw bytes may hold secrets, and the operators
-                    # who read the quarantine may not read this topic.
-                    noted(record, str(exc), self._name, written=False)
-                    continue
-                self.learn(value)
-                log.info(f"{self.topic}.loaded", version=value.version)
-                async with self._changed:
-                    self._changed.notify_all()
+    async def apply(self, values: list[R]) -> None:
+        for value in values:
+            self.learn(value)
+            log.info(f"{self.topic}.loaded", version=value.version)
+        async with self._changed:
+            self._changed.notify_all()
 
     def learn(self, record: R) -> None:
         """Index `record` under its version; the oldest beyond KEEP_VERSIONS are forgotten."""

@@ -1,0 +1,94 @@
+"""State a service keeps from a compacted topic: replayed to the topic's end at start, then followed.
+
+    class EndpointStates(TopicFollower[EndpointChanged]):
+        topic, kind = DELIVERIES_ENDPOINTS, EndpointChanged
+        async def apply(self, values: list[EndpointChanged]) -> None: ...   # one poll's records, in order
+
+    states = EndpointStates(kafka, codec, name="dispatcher", label="endpoints")
+    await states.start()        # returns once everything published before it has been applied
+    ... tasks.create_task(states.run(stopping)) ...
+    await states.stop()
+
+The registry view, the registry's secret views and the dispatcher's endpoint states are all this one shape,
+so a fix to how a follower starts, polls or stops is made once. A group-less consumer reads committed records
+only; a tombstone is skipped; a record that does not decode leaves the state as it was and is either
+quarantined (once live: the replay at every start would write it again, quarantine.py) or, for topics whose
+raw bytes may hold secrets that the quarantine's readers may not read, only logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar, Generic, TypeVar
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from services.common.codec import Codec
+from services.common.errors import CodecError
+from services.common.kafka import consumer, partitions_of, replay_from_beginning
+from services.common.quarantine import Quarantine, noted
+from services.common.settings import KafkaSettings
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class TopicFollower(Generic[T]):
+    topic: ClassVar[str]
+    kind: type[T]
+    # False for topics whose raw bytes may hold secrets: an unreadable record is then only logged and counted.
+    quarantine_unreadable: ClassVar[bool] = True
+
+    def __init__(self, kafka: KafkaSettings, codec: Codec, *, name: str, label: str) -> None:
+        self._kafka = kafka
+        self._codec = codec
+        self._name = name
+        self._label = label  # the consumer's client id is `<name>-<label>`
+        self._consumer: AIOKafkaConsumer | None = None
+        self.loaded = False
+        self._quarantine = (
+            Quarantine.standalone(kafka, codec, f"{name}-{label}") if self.quarantine_unreadable else None
+        )
+
+    async def apply(self, values: list[T]) -> None:
+        """Take one poll's decoded records, in the topic's order."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        c = consumer(self._kafka, f"{self._name}-{self._label}", group=None, follower=True)
+        self._consumer = c  # kept before start, so stop() closes it even if start fails
+        await c.start()
+        await replay_from_beginning(c, await partitions_of(c, [self.topic]), self._poll)
+        self.loaded = True
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self._poll(500)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._quarantine is not None:
+            await self._quarantine.close()
+
+    async def _poll(self, timeout_ms: int) -> None:
+        assert self._consumer is not None
+        values: list[T] = []
+        for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
+            for record in records:
+                if record.value is None:
+                    continue  # a compaction tombstone: nothing was published there
+                try:
+                    values.append(self._codec.decode(record.value, self.kind))
+                except CodecError as exc:
+                    # What was applied before stays in force: a bad record must not take the service down.
+                    await self._refuse(record, str(exc))
+        if values:
+            await self.apply(values)
+
+    async def _refuse(self, record: ConsumerRecord, reason: str) -> None:
+        if self._quarantine is not None and self.loaded:
+            await self._quarantine.put(record, reason, self._name, best_effort=True)
+        else:
+            noted(record, reason, self._name, written=False)
