@@ -9,6 +9,7 @@ differs); it never deletes a topic nor lowers partitions, which would lose data 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,9 +176,10 @@ async def apply_topics(
             else:
                 report.created.append(s.name)
         present = [s for s in specs if s.name in existing]
+        # Before returning, and before judging drift: every declared topic has its partitions in the broker's
+        # metadata (right after a create, a loaded single KRaft broker lists some topics seconds late).
+        partitions = await _partitions_when_visible(admin, [s.name for s in specs])
         if present:
-            described = await admin.describe_topics([s.name for s in present])
-            partitions = {t["topic"]: len(t["partitions"]) for t in described}
             configs = await _configs(admin, [s.name for s in present])
             for s in present:
                 drifted = False
@@ -204,6 +206,19 @@ async def apply_topics(
     finally:
         await admin.close()
     return report
+
+
+async def _partitions_when_visible(
+    admin: AIOKafkaAdminClient, names: list[str], within_s: float = 60.0
+) -> dict[str, int]:
+    """Each topic's partition count, once the broker's metadata shows all of them (TimeoutError if not)."""
+    async with asyncio.timeout(within_s):
+        while True:
+            described = await admin.describe_topics(names)
+            partitions = {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
+            if all(partitions.get(n, 0) > 0 for n in names):
+                return partitions
+            await asyncio.sleep(0.2)
 
 
 async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
