@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import Service, TimedReceivers, between_steps, cpu_seconds, percentiles
+from bench.harness import Service, TimedReceivers, between_steps, cpu_seconds, machine_cpu_seconds, percentiles
 from bench.probe import TransactionProbe
 from bench.workload import ORIGIN_TOKEN, Arrivals, Bench, wait_ready
 from services.auditor.checkpoints import new_signing_key
@@ -275,19 +275,25 @@ def finished(measured: Latencies, ids: set[str], codes: list[str]) -> list[float
 
 
 def cpu_of(bench: Bench, running: list[Service]) -> dict[str, float]:
-    """CPU seconds so far of the services, the broker and this harness."""
+    """CPU seconds so far of the services, the broker and this harness, and of the whole machine."""
     services_cpu = sum(cpu_seconds(s.process.pid) for s in running if s.process is not None)
     return {
         "services": services_cpu,
         "broker": cpu_seconds(bench.broker_pid) if bench.broker_pid else 0.0,
         "harness": cpu_seconds(os.getpid()),
+        "machine": machine_cpu_seconds(),
     }
 
 
 def cores_busy(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    """Cores each side kept busy between two `cpu_of` readings `seconds` apart (the machine has two)."""
-    busy = {k: round((after[k] - before[k]) / seconds, 2) for k in before}
-    busy["total"] = round(sum(busy.values()), 2)
+    """Cores each side kept busy between two `cpu_of` readings `seconds` apart (the machine has two); `total`
+    is the benchmark's own, `others` what everything else on the machine took meanwhile (other people's work
+    on a shared machine: a ratio between two steps is fair only if it was about the same in both)."""
+    ours = [k for k in before if k != "machine"]
+    busy = {k: round((after[k] - before[k]) / seconds, 2) for k in ours}
+    busy["total"] = round(sum(busy[k] for k in ours), 2)
+    if "machine" in before:
+        busy["others"] = round(max(0.0, (after["machine"] - before["machine"]) / seconds - busy["total"]), 2)
     return busy
 
 

@@ -14,6 +14,12 @@ between the worst and best pairing of those bounds:
 | within the ramps' precision | the target lies between: s/p is the estimate, not a verdict |
 | not measured | either ramp sustained no rate at all |
 
+On a machine shared with other people's work the two ramps, minutes apart, may not have had the same cores:
+each side reports the cores everything else kept busy during its probes (`others_cores_busy`), and the
+ratio's second estimate does not depend on it: the CPU the services and the broker spent per alert at the
+same constant rate, plaintext over secured (`ratio_if_cpu_bound`), which is what the saturation ratio would
+be on cores of their own, the pipeline being CPU-bound there.
+
 What the security costs besides throughput, from the step at the same constant rate on both brokers: the
 latency to the agency topics and to the webhooks, and the CPU spent per 1,000 alerts by the services (TLS and
 SCRAM on their connections) and by the broker (TLS, SCRAM and an ACL check on every request).
@@ -28,6 +34,12 @@ TARGET = 0.8
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else round(a / b, 3)
+
+
+def others_busy(saturation: dict[str, Any]) -> float | None:
+    """The cores the rest of the machine kept busy, on average over a ramp's probes (None: not measured)."""
+    values = [p["cores_busy"]["others"] for p in saturation.get("probes", []) if "others" in p.get("cores_busy", {})]
+    return round(sum(values) / len(values), 2) if values else None
 
 
 def saturation_ratio(secured: dict[str, Any], plaintext: dict[str, Any], target: float = TARGET) -> dict[str, Any]:
@@ -52,6 +64,7 @@ def saturation_ratio(secured: dict[str, Any], plaintext: dict[str, Any], target:
         "highest": highest,
         "target": target,
         "verdict": verdict,
+        "others_cores_busy": {"secured": others_busy(secured), "plaintext": others_busy(plaintext)},
     }
 
 
@@ -73,10 +86,10 @@ def steady_cost(secured: dict[str, Any], plaintext: dict[str, Any]) -> dict[str,
             a, b = _p(secured["steady"][path], q), _p(plaintext["steady"][path], q)
             latency[f"{path}_{q}"] = {"secured": a, "plaintext": b, "added_ms": _delta(a, b)}
     cpu: dict[str, Any] = {}
-    sides = {
-        "services": (secured["cpu_s_per_1000_alerts"].get("total"), plaintext["cpu_s_per_1000_alerts"].get("total")),
-        "broker": (secured.get("broker_cpu_s_per_1000_alerts"), plaintext.get("broker_cpu_s_per_1000_alerts")),
-    }
+    services = (secured["cpu_s_per_1000_alerts"].get("total"), plaintext["cpu_s_per_1000_alerts"].get("total"))
+    broker = (secured.get("broker_cpu_s_per_1000_alerts"), plaintext.get("broker_cpu_s_per_1000_alerts"))
+    both = tuple(None if a is None or b is None else round(a + b, 2) for a, b in zip(services, broker, strict=True))
+    sides = {"services": services, "broker": broker, "both": both}
     for side, (a, b) in sides.items():
         cpu[side] = {"secured": a, "plaintext": b, "ratio": _ratio(a, b)}
     rate = secured["steady"].get("rate_per_second")
@@ -84,8 +97,12 @@ def steady_cost(secured: dict[str, Any], plaintext: dict[str, Any]) -> dict[str,
 
 
 def security_cost(secured: dict[str, Any], plaintext: dict[str, Any]) -> dict[str, Any]:
-    """Both: the saturation ratio against the target and the cost at the constant rate (`pipeline()` results)."""
+    """Both: the saturation ratio against the target and the cost at the constant rate (`pipeline()` results),
+    with the ratio the CPU per alert implies."""
+    steady = steady_cost(secured, plaintext)
+    both = steady["cpu_s_per_1000_alerts"]["both"]
     return {
         "saturation": saturation_ratio(secured["saturation"], plaintext["saturation"]),
-        "steady": steady_cost(secured, plaintext),
+        "ratio_if_cpu_bound": _ratio(both["plaintext"], both["secured"]),
+        "steady": steady,
     }

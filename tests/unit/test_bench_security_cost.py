@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bench.broker_under_load import broker_events, produce_error
-from bench.security_cost import TARGET, saturation_ratio, security_cost
+from bench.pipeline import cores_busy
+from bench.security_cost import TARGET, others_busy, saturation_ratio, security_cost
 from services.cli import local_broker
 from services.cli.local_broker import LocalBroker
 
@@ -53,10 +54,28 @@ def test_security_cost_compares_the_steady_steps_latency_and_cpu() -> None:
 
     cost = security_cost(run(10.0, 22.5, 15.0, 3.0), run(8.0, 20.0, 12.0, 2.0))
     latency, cpu = cost["steady"]["latency"], cost["steady"]["cpu_s_per_1000_alerts"]
+    assert cpu["both"] == {"secured": 18.0, "plaintext": 14.0, "ratio": 1.286}
+    assert cost["ratio_if_cpu_bound"] == 0.778  # 14 CPU-s per 1,000 alerts over 18
     assert latency["submit_to_agency_topic_p50_ms"]["added_ms"] == 2.0
     assert latency["submit_to_webhook_p99_ms"]["added_ms"] == 2.5
     assert (cpu["services"]["ratio"], cpu["broker"]["ratio"]) == (1.25, 1.5)
     assert cost["saturation"]["ratio"] == 1.0
+
+
+def test_the_rest_of_the_machine_is_what_it_was_busy_with_besides_the_benchmark() -> None:
+    """Over 10 s the machine spent 15 CPU-s; the benchmark 9 of them: others kept 0.6 cores busy."""
+    before = {"services": 100.0, "broker": 50.0, "harness": 10.0, "machine": 1000.0}
+    after = {"services": 105.0, "broker": 53.0, "harness": 11.0, "machine": 1015.0}
+    assert cores_busy(before, after, 10.0) == {
+        "services": 0.5,
+        "broker": 0.3,
+        "harness": 0.1,
+        "total": 0.9,
+        "others": 0.6,
+    }
+    probes = [{"cores_busy": {"others": 0.6}}, {"cores_busy": {"others": 1.0}}]
+    assert others_busy({"probes": probes}) == 0.8
+    assert others_busy({"probes": [{"cores_busy": {"total": 1.0}}]}) is None
 
 
 def test_aiokafka_warnings_are_counted_by_the_refusal_they_report() -> None:
