@@ -12,6 +12,11 @@ what the producers were refused and what the broker's log says about its own lea
                                                                        # with Kafka's defaults, as before
     python -m bench.broker_under_load --burners 0 --pause-broker 12   # the broker's JVM stopped for 12 s
                                                                        # halfway (SIGSTOP): a stall, not a slowdown
+    python -m bench.broker_under_load --set transaction.partition.verification.enable=false
+
+What it found (docs/performance.md, "The local broker under load"): a stall of the JVM past the session
+fences the broker (NotLeaderForPartition) and CPU saturation alone did not; NotEnoughReplicas is the
+transaction verification's answer to aiokafka, gone with the verification off.
 
 Errors are counted from aiokafka's warnings (it retries both kinds, so nothing is lost; the question is
 whether a single broker ever loses leadership, which it should not). The burners run at the same priority
