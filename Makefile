@@ -45,7 +45,7 @@ typecheck: install ## mypy --strict on the source
 
 check: lint typecheck test ## everything CI runs
 
-bench: install kafka-fetch ## the pipeline benchmark, as ratios to raw Kafka and raw HTTP (bench/results/)
+bench: install kafka-fetch ## the pipeline benchmark, as ratios to raw Kafka, raw HTTP and a plaintext broker (bench/results/)
 	$(PY) -m bench --burst
 
 clean: ## remove the local broker's data and the virtualenv

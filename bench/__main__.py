@@ -12,6 +12,10 @@ apart on the same broker does. Steps, each on a fresh consumer group and a quiet
    by a ramp), then alerts submitted to the gateway at a constant rate (--rate; then half of that saturation),
    latency from submit to each agency's topic and to each webhook receiver; CPU seconds and peak memory
 5. burst: ten times that rate for ten seconds; nothing lost, and how soon latency is back under target
+6. what security costs: just before step 4, the same pipeline on a plaintext broker (no TLS, no SCRAM, no
+   authorizer; `kafka-local.sh --plaintext`, which nothing but this step uses), its saturation and its step
+   at --rate only; the secured/plaintext saturation ratio against issue 14's 0.8 and the latency and CPU
+   the security adds (bench/security_cost.py). --no-plaintext leaves it out.
 
 Results go to bench/results/<time>/: report.json, report.md, latency.png and logs/<step>/<service>.log.
 """
@@ -37,6 +41,7 @@ from bench.harness import ROOT, Broker, TimedReceivers, collector_off
 from bench.pipeline import pipeline
 from bench.report import write_report
 from bench.saturation import delivery_backlog, dispatcher_saturation, router_saturation
+from bench.security_cost import security_cost
 from bench.workload import RECIPIENTS, Bench, bench_registry, enriched_record
 from services.common import gc_pauses
 from services.common.codec import Codec
@@ -108,15 +113,26 @@ async def main(args: argparse.Namespace) -> None:
             report["dispatcher"] = await dispatcher_saturation(bench, deliveries, http_base["per_second"])
             delivered = report["dispatcher"]["per_second"]
             report["dispatcher"]["ratio_to_consume_post_record"] = round(delivered / consume_post["per_second"], 3)
-        # A broker of its own: services starting on the saturation steps' topics would first work through
-        # their backlogs (every group starts from the beginning), and measure that instead.
+        # Brokers of their own: services starting on the saturation steps' topics would first work through
+        # their backlogs (every group starts from the beginning), and measure that instead. The plaintext
+        # baseline goes first so that its ramp and the secured one are minutes apart, under the same harness.
+        if args.plaintext:
+            with Broker(keep_logs_in=out / "logs" / "broker-plaintext", plaintext=True) as broker:
+                bench = await prepared(broker, codec, receivers, out)
+                with collector_off():
+                    report["plaintext_pipeline"] = await pipeline(
+                        bench, args.rate, args.seconds, False, logs="pipeline-plaintext", full=False
+                    )
         with Broker(keep_logs_in=out / "logs" / "broker-pipeline") as broker:
             bench = await prepared(broker, codec, receivers, out)
             # At --rate, and for a shorter while at half the pipeline's own saturation (measured in the step).
             with collector_off():
                 report["pipeline"] = await pipeline(bench, args.rate, args.seconds, args.burst)
+        if args.plaintext:
+            report["security_cost"] = security_cost(report["pipeline"], report["plaintext_pipeline"])
     finally:
         await receivers.stop()
+    report["seconds"] = round((datetime.now(UTC) - datetime.fromisoformat(report["started"])).total_seconds())
     write_report(report, out)
 
 
@@ -128,4 +144,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20, help="constant-rate phase of the pipeline run")
     parser.add_argument("--rate", type=float, default=20, help="constant rate of the latency step, alerts/s")
     parser.add_argument("--burst", action="store_true", help="add the 10x burst for 10 s")
+    parser.add_argument(
+        "--no-plaintext",
+        dest="plaintext",
+        action="store_false",
+        help="leave out the plaintext baseline (what security costs)",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -31,19 +31,21 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Broker:
-    """A fresh single-node broker on a free port, in a temporary directory."""
+    """A fresh single-node broker on a free port, in a temporary directory: secured as `make run`'s, or (only
+    here, for the baseline of what security costs) `plaintext`: PLAINTEXT on 127.0.0.1, no authorizer."""
 
-    def __init__(self, keep_logs_in: Path | None = None) -> None:
+    def __init__(self, keep_logs_in: Path | None = None, *, plaintext: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="rctc-bench-kafka-"))
         self.local: LocalBroker | None = None
         self.keep_logs_in = keep_logs_in
+        self.plaintext = plaintext
 
     def __enter__(self) -> Broker:
-        self.local = LocalBroker.start(self.dir)
+        self.local = LocalBroker.start(self.dir, plaintext=self.plaintext)
         return self
 
     def settings(self, **fields: Any) -> KafkaSettings:
-        """Settings for a client of this broker (its bootstrap admin)."""
+        """Settings for a client of this broker (its bootstrap admin; on a plaintext one, anyone)."""
         assert self.local is not None
         return self.local.admin_settings(**fields)
 
@@ -88,6 +90,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy so far (/proc/stat: all but idle and iowait;
+    steal too, the time the host gave to other machines)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -12,12 +12,13 @@ from bench.workload import RECIPIENTS
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     topic, hooks = report["pipeline"].pop("_raw", ([], []))
+    report.get("plaintext_pipeline", {}).pop("_raw", None)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     table = markdown(report)
     (out / "report.md").write_text(table)
     plot(topic, hooks, report["pipeline"]["steady"]["rate_per_second"], out)
     print(table)
-    print(f"report: {out}")
+    print(f"took {report.get('seconds')} s; report: {out}")
 
 
 def _seconds(value: float | None) -> str:
@@ -48,7 +49,7 @@ def _saturation(sat: dict[str, Any]) -> str:
     probes = "; ".join(
         f"{pr['rate_per_second']}/s {'sustained' if pr['sustained'] else 'not sustained'}"
         f" (last alert complete {pr['last_complete_s_after_load']} s after the load, "
-        f"{pr['cores_busy']['total']} cores busy)"
+        f"{pr['cores_busy']['total']} cores busy, others {pr['cores_busy'].get('others')})"
         for pr in sat["probes"]
     )
     return f"{sat['sustained_per_second']} alerts/s ({sat['seconds_per_probe']} s at each rate: {probes})"
@@ -90,6 +91,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"| CPU per 1,000 alerts fanned out | {p['cpu_s_per_1000_alerts']['total']} s (all services) | |",
         f"| peak memory | {', '.join(f'{k} {v} MB' for k, v in p['peak_rss_mb'].items())} | |",
     ]
+    if "security_cost" in report:
+        lines += _security(report["security_cost"], report["plaintext_pipeline"])
     if "burst" in p:
         b, a = p["burst"], p["after_burst"]
         lines += [
@@ -101,6 +104,38 @@ def markdown(report: dict[str, Any]) -> str:
             f"| submit -> webhook, 30 s after the burst | {_latency(a['submit_to_webhook'])} | p99 < 50 ms |",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _security(cost: dict[str, Any], plaintext: dict[str, Any]) -> list[str]:
+    """The rows for what security costs (bench/security_cost.py)."""
+    sat, steady = cost["saturation"], cost["steady"]
+    latency, cpu, rate = steady["latency"], steady["cpu_s_per_1000_alerts"], steady["rate_per_second"]
+    others = sat["others_cores_busy"]
+
+    def lat(path: str) -> str:
+        p50, p99 = latency[f"{path}_p50_ms"], latency[f"{path}_p99_ms"]
+        return (
+            f"p50 {p50['secured']} vs {p50['plaintext']} ms ({p50['added_ms']:+}), "
+            f"p99 {p99['secured']} vs {p99['plaintext']} ms ({p99['added_ms']:+})"
+            if p50["added_ms"] is not None and p99["added_ms"] is not None
+            else "not measured"
+        )
+
+    return [
+        f"| pipeline saturation on a plaintext broker (no TLS, SCRAM or ACLs; same run) | "
+        f"{_saturation(plaintext['saturation'])} | |",
+        f"| secured / plaintext pipeline saturation | {sat['ratio']} (the ramps allow {sat['lowest']} to "
+        f"{sat['highest']}): {sat['verdict']}; other work kept {others['secured']} and {others['plaintext']} "
+        f"cores busy during the two ramps | >= {sat['target']} |",
+        f"| secured / plaintext as the CPU per alert at {rate}/s has it (plaintext CPU over secured, services "
+        f"and broker; what the ratio is on cores of their own) | {cost['ratio_if_cpu_bound']} | >= {sat['target']} |",
+        f"| what security adds at {rate}/s, submit -> agency topic | {lat('submit_to_agency_topic')} | |",
+        f"| what security adds at {rate}/s, submit -> webhook | {lat('submit_to_webhook')} | |",
+        f"| CPU per 1,000 alerts, secured vs plaintext | services {cpu['services']['secured']} vs "
+        f"{cpu['services']['plaintext']} s (x{cpu['services']['ratio']}); broker {cpu['broker']['secured']} vs "
+        f"{cpu['broker']['plaintext']} s (x{cpu['broker']['ratio']}); both {cpu['both']['secured']} vs "
+        f"{cpu['both']['plaintext']} s (x{cpu['both']['ratio']}) | |",
+    ]
 
 
 def plot(topic: list[float], hooks: list[float], rate: float, out: Path) -> None:

@@ -5,6 +5,12 @@
 #
 #   kafka-local.sh fetch                       resolve the jars into the cache (idempotent)
 #   kafka-local.sh start --dir D [--port P]    format D if new, start in the background, wait until ready
+#       [--set KEY=VALUE]...                   add (or override) a broker setting when D is first made; the
+#                                              broker-under-load reproduction (bench/broker_under_load.py) uses it
+#       [--plaintext]                          ONLY for `make bench`'s baseline of what security costs: D's
+#                                              listeners are PLAINTEXT on 127.0.0.1 and there is no authorizer
+#                                              (plaintext-baseline.properties). Nothing else passes it, and a
+#                                              directory made secured never becomes plaintext, nor the reverse.
 #   kafka-local.sh stop --dir D                stop the broker started with D (SIGTERM, then SIGKILL)
 #   kafka-local.sh status --dir D              exit 0 when the broker of D is running
 #
@@ -49,12 +55,14 @@ free_port() {
 }
 
 start() {
-  local dir="" port="9092" controller_port=""
+  local dir="" port="9092" controller_port="" plaintext="" overrides=()
   while (($#)); do
     case "$1" in
       --dir) dir="$2"; shift 2 ;;
       --port) port="$2"; shift 2 ;;
       --controller-port) controller_port="$2"; shift 2 ;;
+      --plaintext) plaintext=1; shift ;;
+      --set) [[ "${2:-}" == *=* ]] || die "--set needs KEY=VALUE"; overrides+=("$2"); shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -75,10 +83,21 @@ start() {
   if [[ -f "$dir/server.properties" ]]; then
     port="$(sed -n 's/^advertised.listeners=CLIENT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$dir/server.properties")"
     [[ -n "$port" ]] || die "$dir was made by an older, plaintext version of this script: remove it (make clean)"
+    # A restart keeps what the directory was made as: asking for the other kind is a mistake, said at once.
+    local made_plaintext=""
+    grep -q '^listener.security.protocol.map=CLIENT:PLAINTEXT' "$dir/server.properties" && made_plaintext=1
+    [[ "$made_plaintext" == "$plaintext" ]] || die "$dir was made $([[ -n "$made_plaintext" ]] && echo plaintext || echo secured); it is not changed on restart"
   else
     (umask 077 && sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@DATA_DIR@#$dir#g" \
       -e "s#@LISTEN_HOST@#127.0.0.1#g" -e "s#@ADVERTISED_HOST@#127.0.0.1#g" \
       -e "s#@ADMIN_PASSWORD@#$admin_password#g" "$here/server.properties.template" >"$dir/server.properties")
+    # Java reads a properties file top to bottom and the last value of a key wins: what follows overrides.
+    if [[ -n "$plaintext" ]]; then
+      { echo; cat "$here/plaintext-baseline.properties"; } >>"$dir/server.properties"
+    fi
+    if ((${#overrides[@]})); then
+      { echo; echo "# --set at the first start"; printf '%s\n' "${overrides[@]}"; } >>"$dir/server.properties"
+    fi
   fi
   local cp="$libs/*"
   if [[ ! -f "$dir/log/meta.properties" ]]; then
@@ -98,6 +117,9 @@ start() {
   # A/B (docs/performance.md, sixth round) for the same CPU. Its GC pauses go to gc.log: a pause stops every
   # hop at once, and the benchmark keeps the file.
   local gc="${KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1}"
+  # Emptied here, not by the background job's own redirection: that runs after the wait below has begun,
+  # which on a restart found the previous run's "Kafka Server started" and returned before the broker served.
+  : >"$dir/broker.log"
   # shellcheck disable=SC2086
   nohup java $heap $gc \
     -Xlog:gc:file="$dir/gc.log":uptime,time -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/log4j2.yaml" \
@@ -141,5 +163,5 @@ case "$cmd" in
   stop) stop "$@" ;;
   status) status "$@" ;;
   version) echo "$version" ;;
-  *) die "usage: kafka-local.sh fetch|start --dir D [--port P]|stop --dir D|status --dir D|version" ;;
+  *) die "usage: kafka-local.sh fetch|start --dir D [--port P] [--set K=V]... [--plaintext]|stop --dir D|status --dir D|version" ;;
 esac

@@ -9,6 +9,9 @@ needs to connect as that admin:
     settings = broker.admin_settings(client_id_prefix="t1")   # KafkaSettings for in-process clients
     env = broker.admin_settings().as_env()                    # RCTC_KAFKA__* for a child process
     broker.stop()
+
+`settings` (extra broker settings) is for the broker-under-load reproduction, and `plaintext` ONLY for the
+benchmark's baseline of what security costs (bench/harness.py): nothing else may start a plaintext broker.
 """
 
 from __future__ import annotations
@@ -33,26 +36,40 @@ class BrokerStartError(RuntimeError):
 class LocalBroker:
     directory: Path
     bootstrap: str
+    plaintext: bool = False
 
     @classmethod
-    def start(cls, directory: Path, port: int = 0, *, timeout_s: float = 180) -> LocalBroker:
+    def start(
+        cls,
+        directory: Path,
+        port: int = 0,
+        *,
+        timeout_s: float = 180,
+        settings: dict[str, str] | None = None,
+        plaintext: bool = False,
+    ) -> LocalBroker:
         """Start (formatting and making its certificates and admin password on the first start) and wait
-        until it serves. `port` 0 takes a free one; a directory started before keeps its port."""
-        started = subprocess.run(
-            [str(SCRIPT), "start", "--dir", str(directory), "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
+        until it serves. `port` 0 takes a free one; a directory started before keeps its port and its kind.
+        `settings` are broker settings added when the directory is first made; `plaintext` is the
+        benchmark's alone (the module's docstring)."""
+        command = [str(SCRIPT), "start", "--dir", str(directory), "--port", str(port)]
+        for key, value in (settings or {}).items():
+            command += ["--set", f"{key}={value}"]
+        if plaintext:
+            command.append("--plaintext")
+        started = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         if started.returncode != 0:
             raise BrokerStartError(f"the local Kafka broker did not start:\n{started.stderr}")
-        return cls(directory.resolve(), started.stdout.strip().splitlines()[-1])
+        return cls(directory.resolve(), started.stdout.strip().splitlines()[-1], plaintext)
 
     def stop(self) -> None:
         subprocess.run([str(SCRIPT), "stop", "--dir", str(self.directory)], timeout=60, check=False)
 
     def admin_settings(self, **fields: Any) -> KafkaSettings:
-        """Settings for a client of this broker that authenticates as its bootstrap admin."""
+        """Settings for a client of this broker that authenticates as its bootstrap admin (on a plaintext
+        broker, anyone: there is no authentication to pass)."""
+        if self.plaintext:
+            return KafkaSettings(bootstrap_servers=self.bootstrap, security_protocol="PLAINTEXT", **fields)
         return KafkaSettings(
             bootstrap_servers=self.bootstrap,
             security_protocol="SASL_SSL",
