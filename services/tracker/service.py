@@ -36,7 +36,7 @@ from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted
 from services.common.registry import RegistryView
 from services.common.topics import ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_ROUTED, DELIVERIES_EVENTS
 from services.tracker.api import Answer, InternalApi
-from services.tracker.escalation import writes_for
+from services.tracker.escalation import escalation_for, writes_for
 from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger
 
@@ -192,9 +192,7 @@ class Tracker:
                     for write in writes[due]:
                         await escalator.send(write.topic, self.codec.encode(write.record), key=write.key)
         for due in owed:
-            escalation, *reminders = writes[due]
-            assert isinstance(escalation.record, EscalationRaised)
-            self.ledger.apply_escalation(escalation.record)
+            self.ledger.apply_escalation(escalation_for(due, now))
             ESCALATIONS.labels("ack_deadline", str(due.level)).inc()
             event = "escalation.reminded" if due.level == 1 else "escalation.duty_desk"
             (log.warning if due.level == 1 else log.error)(
@@ -204,7 +202,7 @@ class Tracker:
                 origin=due.origin,
                 level=due.level,
                 deadline=due.deadline.isoformat(),
-                reminded=[w.topic for w in reminders],
+                reminded=[w.topic for w in writes[due][1:]],
             )
 
     async def _caught_up_with(self, topic: str) -> None:
