@@ -5,9 +5,11 @@
     alert.updated    content: a new version of a thread the agency holds
     alert.withdrawn  a notice, no content: the agency is no longer permitted the thread and must purge it
     alert.cancelled  a notice, no content: the originator cancelled the thread
+    alert.escalated  a reminder, no content: the agency has not acknowledged the version it names by its
+                     deadline (reason `ack_overdue`); written by the tracker (tracker/escalation.py)
 
-Shared by the router, which decides them (router/policy.py), and the tracker, which ends or starts the
-wait for an acknowledgement by them.
+Shared by the router, which decides the first four (router/policy.py), and the tracker, which ends or starts
+the wait for an acknowledgement by them and sends the reminder.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ CREATED = "alert.created"
 UPDATED = "alert.updated"
 WITHDRAWN = "alert.withdrawn"
 CANCELLED = "alert.cancelled"
+ESCALATED = "alert.escalated"
 CONTENT_EVENTS = frozenset({CREATED, UPDATED})
 
 

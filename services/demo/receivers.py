@@ -67,9 +67,9 @@ class Receivers:
             return web.Response(status=204)
         self.received[agency][webhook_id] = payload
         data = payload["data"]
-        if data.get("reminder"):
-            # An acknowledgement reminder (alert.escalated) names the alert and carries none of its content.
-            log.info("webhook.reminder", agency=agency, alert_id=data["alert_id"], level=data["level"])
+        if payload["type"] == "alert.escalated":
+            # An acknowledgement reminder names the alert and carries none of its content.
+            log.info("webhook.reminder", agency=agency, alert_id=data["alert_id"], reason=data["reason"])
         elif data.get("alert") is None:
             # A notice: withdrawn (purge what is held of the thread) or cancelled. No content to show.
             log.info(

@@ -1,6 +1,7 @@
 """The tracker: follows alerts.routed, deliveries.events, acks.submitted and alerts.escalations from the
-beginning, folds them into a `Ledger`, raises escalations for missed deadlines (escalation.py), and answers
-the gateway's status queries on an internal HTTP API.
+beginning, folds them into a `Ledger`, raises escalations for missed deadlines and reminds the recipients
+(escalation.py), and answers the gateway's status queries on an internal HTTP API. It follows the registry
+only to know which agencies can still be reminded.
 
 Its state is derived from the topics alone, so a restart rebuilds it by reading them again and nothing is
 committed. Every replica reads every partition and so answers any query itself. Raising escalations is
@@ -31,23 +32,11 @@ from services.common.logs import get_logger
 from services.common.metrics import RECORDS
 from services.common.ops import bound_port
 from services.common.quarantine import Quarantine, noted
-from services.common.records import (
-    AckSubmitted,
-    AlertRouted,
-    DeliveryAttempted,
-    EscalationRaised,
-    recipient_key,
-    utcnow,
-)
-from services.common.topics import (
-    ACKS_SUBMITTED,
-    ALERTS_ESCALATIONS,
-    ALERTS_ROUTED,
-    DELIVERIES_EVENTS,
-    DELIVERIES_WEBHOOK,
-)
+from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, utcnow
+from services.common.registry import RegistryView
+from services.common.topics import ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_ROUTED, DELIVERIES_EVENTS
 from services.tracker.api import Answer, InternalApi
-from services.tracker.escalation import escalation_for, reminder_for
+from services.tracker.escalation import escalation_for, writes_for
 from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger
 
@@ -96,9 +85,12 @@ class Tracker:
         self._escalators: dict[int, AIOKafkaProducer] = {}
         self._outstanding_agencies: set[str] = set()
         self._quarantine = Quarantine.standalone(settings.kafka, codec, "tracker")
+        self.registry = RegistryView(settings.kafka, codec, name="tracker")
         self.port: int | None = None
 
     async def start(self) -> None:
+        # Read before anything is owned: reminders go only to agencies the registry lists (escalation.py).
+        await self.registry.start()
         # Fetches of 64 KB or half a second: the tracker is bookkeeping, and waking for every delivery event
         # of every copy was most of its CPU (aiokafka decoding fetch responses for 24 partitions). A query that
         # finds nothing reads up to the end first (_answer), so no caller is told an alert was never routed.
@@ -129,6 +121,7 @@ class Tracker:
             tasks.create_task(self._follow(stopping))
             tasks.create_task(self._keep_membership(stopping))
             tasks.create_task(self._escalate_loop(stopping))
+            tasks.create_task(self.registry.run(stopping))
 
     async def _keep_membership(self, stopping: asyncio.Event) -> None:
         """Poll the ownership consumer (its partitions are paused: it only holds them) to stay in the group."""
@@ -188,16 +181,16 @@ class Tracker:
         owed = self.ledger.due(now, owned=set(self._escalators))
         if not owed:
             return
+        listed = self.registry.current.agencies
+        writes = {due: writes_for(due, now, listed) for due in owed}
         for partition in sorted({d.partition for d in owed}):
             escalator = self._escalators.get(partition)
             if escalator is None:
                 continue  # revoked meanwhile: its new owner raises these
             async with escalator.transaction():
                 for due in (d for d in owed if d.partition == partition):
-                    key = recipient_key(due.alert_id, due.agency)
-                    await escalator.send(ALERTS_ESCALATIONS, self.codec.encode(escalation_for(due, now)), key=key)
-                    if due.level == 1 and due.webhook:
-                        await escalator.send(DELIVERIES_WEBHOOK, self.codec.encode(reminder_for(due, now)), key=key)
+                    for write in writes[due]:
+                        await escalator.send(write.topic, self.codec.encode(write.record), key=write.key)
         for due in owed:
             self.ledger.apply_escalation(escalation_for(due, now))
             ESCALATIONS.labels("ack_deadline", str(due.level)).inc()
@@ -209,6 +202,7 @@ class Tracker:
                 origin=due.origin,
                 level=due.level,
                 deadline=due.deadline.isoformat(),
+                reminded=[w.topic for w in writes[due][1:]],
             )
 
     async def _caught_up_with(self, topic: str) -> None:
@@ -238,6 +232,7 @@ class Tracker:
         self._escalators.clear()
         if self._consumer is not None:
             await self._consumer.stop()
+        await self.registry.stop()
         await self._quarantine.close()
 
     def readiness(self) -> dict[str, bool]:

@@ -178,6 +178,9 @@ class Due:
     deadline: datetime
     webhook: bool
     partition: int = 0
+    # The first alert id of the alert's thread ("": the alert is its own first), which keys the reminder on
+    # the agency's topic like the thread's other records there, so it arrives in the thread's order.
+    thread: str = ""
 
 
 class AlertState(msgspec.Struct, kw_only=True, gc=False):
@@ -239,12 +242,16 @@ class Ledger:
             recipients=recipients,
         )
         self.routing[routed.alert_id] = routed
-        root = routed.references[0] if routed.msg_type != "Alert" and routed.references else routed.alert_id
-        thread = self._threads.setdefault(root, [])
+        thread = self._threads.setdefault(self._root_of(routed.alert_id), [])
         thread.append(routed.alert_id)
         self._end_earlier_waits(routed, thread[:-1])
         for record in self._early.pop(routed.alert_id):
             self._apply(record)
+
+    def _root_of(self, alert_id: str) -> str:
+        """The first alert id of the thread of a routed alert."""
+        routed = self.routing[alert_id]
+        return routed.references[0] if routed.msg_type != "Alert" and routed.references else alert_id
 
     def _end_earlier_waits(self, routed: AlertRouted, earlier: list[str]) -> None:
         """A later version ends the waits for an agency's earlier copies of its thread: a withdrawal or a
@@ -302,6 +309,7 @@ class Ledger:
                             deadline,
                             "webhook" in row.channels,
                             self.partition_of.get(alert.alert_id, 0),
+                            self._root_of(alert.alert_id),
                         )
                     )
         return owed

@@ -1,4 +1,4 @@
-"""Acknowledgements, deadlines and escalation through the real broker, across a tracker restart.
+"""Acknowledgements, deadlines, escalation and reminders through the real broker, across a tracker restart.
 
 Time is compressed (ack_deadline_scale): a Severe, Immediate alert's half-hour deadline becomes seconds.
 """
@@ -11,15 +11,16 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from services.common.codec import Codec
 from services.common.internal import bearer
 from services.common.kafka import producer
-from services.common.records import AckSubmitted, EscalationRaised, utcnow
+from services.common.records import AckSubmitted, AlertShared, EscalationRaised, utcnow
 from services.common.registry.publish import publish_registry
 from services.common.runner import running
 from services.common.settings import KafkaSettings
-from services.common.topics import ALERTS_ESCALATIONS, agency_ack_topic
+from services.common.topics import ALERTS_ESCALATIONS, agency_ack_topic, agency_topic
 from services.demo.receivers import Receivers
 from services.tracker.service import build as build_tracker
 from services.tracker.settings import InternalHttpSettings, TrackerSettings
@@ -122,17 +123,16 @@ async def test_four_recipients_three_channels_one_silent(
             (e.code, 1, "ack_deadline"),
             (e.code, 2, "ack_deadline"),
         ]
-        reminders = await eventually(
-            lambda: [p for p in rcv.received[e.code].values() if p["type"] == "alert.escalated"]
+        # The reminder by webhook is the record on E's topic.
+        hooks = await eventually(lambda: [p for p in rcv.received[e.code].values() if p["type"] == "alert.escalated"])
+        [(key, on_topic)] = await reminders(kafka, codec, e.code)
+        assert [msgspec.to_builtins(on_topic)] == [h["data"] for h in hooks]
+        assert (key, on_topic.alert_id, on_topic.reason, on_topic.alert) == (
+            f"{alert_id}:{e.code}".encode(),
+            alert_id,
+            "ack_overdue",
+            None,
         )
-        assert reminders[0]["data"] | {"deadline": None} == {
-            "alert_id": alert_id,
-            "recipient": e.code,
-            "level": 1,
-            "deadline": None,
-            "reminder": True,
-            "message": "Please acknowledge this alert: POST /v1/alerts/{id}/ack",
-        }
 
         # The originator sees all four rows and the escalations; a recipient sees only itself.
         status, view = await get(f"/v1/alerts/{alert_id}", token_of=origin.code)
@@ -158,6 +158,62 @@ async def test_four_recipients_three_channels_one_silent(
             assert r.status == 401
         async with http.post(f"{sys_.url}/v1/alerts/{alert_id}/ack", json={}, headers=cast.bearer(b.code)) as r:
             assert (r.status, (await r.json())["status"]) == (200, "already_acknowledged")
+
+
+async def reminders(kafka: KafkaSettings, codec: Codec, code: str) -> list[tuple[bytes, AlertShared]]:
+    """The reminders (alert.escalated) on an agency's own topic, with their keys."""
+    copies = await read_topic(kafka, codec, agency_topic(code), AlertShared)
+    return [(key, c) for key, c in copies if c.event_type == "alert.escalated"]
+
+
+async def test_a_kafka_only_agency_is_reminded_once_on_its_topic(kafka: KafkaSettings, codec: Codec) -> None:
+    """An agency without a webhook that misses its deadline finds one reminder on its own topic, after its
+    copy under the same key, and still one after tracker restarts and the duty desk's escalation; one that
+    acknowledged in time finds none."""
+    cast = Cast()
+    origin, quiet, prompt = cast.agency("IQ-A", "IQ"), cast.agency("JO-Q", "JO"), cast.agency("SA-P", "SA")
+    doc = registry([origin, quiet, prompt], [agreement(f"REM-{cast.suffix}", [origin.code, quiet.code, prompt.code])])
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+
+    async with (
+        system(kafka, codec, router={"ack_deadline_scale": SCALE}, tracker={"escalation_check_s": 0.2}) as sys_,
+        aiohttp.ClientSession() as http,
+    ):
+        body = alert_json(severity="Severe", urgency="Immediate", affected_countries=["IQ"])
+        async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(origin.code)) as r:
+            alert_id = (await r.json())["alert_id"]
+
+        async def levels() -> list[int]:
+            raised = await read_topic(kafka, codec, ALERTS_ESCALATIONS, EscalationRaised)
+            return sorted(x.level for _, x in raised if x.alert_id == alert_id)
+
+        # Scenario: P acknowledges at once; Q never does, and its reminder is written with its level-1
+        # escalation, in one transaction.
+        async def acknowledged() -> bool:
+            url = f"{sys_.url}/v1/alerts/{alert_id}/ack"
+            async with http.post(url, json={"response": "actioned"}, headers=cast.bearer(prompt.code)) as r:
+                return r.status == 202
+
+        await eventually(acknowledged)
+        await eventually(lambda: _equals(levels(), [1]), within_s=30)
+        [(key, reminder)] = await reminders(kafka, codec, quiet.code)
+        assert (key, reminder.alert_id, reminder.origin, reminder.reason, reminder.alert) == (
+            f"{alert_id}:{quiet.code}".encode(),
+            alert_id,
+            origin.code,
+            "ack_overdue",
+            None,
+        )
+        on_topic = await read_topic(kafka, codec, agency_topic(quiet.code), AlertShared)
+        assert [c.event_type for k, c in on_topic if k == key] == ["alert.created", "alert.escalated"]
+
+        # A restart between the reminder and the duty desk neither reminds again nor loses the duty desk.
+        await sys_.restart_tracker()
+        await eventually(lambda: _equals(levels(), [1, 2]), within_s=30)
+        await sys_.restart_tracker()
+        await asyncio.sleep(1.5)  # time enough for a doubled reminder to show
+        assert (await levels(), len(await reminders(kafka, codec, quiet.code))) == ([1, 2], 1)
+        assert await reminders(kafka, codec, prompt.code) == []
 
 
 async def _status_is(call: Any, status: int) -> bool:
@@ -229,6 +285,11 @@ async def test_two_trackers_split_escalations_and_both_answer(kafka: KafkaSettin
             await asyncio.sleep(1.5)
             found = sorted((x.agency, x.level) for x in await raised())
             assert found == sorted((s.code, level) for s in silent for level in (1, 2))
+            # Each silent agency's reminder is on its topic once, whichever replica raised it.
+            counts = [
+                len([r for _, r in await reminders(kafka, codec, s.code) if r.alert_id == alert_id]) for s in silent
+            ]
+            assert counts == [1, 1, 1]
         finally:
             await stack.aclose()
 

@@ -203,6 +203,19 @@ async def test_every_principal_reads_writes_and_describes_exactly_what_the_decla
         assert {t for t, ok in reads.items() if ok} == {t for t, ops in want.items() if "read" in ops}, principal
 
 
+async def test_the_tracker_writes_reminders_to_agency_alerts_topics_and_an_agency_still_may_not(world: World) -> None:
+    """The tracker may write every listed agency's alerts topic (its reminders), suspended ones included, and
+    no other agency topic; an agency still may not write its own alerts topic (only the center does)."""
+    w = world
+    a = w.codes[0]
+    alerts = [f"agency.{code}.alerts" for code in w.codes]
+    others = [f"agency.{a}.{kind}" for kind in ("acks", "submissions", "rejections")]
+    tracker = await asyncio.to_thread(write_outcomes, w.config("service-tracker"), alerts + others)
+    assert tracker == {**dict.fromkeys(alerts, True), **dict.fromkeys(others, False)}
+    own = await asyncio.to_thread(write_outcomes, w.config(f"agency-{a}"), [f"agency.{a}.alerts"])
+    assert own == {f"agency.{a}.alerts": False}
+
+
 def group_allowed(config: dict[str, Any], group: str) -> bool:
     admin = AdminClient(config)
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=15)[group]

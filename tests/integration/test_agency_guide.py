@@ -4,7 +4,9 @@ Kafka Java client, confluent-kafka with fastavro).
 
 On a broker of its own (ACLs are reconciled for the whole broker, so this module owns them all): two agencies,
 their ACLs as `rctc acls apply` makes them, a SCRAM password for the reading agency, the pipeline running (as
-the admin), and three alerts shared with the reader. Each fenced block of the guide runs as written, in a
+the admin), and every kind of record an agency's topic holds: three alerts shared with the reader (content),
+the tracker's reminder of the first one's overdue acknowledgement, and the notice that the third was
+cancelled (both without content: `alert` is null). Each fenced block of the guide runs as written, in a
 directory that holds the repository's `schemas/` and `deploy/`, with the agency's settings in the environment.
 """
 
@@ -76,6 +78,7 @@ class Onboarded:
     codec: Codec
     code: str
     alert_ids: list[str]
+    cancel_id: str
     env: dict[str, str]
     workdir: Path
 
@@ -100,7 +103,8 @@ class Onboarded:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def onboarded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Onboarded]:
-    """The reading agency onboarded as the guide says, with three copies on its topic and the pipeline up."""
+    """The reading agency onboarded as the guide says, with three copies, a reminder and a cancellation notice
+    on its topic, and the pipeline up."""
     # The Java reader is built (once per version of its sources, cached under ~/.cache/rctc) before the
     # broker starts, so a first build's Maven resolution is not spent with a broker idling beside it.
     built = await asyncio.to_thread(
@@ -134,21 +138,33 @@ async def onboarded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[O
             "PASSWORD_FILE": str(secret),
             "CA_FILE": str(broker.directory / "tls" / "ca.pem"),
         }
-        async with system(admin, codec) as sys_, aiohttp.ClientSession() as http:
+        # Deadlines shrunk so that the first alert's (Severe, Immediate: 30 min) passes in 5 s, and the others'
+        # (Minor, Future: 48 h) not before 8 minutes, long after this module is done.
+        deadlines = {"router": {"ack_deadline_scale": 0.003}, "tracker": {"escalation_check_s": 0.2}}
+        async with system(admin, codec, **deadlines) as sys_, aiohttp.ClientSession() as http:
             env.update(GATEWAY=sys_.url, TOKEN=cast.tokens[reader.code])
-            ids = []
-            for n in range(3):
-                body = alert_json(title=f"Guide alert {n}", affected_countries=["IQ", "JO"])
+
+            async def submit(**fields: object) -> str:
+                body = alert_json(affected_countries=["IQ", "JO"], **fields)
                 async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(origin.code)) as r:
                     assert r.status == 202, await r.text()
-                    ids.append((await r.json())["alert_id"])
+                    alert_id: str = (await r.json())["alert_id"]
+                    return alert_id
 
-            async def all_shared() -> bool:
+            later = {"severity": "Minor", "urgency": "Future"}
+            ids = [await submit(title="Guide alert 0")]
+            ids += [await submit(title=f"Guide alert {n}", **later) for n in (1, 2)]
+            cancel_id = await submit(title="Guide alert 2 withdrawn", msg_type="Cancel", references=[ids[2]], **later)
+            expected = sorted(
+                [(i, "alert.created") for i in ids] + [(ids[0], "alert.escalated"), (cancel_id, "alert.cancelled")]
+            )
+
+            async def all_written() -> bool:
                 copies = await read_topic(admin, codec, agency_topic(reader.code), AlertShared)
-                return {c.alert_id for _, c in copies} == set(ids)
+                return sorted((c.alert_id, c.event_type) for _, c in copies) == expected
 
-            await eventually(all_shared, within_s=60)
-            yield Onboarded(admin, codec, reader.code, ids, env, workdir)
+            await eventually(all_written, within_s=60)
+            yield Onboarded(admin, codec, reader.code, ids, cancel_id, env, workdir)
     finally:
         await asyncio.to_thread(broker.stop)
 
@@ -170,8 +186,16 @@ async def test_every_block_of_the_guide_is_named_and_run_here() -> None:
     assert JAVA_SOURCE.read_text() == blocks["java-reader"][1]
 
 
+def written(onboarded: Onboarded) -> list[tuple[str, str]]:
+    """(alert id, event type) of every record on the reader's topic, sorted: three copies, a reminder, a notice."""
+    ids = onboarded.alert_ids
+    notices = [(ids[0], "alert.escalated"), (onboarded.cancel_id, "alert.cancelled")]
+    return sorted([(i, "alert.created") for i in ids] + notices)
+
+
 async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboarded) -> None:
-    """kcat, with the agency's settings file: it sees only its own four topics, reads a key per copy, the
+    """kcat, with the agency's settings file: it sees only its own four topics, reads a key per record (the
+    thread's first alert id: the reminder and the notice share their thread's key), the
     first record's header is C3 01 and AlertShared's fingerprint as schemas/FINGERPRINTS lists it, and the
     gateway serves that schema by it to the agency's token."""
     assert shutil.which("kcat"), "kcat is not installed (apt-get install kcat; .ci/run installs it)"
@@ -182,7 +206,8 @@ async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboa
     assert sorted(re.findall(r'topic "([^"]+)"', listed)) == own
     status, keys, err = await onboarded.run("kcat-librdkafka", "kcat-read")
     assert status == 0, err
-    assert sorted(keys.split()) == sorted(f"{alert_id}:{code}" for alert_id in onboarded.alert_ids)
+    threads = [*onboarded.alert_ids, onboarded.alert_ids[0], onboarded.alert_ids[2]]
+    assert sorted(keys.split()) == sorted(f"{alert_id}:{code}" for alert_id in threads)
     status, header, err = await onboarded.run("kcat-librdkafka", "kcat-header")
     assert status == 0, err
     assert header.strip() == "c301" + current_fingerprint("rctc.AlertShared")
@@ -193,24 +218,28 @@ async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboa
 
 async def test_apache_avros_java_decoder_reads_every_copy_as_the_agency(onboarded: Onboarded) -> None:
     """The Java reader (Apache Avro's BinaryMessageDecoder given schemas/, the Kafka Java client with the
-    agency's SCRAM credentials and the broker's CA as a PEM trust store) decodes every copy on the agency's
-    topic. A header in any other byte order than the specification's leaves it no schema to find."""
+    agency's SCRAM credentials and the broker's CA as a PEM trust store) decodes every record on the agency's
+    topic: copies with their content, the reminder and the notice with `alert` null. A header in any other
+    byte order than the specification's leaves it no schema to find."""
     status, out, err = await onboarded.run("java-run")
     assert status == 0, err
-    copies = [json.loads(line) for line in out.splitlines()]
-    assert sorted(c["alert_id"] for c in copies) == sorted(onboarded.alert_ids)
-    assert {c["recipient"] for c in copies} == {onboarded.code}
-    assert {c["event_type"] for c in copies} == {"alert.created"}
-    assert sorted(c["alert"]["title"] for c in copies) == [f"Guide alert {n}" for n in range(3)]
+    records = [json.loads(line) for line in out.splitlines()]
+    assert sorted((r["alert_id"], r["event_type"]) for r in records) == written(onboarded)
+    assert {r["recipient"] for r in records} == {onboarded.code}
+    content = [r for r in records if r["event_type"] == "alert.created"]
+    assert sorted(r["alert"]["title"] for r in content) == [f"Guide alert {n}" for n in range(3)]
+    notices = [(r["event_type"], r["reason"], r["alert"]) for r in records if r not in content]
+    assert sorted(notices, key=str) == [("alert.cancelled", None, None), ("alert.escalated", "ack_overdue", None)]
 
 
 async def test_python_reads_and_decodes_every_copy_as_the_agency(onboarded: Onboarded) -> None:
-    """confluent-kafka and fastavro, as the guide has them, read and decode every copy."""
+    """confluent-kafka and fastavro, as the guide has them, read and decode every record: copies, the
+    reminder and the notice."""
     status, out, err = await onboarded.run("python-reader")
     assert status == 0, err
-    copies = [json.loads(line) for line in out.splitlines()]
-    assert sorted(c["alert_id"] for c in copies) == sorted(onboarded.alert_ids)
-    assert {c["recipient"] for c in copies} == {onboarded.code}
+    records = [json.loads(line) for line in out.splitlines()]
+    assert sorted((r["alert_id"], r["event_type"]) for r in records) == written(onboarded)
+    assert {r["recipient"] for r in records} == {onboarded.code}
 
 
 async def test_an_ack_written_to_kafka_reaches_the_tracker_as_the_agencys(onboarded: Onboarded) -> None:

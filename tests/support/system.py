@@ -4,7 +4,7 @@ Each is built by its own `build` function from settings, exactly as its entry po
 `services.common.runner.running`, the start/stop the real processes use. Each connects as its own principal
 (`service-<name>`) with the ACLs deploy/topics.yaml gives it, as deployed, so a topic a service uses and the
 declaration forgot fails here. One difference: tests make agencies on the fly, so the router's and the
-gateway's access to agency topics is granted by prefix (`agency.`) instead of topic by topic.
+gateway's (and the tracker's) access to agency topics is granted by prefix (`agency.`) instead of topic by topic.
 """
 
 from __future__ import annotations
@@ -159,6 +159,7 @@ async def service_principals(kafka: KafkaSettings) -> dict[str, KafkaSettings]:
     wanted = desired_acls(load_declarations(), [], client_id_prefix=kafka.client_id_prefix)
     wanted |= {
         Acl(service_principal("router"), "topic", "agency.", "prefixed", "write"),
+        Acl(service_principal("tracker"), "topic", "agency.", "prefixed", "write"),  # reminders
         Acl(service_principal("gateway"), "topic", "agency.", "prefixed", "read"),
         Acl(service_principal("gateway"), "topic", "agency.", "prefixed", "write"),  # rejections
     }
