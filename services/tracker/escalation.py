@@ -89,6 +89,7 @@ def reminder_for(due: Due, now: datetime) -> AlertShared:
         agreement_id="",
         shared_at=now,
         priority=1,  # "act now", as a notice: the copy's own priority follows a severity it need not repeat
+        thread_id=due.thread or due.alert_id,
         reason=ACK_OVERDUE,
         alert=None,
     )
