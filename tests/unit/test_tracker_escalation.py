@@ -38,6 +38,7 @@ def test_a_kafka_only_recipient_is_reminded_on_its_own_topic() -> None:
                 agreement_id="",
                 shared_at=NOW,
                 priority=1,
+                thread_id="a1",
                 reason="ack_overdue",
                 alert=None,
             ),
