@@ -428,7 +428,12 @@ class Router:
         assert self._routed is not None
         started = time.perf_counter()
         partition = tp.partition
-        versions = await self._versions(partition, request.since)
+        context = {"request_id": request.request_id, "agency": request.agency, "partition": partition}
+        try:
+            versions = await self._versions(partition, request.since)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("resend.read_failed", error=repr(exc), **context)
+            return False  # decided again at the next pass
         routed = self._routed
         latest = latest_versions(
             versions, lambda alert: routed.routed(partition, alert), since=request.since, until=request.requested_at
@@ -436,7 +441,6 @@ class Router:
         registry = self.registry.current
         done = routed.resent(partition, request.request_id)
         plan = resend_plan(request, latest, routed.threads(partition), registry, done)
-        context = {"request_id": request.request_id, "agency": request.agency, "partition": partition}
         if isinstance(plan, str):
             log.warning("resend.refused", reason=plan, **context)
             return True
