@@ -56,7 +56,8 @@ def add_parser(sub: Any, kafka: Callable[[argparse.Namespace], KafkaSettings]) -
     p.add_argument("--since", type=datetime.fromisoformat, help="died at or after (ISO 8601)")
     p.add_argument("--until", type=datetime.fromisoformat, help="died before (ISO 8601)")
     p.set_defaults(run=lambda a: asyncio.run(replay(kafka(a), a.agency, a.since, a.until)))
-    p = deliveries.add_parser("resend", help="everything since a time for one agency, under today's policy")
+    why = "ask the router to send one agency again what today's policy lets it have since a time"
+    p = deliveries.add_parser("resend", help=why)
     p.add_argument("--agency", required=True)
     p.add_argument("--since", type=datetime.fromisoformat, required=True, help="submitted at or after (ISO 8601)")
     p.set_defaults(run=lambda a: asyncio.run(resend(kafka(a), a.agency, a.since)))

@@ -195,6 +195,8 @@ class Ledger:
     def __init__(self, early: EarlyLimits | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
         self.routing: dict[str, AlertRouted] = {}
+        # Decisions of operators' resend requests about an alert after its first, in order (routing_of).
+        self.resends: dict[str, tuple[AlertRouted, ...]] = {}
         # Records read before their alert's routing. Bounded: anyone can ack an id that was never routed
         # (on its own acks topic), and such records must not grow the tracker without limit.
         self._early = _EarlyBuffer(early or EarlyLimits())
@@ -240,6 +242,7 @@ class Ledger:
         an agency sent a copy it did not hold gets a row (and owes the ack the decision says); a holder keeps
         its row and what it already did with it; a withdrawal ends the agency's waits on the thread."""
         alert = self.alerts[routed.alert_id]
+        self.resends[routed.alert_id] = (*self.resends.get(routed.alert_id, ()), routed)
         for d in routed.decisions:
             row = alert.recipients.get(d.agency)
             if d.delivered and (row is None or row.state in ("withdrawn", "cancelled")):
@@ -419,7 +422,10 @@ class Ledger:
         if routed is None:
             return unknown(alert_id)
         if viewer.kind == "operator" or viewer.name == routed.origin:
-            return 200, msgspec.to_builtins(routed)
+            body: dict[str, Any] = msgspec.to_builtins(routed)
+            if alert_id in self.resends:
+                body["resends"] = msgspec.to_builtins(self.resends[alert_id])
+            return 200, body
         alert = self.alerts.get(alert_id)
         if alert is None or viewer.name not in alert.recipients:
             return unknown(alert_id)

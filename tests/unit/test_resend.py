@@ -17,7 +17,7 @@ from services.router.policy import Verdict, fan_out, verdict_for
 from services.router.replay import replay_refusal
 from services.router.resend import latest_versions, resend_plan
 from services.router.threads import Thread, advanced
-from services.tracker.state import Ledger
+from services.tracker.state import Ledger, Viewer
 from tests.unit.samples import enriched, sample_alert
 from tests.unit.test_alert_life import routed_of as routed
 from tests.unit.test_sharing_properties import alerts, registries
@@ -184,6 +184,9 @@ def test_the_tracker_gives_a_resent_agency_a_row_it_can_ack() -> None:
     assert (ledger.recipient("a-1", "SA-C")[0], ledger.recipient("a-1", "SA-C")[1]["state"]) == (200, "delivered")
     assert [(o["alert_id"], o["agency"]) for o in ledger.outstanding("SA-C")] == [("a-1", "SA-C")]
     assert ledger.apply_ack(ack)
+    _, routing = ledger.routing_of("a-1", Viewer("operator", "desk"))
+    assert [(r["request_id"], r["decisions"][0]["agency"]) for r in routing["resends"]] == [("r-1", "SA-C")]
+    assert ledger.routing_of("a-1", Viewer("agency", "SA-C"))[0] == 403
     assert {a: r.state for a, r in ledger.alerts["a-1"].recipients.items()} == {
         "JO-B": "delivered",
         "SA-C": "acknowledged",
