@@ -64,7 +64,7 @@ from services.common.topics import (
 )
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
-from services.router.payload import RecipientCopies, notice, webhook_request
+from services.router.payload import RecipientCopies, notice, webhook_id, webhook_request
 from services.router.policy import Verdict, fan_out
 from services.router.resend import latest_versions, resend_plan, thread_of
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog
@@ -448,8 +448,7 @@ class Router:
         decisions = []
         for version, verdict in plan:
             root = thread_of(version)
-            decision = self._copies(outputs, version, [verdict], thread=root, headers=[])
-            decision = msgspec.structs.replace(decision, request_id=request.request_id)
+            decision = self._copies(outputs, version, [verdict], thread=root, headers=[], request_id=request.request_id)
             outputs.add(ALERTS_ROUTED, self.codec.encode(decision), key=root.encode(), headers=[], partition=partition)
             decisions.append(decision)
         if decisions:
@@ -600,11 +599,14 @@ class Router:
         *,
         thread: str,
         headers: list[tuple[str, bytes]],
+        request_id: str | None = None,
     ) -> AlertRouted:
         """Each recipient's copy for its topic (and webhook), added to `outputs`; the decision that records it all.
 
         Per-recipient records are keyed by the thread (`<first alert id>:<agency>`), so an agency reads an
-        alert and its updates in order.
+        alert and its updates in order. A resend's copies (`request_id`) get webhook ids of their own: the same
+        version may have gone to the agency before as another event (content, then a withdrawal to resend, or
+        the reverse), which a receiver de-duplicating on the id would drop.
         """
         registry = self.registry.current
         now = utcnow()
@@ -632,6 +634,9 @@ class Router:
                 agency = registry.agencies.get(verdict.agency)
                 if agency is not None and agency.webhook is not None:
                     request = webhook_request(shared, alert.urgency, now)
+                    if request_id is not None:
+                        scoped = webhook_id(f"{enriched.alert_id}:{request_id}", verdict.agency)
+                        request = msgspec.structs.replace(request, webhook_id=scoped)
                     # Every webhook of a thread in one partition of deliveries.webhook, not one per recipient:
                     # a transaction then touches (and marks at its commit) five partitions fewer (bench/).
                     outputs.add(
@@ -666,6 +671,7 @@ class Router:
             routed_at=now,
             registry_version=registry.version,
             decisions=tuple(decisions),
+            request_id=request_id,
         )
 
     def _ack_due(self, enriched: AlertEnriched, verdict: Verdict, now: datetime) -> datetime | None:

@@ -28,6 +28,7 @@ from services.common.topics import (
     DELIVERIES_WEBHOOK,
     agency_topic,
 )
+from services.demo.receivers import Receivers
 from tests.support.system import System, system
 from tests.support.world import Cast, agreement, alert_json, eventually, rctc, read_topic, registry
 
@@ -71,12 +72,18 @@ async def resend(kafka: KafkaSettings, agency: str, since: datetime) -> str:
     return out.split()[1]  # "resend <request id> requested for ..."
 
 
-async def test_a_resend_is_decided_by_the_router_and_leaves_the_whole_trail(kafka: KafkaSettings, codec: Codec) -> None:
+async def test_a_resend_is_decided_by_the_router_and_leaves_the_whole_trail(
+    kafka: KafkaSettings, codec: Codec, receivers: tuple[str, Receivers]
+) -> None:
     """A newly entitled agency gets a copy with a decision, an audit entry and a tracker row it can ack; an agency
     no longer permitted is told to purge; one never permitted is refused with its rule; a request is done once."""
+    url, rcv = receivers
     cast = Cast()
     origin = cast.agency("IQ-A", "IQ")
-    jo, sa, kw, ae = (cast.agency(f"{c}-{r}", c) for c, r in (("JO", "B"), ("SA", "C"), ("KW", "D"), ("AE", "E")))
+    jo, ae = cast.agency("JO-B", "JO"), cast.agency("AE-E", "AE")
+    sa, kw = cast.agency("SA-C", "SA", webhook_url=url), cast.agency("KW-D", "KW", webhook_url=url)
+    for agency in (sa, kw):
+        rcv.register(agency.code, cast.secrets[agency.code])
     agencies = [origin, jo, sa, kw, ae]
     first = agreement(f"R1-{cast.suffix}", [origin.code, jo.code, kw.code])
     await publish(kafka, codec, registry(agencies, [first], operator_token=OPERATOR))
@@ -122,6 +129,7 @@ async def test_a_resend_is_decided_by_the_router_and_leaves_the_whole_trail(kafk
                 return (await r.json())["recipients"] if r.status == 200 else None
 
         assert (await eventually(row))[sa.code]["state"] == "delivered"
+        await eventually(lambda: [p["type"] for p in rcv.received[sa.code].values()] == ["alert.created"])
         ack = {"response": "actioned"}
         async with http.post(f"{sys_.url}/v1/alerts/{alert_id}/ack", json=ack, headers=cast.bearer(sa.code)) as r:
             assert r.status == 202, await r.text()
@@ -136,6 +144,9 @@ async def test_a_resend_is_decided_by_the_router_and_leaves_the_whole_trail(kafk
             ("alert.created", True),
             ("alert.withdrawn", False),
         ]
+        # Its receiver gets the notice as a webhook of its own id: not dropped as a repeat of the first copy.
+        hooks = ["alert.created", "alert.withdrawn"]
+        await eventually(lambda: [p["type"] for p in rcv.received[kw.code].values()] == hooks)
 
         # AE never had an agreement: refused, the rule recorded, nothing on its topic.
         await resend(kafka, ae.code, since)
