@@ -428,6 +428,8 @@ class Router:
         assert self._routed is not None
         started = time.perf_counter()
         partition = tp.partition
+        if self._routed.resent(partition, request.request_id):
+            return True  # its decisions on this partition committed together, in one transaction: all are done
         context = {"request_id": request.request_id, "agency": request.agency, "partition": partition}
         try:
             versions = await self._versions(partition, request.since)
