@@ -2,9 +2,12 @@
 webhooks.
 
 - replay: dead deliveries (all, one agency's, those that died in a time range) go back to the first lane,
-  with their attempts reset and the same webhook-id, so a receiver that has some already drops them.
-- resend: everything since a time for one agency whose receiver lost data, with the sharing policy applied
-  again as of now (an agency no longer entitled gets nothing; a tightened agreement redacts more).
+  with their attempts reset and the same webhook-id, so a receiver that has some already drops them. Each is
+  decided again under today's registry first (router/replay.py): what is no longer permitted is dropped,
+  printed and recorded on alerts.rejected (stage `replay`, the rule and reason).
+- resend: everything since a time for one agency whose receiver lost data, as today's registry lets it have
+  it. The command only writes the request (requests.resend); the router decides it like any routing
+  (router/resend.py), so it leaves decisions in alerts.routed, audit entries and tracker rows.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -22,10 +26,11 @@ from services.common.codec import Codec
 from services.common.kafka import produce_all, producer, read_decoded
 from services.common.records import (
     AlertEnriched,
-    AlertRouted,
+    AlertRejected,
     DeliverWebhook,
     EndpointChanged,
     EndpointState,
+    ResendRequested,
     utcnow,
 )
 from services.common.registry import Registry
@@ -33,14 +38,15 @@ from services.common.registry.publish import latest_published
 from services.common.settings import KafkaSettings
 from services.common.topics import (
     ALERTS_ENRICHED,
+    ALERTS_REJECTED,
     ALERTS_ROUTED,
     DELIVERIES_DEAD,
     DELIVERIES_ENDPOINTS,
     DELIVERIES_WEBHOOK,
+    REQUESTS_RESEND,
 )
 from services.dispatcher.endpoints import publish_state
-from services.router.payload import recipient_copy, webhook_request
-from services.router.policy import verdict_for
+from services.router.replay import replay_refusal
 
 
 def add_parser(sub: Any, kafka: Callable[[argparse.Namespace], KafkaSettings]) -> None:
@@ -50,7 +56,8 @@ def add_parser(sub: Any, kafka: Callable[[argparse.Namespace], KafkaSettings]) -
     p.add_argument("--since", type=datetime.fromisoformat, help="died at or after (ISO 8601)")
     p.add_argument("--until", type=datetime.fromisoformat, help="died before (ISO 8601)")
     p.set_defaults(run=lambda a: asyncio.run(replay(kafka(a), a.agency, a.since, a.until)))
-    p = deliveries.add_parser("resend", help="everything since a time for one agency, under today's policy")
+    why = "ask the router to send one agency again what today's policy lets it have since a time"
+    p = deliveries.add_parser("resend", help=why)
     p.add_argument("--agency", required=True)
     p.add_argument("--since", type=datetime.fromisoformat, required=True, help="submitted at or after (ISO 8601)")
     p.set_defaults(run=lambda a: asyncio.run(resend(kafka(a), a.agency, a.since)))
@@ -71,6 +78,11 @@ def _utc(value: datetime | None) -> datetime | None:
 
 async def replay(kafka: KafkaSettings, agency: str | None, since: datetime | None, until: datetime | None) -> int:
     codec = Codec.from_directory()
+    published = await latest_published(kafka, codec)
+    if published is None:
+        print("no registry is in force")
+        return 1
+    registry = Registry(published)
     since, until = _utc(since), _utc(until)
     chosen = []
     async for r, dead in read_decoded(kafka, codec, DELIVERIES_DEAD, DeliverWebhook, name="replay"):
@@ -81,7 +93,33 @@ async def replay(kafka: KafkaSettings, agency: str | None, since: datetime | Non
             and (until is None or died < until)
         ):
             chosen.append(dead)
+    # Each copy is decided again under today's registry (router/replay.py), from the version it was made of.
+    wanted = {dead.alert_id for dead in chosen}
+    versions = {
+        enriched.alert_id: enriched
+        async for _, enriched in read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="replay")
+        if enriched.alert_id in wanted
+    }
     now = utcnow()
+    permitted, dropped = [], []
+    for dead in chosen:
+        refusal = replay_refusal(dead, versions.get(dead.alert_id), registry)
+        if refusal is None:
+            permitted.append(dead)
+            continue
+        rule, reason = refusal
+        print(f"dropped {dead.webhook_id} ({dead.alert_id} to {dead.agency}): {rule}: {reason}")
+        dropped.append(
+            AlertRejected(
+                alert_id=dead.alert_id,
+                origin=dead.origin,
+                stage="replay",
+                reason=f"dead delivery {dead.webhook_id} to {dead.agency} not replayed under registry "
+                f"v{published.version}: {rule}: {reason}",
+                rejected_at=now,
+            )
+        )
+    await produce_all(kafka, "replay", ALERTS_REJECTED, ((r.alert_id.encode(), codec.encode(r)) for r in dropped))
     replayed = await produce_all(
         kafka,
         "replay",
@@ -93,53 +131,35 @@ async def replay(kafka: KafkaSettings, agency: str | None, since: datetime | Non
                     msgspec.structs.replace(dead, attempt=0, last_error=None, not_before=None, requested_at=now)
                 ),
             )
-            for dead in chosen
+            for dead in permitted
         ),
     )
-    print(f"replayed {replayed} dead deliveries")
+    print(f"replayed {replayed} dead deliveries" + (f", dropped {len(dropped)}" if dropped else ""))
     return 0
 
 
 async def resend(kafka: KafkaSettings, agency: str, since: datetime) -> int:
+    """Ask the router to decide a resend (router/resend.py): it leaves decisions, audit entries, tracker rows."""
     codec = Codec.from_directory()
     published = await latest_published(kafka, codec)
     if published is None:
         print("no registry is in force")
         return 1
-    registry = Registry(published)
-    target = registry.agencies.get(agency)
-    if target is None or target.webhook is None or not target.active:
-        print(f"{agency} is not an active agency with a webhook")
+    if agency not in Registry(published).agencies:
+        print(f"{agency} is not in the registry")
         return 1
-    since = _utc(since) or since
-    # Recipients of each alert as routed, so an Update or Cancel is resent only to who had its original.
-    received = {
-        r.alert_id
-        for r in [r async for _, r in read_decoded(kafka, codec, ALERTS_ROUTED, AlertRouted, name="resend")]
-        if any(d.agency == agency and d.delivered for d in r.decisions)
-    }
-    requests = []
-    now = utcnow()
-    async for _, enriched in read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="resend"):
-        if enriched.submitted_at < since:
-            continue
-        alert = enriched.alert
-        if alert.msg_type != "Alert" and alert.references[0] not in received:
-            continue
-        # A follow-up is judged as its content would be today, like the alert it follows.
-        as_alert = (
-            enriched
-            if alert.msg_type == "Alert"
-            else msgspec.structs.replace(enriched, alert=msgspec.structs.replace(alert, msg_type="Alert"))
-        )
-        verdict = verdict_for(as_alert, registry, target)
-        if verdict.delivered:
-            requests.append(webhook_request(recipient_copy(enriched, verdict, now), alert.urgency, now))
-    unique = {r.webhook_id: r for r in requests}.values()
-    resent = await produce_all(
-        kafka, "resend", DELIVERIES_WEBHOOK, ((f"{r.alert_id}:{agency}".encode(), codec.encode(r)) for r in unique)
+    request = ResendRequested(
+        request_id=str(uuid.uuid4()),
+        agency=agency,
+        since=_utc(since) or since,
+        requested_by=kafka.username or "operator",
+        requested_at=utcnow(),
     )
-    print(f"resent {resent} alerts to {agency} under registry v{published.version}")
+    await produce_all(kafka, "resend", REQUESTS_RESEND, [(request.request_id.encode(), codec.encode(request))])
+    print(
+        f"resend {request.request_id} requested for {agency}: the router decides it under the registry in force "
+        f"(its decisions in {ALERTS_ROUTED} carry request_id {request.request_id})"
+    )
     return 0
 
 

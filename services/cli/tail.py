@@ -26,6 +26,7 @@ from services.common.records import (
     EndpointChanged,
     EscalationRaised,
     Quarantined,
+    ResendRequested,
     SubmissionRejected,
     SubmitAlert,
 )
@@ -47,6 +48,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.RECORDS_QUARANTINE: Quarantined,
     topics.AUDIT_EVENTS: AuditRecorded,
     topics.AUDIT_CHECKPOINTS: AuditCheckpointed,
+    topics.REQUESTS_RESEND: ResendRequested,
 }
 
 

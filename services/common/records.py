@@ -170,6 +170,17 @@ class AlertRouted(Record, kw_only=True, gc=False):
     routed_at: datetime
     registry_version: int
     decisions: tuple[RoutingDecision, ...]
+    # Set on a decision that answers an operator's request (ResendRequested): it decides one agency's copy of
+    # an alert routed before, and adds to that alert's first decision instead of replacing it.
+    request_id: str | None = None
+
+
+class ResendRequested(Record, kw_only=True):
+    request_id: str
+    agency: str
+    since: datetime
+    requested_by: str
+    requested_at: datetime
 
 
 class DeliverWebhook(Record, kw_only=True):

@@ -35,6 +35,7 @@ DELIVERIES_EVENTS = "deliveries.events"
 DELIVERIES_DEAD = "deliveries.dead"
 DELIVERIES_ENDPOINTS = "deliveries.endpoints"
 RECORDS_QUARANTINE = "records.quarantine"
+REQUESTS_RESEND = "requests.resend"
 
 
 def retry_topic(tier: str) -> str:

@@ -32,6 +32,10 @@ now, since it reveals nothing new; others get `not_holder`. A holder the registr
 written to (its topic and ACLs are gone) and is recorded as `agency_removed`. Only the thread's originator
 may send a follow-up, and only to a thread routed here and not cancelled.
 
+A resend (an operator's request to send one agency again what today's registry lets it have) decides the
+latest version of each thread for that agency by the same rules (`resend_verdict`); a cancelled thread is
+`thread_cancelled`.
+
 When several agreements permit the same share, the one that redacts the fewest fields applies (ties by
 id), so a narrower agreement never hides what a broader one between the same parties allows.
 """
@@ -152,6 +156,18 @@ def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) 
         return [_cancel(code, enriched, thread, registry) for code in codes]
     rises = SEVERITY_ORDER.index(alert.severity) > SEVERITY_ORDER.index(thread.severity)
     return [_update(code, enriched, thread, registry, rises) for code in codes]
+
+
+def resend_verdict(enriched: AlertEnriched, thread: Thread, registry: Registry, code: str) -> Verdict:
+    """One agency's verdict when an operator asks that it be sent a thread again (`rctc deliveries resend`):
+    the thread's latest version `enriched`, decided for that agency by the same rules as a new version of the
+    thread (`fan_out`), against what the agency holds of it now. A resend raises no severity, so a holder owes
+    no new acknowledgement; an agency that held nothing owes one for its first copy."""
+    if thread.cancelled:
+        return Verdict(code, False, "thread_cancelled", f"{thread.root} was cancelled: nothing to resend")
+    if code == thread.origin:
+        return Verdict(code, False, "originator", "submitted the alert")
+    return _update(code, enriched, thread, registry, rises=False)
 
 
 def _update(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry, rises: bool) -> Verdict:

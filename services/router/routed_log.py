@@ -11,6 +11,9 @@ survive a crash, and a new owner of the partition sees exactly what its predeces
 
 Updates and Cancels are keyed by the thread's first alert id (gateway), so they arrive on the partition
 whose log holds their original, in order.
+
+A resend's decisions (they carry the request id) go to the partition of the thread they decide too, so the
+log also tells which threads each resend request has decided already.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class RoutedLog:
         self._window_ms = int(window_s * 1000)
         self._routed: dict[int, set[str]] = {}  # alert ids decided, by partition
         self._threads: dict[int, dict[str, Thread]] = {}  # thread root -> what its agencies hold, by partition
+        # Threads each resend request decided (router/resend.py), by partition: request id -> thread roots.
+        self._resent: dict[int, dict[str, set[str]]] = {}
         # One reader serves every partition's load, and partitions recover concurrently: one load at a time.
         self._loading = asyncio.Lock()
         # Input offset after the last record whose decision is in the log, by partition.
@@ -75,6 +80,7 @@ class RoutedLog:
         self._reader.seek(tp, max(0, min(start, end - self.TAIL)))
         routed: set[str] = set()
         threads: dict[str, Thread] = {}
+        resent: dict[str, set[str]] = {}
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
@@ -89,11 +95,14 @@ class RoutedLog:
                         if r.timestamp >= since:
                             routed.add(decision.alert_id)
                             fold(threads, decision)
+                            if decision.request_id is not None:
+                                resent.setdefault(decision.request_id, set()).add(root_of(decision))
                         source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER, b"")
                         if source.isdigit():
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
         self._routed[partition] = routed
         self._threads[partition] = threads
+        self._resent[partition] = resent
         # Done with it: a paused partition is not fetched in the background between loads.
         self._reader.pause(tp)
         return len(routed)
@@ -110,6 +119,7 @@ class RoutedLog:
     def forget(self, partition: int) -> None:
         self._routed.pop(partition, None)
         self._threads.pop(partition, None)
+        self._resent.pop(partition, None)
         self._next.pop(partition, None)
 
     def routed(self, partition: int, alert_id: str) -> bool:
@@ -127,3 +137,16 @@ class RoutedLog:
             routed.add(decision.alert_id)
             fold(threads, decision)
         self._next[partition] = max(self._next.get(partition, 0), next_offset)
+
+    def resent(self, partition: int, request_id: str) -> set[str]:
+        """The threads of `partition` a resend request already decided (the caller must not change it)."""
+        return self._resent.get(partition, {}).get(request_id, set())
+
+    def add_resent(self, partition: int, decisions: list[AlertRouted]) -> None:
+        """Record a resend's decisions whose transaction committed (they move no input offset)."""
+        threads = self._threads.setdefault(partition, {})
+        resent = self._resent.setdefault(partition, {})
+        for decision in decisions:
+            fold(threads, decision)
+            if decision.request_id is not None:
+                resent.setdefault(decision.request_id, set()).add(root_of(decision))

@@ -26,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -47,6 +48,7 @@ from services.common.records import (
     AlertEnriched,
     AlertRejected,
     AlertRouted,
+    ResendRequested,
     RoutingDecision,
     recipient_key,
     utcnow,
@@ -57,12 +59,14 @@ from services.common.topics import (
     ALERTS_REJECTED,
     ALERTS_ROUTED,
     DELIVERIES_WEBHOOK,
+    REQUESTS_RESEND,
     agency_topic,
 )
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
-from services.router.payload import RecipientCopies, notice, webhook_request
+from services.router.payload import RecipientCopies, notice, webhook_id, webhook_request
 from services.router.policy import Verdict, fan_out
+from services.router.resend import latest_versions, resend_plan, thread_of
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog
 from services.router.settings import RouterSettings
 from services.router.threads import Thread, advanced
@@ -108,6 +112,12 @@ class Router:
         # partition's offset was last committed (see _commit_progress).
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at: dict[TopicPartition, float] = {}
+        # Resend requests (router/resend.py): every one read, by id, and those each owned partition decided
+        # since it was claimed (a claim decides them all again: the routed log tells which threads are done).
+        self._requests_reader: AIOKafkaConsumer | None = None
+        self._enriched_reader: AIOKafkaConsumer | None = None
+        self._requests: dict[str, ResendRequested] = {}
+        self._resent_here: dict[TopicPartition, set[str]] = {}
 
     async def start(self) -> None:
         await self.registry.start()
@@ -121,6 +131,13 @@ class Router:
                 "partition's decisions go to the output partition of the same number"
             )
         self._routed = RoutedLog(reader, self.codec, self.settings.dedup_window_hours * 3600)
+        requests = consumer(self.settings.kafka, "router-requests", group=None, follower=True)
+        self._requests_reader = requests
+        await requests.start()
+        requests.assign(await partitions_of(requests, [REQUESTS_RESEND]))
+        enriched = consumer(self.settings.kafka, "router-resend", group=None)
+        self._enriched_reader = enriched
+        await enriched.start()
         self._consumer = consumer(
             self.settings.kafka, "router", ALERTS_ENRICHED, group="router", listener=_Rebalance(self)
         )
@@ -130,6 +147,7 @@ class Router:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.registry.run(stopping))
             tasks.create_task(self._route_loop(stopping))
+            tasks.create_task(self._resend_loop(stopping))
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -137,6 +155,9 @@ class Router:
         for p in list(self._producers.values()):
             await p.stop()
         self._producers.clear()
+        for reader in (self._enriched_reader, self._requests_reader):
+            if reader is not None:
+                await reader.stop()
         if self._log_reader is not None:
             await self._log_reader.stop()
         await self.registry.stop()
@@ -163,6 +184,7 @@ class Router:
         for tp in assigned:
             self._claims[tp] = self._claims.get(tp, 0) + 1
             self._backlog(tp).clear()
+            self._resent_here.pop(tp, None)
         self._claiming.update(assigned)
         self._consumer.pause(*assigned)
         for tp in assigned:
@@ -186,6 +208,7 @@ class Router:
                 if self._routed is not None:
                     self._routed.forget(tp.partition)
                 self._backlog(tp).clear()
+                self._resent_here.pop(tp, None)
 
     async def _fresh_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
         old = self._producers.pop(tp, None)
@@ -368,6 +391,112 @@ class Router:
             RECORD_SECONDS.labels(self.name, tp.topic).observe(elapsed)
         return True
 
+    async def _resend_loop(self, stopping: asyncio.Event) -> None:
+        """Read resend requests as they come, and decide each for every partition this router owns."""
+        assert self._requests_reader is not None
+        if not await self.registry.wait_until_published(stopping):
+            return
+        while not stopping.is_set():
+            for records in (await self._requests_reader.getmany(timeout_ms=500)).values():
+                for record in records:
+                    try:
+                        request = self.codec.decode(record.value, ResendRequested)
+                    except CodecError as exc:
+                        noted(record, str(exc), self.name, written=False)  # only operators write the topic
+                        continue
+                    self._requests.setdefault(request.request_id, request)
+            await self._resend_owned()
+
+    async def _resend_owned(self) -> None:
+        """Decide, on each owned partition, every request of the window it has not decided since its claim."""
+        assert self._consumer is not None
+        oldest = utcnow() - timedelta(hours=self.settings.dedup_window_hours)
+        for tp in list(self._consumer.assignment()):
+            done = self._resent_here.setdefault(tp, set())
+            for request in list(self._requests.values()):
+                if request.request_id in done or request.requested_at < oldest:
+                    continue  # older than the routed log's window: which threads it decided is not known
+                async with self._lock(tp):
+                    if tp not in self._consumer.assignment() or tp in self._claiming or tp not in self._producers:
+                        break  # revoked or being claimed: the claim decides it again
+                    if not await self._resend_partition(tp, request):
+                        break
+                self._resent_here.setdefault(tp, set()).add(request.request_id)
+
+    async def _resend_partition(self, tp: TopicPartition, request: ResendRequested) -> bool:
+        """Decide `request` for the threads of `tp`'s partition, in one transaction (the caller holds its lock)."""
+        assert self._routed is not None
+        started = time.perf_counter()
+        partition = tp.partition
+        if self._routed.resent(partition, request.request_id):
+            return True  # its decisions on this partition committed together, in one transaction: all are done
+        context = {"request_id": request.request_id, "agency": request.agency, "partition": partition}
+        try:
+            versions = await self._versions(partition, request.since)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("resend.read_failed", error=repr(exc), **context)
+            return False  # decided again at the next pass
+        routed = self._routed
+        latest = latest_versions(
+            versions, lambda alert: routed.routed(partition, alert), since=request.since, until=request.requested_at
+        )
+        registry = self.registry.current
+        done = routed.resent(partition, request.request_id)
+        plan = resend_plan(request, latest, routed.threads(partition), registry, done)
+        if isinstance(plan, str):
+            log.warning("resend.refused", reason=plan, **context)
+            return True
+        outputs = Outputs()
+        decisions = []
+        for version, verdict in plan:
+            root = thread_of(version)
+            decision = self._copies(outputs, version, [verdict], thread=root, headers=[], request_id=request.request_id)
+            outputs.add(ALERTS_ROUTED, self.codec.encode(decision), key=root.encode(), headers=[], partition=partition)
+            decisions.append(decision)
+        if decisions:
+            p = self._producers[tp]
+            try:
+                async with p.transaction():
+                    await outputs.write(p)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                log.warning("resend.transaction_failed", error=repr(exc), **context)
+                await self._recover(tp)
+                return False
+            routed.add_resent(partition, decisions)
+        sent = [d.alert_id for d in decisions if d.decisions[0].event in CONTENT_EVENTS]
+        withdrawn = [d.alert_id for d in decisions if d.decisions[0].delivered and d.alert_id not in sent]
+        log.info(
+            "resend.decided",
+            outcome="decided",
+            sent=sent,
+            withdrawn=withdrawn,
+            withheld=sum(1 for d in decisions if not d.decisions[0].delivered),
+            registry_version=registry.version,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            **context,
+        )
+        return True
+
+    async def _versions(self, partition: int, since: datetime) -> list[AlertEnriched]:
+        """Every alert of an alerts.enriched partition from about `since` (the broker's record times), in order."""
+        reader = self._enriched_reader
+        assert reader is not None
+        tp = TopicPartition(ALERTS_ENRICHED, partition)
+        reader.assign([tp])
+        found = await reader.offsets_for_times({tp: int(since.timestamp() * 1000)})
+        end = (await reader.end_offsets([tp]))[tp]
+        reader.seek(tp, found[tp].offset if found.get(tp) is not None else end)
+        versions = []
+        async with asyncio.timeout(RoutedLog.LOAD_TIMEOUT_S):
+            while await reader.position(tp) < end:
+                for records in (await reader.getmany(tp, timeout_ms=1000)).values():
+                    for r in records:
+                        try:
+                            versions.append(self.codec.decode(r.value, AlertEnriched))
+                        except CodecError:
+                            continue  # its routing quarantined it: no version of any thread
+        return versions
+
     def _commit_due(self, tp: TopicPartition) -> bool:
         return time.monotonic() - self._committed_at.get(tp, 0.0) >= self.settings.offset_commit_interval_s
 
@@ -472,11 +601,14 @@ class Router:
         *,
         thread: str,
         headers: list[tuple[str, bytes]],
+        request_id: str | None = None,
     ) -> AlertRouted:
         """Each recipient's copy for its topic (and webhook), added to `outputs`; the decision that records it all.
 
         Per-recipient records are keyed by the thread (`<first alert id>:<agency>`), so an agency reads an
-        alert and its updates in order.
+        alert and its updates in order. A resend's copies (`request_id`) get webhook ids of their own: the same
+        version may have gone to the agency before as another event (content, then a withdrawal to resend, or
+        the reverse), which a receiver de-duplicating on the id would drop.
         """
         registry = self.registry.current
         now = utcnow()
@@ -504,6 +636,9 @@ class Router:
                 agency = registry.agencies.get(verdict.agency)
                 if agency is not None and agency.webhook is not None:
                     request = webhook_request(shared, alert.urgency, now)
+                    if request_id is not None:
+                        scoped = webhook_id(f"{enriched.alert_id}:{request_id}", verdict.agency)
+                        request = msgspec.structs.replace(request, webhook_id=scoped)
                     # Every webhook of a thread in one partition of deliveries.webhook, not one per recipient:
                     # a transaction then touches (and marks at its commit) five partitions fewer (bench/).
                     outputs.add(
@@ -538,6 +673,7 @@ class Router:
             routed_at=now,
             registry_version=registry.version,
             decisions=tuple(decisions),
+            request_id=request_id,
         )
 
     def _ack_due(self, enriched: AlertEnriched, verdict: Verdict, now: datetime) -> datetime | None:

@@ -12,6 +12,9 @@ An agency holds the thread from its first content copy (`alert.created`) until i
 (`alert.withdrawn`) or the thread is cancelled. Decisions written before versions were decided whole carry
 no `event`; theirs is read from the message type (a Cancel) and `delivered` (a content copy), which is what
 those decisions meant.
+
+A resend's decision (it carries a `request_id`) adds to the thread what its one agency was sent again, and
+is not a version: the thread's severity and its other holders stay as they were.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import functools
 
 import msgspec
 
-from services.common.events import CONTENT_EVENTS, event_of
+from services.common.events import CONTENT_EVENTS, WITHDRAWN, event_of
 from services.common.records import AlertRouted
 
 
@@ -46,6 +49,8 @@ def root_of(routed: AlertRouted) -> str:
 
 def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     """The thread after `routed`, one of its decisions in order (None: a follow-up of a thread not known)."""
+    if routed.request_id is not None:
+        return _resent(thread, routed)
     if routed.msg_type == "Alert":
         thread = Thread(root=routed.alert_id, origin=routed.origin, severity=routed.severity, holders={})
     elif thread is None:
@@ -66,6 +71,20 @@ def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
         holders={} if cancelled else holders,
         cancelled=cancelled,
     )
+
+
+def _resent(thread: Thread | None, routed: AlertRouted) -> Thread | None:
+    """A resend's decision (router/resend.py) is not a new version: it changes only what its agency holds."""
+    if thread is None or thread.cancelled:
+        return thread
+    holders = dict(thread.holders)
+    for d in routed.decisions:
+        event = event_of(routed.msg_type, d)
+        if event in CONTENT_EVENTS:
+            holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)))
+        elif event == WITHDRAWN:
+            holders.pop(d.agency, None)
+    return msgspec.structs.replace(thread, holders=holders)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import msgspec
 
 from services.common.events import CONTENT_EVENTS, UPDATED, WITHDRAWN, event_of
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised
+from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, RoutingDecision
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
 
@@ -198,6 +198,8 @@ class Ledger:
     def __init__(self, early: EarlyLimits | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
         self.routing: dict[str, AlertRouted] = {}
+        # Decisions of operators' resend requests about an alert after its first, in order (routing_of).
+        self.resends: dict[str, tuple[AlertRouted, ...]] = {}
         # Records read before their alert's routing. Bounded: anyone can ack an id that was never routed
         # (on its own acks topic), and such records must not grow the tracker without limit.
         self._early = _EarlyBuffer(early or EarlyLimits())
@@ -213,24 +215,13 @@ class Ledger:
         return {"not_a_recipient": self._not_recipient, "early_evicted": self._early.evicted}
 
     def apply_routed(self, routed: AlertRouted, partition: int = 0) -> None:
+        if routed.request_id is not None and routed.alert_id in self.alerts:
+            self._apply_resent(routed)
+            return
         if routed.alert_id in self.alerts:
             return  # routed again after a replay: the first decision stands
         self.partition_of[routed.alert_id] = partition
-        recipients = {
-            d.agency: RecipientState(
-                agency=d.agency,
-                state="delivered" if "kafka" in d.channels else "routed",
-                event=event_of(routed.msg_type, d),
-                agreement_id=d.agreement_id,
-                redacted_fields=d.redacted_fields,
-                channels=d.channels,
-                routed_at=routed.routed_at,
-                webhook=WebhookStatus() if "webhook" in d.channels else None,
-                ack_due=d.ack_due,
-            )
-            for d in routed.decisions
-            if d.delivered
-        }
+        recipients = {d.agency: _row(routed, d) for d in routed.decisions if d.delivered}
         self.alerts[routed.alert_id] = AlertState(
             alert_id=routed.alert_id,
             origin=routed.origin,
@@ -252,6 +243,19 @@ class Ledger:
         """The first alert id of the thread of a routed alert."""
         routed = self.routing[alert_id]
         return routed.references[0] if routed.msg_type != "Alert" and routed.references else alert_id
+
+    def _apply_resent(self, routed: AlertRouted) -> None:
+        """A resend's decision (an operator's request, decided by the router) adds to the alert's first one:
+        an agency sent a copy it did not hold gets a row (and owes the ack the decision says); a holder keeps
+        its row and what it already did with it; a withdrawal ends the agency's waits on the thread."""
+        alert = self.alerts[routed.alert_id]
+        self.resends[routed.alert_id] = (*self.resends.get(routed.alert_id, ()), routed)
+        for d in routed.decisions:
+            row = alert.recipients.get(d.agency)
+            if d.delivered and (row is None or row.state in ("withdrawn", "cancelled")):
+                alert.recipients[d.agency] = _row(routed, d)
+        if any(event_of(routed.msg_type, d) == WITHDRAWN for d in routed.decisions):
+            self._end_earlier_waits(routed, self._threads.get(self._root_of(routed.alert_id), []))
 
     def _end_earlier_waits(self, routed: AlertRouted, earlier: list[str]) -> None:
         """A later version ends the waits for an agency's earlier copies of its thread: a withdrawal or a
@@ -425,12 +429,30 @@ class Ledger:
         if routed is None:
             return unknown(alert_id)
         if viewer.kind == "operator" or viewer.name == routed.origin:
-            return 200, msgspec.to_builtins(routed)
+            body: dict[str, Any] = msgspec.to_builtins(routed)
+            if alert_id in self.resends:
+                body["resends"] = msgspec.to_builtins(self.resends[alert_id])
+            return 200, body
         alert = self.alerts.get(alert_id)
         if alert is None or viewer.name not in alert.recipients:
             return unknown(alert_id)
         # A recipient knows the alert exists (it holds a copy), so it may be told why it cannot see more.
         return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+
+
+def _row(routed: AlertRouted, d: RoutingDecision) -> RecipientState:
+    """A delivered decision's recipient row, as its copy was committed to the agency's topic."""
+    return RecipientState(
+        agency=d.agency,
+        state="delivered" if "kafka" in d.channels else "routed",
+        event=event_of(routed.msg_type, d),
+        agreement_id=d.agreement_id,
+        redacted_fields=d.redacted_fields,
+        channels=d.channels,
+        routed_at=routed.routed_at,
+        webhook=WebhookStatus() if "webhook" in d.channels else None,
+        ack_due=d.ack_due,
+    )
 
 
 _NOTICE_RECIPIENT_SEES = frozenset({"alert_id", "origin", "msg_type", "routed_at"})
