@@ -53,6 +53,15 @@ class Subject(msgspec.Struct, kw_only=True):
     nationality: str | None = None
 
 
+class ReleaseStep(msgspec.Struct, kw_only=True):
+    """A step of an originator's release schedule: at `at` the system issues an Update of the same content with
+    this TLP and releasable_to (router/schedule.py)."""
+
+    at: datetime
+    tlp: str
+    releasable_to: list[str] = []
+
+
 class Alert(msgspec.Struct, kw_only=True):
     msg_type: MsgType
     references: list[str] = []
@@ -73,6 +82,9 @@ class Alert(msgspec.Struct, kw_only=True):
     subjects: list[Subject] = []
     releasable_to: list[str] = []
     originator_control: bool = False
+    # Delivered to nobody before this time (router/schedule.py); never part of a recipient's copy.
+    embargo_until: datetime | None = None
+    release: list[ReleaseStep] = []
 
 
 class AlertSubmitted(Record, kw_only=True):
@@ -80,6 +92,9 @@ class AlertSubmitted(Record, kw_only=True):
     origin: str
     submitted_at: datetime
     idempotency_key: str | None = None
+    # Set only by the tracker when it issues a scheduled release: the version whose schedule it carries out.
+    # No agency can set it (the gateway builds this record; agencies write SubmitAlert's JSON body).
+    scheduled_by: str | None = None
     alert: Alert
 
 
@@ -91,6 +106,7 @@ class AlertEnriched(Record, kw_only=True):
     priority: int
     extracted_indicators: int = 0
     watchlist_hits: list[str] = []
+    scheduled_by: str | None = None
     alert: Alert
 
 
@@ -170,6 +186,25 @@ class AlertRouted(Record, kw_only=True, gc=False):
     routed_at: datetime
     registry_version: int
     decisions: tuple[RoutingDecision, ...]
+    # A release the system issued: the version whose schedule it carried out (router/schedule.py).
+    scheduled_by: str | None = None
+
+
+class ReleaseScheduled(Record, kw_only=True):
+    release_id: str
+    thread_id: str
+    scheduled_by: str
+    origin: str
+    kind: str
+    due_at: datetime
+    scheduled_at: datetime
+    alert: Alert
+
+
+class ReleaseIssued(Record, kw_only=True):
+    release_id: str
+    thread_id: str
+    issued_at: datetime
 
 
 class DeliverWebhook(Record, kw_only=True):
