@@ -7,7 +7,7 @@ one into the other, and tests/unit/test_codec.py checks that every class round-t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -51,6 +51,12 @@ class Subject(msgspec.Struct, kw_only=True):
     name: str
     identifiers: dict[str, str] = {}
     nationality: str | None = None
+
+
+# How far ahead an originator may schedule an embargo's end or a release (gateway/submission.py). A release is
+# decided against its thread as the router knows it, and a restarted router knows the threads of its
+# de-duplication window only: RouterSettings refuses a window that is not longer than this.
+MAX_SCHEDULE_AHEAD = timedelta(days=6)
 
 
 class ReleaseStep(msgspec.Struct, kw_only=True):

@@ -38,8 +38,9 @@ copy, the tracker keeps acks in memory). The whole body is capped first (HttpSet
 | releasable_to                      | 200 codes               | every member agency and country of the region      |
 | sent, expires, embargo_until       | 64 characters           | an RFC 3339 date-time is 20 to 35                  |
 | release                            | 8 steps                 | a downgrade in a few stages, not a feed            |
-| embargo_until, release[].at        | 30 days ahead           | an embargo is days, not months; what is scheduled  |
-|                                    |                         | further is better sent then                        |
+| embargo_until, release[].at        | 6 days ahead            | within the router's de-duplication window (7 days  |
+|                                    |                         | by default), which is how far back it knows a      |
+|                                    |                         | thread (records.MAX_SCHEDULE_AHEAD)                |
 | ack note                           | 2,000 characters        | a paragraph; the tracker keeps every note          |
 | problems reported in one answer    | 200 (then one summary)  | the answer must stay smaller than a hostile body   |
 
@@ -52,7 +53,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, get_args
 
 import msgspec
@@ -60,6 +61,7 @@ import msgspec
 from services.common import taxonomy
 from services.common.internal import is_alert_id
 from services.common.records import (
+    MAX_SCHEDULE_AHEAD,
     TLP_LEVELS,
     AckResponse,
     AckSubmitted,
@@ -110,7 +112,6 @@ MAX_TIME = 64
 MIN_YEAR, MAX_YEAR = 1970, 9000
 MAX_NOTE = 2_000
 MAX_RELEASE_STEPS = 8
-MAX_SCHEDULE_AHEAD = timedelta(days=30)
 MAX_PROBLEMS = 200
 
 # What an agency may write to its own topics (agency.<CODE>.acks): the broker refuses larger batches

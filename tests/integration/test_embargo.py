@@ -70,6 +70,13 @@ class Scene:
             assert r.status == 202, await r.text()
             return str((await r.json())["alert_id"])
 
+    async def red_to_jo_then_amber(self, sys_: System, http: aiohttp.ClientSession, after_s: float) -> str:
+        """An alert at TLP:RED releasable to JO only, scheduled to go AMBER (to everyone permitted) later."""
+        due = iso(utcnow() + timedelta(seconds=after_s))
+        return await self.submit(
+            sys_, http, tlp="RED", releasable_to=[self.jo.code], release=[{"at": due, "tlp": "AMBER"}]
+        )
+
     async def decided(self, alert_id: str, within_s: float = 40) -> AlertRouted:
         async def found() -> AlertRouted | None:
             routed = await read_topic(self.kafka, self.codec, ALERTS_ROUTED, AlertRouted)
@@ -139,10 +146,7 @@ async def test_a_scheduled_downgrade_re_disseminates_exactly_once_across_restart
     await scene.publish()
     jo, sa = scene.jo.code, scene.sa.code
     async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
-        due = utcnow() + timedelta(seconds=10)
-        original = await scene.submit(
-            sys_, http, tlp="RED", releasable_to=[jo], release=[{"at": iso(due), "tlp": "AMBER"}]
-        )
+        original = await scene.red_to_jo_then_amber(sys_, http, after_s=10)
         first = await scene.decided(original)
         assert {jo: "alert.created"} == events(first)
         assert next(d.rule for d in first.decisions if d.agency == sa) == "not_releasable"
@@ -175,10 +179,7 @@ async def test_a_later_version_replaces_the_schedule_of_the_one_before(kafka: Ka
     await scene.publish()
     jo, sa = scene.jo.code, scene.sa.code
     async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
-        due = utcnow() + timedelta(seconds=6)
-        original = await scene.submit(
-            sys_, http, tlp="RED", releasable_to=[jo], release=[{"at": iso(due), "tlp": "AMBER"}]
-        )
+        original = await scene.red_to_jo_then_amber(sys_, http, after_s=6)
         update = await scene.submit(
             sys_, http, msg_type="Update", references=[original], tlp="RED", releasable_to=[jo], title="still red"
         )
