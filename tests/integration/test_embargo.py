@@ -146,7 +146,8 @@ async def test_a_scheduled_downgrade_re_disseminates_exactly_once_across_restart
     await scene.publish()
     jo, sa = scene.jo.code, scene.sa.code
     async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
-        original = await scene.red_to_jo_then_amber(sys_, http, after_s=10)
+        due = utcnow() + timedelta(seconds=20)
+        original = await scene.red_to_jo_then_amber(sys_, http, after_s=20)
         first = await scene.decided(original)
         assert {jo: "alert.created"} == events(first)
         assert next(d.rule for d in first.decisions if d.agency == sa) == "not_releasable"
@@ -154,9 +155,11 @@ async def test_a_scheduled_downgrade_re_disseminates_exactly_once_across_restart
         # Both restarted while the release is pending: the new tracker rebuilds it from alerts.scheduled.
         await sys_.restart_tracker()
         await sys_.restart_router()
+        assert utcnow() < due - timedelta(seconds=1), "the restarts outlasted the schedule: lengthen it"
         downgrade = release_id(original, 1)
         second = await scene.decided(downgrade)
         assert {jo: "alert.updated", sa: "alert.created"} == events(second)
+        assert (second.scheduled_by, second.routed_at >= due) == (original, True)
 
         # Restarted again after it was issued: nothing is issued, decided or sent twice.
         await sys_.restart_tracker()
