@@ -127,6 +127,15 @@ class Releaser:
                 checked = loop.time()
                 await self._issue_due(utcnow())
 
+    async def settled(self) -> bool:
+        """Whether it owns partitions and has read each to where it stood when claimed (tests wait on it)."""
+        if self._consumer is None or not self._read_to:
+            return False
+        for partition, end in list(self._read_to.items()):
+            if await self._consumer.position(TopicPartition(ALERTS_SCHEDULED, partition)) < end:
+                return False
+        return True
+
     async def own(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
             for tp in assigned:

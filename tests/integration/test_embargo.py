@@ -161,10 +161,12 @@ async def test_a_scheduled_downgrade_re_disseminates_exactly_once_across_restart
         assert {jo: "alert.updated", sa: "alert.created"} == events(second)
         assert (second.scheduled_by, second.routed_at >= due) == (original, True)
 
-        # Restarted again after it was issued: nothing is issued, decided or sent twice.
+        # Restarted again after it was issued: nothing is issued, decided or sent twice. The new tracker has
+        # claimed its partitions and read them, and had two chances to issue what it found due.
         await sys_.restart_tracker()
         await sys_.restart_router()
-        await asyncio.sleep(3)
+        await eventually(sys_.tracker.releases.settled, within_s=30)
+        await asyncio.sleep(2 * sys_.tracker_settings.escalation_check_s + 2)
         assert await scene.counts(downgrade) == (1, 1, 1)
         assert [(original, "alert.created"), (downgrade, "alert.updated")] == [
             (c.alert_id, c.event_type) for c in await scene.copies(jo)
