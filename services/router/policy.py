@@ -30,7 +30,8 @@ what it holds of the thread (threads.py):
 A version under embargo (`embargo_until`) is decided at once and sends nothing with content before then
 (`embargoed`: each copy it would send is recorded as not delivered, with the time); a withdrawal still goes,
 since it reveals nothing. A release the system issues from a version's schedule (router/schedule.py) is
-decided like any Update, and refused once the originator has sent a later version of the thread.
+decided like any Update, and refused once the originator has sent a later version of the thread or while
+the originator is suspended (nothing is issued in the name of an agency that may not use the exchange).
 
 A Cancel reaches every holder (`alert.cancelled`, no content, rule `cancelled`) whatever the registry says
 now, since it reveals nothing new; others get `not_holder`. A holder the registry no longer lists cannot be
@@ -154,8 +155,13 @@ def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) 
         return f"only {thread.origin}, the originator of {root}, may update or cancel it"
     if thread.cancelled:
         return f"{root} was cancelled: it takes no more versions"
-    if enriched.scheduled_by is not None and enriched.scheduled_by != thread.latest:
-        return f"a release scheduled by {enriched.scheduled_by}, which {thread.latest} has replaced with its own"
+    if enriched.scheduled_by is not None:
+        if enriched.scheduled_by != thread.latest:
+            return f"a release scheduled by {enriched.scheduled_by}, which {thread.latest} has replaced with its own"
+        origin = registry.agencies.get(enriched.origin)
+        if origin is None or not origin.active:
+            # Issued in the originator's name, which a suspended agency may not use (the gateway refuses it).
+            return f"a release in the name of {enriched.origin}, which is not an active agency now"
     codes = sorted(set(registry.agencies) | set(thread.holders))
     if alert.msg_type == "Cancel":
         return [_cancel(code, enriched, thread, registry) for code in codes]

@@ -296,7 +296,8 @@ def release_steps(draw: st.DrawFn, alert: Alert, registry: Registry) -> list[Rel
 def test_embargoes_and_scheduled_releases_reach_exactly_whom_the_rules_say(data: st.DataObject) -> None:
     """Versions that may be embargoed or carry release steps, and the releases the system issues between them
     (some after a later version replaced their schedule): an embargoed version sends only withdrawals and
-    leaves what agencies hold; a release is decided like an Update at its TLP; a replaced one is refused."""
+    leaves what agencies hold; a release is decided like an Update at its TLP; a replaced one, or one whose
+    originator is suspended, is refused."""
     registry = data.draw(registries())
     origin, alert = data.draw(alerts(registry))
     root = "alert-0"
@@ -329,6 +330,9 @@ def test_embargoes_and_scheduled_releases_reach_exactly_whom_the_rules_say(data:
         verdicts = fan_out(record, thread, registry)
         if issue and record.scheduled_by != latest:
             assert isinstance(verdicts, str) and "replaced" in verdicts
+            continue
+        if issue and not (origin in registry.agencies and registry.agencies[origin].active):
+            assert isinstance(verdicts, str) and "not an active agency" in verdicts
             continue
         assert not isinstance(verdicts, str)
         until = under_embargo(record)

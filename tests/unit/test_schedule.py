@@ -211,7 +211,7 @@ def test_an_embargoed_update_leaves_its_holders_holding() -> None:
 
 def test_a_release_of_a_replaced_schedule_is_refused() -> None:
     """Once the originator sent a later version, a release its earlier schedule left is refused, with why;
-    a release of the latest version's schedule is decided."""
+    a release of the latest version's schedule is decided, unless its originator is suspended by then."""
     registry = Registry(
         RegistryPublished(
             version=1,
@@ -234,6 +234,13 @@ def test_a_release_of_a_replaced_schedule_is_refused() -> None:
     refused, decided = fan_out(release, replaced, registry), fan_out(release, current, registry)
     assert isinstance(refused, str) and "replaced" in refused
     assert [v.agency for v in decided] == ["IQ-A0", "JO-A1"]  # type: ignore[union-attr]
+    suspended = Registry(
+        msgspec.structs.replace(
+            registry.published,
+            agencies=[msgspec.structs.replace(a, active=a.code != "IQ-A0") for a in registry.published.agencies],
+        )
+    )
+    assert "not an active agency" in str(fan_out(release, current, suspended))
 
 
 def test_pending_is_what_was_scheduled_and_not_issued() -> None:
