@@ -139,7 +139,7 @@ class Releaser:
     async def own(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
             for tp in assigned:
-                await self._claim(tp)
+                await self._reclaim(tp)  # a claim the broker refuses now is tried again at the next check
 
     async def disown(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
@@ -170,6 +170,7 @@ class Releaser:
         self._read_to[tp.partition] = (await self._consumer.end_offsets([tp]))[tp]
 
     async def _reclaim(self, tp: TopicPartition) -> None:
+        """Claim `tp`; if the broker is away, leave it owned without a producer, which the next check retries."""
         try:
             await self._claim(tp)
         except (KafkaError, TimeoutError, OSError) as exc:
