@@ -26,6 +26,8 @@ from services.common.records import (
     EndpointChanged,
     EscalationRaised,
     Quarantined,
+    ReleaseIssued,
+    ReleaseScheduled,
     ResendRequested,
     SubmissionRejected,
     SubmitAlert,
@@ -39,6 +41,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.ALERTS_REJECTED: AlertRejected,
     topics.ALERTS_ROUTED: AlertRouted,
     topics.ALERTS_ESCALATIONS: EscalationRaised,
+    topics.ALERTS_SCHEDULED: ReleaseScheduled,
     topics.ACKS_SUBMITTED: AckSubmitted,
     topics.DELIVERIES_WEBHOOK: DeliverWebhook,
     topics.DELIVERIES_DEAD: DeliverWebhook,
@@ -50,6 +53,10 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.AUDIT_CHECKPOINTS: AuditCheckpointed,
     topics.REQUESTS_RESEND: ResendRequested,
 }
+
+
+# Other record types a topic carries beside its main one: each such record is read as the type it names.
+ALSO_ON: dict[str, tuple[type[msgspec.Struct], ...]] = {topics.ALERTS_SCHEDULED: (ReleaseIssued,)}
 
 
 # The record type of each agency topic, by its last part (`agency.<CODE>.<kind>`).
@@ -75,6 +82,7 @@ def record_type(topic: str) -> type[msgspec.Struct]:
 
 async def tail(kafka: KafkaSettings, topic: str, *, from_beginning: bool, count: int) -> int:
     kind = record_type(topic)
+    others = {t.__name__: t for t in ALSO_ON.get(topic, ())}
     codec = Codec.from_directory()
     c = consumer(kafka, "tail", group=None, from_beginning=from_beginning)
     await c.start()
@@ -90,7 +98,8 @@ async def tail(kafka: KafkaSettings, topic: str, *, from_beginning: bool, count:
             for records in (await c.getmany(timeout_ms=1000)).values():
                 for r in records:
                     try:
-                        value = msgspec.to_builtins(codec.decode(r.value, kind))
+                        written = others.get(codec.record_name(r.value) or "", kind)
+                        value = msgspec.to_builtins(codec.decode(r.value, written))
                     except CodecError as exc:
                         value = {"unreadable": str(exc)}
                     line = {

@@ -98,7 +98,13 @@ def _service_groups(prefix: str) -> dict[str, list[tuple[Resource, str, Pattern]
         "router": [("group", f"{p}router", "literal"), ("transactional_id", f"{p}router-", "prefixed")],
         "auditor": [("group", f"{p}auditor", "literal"), ("transactional_id", f"{p}auditor", "literal")],
         "dispatcher": [("group", f"{p}dispatcher", "literal"), ("group", f"{p}dispatcher-retry-", "prefixed")],
-        "tracker": [("group", f"{p}tracker", "literal"), ("transactional_id", f"{p}tracker-escalations-", "prefixed")],
+        "tracker": [
+            ("group", f"{p}tracker", "literal"),
+            ("transactional_id", f"{p}tracker-escalations-", "prefixed"),
+            # Scheduled releases (services/tracker/releases.py).
+            ("group", f"{p}tracker-releases", "literal"),
+            ("transactional_id", f"{p}tracker-releases-", "prefixed"),
+        ],
     }
 
 

@@ -249,6 +249,14 @@ class Codec:
             # body is not a valid record, which is the record's fault, not the consumer's.
             raise CodecError(f"corrupt {name}: {type(exc).__name__}: {exc}") from exc
 
+    def record_name(self, data: bytes | None) -> str | None:
+        """The name (`ReleaseIssued`) of the record type `data` was written as, or None when it names no schema
+        known here: for a topic that carries more than one type (alerts.scheduled). `decode` still checks it."""
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 10 or data[:2] != MAGIC:
+            return None
+        writer = self._writers.get(bytes(data[2:10]))
+        return writer[0].removeprefix(f"{NAMESPACE}.") if writer is not None else None
+
     def fingerprints(self) -> dict[str, str]:
         """Current schema fingerprint by record name, for `rctc schemas` and the docs: the hex of the 8 bytes as
         they stand in a record (Java's `parsingFingerprint("CRC-64-AVRO", schema)`, fastavro's `fingerprint`)."""

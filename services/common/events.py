@@ -22,6 +22,9 @@ WITHDRAWN = "alert.withdrawn"
 CANCELLED = "alert.cancelled"
 ESCALATED = "alert.escalated"
 CONTENT_EVENTS = frozenset({CREATED, UPDATED})
+# The rule of a copy a version would have sent and did not, because the version is under embargo: nothing
+# was sent, and an agency that held the thread still holds what it held (router/schedule.py).
+EMBARGOED = "embargoed"
 
 
 def event_of(msg_type: str, decision: RoutingDecision) -> str | None:

@@ -7,7 +7,7 @@ one into the other, and tests/unit/test_codec.py checks that every class round-t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -53,6 +53,21 @@ class Subject(msgspec.Struct, kw_only=True):
     nationality: str | None = None
 
 
+# How far ahead an originator may schedule an embargo's end or a release (gateway/submission.py). A release is
+# decided against its thread as the router knows it, and a restarted router knows the threads of its
+# de-duplication window only: RouterSettings refuses a window that is not longer than this.
+MAX_SCHEDULE_AHEAD = timedelta(days=6)
+
+
+class ReleaseStep(msgspec.Struct, kw_only=True):
+    """A step of an originator's release schedule: at `at` the system issues an Update of the same content with
+    this TLP and releasable_to (router/schedule.py)."""
+
+    at: datetime
+    tlp: str
+    releasable_to: list[str] = []
+
+
 class Alert(msgspec.Struct, kw_only=True):
     msg_type: MsgType
     references: list[str] = []
@@ -73,6 +88,9 @@ class Alert(msgspec.Struct, kw_only=True):
     subjects: list[Subject] = []
     releasable_to: list[str] = []
     originator_control: bool = False
+    # Delivered to nobody before this time (router/schedule.py); never part of a recipient's copy.
+    embargo_until: datetime | None = None
+    release: list[ReleaseStep] = []
 
 
 class AlertSubmitted(Record, kw_only=True):
@@ -80,6 +98,9 @@ class AlertSubmitted(Record, kw_only=True):
     origin: str
     submitted_at: datetime
     idempotency_key: str | None = None
+    # Set only by the tracker when it issues a scheduled release: the version whose schedule it carries out.
+    # No agency can set it (the gateway builds this record; agencies write SubmitAlert's JSON body).
+    scheduled_by: str | None = None
     alert: Alert
 
 
@@ -91,6 +112,7 @@ class AlertEnriched(Record, kw_only=True):
     priority: int
     extracted_indicators: int = 0
     watchlist_hits: list[str] = []
+    scheduled_by: str | None = None
     alert: Alert
 
 
@@ -173,6 +195,8 @@ class AlertRouted(Record, kw_only=True, gc=False):
     # Set on a decision that answers an operator's request (ResendRequested): it decides one agency's copy of
     # an alert routed before, and adds to that alert's first decision instead of replacing it.
     request_id: str | None = None
+    # A release the system issued: the version whose schedule it carried out (router/schedule.py).
+    scheduled_by: str | None = None
 
 
 class ResendRequested(Record, kw_only=True):
@@ -181,6 +205,23 @@ class ResendRequested(Record, kw_only=True):
     since: datetime
     requested_by: str
     requested_at: datetime
+
+
+class ReleaseScheduled(Record, kw_only=True):
+    release_id: str
+    thread_id: str
+    scheduled_by: str
+    origin: str
+    kind: str
+    due_at: datetime
+    scheduled_at: datetime
+    alert: Alert
+
+
+class ReleaseIssued(Record, kw_only=True):
+    release_id: str
+    thread_id: str
+    issued_at: datetime
 
 
 class DeliverWebhook(Record, kw_only=True):

@@ -63,5 +63,6 @@ def enrich(submitted: AlertSubmitted, *, now: datetime, watchlist: frozenset[str
         priority=priority(alert),
         extracted_indicators=extracted,
         watchlist_hits=hits,
+        scheduled_by=submitted.scheduled_by,
         alert=alert,
     )

@@ -8,7 +8,9 @@ Checked in two steps, so a caller learns every problem in one answer, each at it
 are not JSON stop there), then every field is checked here and every problem collected. Unknown fields
 are refused, each at its path (a caller cannot smuggle in an `origin`); a missing required field is
 reported at its own path. Then the rules a recipient relies on: a known category and TLP, Admiralty
-grades in range, TLP:RED only with `releasable_to`, an Update or Cancel naming what it updates.
+grades in range, TLP:RED only with `releasable_to`, an Update or Cancel naming what it updates, and a
+schedule (`embargo_until`, `release`) in the future, in order, before the alert expires, each release step
+itself a valid TLP and `releasable_to` (a Cancel has none: it takes effect at once).
 
 Limits. Every string and array has a maximum, chosen well above what an analyst writes in good faith and
 far below what would cost the services downstream (the enricher scans the text, the router redacts each
@@ -34,7 +36,11 @@ copy, the tracker keeps acks in memory). The whole body is capped first (HttpSet
 | subjects[].identifiers             | 20 entries              | passport, national id, plate, phone, ...           |
 |   key / value                      | 64 / 256 characters     | a document type / a document number or address     |
 | releasable_to                      | 200 codes               | every member agency and country of the region      |
-| sent, expires                      | 64 characters           | an RFC 3339 date-time is 20 to 35                  |
+| sent, expires, embargo_until       | 64 characters           | an RFC 3339 date-time is 20 to 35                  |
+| release                            | 8 steps                 | a downgrade in a few stages, not a feed            |
+| embargo_until, release[].at        | 6 days ahead            | within the router's de-duplication window (7 days  |
+|                                    |                         | by default), which is how far back it knows a      |
+|                                    |                         | thread (records.MAX_SCHEDULE_AHEAD)                |
 | ack note                           | 2,000 characters        | a paragraph; the tracker keeps every note          |
 | problems reported in one answer    | 200 (then one summary)  | the answer must stay smaller than a hostile body   |
 
@@ -55,6 +61,7 @@ import msgspec
 from services.common import taxonomy
 from services.common.internal import is_alert_id
 from services.common.records import (
+    MAX_SCHEDULE_AHEAD,
     TLP_LEVELS,
     AckResponse,
     AckSubmitted,
@@ -63,6 +70,7 @@ from services.common.records import (
     Indicator,
     Location,
     MsgType,
+    ReleaseStep,
     Severity,
     Subject,
     Urgency,
@@ -103,6 +111,7 @@ MAX_TIME = 64
 # Years a submitted time may have (sent, expires): every reader can hold any instant between them.
 MIN_YEAR, MAX_YEAR = 1970, 9000
 MAX_NOTE = 2_000
+MAX_RELEASE_STEPS = 8
 MAX_PROBLEMS = 200
 
 # What an agency may write to its own topics (agency.<CODE>.acks): the broker refuses larger batches
@@ -134,6 +143,8 @@ ALERT_FIELDS = (
     "subjects",
     "releasable_to",
     "originator_control",
+    "embargo_until",
+    "release",
 )
 ALERT_REQUIRED = ("category", "severity", "urgency", "certainty", "tlp", "title")
 
@@ -182,18 +193,23 @@ def parse_submission(body: bytes, *, now: datetime) -> Alert:
         c.indicator(item, f"$.indicators[{i}]") for i, item in c.items(top, "$", "indicators", MAX_INDICATORS)
     ]
     subjects = [c.subject(item, f"$.subjects[{i}]") for i, item in c.items(top, "$", "subjects", MAX_SUBJECTS)]
-    releasable_to = c.strings(top, "$", "releasable_to", MAX_RELEASABLE_TO, 19)
-    for i, code in _valid(releasable_to):
-        if not RECIPIENT.match(code):
-            c.bad(f"$.releasable_to[{i}]", f"{_show(code)} is neither an agency code (IQ-INSS) nor a country code (IQ)")
+    releasable_to = c.recipients(top, "$")
     originator_control = c.boolean(top, "$", "originator_control")
     if msg_type in ("Update", "Cancel") and "references" not in c.failed and not references:
         c.bad("$.references", f"an {msg_type} names the alert id(s) it refers to")
     if "releasable_to" not in c.failed and not releasable_to:
-        if tlp == "RED":
-            c.bad("$.releasable_to", "TLP:RED is shared only with named recipients: list them in releasable_to")
-        if originator_control:
-            c.bad("$.releasable_to", "originator_control restricts sharing to named recipients: list them")
+        c.named_recipients("$", tlp, originator_control)
+    embargo_until = c.time(top, "embargo_until")
+    release = [
+        c.release_step(item, f"$.release[{i}]", originator_control)
+        for i, item in c.items(top, "$", "release", MAX_RELEASE_STEPS)
+    ]
+    if msg_type == "Cancel":
+        for key in ("embargo_until", "release"):
+            if top.get(key) not in (None, []):
+                c.bad(f"$.{key}", "a Cancel takes effect at once: it has no embargo or release schedule")
+    elif starts is not None:
+        c.schedule(embargo_until, release, now=now, expires=expires)
     if c.problems:
         raise InvalidSubmission(c.reported())
     # Every field was checked above: none of these is None unless it was optional.
@@ -218,6 +234,8 @@ def parse_submission(body: bytes, *, now: datetime) -> Alert:
         subjects=[x for x in subjects if x is not None],
         releasable_to=[x for x in releasable_to if x is not None],
         originator_control=originator_control,
+        embargo_until=_millis(embargo_until) if embargo_until else None,
+        release=[x for x in release if x is not None],
     )
 
 
@@ -378,15 +396,65 @@ class _Checker:
             return float(value)
         return None
 
-    def tlp(self, obj: dict[str, Any]) -> str | None:
+    def tlp(self, obj: dict[str, Any], path: str = "$") -> str | None:
         value = obj.get("tlp")
         if "tlp" in obj and not isinstance(value, str):
-            self.bad("$.tlp", f"expected a string, got {_kind(value)}")
+            self.bad(f"{path}.tlp", f"expected a string, got {_kind(value)}")
         elif isinstance(value, str):
             if value.removeprefix("TLP:") in TLP_LEVELS:
                 return value.removeprefix("TLP:")
-            self.bad("$.tlp", f"{_show(value)} is not a TLP 2.0 level: {', '.join(TLP_LEVELS)}")
+            self.bad(f"{path}.tlp", f"{_show(value)} is not a TLP 2.0 level: {', '.join(TLP_LEVELS)}")
         return None
+
+    def recipients(self, obj: dict[str, Any], path: str) -> list[str | None]:
+        codes = self.strings(obj, path, "releasable_to", MAX_RELEASABLE_TO, 19)
+        for i, code in _valid(codes):
+            if not RECIPIENT.match(code):
+                where = f"{path}.releasable_to[{i}]"
+                self.bad(where, f"{_show(code)} is neither an agency code (IQ-INSS) nor a country code (IQ)")
+        return codes
+
+    def named_recipients(self, path: str, tlp: str | None, originator_control: bool) -> None:
+        """The rules that need an empty releasable_to named (the caller checked it is empty)."""
+        where = f"{path}.releasable_to"
+        if tlp == "RED":
+            self.bad(where, "TLP:RED is shared only with named recipients: list them in releasable_to")
+        if originator_control:
+            self.bad(where, "originator_control restricts sharing to named recipients: list them")
+
+    def release_step(self, value: Any, path: str, originator_control: bool) -> ReleaseStep | None:
+        step = self.object(value, path, ("at", "tlp", "releasable_to"), ("at", "tlp"))
+        if step is None:
+            return None
+        before = len(self.problems)
+        at = self.time(step, "at", path)
+        if "at" in step and step["at"] is None:
+            self.bad(f"{path}.at", "expected a date-time, got null")
+        tlp = self.tlp(step, path)
+        codes = self.recipients(step, path)
+        if len(self.problems) == before and not codes:
+            self.named_recipients(path, tlp, originator_control)
+        if len(self.problems) > before or at is None or tlp is None:
+            return None
+        return ReleaseStep(at=_millis(at), tlp=tlp, releasable_to=[x for x in codes if x is not None])
+
+    def schedule(
+        self, embargo: datetime | None, steps: list[ReleaseStep | None], *, now: datetime, expires: datetime | None
+    ) -> None:
+        """Every scheduled time in the future, within MAX_SCHEDULE_AHEAD, before the alert expires, and each
+        after the one before it (the embargo's end first): the system issues them in this order."""
+        moments = [("$.embargo_until", embargo)] if embargo is not None else []
+        moments += [(f"$.release[{i}].at", s.at) for i, s in enumerate(steps) if s is not None]
+        after, what = now, "now: a schedule is in the future"
+        for path, moment in moments:
+            if moment <= after:
+                self.bad(path, f"must be after {what}")
+            elif moment > now + MAX_SCHEDULE_AHEAD:
+                self.bad(path, f"at most {MAX_SCHEDULE_AHEAD.days} days ahead")
+            elif expires is not None and moment >= expires:
+                self.bad(path, "must be before the alert expires")
+            after = max(after, moment)
+            what = "the embargo's end" if path == "$.embargo_until" else f"the step before ({path.split('.at')[0]})"
 
     def credibility(self, obj: dict[str, Any]) -> int | None:
         value = obj.get("information_credibility", 6)
@@ -398,22 +466,23 @@ class _Checker:
             return value
         return None
 
-    def time(self, obj: dict[str, Any], key: str) -> datetime | None:
-        value = self.text(obj, "$", key, MAX_TIME) if obj.get(key) is not None else None
+    def time(self, obj: dict[str, Any], key: str, path: str = "$") -> datetime | None:
+        value = self.text(obj, path, key, MAX_TIME) if obj.get(key) is not None else None
         if value is None:
             return None
+        where = f"{path}.{key}"
         try:
             moment = msgspec.convert(value, datetime)
         except msgspec.ValidationError:
-            self.bad(f"$.{key}", "expected an RFC 3339 date-time (e.g. 2026-11-28T09:00:00Z)")
+            self.bad(where, "expected an RFC 3339 date-time (e.g. 2026-11-28T09:00:00Z)")
             return None
         if moment.tzinfo is None:
-            self.bad(f"$.{key}", "a time needs a timezone (e.g. 2026-11-28T09:00:00Z)")
+            self.bad(where, "a time needs a timezone (e.g. 2026-11-28T09:00:00Z)")
             return None
         if not MIN_YEAR <= moment.year <= MAX_YEAR:
             # Near year 1 or 9999 a time zone moves the instant out of what UTC (and so every reader) can hold:
             # accepted, the alert would be encoded and then never decoded.
-            self.bad(f"$.{key}", f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+            self.bad(where, f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
             return None
         return moment
 

@@ -27,6 +27,12 @@ what it holds of the thread (threads.py):
                                     rule that failed, nothing of the content; the agency purges its copy
     otherwise                       nothing, and the rule that failed is recorded
 
+A version under embargo (`embargo_until`) is decided at once and sends nothing with content before then
+(`embargoed`: each copy it would send is recorded as not delivered, with the time); a withdrawal still goes,
+since it reveals nothing. A release the system issues from a version's schedule (router/schedule.py) is
+decided like any Update, and refused once the originator has sent a later version of the thread or while
+the originator is suspended (nothing is issued in the name of an agency that may not use the exchange).
+
 A Cancel reaches every holder (`alert.cancelled`, no content, rule `cancelled`) whatever the registry says
 now, since it reveals nothing new; others get `not_holder`. A holder the registry no longer lists cannot be
 written to (its topic and ACLs are gone) and is recorded as `agency_removed`. Only the thread's originator
@@ -42,10 +48,12 @@ id), so a narrower agreement never hides what a broader one between the same par
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 from services.common import taxonomy
-from services.common.events import CANCELLED, CREATED, UPDATED, WITHDRAWN
+from services.common.events import CANCELLED, CONTENT_EVENTS, CREATED, EMBARGOED, UPDATED, WITHDRAWN
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
 from services.common.registry import AgencyEntry, Registry
 from services.router.threads import Thread
@@ -151,6 +159,13 @@ def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) 
         return f"only {thread.origin}, the originator of {root}, may update or cancel it"
     if thread.cancelled:
         return f"{root} was cancelled: it takes no more versions"
+    if enriched.scheduled_by is not None:
+        if enriched.scheduled_by != thread.latest:
+            return f"a release scheduled by {enriched.scheduled_by}, which {thread.latest} has replaced with its own"
+        origin = registry.agencies.get(enriched.origin)
+        if origin is None or not origin.active:
+            # Issued in the originator's name, which a suspended agency may not use (the gateway refuses it).
+            return f"a release in the name of {enriched.origin}, which is not an active agency now"
     codes = sorted(set(registry.agencies) | set(thread.holders))
     if alert.msg_type == "Cancel":
         return [_cancel(code, enriched, thread, registry) for code in codes]
@@ -168,6 +183,17 @@ def resend_verdict(enriched: AlertEnriched, thread: Thread, registry: Registry, 
     if code == thread.origin:
         return Verdict(code, False, "originator", "submitted the alert")
     return _update(code, enriched, thread, registry, rises=False)
+
+
+def embargoed(verdicts: list[Verdict], until: datetime) -> list[Verdict]:
+    """`verdicts` of a version under embargo until `until`: every copy with content is recorded and not sent;
+    notices (a withdrawal) go at once."""
+    return [
+        Verdict(v.agency, False, EMBARGOED, f"embargoed until {until.isoformat()}: {v.reason}", v.agreement_id)
+        if v.delivered and v.event in CONTENT_EVENTS
+        else v
+        for v in verdicts
+    ]
 
 
 def _update(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry, rises: bool) -> Verdict:

@@ -58,6 +58,7 @@ from services.common.topics import (
     ALERTS_ENRICHED,
     ALERTS_REJECTED,
     ALERTS_ROUTED,
+    ALERTS_SCHEDULED,
     DELIVERIES_WEBHOOK,
     REQUESTS_RESEND,
     agency_topic,
@@ -65,9 +66,10 @@ from services.common.topics import (
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
 from services.router.payload import RecipientCopies, notice, webhook_id, webhook_request
-from services.router.policy import Verdict, fan_out
+from services.router.policy import Verdict, embargoed, fan_out
 from services.router.resend import latest_versions, resend_plan, thread_of
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog
+from services.router.schedule import releases_of, under_embargo
 from services.router.settings import RouterSettings
 from services.router.threads import Thread, advanced
 
@@ -124,11 +126,12 @@ class Router:
         reader = consumer(self.settings.kafka, "router-log", group=None)
         self._log_reader = reader  # kept before start, so stop() closes it even if start fails
         await reader.start()
-        counts = {t: len(await partitions_of(reader, [t])) for t in (ALERTS_ENRICHED, ALERTS_ROUTED)}
-        if counts[ALERTS_ROUTED] < counts[ALERTS_ENRICHED]:
+        counts = {t: len(await partitions_of(reader, [t])) for t in (ALERTS_ENRICHED, ALERTS_ROUTED, ALERTS_SCHEDULED)}
+        if min(counts[ALERTS_ROUTED], counts[ALERTS_SCHEDULED]) < counts[ALERTS_ENRICHED]:
             raise NotReadyError(
-                f"{ALERTS_ROUTED} needs at least as many partitions as {ALERTS_ENRICHED} ({counts}): each input "
-                "partition's decisions go to the output partition of the same number"
+                f"{ALERTS_ROUTED} and {ALERTS_SCHEDULED} need at least as many partitions as {ALERTS_ENRICHED} "
+                f"({counts}): each input partition's decisions and releases go to the output partition of the "
+                "same number"
             )
         self._routed = RoutedLog(reader, self.codec, self.settings.dedup_window_hours * 3600)
         requests = consumer(self.settings.kafka, "router-requests", group=None, follower=True)
@@ -236,7 +239,7 @@ class Router:
         assert self._routed is not None
         p = await self._fresh_producer(tp)
         agencies = [agency_topic(code) for code in self.registry.current.agencies]
-        await learn_topics(p, [ALERTS_ROUTED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, *agencies])
+        await learn_topics(p, [ALERTS_ROUTED, ALERTS_SCHEDULED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, *agencies])
         known = await self._routed.load(tp.partition)
         committed, resume = await self._rewind(tp)
         self._committed_at[tp] = time.monotonic()  # where the group's offset stands is the next commit's worry
@@ -570,7 +573,17 @@ class Router:
         verdicts = fan_out(enriched, thread, registry)
         if isinstance(verdicts, str):
             return self._reject(outputs, key, headers, context, enriched.origin, verdicts)
+        if (until := under_embargo(enriched)) is not None:
+            verdicts = embargoed(verdicts, until)
         decision = self._copies(outputs, enriched, verdicts, thread=key.decode(), headers=headers)
+        if enriched.scheduled_by is not None:
+            decision = msgspec.structs.replace(decision, scheduled_by=enriched.scheduled_by)
+        # The schedule beside the decision, on the partition of the same number: the tracker that owns this
+        # alerts.routed partition issues its releases (tracker/releases.py).
+        releases = releases_of(enriched, root, decision.routed_at)
+        for release in releases:
+            value, release_key = self.codec.encode(release), release.release_id.encode()
+            outputs.add(ALERTS_SCHEDULED, value, key=release_key, headers=headers, partition=record.partition)
         if (after := advanced(thread, decision)) is not None:
             threads[root] = after
         # Same partition number as the input: the routed log of this partition is read back from it.
@@ -589,6 +602,9 @@ class Router:
             "recipients": recipients,
             "notified": notified,
             "withheld": sum(1 for d in decision.decisions if not d.delivered and d.rule != "originator"),
+            "embargoed_until": until.isoformat() if until is not None else None,
+            "releases_scheduled": len(releases),
+            "scheduled_by": enriched.scheduled_by,
             "registry_version": registry.version,
             **context,
         }

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+from typing import Self
+
+from pydantic import model_validator
+
+from services.common.records import MAX_SCHEDULE_AHEAD
 from services.common.settings import ServiceSettings
 
 
@@ -14,3 +19,12 @@ class RouterSettings(ServiceSettings):
     offset_commit_interval_s: float = 5.0
     # Multiplies every acknowledgement deadline (deadlines.py). 1 in production; tests shrink time with it.
     ack_deadline_scale: float = 1.0
+
+    @model_validator(mode="after")
+    def _window_holds_every_schedule(self) -> Self:
+        # A release is decided against its thread; a router restarted after the window since the thread's
+        # original would not know it and would refuse the release (router/schedule.py).
+        horizon = MAX_SCHEDULE_AHEAD.total_seconds() / 3600
+        if self.dedup_window_hours <= horizon:
+            raise ValueError(f"dedup_window_hours must be longer than the longest release schedule ({horizon:g} hours)")
+        return self

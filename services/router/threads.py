@@ -9,12 +9,14 @@ is decided by the whole policy (policy.fan_out), and what an agency receives dep
     thread.holders                                   # agency -> the agreement and redaction of its copy
 
 An agency holds the thread from its first content copy (`alert.created`) until it is told to purge it
-(`alert.withdrawn`) or the thread is cancelled. Decisions written before versions were decided whole carry
-no `event`; theirs is read from the message type (a Cancel) and `delivered` (a content copy), which is what
-those decisions meant.
+(`alert.withdrawn`) or the thread is cancelled; an Update under embargo (rule `embargoed`) leaves what it
+held as it was until the release. The thread remembers its latest version from the originator (`latest`):
+a release the system issues from an earlier version's schedule is refused (policy.fan_out). Decisions
+written before versions were decided whole carry no `event`; theirs is read from the message type (a
+Cancel) and `delivered` (a content copy), which is what those decisions meant.
 
 A resend's decision (it carries a `request_id`) adds to the thread what its one agency was sent again, and
-is not a version: the thread's severity and its other holders stay as they were.
+is not a version: the thread's severity, latest version and other holders stay as they were.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import functools
 
 import msgspec
 
-from services.common.events import CONTENT_EVENTS, WITHDRAWN, event_of
+from services.common.events import CONTENT_EVENTS, EMBARGOED, WITHDRAWN, event_of
 from services.common.records import AlertRouted
 
 
@@ -41,6 +43,9 @@ class Thread(msgspec.Struct, frozen=True, gc=False):
     severity: str
     holders: dict[str, Holding]
     cancelled: bool = False
+    # The alert id of the latest version the originator sent (not one the system issued from a schedule):
+    # a new version replaces the schedule of the versions before it.
+    latest: str = ""
 
 
 def root_of(routed: AlertRouted) -> str:
@@ -52,7 +57,9 @@ def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     if routed.request_id is not None:
         return _resent(thread, routed)
     if routed.msg_type == "Alert":
-        thread = Thread(root=routed.alert_id, origin=routed.origin, severity=routed.severity, holders={})
+        thread = Thread(
+            root=routed.alert_id, origin=routed.origin, severity=routed.severity, holders={}, latest=routed.alert_id
+        )
     elif thread is None:
         return None  # its original is older than what was read: the thread is unknown, as its Updates will be
     holders = dict(thread.holders)
@@ -60,7 +67,7 @@ def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
         event = event_of(routed.msg_type, d)
         if event in CONTENT_EVENTS:
             holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)))
-        elif routed.msg_type != "Alert":
+        elif routed.msg_type != "Alert" and d.rule != EMBARGOED:
             # Withdrawn, cancelled, or no longer in the registry (so nothing could be sent): holds nothing now.
             holders.pop(d.agency, None)
     cancelled = routed.msg_type == "Cancel"
@@ -70,6 +77,7 @@ def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
         severity=routed.severity,
         holders={} if cancelled else holders,
         cancelled=cancelled,
+        latest=thread.latest if routed.scheduled_by is not None else routed.alert_id,
     )
 
 

@@ -9,7 +9,8 @@ owned: replicas share the consumer group `tracker` on alerts.routed only to spli
 replica raises escalations for the alerts whose decision is on a partition it owns, through a producer
 whose transactional id is fixed by that partition (`tracker-escalations-<n>`). A new owner fences the old
 one, then reads alerts.escalations to its end before it raises anything, so a rebalance neither doubles
-nor drops an escalation.
+nor drops an escalation. Scheduled releases (an embargo's end, a downgrade) are issued the same way, by
+partitions of alerts.scheduled (releases.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from services.common.registry import RegistryView
 from services.common.topics import ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_ROUTED, DELIVERIES_EVENTS
 from services.tracker.api import Answer, InternalApi
 from services.tracker.escalation import escalation_for, writes_for
+from services.tracker.releases import Releaser
 from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger
 
@@ -87,6 +89,7 @@ class Tracker:
         self._quarantine = Quarantine.standalone(settings.kafka, codec, "tracker")
         self.registry = RegistryView(settings.kafka, codec, name="tracker")
         self.port: int | None = None
+        self.releases = Releaser(settings.kafka, codec, settings.escalation_check_s)
 
     async def start(self) -> None:
         # Read before anything is owned: reminders go only to agencies the registry lists (escalation.py).
@@ -115,6 +118,7 @@ class Tracker:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port).start()
         self.port = bound_port(self._runner)
+        await self.releases.start()
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -122,6 +126,7 @@ class Tracker:
             tasks.create_task(self._keep_membership(stopping))
             tasks.create_task(self._escalate_loop(stopping))
             tasks.create_task(self.registry.run(stopping))
+            tasks.create_task(self.releases.run(stopping))
 
     async def _keep_membership(self, stopping: asyncio.Event) -> None:
         """Poll the ownership consumer (its partitions are paused: it only holds them) to stay in the group."""
@@ -223,6 +228,7 @@ class Tracker:
             DROPPED.labels(reason).set(count)
 
     async def stop(self) -> None:
+        await self.releases.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._owner is not None:

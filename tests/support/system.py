@@ -57,6 +57,8 @@ class System:
     codec: Codec
     tracker_stack: AsyncExitStack
     internal_token: SecretStr
+    router_settings: RouterSettings | None = None
+    router_stack: AsyncExitStack | None = None
 
     @property
     def url(self) -> str:
@@ -68,6 +70,14 @@ class System:
         self.tracker_stack = AsyncExitStack()
         self.tracker = build_tracker(self.tracker_settings, self.codec)
         await self.tracker_stack.enter_async_context(running(self.tracker))
+
+    async def restart_router(self) -> None:
+        """Stop the router and start a new one with the same settings, as a deployment restart would."""
+        assert self.router_stack is not None and self.router_settings is not None
+        await self.router_stack.aclose()
+        self.router_stack = AsyncExitStack()
+        self.router = build_router(self.router_settings, self.codec)
+        await self.router_stack.enter_async_context(running(self.router))
 
 
 @asynccontextmanager
@@ -102,8 +112,17 @@ async def system(
         async with AsyncExitStack() as stack:
             enricher = build_enricher(EnricherSettings(**common("enricher")), codec)
             await stack.enter_async_context(running(enricher))
-            router_service = build_router(RouterSettings(**common("router"), **(router or {})), codec)
-            await stack.enter_async_context(running(router_service))
+            router_settings = RouterSettings(**common("router"), **(router or {}))
+            router_service = build_router(router_settings, codec)
+            router_stack = AsyncExitStack()
+            await router_stack.enter_async_context(running(router_service))
+
+            async def stop_router() -> None:
+                # Stopped where it started in the order; after a restart_router it is the new one.
+                current = system_.router_stack if system_ is not None else None
+                await (current or router_stack).aclose()
+
+            stack.push_async_callback(stop_router)
             auditor = build_auditor(AuditorSettings(**common("auditor"), signing_key_file=signing_key_file()), codec)
             await stack.enter_async_context(running(auditor))
             # The test receivers listen on 127.0.0.1 (the registry marks them allow_private).
@@ -130,6 +149,8 @@ async def system(
                 codec,
                 tracker_stack,
                 token,
+                router_settings,
+                router_stack,
             )
             yield system_
     finally:

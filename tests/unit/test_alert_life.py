@@ -22,12 +22,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.records import SEVERITY_ORDER, TLP_LEVELS, Alert, AlertEnriched, AlertRouted, RoutingDecision
+from services.common.records import (
+    SEVERITY_ORDER,
+    TLP_LEVELS,
+    Alert,
+    AlertEnriched,
+    AlertRouted,
+    ReleaseScheduled,
+    ReleaseStep,
+    RoutingDecision,
+)
 from services.common.registry import REDACTABLE_FIELDS, Registry, RegistryPublished
 from services.common.taxonomy import CATEGORIES
 from services.router.payload import notice, recipient_copy
-from services.router.policy import Verdict, fan_out
+from services.router.policy import Verdict, embargoed, fan_out
+from services.router.schedule import releases_of, under_embargo
 from services.router.threads import Thread, advanced
+from services.tracker.releases import submission_of
 from services.tracker.state import Ledger
 from tests.unit.samples import enriched
 from tests.unit.test_sharing_properties import COUNTRIES, NOW, alerts, entitled, registries
@@ -263,3 +274,89 @@ def test_a_red_update_is_withdrawn_from_agencies_whose_agreements_stop_at_amber(
         "SA-SSP": ("alert.withdrawn", "not_releasable"),
         "KW-SSD": ("alert.withdrawn", "not_releasable"),
     }
+
+
+def release_steps(draw: st.DrawFn, alert: Alert, registry: Registry) -> list[ReleaseStep]:
+    """Up to two steps as the gateway accepts them: RED or originator control only with named recipients."""
+    pool = [*registry.agencies, *COUNTRIES]
+    steps = []
+    for i in range(draw(st.integers(0, 2))):
+        releasable = list(dict.fromkeys(pool[k % len(pool)] for k in draw(PICKS)))
+        if not releasable and (alert.originator_control or draw(TLPS) == "RED"):
+            releasable = list(alert.releasable_to)
+        tlp = draw(TLPS)
+        if tlp == "RED" and not releasable:
+            tlp = "AMBER"
+        steps.append(ReleaseStep(at=NOW + timedelta(hours=2 + i), tlp=tlp, releasable_to=releasable))
+    return steps
+
+
+@settings(max_examples=max(EXAMPLES // 4, 100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_embargoes_and_scheduled_releases_reach_exactly_whom_the_rules_say(data: st.DataObject) -> None:
+    """Versions that may be embargoed or carry release steps, and the releases the system issues between them
+    (some after a later version replaced their schedule): an embargoed version sends only withdrawals and
+    leaves what agencies hold; a release is decided like an Update at its TLP; a replaced one, or one whose
+    originator is suspended, is refused."""
+    registry = data.draw(registries())
+    origin, alert = data.draw(alerts(registry))
+    root = "alert-0"
+    thread: Thread | None = None
+    held: set[str] = set()
+    previous_severity: str | None = None
+    latest = root
+    pending: list[ReleaseScheduled] = []
+    for step in range(data.draw(st.integers(1, 7))):
+        issue = step > 0 and bool(pending) and data.draw(st.booleans())
+        if step > 0:
+            registry = evolved(data.draw, registry, origin)
+        if issue:
+            release = pending.pop(0)
+            submitted = submission_of(release, NOW)
+            record = msgspec.structs.replace(
+                enriched(submitted.alert, origin=origin, alert_id=submitted.alert_id), scheduled_by=release.scheduled_by
+            )
+        else:
+            if step > 0:
+                alert = next_version(data.draw, alert, registry, root)
+            embargo = NOW + timedelta(hours=1) if data.draw(st.booleans()) else None
+            alert = msgspec.structs.replace(
+                alert, embargo_until=embargo, release=release_steps(data.draw, alert, registry)
+            )
+            record = enriched(alert, origin=origin, alert_id=f"alert-{step}")
+            latest = record.alert_id
+            # The earlier schedule's releases stay queued: the router refuses them when they come.
+            pending += releases_of(record, root, NOW)
+        verdicts = fan_out(record, thread, registry)
+        if issue and record.scheduled_by != latest:
+            assert isinstance(verdicts, str) and "replaced" in verdicts
+            continue
+        if issue and not (origin in registry.agencies and registry.agencies[origin].active):
+            assert isinstance(verdicts, str) and "not an active agency" in verdicts
+            continue
+        assert not isinstance(verdicts, str)
+        until = under_embargo(record)
+        if until is not None:
+            verdicts = embargoed(verdicts, until)
+
+        events, permitted, _ = expected_events(registry, origin, record.alert, held, previous_severity)
+        if until is not None:
+            events = {a: e for a, e in events.items() if e == "alert.withdrawn"}
+        sent = {v.agency: v for v in verdicts if v.delivered}
+        assert {a: v.event for a, v in sent.items()} == events
+        for code, verdict in sent.items():
+            if verdict.event in ("alert.created", "alert.updated"):
+                assert verdict.agreement_id in permitted[code]
+                copy = recipient_copy(record, verdict, NOW).alert
+                assert copy is not None and copy.tlp == record.alert.tlp
+                assert all(getattr(copy, f) is None for f in verdict.redact)
+
+        thread = advanced(
+            thread, msgspec.structs.replace(routed_of(record, verdicts), scheduled_by=record.scheduled_by)
+        )
+        if until is None:
+            held = set(permitted)
+        else:
+            held = {a for a in held if a in registry.agencies and events.get(a) != "alert.withdrawn"}
+        previous_severity = record.alert.severity
+        assert thread is not None and (set(thread.holders), thread.latest) == (held, latest)

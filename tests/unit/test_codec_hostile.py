@@ -56,7 +56,7 @@ def outcome(data: Any, into: type[msgspec.Struct]) -> str:
     return "ok"
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=400), into=st.sampled_from(TYPES))
 def test_arbitrary_bytes_decode_or_raise_codec_error(data: bytes, into: type[msgspec.Struct]) -> None:
     """Random bytes, with or without a real header in front, only ever raise CodecError."""
@@ -64,7 +64,7 @@ def test_arbitrary_bytes_decode_or_raise_codec_error(data: bytes, into: type[msg
         assert outcome(candidate, into) in {"ok", "refused"}
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.integers(0, len(VALID) - 1), position=st.integers(0, 10**6), byte=st.integers(0, 255))
 def test_every_one_byte_mutation_of_a_valid_record_decodes_or_raises_codec_error(
     which: int, position: int, byte: int
@@ -76,7 +76,7 @@ def test_every_one_byte_mutation_of_a_valid_record_decodes_or_raises_codec_error
     assert outcome(bytes(mutated), into) in {"ok", "refused"}
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(which=st.integers(0, len(VALID) - 1), cut=st.integers(0, 10**6))
 def test_every_truncation_of_a_valid_record_is_refused(which: int, cut: int) -> None:
     """A valid record cut short anywhere is refused with CodecError, never read as something shorter."""
@@ -84,7 +84,7 @@ def test_every_truncation_of_a_valid_record_is_refused(which: int, cut: int) -> 
     assert outcome(data[: cut % len(data)], into) == "refused"
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(which=st.integers(0, len(VALID) - 1), extra=st.binary(min_size=1, max_size=64))
 def test_bytes_after_a_valid_record_are_refused(which: int, extra: bytes) -> None:
     """A record followed by anything is not that record: the body must end where the record ends."""

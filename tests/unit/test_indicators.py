@@ -141,12 +141,13 @@ def _cost(text: str) -> float:
 
 @pytest.mark.parametrize("unit", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
 def test_extraction_cost_grows_linearly(unit: str) -> None:
-    """The same adversarial text at n and 8n characters costs under 12 times as much (linear, not quadratic)."""
+    """The same adversarial text at n and 16n characters costs under 32 times as much: linear (16x) with room
+    for a loaded machine's cache effects (up to 13.6x was seen for 8x the text), far from quadratic (256x)."""
     small = unit * (8192 // len(unit))
-    large = unit * (8 * 8192 // len(unit))
+    large = unit * (16 * 8192 // len(unit))
     # Floor the small cost at 50 microseconds so timer resolution cannot make a tiny denominator.
     ratio = _cost(large) / max(_cost(small), 50e-6)
-    assert ratio < 12, f"{ratio:.1f}x for 8x the text"
+    assert ratio < 32, f"{ratio:.1f}x for 16x the text"
 
 
 @pytest.mark.parametrize("unit", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
