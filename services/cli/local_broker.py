@@ -13,6 +13,7 @@ needs to connect as that admin:
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +36,20 @@ class LocalBroker:
     bootstrap: str
 
     @classmethod
-    def start(cls, directory: Path, port: int = 0, *, timeout_s: float = 180) -> LocalBroker:
+    def start(
+        cls, directory: Path, port: int = 0, *, timeout_s: float = 180, reauth_ms: int | None = None
+    ) -> LocalBroker:
         """Start (formatting and making its certificates and admin password on the first start) and wait
-        until it serves. `port` 0 takes a free one; a directory started before keeps its port."""
+        until it serves. `port` 0 takes a free one; a directory started before keeps its port. `reauth_ms`:
+        how long a SASL session lasts before it must re-authenticate (the script's default, 10 minutes, if
+        None; fixed when the directory is formatted)."""
+        env = None if reauth_ms is None else {**os.environ, "RCTC_KAFKA_REAUTH_MS": str(reauth_ms)}
         started = subprocess.run(
             [str(SCRIPT), "start", "--dir", str(directory), "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=timeout_s,
+            env=env,
         )
         if started.returncode != 0:
             raise BrokerStartError(f"the local Kafka broker did not start:\n{started.stderr}")
