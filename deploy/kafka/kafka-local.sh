@@ -22,7 +22,9 @@
 #   admin.password      the bootstrap admin's SCRAM password (user `admin`), created at format time
 # The CA's own key is thrown away once the broker's certificate is signed: nothing else is ever signed by it.
 #
-# Environment: RCTC_KAFKA_CACHE (default ~/.cache/rctc/kafka), KAFKA_HEAP_OPTS, KAFKA_GC_OPTS, RCTC_KAFKA_START_TIMEOUT.
+# Environment: RCTC_KAFKA_CACHE (default ~/.cache/rctc/kafka), KAFKA_HEAP_OPTS, KAFKA_GC_OPTS, RCTC_KAFKA_START_TIMEOUT,
+# RCTC_KAFKA_REAUTH_MS (how long a SASL session lasts before re-authentication, default 600000: 10 minutes;
+# read when a directory is formatted).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,6 +71,7 @@ start() {
   [[ -n "$dir" ]] || die "start needs --dir"
   [[ "$port" == 0 ]] && port="$(free_port)"
   [[ -n "$controller_port" ]] || controller_port="$(free_port)"
+  [[ "${RCTC_KAFKA_REAUTH_MS:-600000}" =~ ^[1-9][0-9]*$ ]] || die "RCTC_KAFKA_REAUTH_MS is a number of milliseconds"
   fetch
   mkdir -p "$dir" && chmod 700 "$dir"
   dir="$(cd "$dir" && pwd)"
@@ -91,6 +94,9 @@ start() {
     (umask 077 && sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" -e "s#@DATA_DIR@#$dir#g" \
       -e "s#@LISTEN_HOST@#127.0.0.1#g" -e "s#@ADVERTISED_HOST@#127.0.0.1#g" \
       -e "s#@ADMIN_PASSWORD@#$admin_password#g" "$here/server.properties.template" >"$dir/server.properties")
+    if [[ -n "${RCTC_KAFKA_REAUTH_MS:-}" ]]; then
+      overrides+=("connections.max.reauth.ms=$RCTC_KAFKA_REAUTH_MS")
+    fi
     # Java reads a properties file top to bottom and the last value of a key wins: what follows overrides.
     if [[ -n "$plaintext" ]]; then
       { echo; cat "$here/plaintext-baseline.properties"; } >>"$dir/server.properties"

@@ -47,11 +47,15 @@ class LocalBroker:
         timeout_s: float = 180,
         settings: dict[str, str] | None = None,
         plaintext: bool = False,
+        reauth_ms: int | None = None,
     ) -> LocalBroker:
         """Start (formatting and making its certificates and admin password on the first start) and wait
         until it serves. `port` 0 takes a free one; a directory started before keeps its port and its kind.
         `settings` are broker settings added when the directory is first made; `plaintext` is the
-        benchmark's alone (the module's docstring)."""
+        benchmark's alone (the module's docstring). `reauth_ms`: how long a SASL session lasts before it must
+        re-authenticate (the script's default, 10 minutes, if None; fixed when the directory is made)."""
+        if reauth_ms is not None:
+            settings = {**(settings or {}), "connections.max.reauth.ms": str(reauth_ms)}
         command = [str(SCRIPT), "start", "--dir", str(directory), "--port", str(port)]
         for key, value in (settings or {}).items():
             command += ["--set", f"{key}={value}"]

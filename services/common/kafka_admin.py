@@ -169,7 +169,8 @@ class SecurityAdmin:
 
     async def set_password(self, user: str, password: str) -> None:
         """Create the user's SCRAM credential, or replace it (a rotation: the old password stops working for
-        new connections at once)."""
+        new connections at once, and sessions opened with it end at their next re-authentication, within the
+        brokers' `connections.max.reauth.ms`)."""
         upsert = UserScramCredentialUpsertion(
             user, ScramCredentialInfo(self._mechanism, SCRAM_ITERATIONS), password.encode()
         )

@@ -115,14 +115,22 @@ def _addressed(
     )
 
 
+# The urgency a notice (alert.withdrawn, alert.cancelled) is delivered with, whatever the version's: the
+# dispatcher's retry schedule follows a request's urgency, so a recipient that answers 503 and times the
+# retries (5 s, 30 s or 2 min first) would learn the urgency of a version it was not permitted (red team,
+# issue 15). Immediate, as the notice's priority 1 says: a withdrawn copy is to be purged at once.
+NOTICE_URGENCY: Urgency = "Immediate"
+
+
 def webhook_request(shared: AlertShared, urgency: Urgency, now: datetime) -> DeliverWebhook:
-    """The request to POST `shared` to its agency's webhook (same webhook-id on every retry and resend)."""
+    """The request to POST `shared` to its agency's webhook (same webhook-id on every retry and resend), retried
+    on `urgency`'s schedule if it carries content, on NOTICE_URGENCY's if it is a notice."""
     return DeliverWebhook(
         webhook_id=webhook_id(shared.alert_id, shared.recipient),
         alert_id=shared.alert_id,
         agency=shared.recipient,
         event_type=shared.event_type,
-        urgency=urgency,
+        urgency=urgency if shared.alert is not None else NOTICE_URGENCY,
         payload=webhook_body(shared),
         requested_at=now,
         origin=shared.origin,
