@@ -35,9 +35,17 @@ class EndpointStates(TopicFollower[EndpointChanged]):
             self.current[change.agency] = change
 
 
+def endpoint_change(agency: str, url: str, state: EndpointState, reason: str, by: str) -> EndpointChanged:
+    return EndpointChanged(agency=agency, url=url, state=state, reason=reason, changed_at=utcnow(), changed_by=by)
+
+
+async def publish_change(producer: AIOKafkaProducer, codec: Codec, change: EndpointChanged) -> None:
+    await producer.send_and_wait(DELIVERIES_ENDPOINTS, codec.encode(change), key=change.agency.encode())
+
+
 async def publish_state(
     producer: AIOKafkaProducer, codec: Codec, agency: str, url: str, state: EndpointState, reason: str, by: str
 ) -> EndpointChanged:
-    change = EndpointChanged(agency=agency, url=url, state=state, reason=reason, changed_at=utcnow(), changed_by=by)
-    await producer.send_and_wait(DELIVERIES_ENDPOINTS, codec.encode(change), key=agency.encode())
+    change = endpoint_change(agency, url, state, reason, by)
+    await publish_change(producer, codec, change)
     return change

@@ -67,7 +67,7 @@ from services.common.topics import (
     retry_topic,
 )
 from services.dispatcher.breaker import CircuitBreaker
-from services.dispatcher.endpoints import EndpointStates, publish_state
+from services.dispatcher.endpoints import EndpointStates, endpoint_change, publish_change
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide
 from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket
 from services.dispatcher.schedule import TIERS, parse_retry_after
@@ -534,8 +534,11 @@ class Dispatcher:
         if self.endpoints.state(agency, url) == state:
             return
         assert self._producer is not None
-        change = await publish_state(self._producer, self.codec, agency, url, state, reason, by=self.name)
+        # In force here before the record is written: while that write waits on the broker, this replica's other
+        # lanes must already see it (a 410 must stop the next request, not the one after a slow produce).
+        change = endpoint_change(agency, url, state, reason, by=self.name)
         self.endpoints.current[agency] = change
+        await publish_change(self._producer, self.codec, change)
         log.warning("endpoint.changed", state=state, reason=reason)
 
 
