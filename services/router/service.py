@@ -45,6 +45,7 @@ from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
 from services.common.outputs import Outputs
 from services.common.quarantine import Quarantine, noted
 from services.common.records import (
+    MAX_SCHEDULE_AHEAD,
     AlertEnriched,
     AlertRejected,
     AlertRouted,
@@ -122,6 +123,15 @@ class Router:
         self._resent_here: dict[TopicPartition, set[str]] = {}
 
     async def start(self) -> None:
+        horizon_h = MAX_SCHEDULE_AHEAD.total_seconds() / 3600
+        if self.settings.dedup_window_hours <= horizon_h:
+            # A router restarted later than the window after a thread's original would not know the thread and
+            # would refuse its scheduled releases (router/schedule.py): allowed (tests shrink the window), said.
+            log.warning(
+                "router.window_shorter_than_schedules",
+                dedup_window_hours=self.settings.dedup_window_hours,
+                longest_schedule_hours=horizon_h,
+            )
         await self.registry.start()
         reader = consumer(self.settings.kafka, "router-log", group=None)
         self._log_reader = reader  # kept before start, so stop() closes it even if start fails

@@ -90,14 +90,14 @@ async def test_a_bug_in_the_routers_loop_stops_it_and_a_restart_routes_the_faile
     await produce_all(kafka, "feed", ALERTS_ENRICHED, [(r.alert_id.encode(), codec.encode(r)) for r in records])
 
     # Scenario: the routing policy raises for one alert (a bug), in the middle of a batch of ten.
-    real_decide = router_module.decide
+    real_decide = router_module.fan_out
 
     def faulty(alert: AlertEnriched, *args: Any, **kwargs: Any) -> Any:
         if alert.alert_id == poison:
             raise Injected(f"routing {alert.alert_id}")
         return real_decide(alert, *args, **kwargs)
 
-    monkeypatch.setattr(router_module, "decide", faulty)
+    monkeypatch.setattr(router_module, "fan_out", faulty)
     settings = RouterSettings(kafka=kafka, max_batch=10, offset_commit_interval_s=0.0)
     code, lines = await serve_until_it_exits(build_router(settings, codec), settings)
 
@@ -111,7 +111,7 @@ async def test_a_bug_in_the_routers_loop_stops_it_and_a_restart_routes_the_faile
     assert position is None or position <= where.offset, "the router committed past the batch that failed"
 
     # A restart without the fault routes what is left, the failed batch included, each alert exactly once.
-    monkeypatch.setattr(router_module, "decide", real_decide)
+    monkeypatch.setattr(router_module, "fan_out", real_decide)
     async with running(build_router(settings, codec)):
         await eventually(lambda: _all_decided(kafka, codec, ids), within_s=60)
     assert set((await decisions(kafka, codec, set(ids))).values()) == {1}
