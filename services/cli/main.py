@@ -25,14 +25,18 @@ from services.common.acls import AgencyAccess
 from services.common.codec import Codec
 from services.common.errors import RctcError
 from services.common.internal import is_alert_id
+from services.common.logs import configure_logging
 from services.common.registry import load_registry
 from services.common.registry.publish import latest_published, publish_registry
-from services.common.settings import KafkaSettings
+from services.common.settings import KafkaSettings, LogSettings
 from services.common.topics import apply_topics, load_declarations
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = CliSettings()
+    # The library's log lines (a quarantined record met while reading a topic, a broker hiccup) go to stderr
+    # like the services'; stdout is the command's answer alone, for people and scripts to read.
+    configure_logging(LogSettings(), "rctc")
     parser = _parser(settings)
     args = parser.parse_args(argv)
     args.settings = settings
