@@ -9,16 +9,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from pydantic import ValidationError
 
 from services.common.events import CREATED, UPDATED, WITHDRAWN
-from services.common.records import MAX_SCHEDULE_AHEAD, AlertRouted, ReleaseScheduled, ReleaseStep, RoutingDecision
+from services.common.records import AlertRouted, ReleaseScheduled, ReleaseStep, RoutingDecision
 from services.common.registry import AgencyEntry, Registry, RegistryPublished
-from services.common.settings import KafkaSettings
 from services.gateway.submission import InvalidSubmission, parse_submission
 from services.router.policy import Verdict, embargoed, fan_out
 from services.router.schedule import EMBARGO_END, RELEASE, release_id, releases_of, under_embargo
-from services.router.settings import RouterSettings
 from services.router.threads import Holding, Thread, advanced
 from services.tracker.releases import Pending, submission_of
 from tests.support.world import alert_json
@@ -269,11 +266,3 @@ def test_a_release_is_submitted_as_the_originators_update_marked_as_the_systems(
         submitted.alert,
         submitted.submitted_at,
     )
-
-
-def test_the_router_refuses_a_window_shorter_than_the_longest_schedule() -> None:
-    """A router that would forget a thread before its last release could fall due refuses to start."""
-    kafka = KafkaSettings()
-    RouterSettings(kafka=kafka, dedup_window_hours=7 * 24)
-    with pytest.raises(ValidationError, match="dedup_window_hours"):
-        RouterSettings(kafka=kafka, dedup_window_hours=MAX_SCHEDULE_AHEAD.total_seconds() / 3600)
