@@ -68,7 +68,7 @@ from services.common.topics import (
 )
 from services.dispatcher.breaker import CircuitBreaker
 from services.dispatcher.endpoints import EndpointStates, endpoint_change, publish_change
-from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide
+from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
 from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket
 from services.dispatcher.schedule import TIERS, parse_retry_after
 from services.dispatcher.settings import DispatcherSettings
@@ -486,14 +486,24 @@ class Dispatcher:
         if slots is None:
             slots = self._slots[endpoint] = asyncio.Semaphore(self.settings.per_endpoint_concurrency)
         async with slots:
-            # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit.
+            # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit, or
+            # been answered 410 Gone (then the endpoint is disabled before the slot is given up, below).
+            if self.endpoints.state(request.agency, webhook.url) == "disabled":
+                return Observed(failure="endpoint_disabled", detail="the endpoint was disabled meanwhile")
             if not breaker.allow():
                 return Observed(
                     failure="circuit_open",
                     retry_after=max(breaker.remaining(), 0.05),
                     detail="the endpoint failed repeatedly",
                 )
-            return await self._post(request, webhook, secrets)
+            observed = await self._post(request, webhook, secrets)
+            if observed.status == 410:
+                # Before the next request waiting for this slot is let through (a quiet CI run saw 7 requests
+                # reach a gone endpoint with 4 slots); _endpoint_learned then finds it disabled already.
+                await self._set_state(
+                    request.agency, webhook.url, "disabled", f"the endpoint answered {failure_of(410)}"
+                )
+            return observed
 
     async def _endpoint_learned(self, agency: str, url: str, decision: Decision) -> None:
         """Tell the endpoint's circuit breaker, and every replica when its state changes, what the attempt showed."""
