@@ -25,6 +25,7 @@ from services.common.records import (
     DeliveryAttempted,
     EndpointChanged,
     EscalationRaised,
+    OnwardAction,
     Quarantined,
     ReleaseIssued,
     ReleaseScheduled,
@@ -52,6 +53,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.AUDIT_EVENTS: AuditRecorded,
     topics.AUDIT_CHECKPOINTS: AuditCheckpointed,
     topics.REQUESTS_RESEND: ResendRequested,
+    topics.REQUESTS_ONWARD: OnwardAction,
 }
 
 

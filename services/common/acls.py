@@ -95,7 +95,12 @@ def _service_groups(prefix: str) -> dict[str, list[tuple[Resource, str, Pattern]
     return {
         "gateway": [("group", f"{p}gateway-acks", "literal"), ("group", f"{p}gateway-submissions", "literal")],
         "enricher": [("group", f"{p}enricher", "literal")],
-        "router": [("group", f"{p}router", "literal"), ("transactional_id", f"{p}router-", "prefixed")],
+        "router": [
+            ("group", f"{p}router", "literal"),
+            # Only its offsets, committed in the partitions' transactions (router/service.py, onward sharing).
+            ("group", f"{p}router-onward", "literal"),
+            ("transactional_id", f"{p}router-", "prefixed"),
+        ],
         "auditor": [("group", f"{p}auditor", "literal"), ("transactional_id", f"{p}auditor", "literal")],
         "dispatcher": [("group", f"{p}dispatcher", "literal"), ("group", f"{p}dispatcher-retry-", "prefixed")],
         "tracker": [

@@ -8,6 +8,10 @@
     alert.escalated  a reminder, no content: the agency has not acknowledged the version it names by its
                      deadline (reason `ack_overdue`); written by the tracker (tracker/escalation.py)
 
+    onward.requested a notice to the originator: a recipient asks to share the thread with an agency it names
+    onward.approved  a notice to that recipient: the originator approved; the agency was sent its copy
+    onward.refused   a notice to that recipient: the originator (or the policy) refused, with a reason code
+
 Shared by the router, which decides the first four (router/policy.py), and the tracker, which ends or starts
 the wait for an acknowledgement by them and sends the reminder.
 """
@@ -22,6 +26,11 @@ WITHDRAWN = "alert.withdrawn"
 CANCELLED = "alert.cancelled"
 ESCALATED = "alert.escalated"
 CONTENT_EVENTS = frozenset({CREATED, UPDATED})
+ONWARD_REQUESTED = "onward.requested"
+ONWARD_APPROVED = "onward.approved"
+ONWARD_REFUSED = "onward.refused"
+# Notices about onward sharing (router/onward.py): no copy of the alert, and nothing to acknowledge.
+ONWARD_EVENTS = frozenset({ONWARD_REQUESTED, ONWARD_APPROVED, ONWARD_REFUSED})
 # The rule of a copy a version would have sent and did not, because the version is under embargo: nothing
 # was sent, and an agency that held the thread still holds what it held (router/schedule.py).
 EMBARGOED = "embargoed"

@@ -147,6 +147,16 @@ class SharedAlert(msgspec.Struct, kw_only=True):
     subjects: list[Subject] | None = None
 
 
+class OnwardNotice(msgspec.Struct, kw_only=True):
+    """What an onward.* event is about: the request, who asked, for whom, and the asker's reason (to the
+    originator) or the originator's note (to the asker)."""
+
+    request_id: str
+    requester: str
+    target: str
+    text: str | None = None
+
+
 class AlertShared(Record, kw_only=True):
     alert_id: str
     recipient: str
@@ -161,7 +171,9 @@ class AlertShared(Record, kw_only=True):
     thread_id: str | None = None
     # A notice's reason code (alert.withdrawn: the rule that no longer permits the recipient).
     reason: str | None = None
-    # None in a notice (alert.withdrawn, alert.cancelled): it carries nothing of the content.
+    # Set on onward.* events only (router/onward.py).
+    onward: OnwardNotice | None = None
+    # None in a notice (alert.withdrawn, alert.cancelled, onward.*): it carries nothing of the content.
     alert: SharedAlert | None = None
 
 
@@ -182,6 +194,18 @@ class RoutingDecision(msgspec.Struct, kw_only=True, gc=False):
     event: str | None = None
 
 
+class OnwardStep(msgspec.Struct, kw_only=True, gc=False):
+    """A step of an onward-sharing request, on the decision that took it (router/onward.py)."""
+
+    request_id: str
+    requester: str
+    target: str
+    state: Literal["requested", "approved", "refused", "revoked"]
+    reason: str | None = None
+    note: str | None = None
+    floor: tuple[str, ...] = ()
+
+
 class AlertRouted(Record, kw_only=True, gc=False):
     alert_id: str
     origin: str
@@ -197,6 +221,8 @@ class AlertRouted(Record, kw_only=True, gc=False):
     request_id: str | None = None
     # A release the system issued: the version whose schedule it carried out (router/schedule.py).
     scheduled_by: str | None = None
+    # A step of onward sharing (request_id is its request's): what its decisions notified or sent.
+    onward: OnwardStep | None = None
 
 
 class ResendRequested(Record, kw_only=True):
@@ -205,6 +231,22 @@ class ResendRequested(Record, kw_only=True):
     since: datetime
     requested_by: str
     requested_at: datetime
+
+
+OnwardKind = Literal["ask", "approve", "refuse", "revoke"]
+
+
+class OnwardAction(Record, kw_only=True):
+    """An agency's step in onward sharing, as the gateway authenticated it (requests.onward, key the thread)."""
+
+    action_id: str
+    request_id: str
+    thread_id: str
+    action: OnwardKind
+    agency: str
+    target: str | None = None
+    text: str | None = None
+    at: datetime
 
 
 class ReleaseScheduled(Record, kw_only=True):

@@ -37,6 +37,7 @@ DELIVERIES_DEAD = "deliveries.dead"
 DELIVERIES_ENDPOINTS = "deliveries.endpoints"
 RECORDS_QUARANTINE = "records.quarantine"
 REQUESTS_RESEND = "requests.resend"
+REQUESTS_ONWARD = "requests.onward"
 
 
 def retry_topic(tier: str) -> str:

@@ -5,7 +5,7 @@
 
 | rule | answer |
 |---|---|
-| a path parameter is not in its exact form (an alert id is a canonical UUID) | 404, as for no such alert |
+| a path parameter is not in its exact form (an alert or request id is a canonical UUID) | 404, as for no such alert |
 | a path parameter this table does not know (a new route nobody described here) | 404: closed until described |
 | /v1/acks/outstanding with an unknown or repeated query parameter | 400 `bad_query` |
 | an agency asks for another agency's outstanding acks | 403 `forbidden` |
@@ -25,7 +25,7 @@ from services.common.internal import is_alert_id, query_problem
 from services.common.registry.model import Principal
 
 # Every path parameter of the public API, and the form it must have.
-PATH_PARAMETERS: dict[str, Callable[[str], bool]] = {"alert_id": is_alert_id}
+PATH_PARAMETERS: dict[str, Callable[[str], bool]] = {"alert_id": is_alert_id, "request_id": is_alert_id}
 
 
 def path_problem(parameters: Mapping[str, str]) -> str | None:
@@ -33,7 +33,9 @@ def path_problem(parameters: Mapping[str, str]) -> str | None:
     for name, value in parameters.items():
         valid = PATH_PARAMETERS.get(name)
         if valid is None or not valid(value):
-            return "no such alert: an alert id is a UUID such as 0b7c5a4e-1f2d-4c3b-9a8e-7d6f5e4c3b2a"
+            what = "request" if name == "request_id" else "alert"
+            article = "a" if what == "request" else "an"
+            return f"no such {what}: {article} {what} id is a UUID such as 0b7c5a4e-1f2d-4c3b-9a8e-7d6f5e4c3b2a"
     return None
 
 

@@ -28,16 +28,16 @@ from services.common import tracing
 from services.common.codec import writer_schemas
 from services.common.kafka import Outbox
 from services.common.logs import get_logger
-from services.common.records import AckSubmitted, recipient_key, utcnow
+from services.common.records import AckSubmitted, OnwardAction, recipient_key, utcnow
 from services.common.registry import CredentialsView, RegistryView
 from services.common.registry.model import Principal, Registry
-from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
+from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED, REQUESTS_ONWARD
 from services.gateway import intake
 from services.gateway.access import Refusal, outstanding_scope, path_problem
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.ratelimit import RateLimiter, retry_after
 from services.gateway.settings import HttpSettings
-from services.gateway.submission import InvalidSubmission, parse_ack
+from services.gateway.submission import InvalidSubmission, parse_ack, parse_onward_answer, parse_onward_ask
 
 log = get_logger("rctc.gateway")
 
@@ -122,6 +122,10 @@ class GatewayApi:
             web.get("/v1/alerts/{alert_id}", _checked(self.alert_status)),
             web.get("/v1/alerts/{alert_id}/routing", _checked(self.alert_routing)),
             web.get("/v1/acks/outstanding", self.outstanding),
+            web.post("/v1/alerts/{alert_id}/onward", _checked(self.ask_onward)),
+            web.get("/v1/onward", self.onward_requests),
+            web.get("/v1/onward/{request_id}", _checked(self.onward_request)),
+            web.post("/v1/onward/{request_id}", _checked(self.answer_onward)),
             web.get("/v1/schemas/{fingerprint}", self.schema),
         ]
 
@@ -280,6 +284,121 @@ class GatewayApi:
             )
         log.info("ack.submitted", alert_id=alert_id, agency=agency, response=ack.response, channel="http")
         return web.json_response({"alert_id": alert_id, "agency": agency, "status": "accepted"}, status=202)
+
+    async def ask_onward(self, request: web.Request) -> web.Response:
+        """A recipient asks the originator to let the system share an originator-controlled thread with an agency
+        it names (router/onward.py decides it). Only a recipient that holds a copy may ask; anyone else gets
+        the answer a stranger to the alert gets."""
+        kind, agency = self._principal(request)
+        alert_id = request.match_info["alert_id"]
+        if kind != "agency":
+            return error(403, "forbidden", "only a recipient agency asks to share an alert onward")
+        try:
+            ask = parse_onward_ask(await request.read())
+        except InvalidSubmission as exc:
+            if exc.malformed:
+                return error(400, "invalid_request", exc.problems[0][1])
+            return error(422, "invalid_request", "the request was not accepted", exc.problems)
+        registry = self._registry.current
+        if ask.agency not in registry.agencies:
+            return error(
+                422, "invalid_request", "no such agency", [("$.agency", f"{ask.agency} is not a member agency")]
+            )
+        if ask.agency == agency:
+            return error(422, "invalid_request", "an agency holds its own copy", [("$.agency", "names the asker")])
+        status, state = await self._tracker_get(("alerts", alert_id, "recipient"), {"agency": agency})
+        if status not in (200, 404):
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        if status == 404 or not state.get("recipient") or state.get("state") in ("withdrawn", "cancelled"):
+            return error(403, "not_a_recipient", f"{agency} does not hold alert {alert_id}")
+        thread_id = str(state.get("thread_id") or alert_id)
+        request_id = str(uuid.uuid4())
+        action = OnwardAction(
+            action_id=request_id,
+            request_id=request_id,
+            thread_id=thread_id,
+            action="ask",
+            agency=agency,
+            target=ask.agency,
+            text=ask.reason,
+            at=utcnow(),
+        )
+        return await self._onward_accepted(request, action)
+
+    async def onward_requests(self, request: web.Request) -> web.Response:
+        """The onward-sharing requests the caller may see: an agency those it asked and those about its own
+        alerts, an operator all."""
+        if request.query:
+            return error(400, "bad_query", "this path takes no query parameters")
+        kind, name = self._principal(request)
+        status, body = await self._tracker_get(("onward",), {"viewer_kind": kind, "viewer": name})
+        if status != 200:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body)
+
+    async def onward_request(self, request: web.Request) -> web.Response:
+        status, body = await self._onward_view(request)
+        if status == 503:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body, status=status)
+
+    async def answer_onward(self, request: web.Request) -> web.Response:
+        """The originator approves, refuses or revokes a request about its alert."""
+        kind, agency = self._principal(request)
+        if kind != "agency":
+            return error(403, "forbidden", "only the originator decides a request to share its alert")
+        try:
+            answer = parse_onward_answer(await request.read())
+        except InvalidSubmission as exc:
+            if exc.malformed:
+                return error(400, "invalid_request", exc.problems[0][1])
+            return error(422, "invalid_request", "the decision was not accepted", exc.problems)
+        status, view = await self._onward_view(request)
+        if status == 503:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        if status != 200:
+            return web.json_response(view, status=status)
+        if view.get("origin") != agency:
+            return error(403, "forbidden", "only the originator of the alert decides this request")
+        wanted = "approved" if answer.decision == "revoke" else "requested"
+        if view.get("state") != wanted:
+            return error(
+                409, "conflict", f"the request is {view.get('state')}: only a {wanted} one can be {answer.decision}d"
+            )
+        action = OnwardAction(
+            action_id=str(uuid.uuid4()),
+            request_id=request.match_info["request_id"],
+            thread_id=str(view["thread_id"]),
+            action=answer.decision,
+            agency=agency,
+            text=answer.note,
+            at=utcnow(),
+        )
+        return await self._onward_accepted(request, action)
+
+    async def _onward_view(self, request: web.Request) -> tuple[int, Any]:
+        kind, name = self._principal(request)
+        segments = ("onward", request.match_info["request_id"])
+        return await self._tracker_get(segments, {"viewer_kind": kind, "viewer": name})
+
+    async def _onward_accepted(self, request: web.Request, action: OnwardAction) -> web.Response:
+        """Store a step for the router (keyed by its thread, so it reaches the thread's partition), and say so."""
+        traceparent = tracing.child_of(request.headers.get("traceparent"))
+        if not await self._publish(REQUESTS_ONWARD, action.thread_id.encode(), action, traceparent):
+            return error(503, "unavailable", "the request could not be stored; retry", headers={"Retry-After": "5"})
+        log.info(
+            "onward.submitted",
+            request_id=action.request_id,
+            action=action.action,
+            agency=action.agency,
+            thread_id=action.thread_id,
+        )
+        link = f"/v1/onward/{action.request_id}"
+        return web.json_response(
+            {"request_id": action.request_id, "action": action.action, "status": "accepted", "links": {"self": link}},
+            status=202,
+            headers={"Location": link},
+        )
 
     async def _publish(self, topic: str, key: bytes, record: msgspec.Struct, traceparent: str) -> bool:
         """Produce and wait for the broker's acknowledgement; False (logged) when Kafka cannot take it.

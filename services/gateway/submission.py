@@ -2,6 +2,8 @@
 
     alert = parse_submission(body, now=utcnow())    # raises InvalidSubmission with every problem found
     ack = parse_ack(body)                            # the same, for POST /v1/alerts/{id}/ack
+    ask = parse_onward_ask(body)                     # POST /v1/alerts/{id}/onward
+    answer = parse_onward_answer(body)               # POST /v1/onward/{request_id}
 
 Checked in two steps, so a caller learns every problem in one answer, each at its own JSON path
 (`$.indicators[3].value`, `$.category`): the body is decoded to plain JSON values first (only bytes that
@@ -42,6 +44,7 @@ copy, the tracker keeps acks in memory). The whole body is capped first (HttpSet
 |                                    |                         | by default), which is how far back it knows a      |
 |                                    |                         | thread (records.MAX_SCHEDULE_AHEAD)                |
 | ack note                           | 2,000 characters        | a paragraph; the tracker keeps every note          |
+| onward reason, onward note         | 2,000 characters        | the same                                           |
 | problems reported in one answer    | 200 (then one summary)  | the answer must stay smaller than a hostile body   |
 
 Records agencies write to Kafka themselves have a size cap too: AGENCY_RECORD_MAX_BYTES (acks) and
@@ -54,7 +57,7 @@ import json
 import math
 import re
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -161,6 +164,51 @@ class InvalidSubmission(Exception):
 class AckBody(msgspec.Struct, kw_only=True):
     response: AckResponse | None = None
     note: str | None = None
+
+
+class OnwardAsk(msgspec.Struct, kw_only=True):
+    agency: str
+    reason: str
+
+
+OnwardDecision = Literal["approve", "refuse", "revoke"]
+
+
+class OnwardAnswer(msgspec.Struct, kw_only=True):
+    decision: OnwardDecision
+    note: str | None = None
+
+
+# An agency code as the registry spells them (services/common/registry/model.py).
+_AGENCY_CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
+
+
+def parse_onward_ask(body: bytes) -> OnwardAsk:
+    """The body of POST /v1/alerts/{id}/onward: the agency to share with, and why (both required)."""
+    c = _Checker()
+    top = c.object(_decode(body), "$", ("agency", "reason"), ("agency", "reason"))
+    if top is None:
+        raise InvalidSubmission(c.reported())
+    agency = c.text(top, "$", "agency", 32, required=True)
+    if agency is not None and not _AGENCY_CODE.fullmatch(agency):
+        c.bad("$.agency", "an agency code: capital letters, digits and hyphens")
+    reason = c.text(top, "$", "reason", MAX_NOTE, required=True)
+    if c.problems or agency is None or reason is None:
+        raise InvalidSubmission(c.reported())
+    return OnwardAsk(agency=agency, reason=reason)
+
+
+def parse_onward_answer(body: bytes) -> OnwardAnswer:
+    """The body of POST /v1/onward/{request_id}: the originator's decision, and a note to the requester."""
+    c = _Checker()
+    top = c.object(_decode(body), "$", ("decision", "note"), ("decision",))
+    if top is None:
+        raise InvalidSubmission(c.reported())
+    decision = c.choice(top, "$", "decision", get_args(OnwardDecision))
+    note = c.text(top, "$", "note", MAX_NOTE) if top.get("note") is not None else None
+    if c.problems or decision is None:
+        raise InvalidSubmission(c.reported())
+    return OnwardAnswer(decision=decision, note=note)
 
 
 def parse_submission(body: bytes, *, now: datetime) -> Alert:

@@ -42,6 +42,12 @@ A resend (an operator's request to send one agency again what today's registry l
 latest version of each thread for that agency by the same rules (`resend_verdict`); a cancelled thread is
 `thread_cancelled`.
 
+An agency the originator approved onward sharing to (router/onward.py) holds a grant on the thread: a version
+the rules above refuse it for any reason but its own standing or the originator's is decided by
+`granted_verdict` instead (rule `onward_approved`): releasable_to and subscriptions give way to the
+originator's own approval, an agreement between the two, if one exists, still bounds the copy, and the copy
+leaves out at least what the requester's did.
+
 When several agreements permit the same share, the one that redacts the fewest fields applies (ties by
 id), so a narrower agreement never hides what a broader one between the same parties allows.
 """
@@ -56,6 +62,7 @@ from services.common import taxonomy
 from services.common.events import CANCELLED, CONTENT_EVENTS, CREATED, EMBARGOED, UPDATED, WITHDRAWN
 from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
 from services.common.registry import AgencyEntry, Registry
+from services.common.registry.model import Agreement
 from services.router.threads import Thread
 
 
@@ -109,6 +116,44 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry
     between = registry.agreements_between(enriched.origin, code)
     if not between:
         return Verdict(code, False, "no_agreement", f"no agreement lets {enriched.origin} share with {code}")
+    chosen = _permitting(enriched, registry, code, between)
+    if isinstance(chosen, Verdict):
+        return chosen
+    return Verdict(
+        code, True, "shared", f"shared under {chosen.id}", chosen.id, frozenset(chosen.redact), CREATED, True
+    )
+
+
+def granted_verdict(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry, floor: frozenset[str]) -> Verdict:
+    """A version for an agency the originator approved onward sharing to (router/onward.py): releasable_to and
+    subscriptions no longer matter, the originator having named the agency itself, and no agreement is needed
+    between them; but an agreement between them that exists still bounds the copy (its TLP, categories and
+    area), and the copy is redacted at least as the requester's was (`floor`) and as that agreement says."""
+    code = agency.code
+    origin = registry.agencies.get(enriched.origin)
+    if code == enriched.origin:
+        return Verdict(code, False, "originator", "submitted the alert")
+    if not agency.active:
+        return Verdict(code, False, "agency_inactive", f"{code} is suspended in the registry")
+    if origin is None or not origin.active:
+        return Verdict(code, False, "origin_unknown", f"originator {enriched.origin} is not an active agency")
+    why = f"shared with {enriched.origin}'s approval (onward sharing)"
+    between = registry.agreements_between(enriched.origin, code)
+    if not between:
+        return Verdict(code, True, ONWARD_APPROVED_RULE, why, None, floor, CREATED, True)
+    chosen = _permitting(enriched, registry, code, between)
+    if isinstance(chosen, Verdict):
+        return chosen
+    redact = floor | frozenset(chosen.redact)
+    return Verdict(code, True, ONWARD_APPROVED_RULE, f"{why} under {chosen.id}", chosen.id, redact, CREATED, True)
+
+
+def _permitting(
+    enriched: AlertEnriched, registry: Registry, code: str, between: list[Agreement]
+) -> Agreement | Verdict:
+    """The agreement of `between` (origin to `code`) that permits the version and redacts the fewest fields,
+    or the verdict naming the first rule they all fail."""
+    alert = enriched.alert
     in_force = [a for a in between if a.in_force(enriched.submitted_at)]
     if not in_force:
         return Verdict(
@@ -136,10 +181,7 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry
             "tlp_exceeds_agreement",
             f"TLP:{alert.tlp} is above what {', '.join(a.id for a in in_area)} allow",
         )
-    chosen = min(permitting, key=lambda a: (len(set(a.redact)), a.id))
-    return Verdict(
-        code, True, "shared", f"shared under {chosen.id}", chosen.id, frozenset(chosen.redact), CREATED, True
-    )
+    return min(permitting, key=lambda a: (len(set(a.redact)), a.id))
 
 
 def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) -> list[Verdict] | str:
@@ -202,6 +244,9 @@ def _update(code: str, enriched: AlertEnriched, thread: Thread, registry: Regist
     if agency is None:
         return Verdict(code, False, "agency_removed", f"{code} is no longer in the registry")
     verdict = verdict_for(enriched, registry, agency)
+    grant = thread.grants.get(code)
+    if grant is not None and not verdict.delivered and verdict.rule not in _GRANT_KEEPS:
+        verdict = granted_verdict(enriched, registry, agency, grant.floor)
     if verdict.delivered:
         # A new holder owes an acknowledgement; a holder owes another only if the threat grew.
         event, awaits = (UPDATED, rises) if held else (CREATED, True)
@@ -209,6 +254,13 @@ def _update(code: str, enriched: AlertEnriched, thread: Thread, registry: Regist
     if held:
         return Verdict(code, True, "withdrawn", f"withdrawn: {verdict.reason}", event=WITHDRAWN, notice=verdict.rule)
     return verdict
+
+
+# Refusals an originator's approval of onward sharing does not lift: they are about the agencies, not the
+# sharing (a suspended agency, an originator no longer active, the originator itself).
+_GRANT_KEEPS = frozenset({"originator", "agency_inactive", "origin_unknown"})
+# The rule of a copy sent under an approval of onward sharing.
+ONWARD_APPROVED_RULE = "onward_approved"
 
 
 def _cancel(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry) -> Verdict:

@@ -62,6 +62,9 @@ class RoutedLog:
         self._loading = asyncio.Lock()
         # Input offset after the last record whose decision is in the log, by partition.
         self._next: dict[int, int] = {}
+        # Where each thread's latest routed version is on alerts.enriched (its id and offset), by partition:
+        # onward sharing sends an approved agency that version (router/onward.py).
+        self._versions: dict[int, dict[str, tuple[str, int]]] = {}
 
     async def load(self, partition: int) -> int:
         """Read what `partition` routed within the window; returns how many alerts were found."""
@@ -81,6 +84,7 @@ class RoutedLog:
         routed: set[str] = set()
         threads: dict[str, Thread] = {}
         resent: dict[str, set[str]] = {}
+        versions: dict[str, tuple[str, int]] = {}
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
@@ -100,9 +104,12 @@ class RoutedLog:
                         source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER, b"")
                         if source.isdigit():
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
+                            if r.timestamp >= since and decision.request_id is None:
+                                versions[root_of(decision)] = (decision.alert_id, int(source))
         self._routed[partition] = routed
         self._threads[partition] = threads
         self._resent[partition] = resent
+        self._versions[partition] = versions
         # Done with it: a paused partition is not fetched in the background between loads.
         self._reader.pause(tp)
         return len(routed)
@@ -120,6 +127,7 @@ class RoutedLog:
         self._routed.pop(partition, None)
         self._threads.pop(partition, None)
         self._resent.pop(partition, None)
+        self._versions.pop(partition, None)
         self._next.pop(partition, None)
 
     def routed(self, partition: int, alert_id: str) -> bool:
@@ -129,14 +137,24 @@ class RoutedLog:
         """The partition's threads by root (the caller must not change it: see add)."""
         return self._threads.get(partition, {})
 
-    def add(self, partition: int, decisions: list[AlertRouted], next_offset: int) -> None:
-        """Record decisions whose routing transaction committed, in order, up to input offset `next_offset`."""
+    def add(
+        self, partition: int, decisions: list[AlertRouted], next_offset: int, sources: dict[str, int] | None = None
+    ) -> None:
+        """Record decisions whose routing transaction committed, in order, up to input offset `next_offset`;
+        `sources`: the input offset of each decided version, by alert id."""
         routed = self._routed.setdefault(partition, set())
         threads = self._threads.setdefault(partition, {})
+        versions = self._versions.setdefault(partition, {})
         for decision in decisions:
             routed.add(decision.alert_id)
             fold(threads, decision)
+            if sources is not None and decision.alert_id in sources:
+                versions[root_of(decision)] = (decision.alert_id, sources[decision.alert_id])
         self._next[partition] = max(self._next.get(partition, 0), next_offset)
+
+    def latest_version(self, partition: int, root: str) -> tuple[str, int] | None:
+        """The alert id and alerts.enriched offset of the thread's latest routed version (None: not known)."""
+        return self._versions.get(partition, {}).get(root)
 
     def resent(self, partition: int, request_id: str) -> set[str]:
         """The threads of `partition` a resend request already decided (the caller must not change it)."""

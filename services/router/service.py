@@ -38,7 +38,7 @@ from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import fail_fast
 from services.common.errors import CodecError, NotReadyError
-from services.common.events import CONTENT_EVENTS
+from services.common.events import CONTENT_EVENTS, ONWARD_EVENTS
 from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
@@ -49,8 +49,12 @@ from services.common.records import (
     AlertEnriched,
     AlertRejected,
     AlertRouted,
+    AlertShared,
+    OnwardAction,
+    OnwardNotice,
     ResendRequested,
     RoutingDecision,
+    Urgency,
     recipient_key,
     utcnow,
 )
@@ -61,11 +65,13 @@ from services.common.topics import (
     ALERTS_ROUTED,
     ALERTS_SCHEDULED,
     DELIVERIES_WEBHOOK,
+    REQUESTS_ONWARD,
     REQUESTS_RESEND,
     agency_topic,
 )
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
+from services.router.onward import NOT_HOLDER, decide_step
 from services.router.payload import RecipientCopies, notice, webhook_id, webhook_request
 from services.router.policy import Verdict, embargoed, fan_out
 from services.router.resend import latest_versions, resend_plan, thread_of
@@ -121,6 +127,13 @@ class Router:
         self._enriched_reader: AIOKafkaConsumer | None = None
         self._requests: dict[str, ResendRequested] = {}
         self._resent_here: dict[TopicPartition, set[str]] = {}
+        # Onward sharing (router/onward.py): requests.onward partition n is read by the owner of alerts.enriched
+        # partition n, from the offset its transactions committed (group router-onward); a partition's claim
+        # number when its position was last set, so a batch read before a later claim is dropped.
+        self._onward_reader: AIOKafkaConsumer | None = None
+        self._onward_versions: AIOKafkaConsumer | None = None
+        self._onward_group = group_id(settings.kafka, "router-onward")
+        self._onward_claims: dict[int, int] = {}
 
     async def start(self) -> None:
         horizon_h = MAX_SCHEDULE_AHEAD.total_seconds() / 3600
@@ -136,12 +149,18 @@ class Router:
         reader = consumer(self.settings.kafka, "router-log", group=None)
         self._log_reader = reader  # kept before start, so stop() closes it even if start fails
         await reader.start()
-        counts = {t: len(await partitions_of(reader, [t])) for t in (ALERTS_ENRICHED, ALERTS_ROUTED, ALERTS_SCHEDULED)}
+        topics = (ALERTS_ENRICHED, ALERTS_ROUTED, ALERTS_SCHEDULED, REQUESTS_ONWARD)
+        counts = {t: len(await partitions_of(reader, [t])) for t in topics}
         if min(counts[ALERTS_ROUTED], counts[ALERTS_SCHEDULED]) < counts[ALERTS_ENRICHED]:
             raise NotReadyError(
                 f"{ALERTS_ROUTED} and {ALERTS_SCHEDULED} need at least as many partitions as {ALERTS_ENRICHED} "
                 f"({counts}): each input partition's decisions and releases go to the output partition of the "
                 "same number"
+            )
+        if counts[REQUESTS_ONWARD] != counts[ALERTS_ENRICHED]:
+            raise NotReadyError(
+                f"{REQUESTS_ONWARD} needs as many partitions as {ALERTS_ENRICHED} ({counts}): the gateway keys a "
+                "request by its thread, so that partition n holds the requests about partition n's threads"
             )
         self._routed = RoutedLog(reader, self.codec, self.settings.dedup_window_hours * 3600)
         requests = consumer(self.settings.kafka, "router-requests", group=None, follower=True)
@@ -151,6 +170,11 @@ class Router:
         enriched = consumer(self.settings.kafka, "router-resend", group=None)
         self._enriched_reader = enriched
         await enriched.start()
+        # A group only for its committed offsets: partitions are assigned here, never by the coordinator.
+        self._onward_reader = consumer(self.settings.kafka, "router-onward", group="router-onward", follower=True)
+        await self._onward_reader.start()
+        self._onward_versions = consumer(self.settings.kafka, "router-onward-versions", group=None)
+        await self._onward_versions.start()
         self._consumer = consumer(
             self.settings.kafka, "router", ALERTS_ENRICHED, group="router", listener=_Rebalance(self)
         )
@@ -161,6 +185,7 @@ class Router:
             tasks.create_task(self.registry.run(stopping))
             tasks.create_task(self._route_loop(stopping))
             tasks.create_task(self._resend_loop(stopping))
+            tasks.create_task(self._onward_loop(stopping))
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -168,7 +193,7 @@ class Router:
         for p in list(self._producers.values()):
             await p.stop()
         self._producers.clear()
-        for reader in (self._enriched_reader, self._requests_reader):
+        for reader in (self._onward_versions, self._onward_reader, self._enriched_reader, self._requests_reader):
             if reader is not None:
                 await reader.stop()
         if self._log_reader is not None:
@@ -364,8 +389,9 @@ class Router:
                 decided: dict[str, AlertRouted] = {}
                 threads: dict[str, Thread] = {}
                 outputs = Outputs()
+                sources: dict[str, int] = {}  # the input offset of each version decided, by alert id
                 for record in records:
-                    lines.append(self._route_record(record, outputs, decided, threads))
+                    lines.append(self._route_record(record, outputs, decided, threads, sources))
                 next_offset = records[-1].offset + 1
                 # The last record's decision carries its offset: the routed log then holds the progress.
                 in_log = lines[-1]["outcome"] == "routed"
@@ -374,7 +400,7 @@ class Router:
                     if not in_log:
                         await p.send_offsets_to_transaction({tp: next_offset}, self._group)
                 assert self._routed is not None
-                self._routed.add(tp.partition, list(decided.values()), next_offset)
+                self._routed.add(tp.partition, list(decided.values()), next_offset, sources)
                 if in_log:
                     self._uncommitted[tp] = next_offset
                 else:
@@ -490,6 +516,171 @@ class Router:
         )
         return True
 
+    async def _onward_loop(self, stopping: asyncio.Event) -> None:
+        """Decide the steps of onward sharing on requests.onward, each partition by the owner of the alerts.enriched
+        partition of the same number, in that partition's transactions (router/onward.py)."""
+        reader = self._onward_reader
+        assert reader is not None and self._consumer is not None
+        if not await self.registry.wait_until_published(stopping):
+            return
+        while not stopping.is_set():
+            await self._follow_owned(reader)
+            if not reader.assignment():
+                await asyncio.sleep(0.5)
+                continue
+            for otp, records in (await reader.getmany(timeout_ms=500)).items():
+                tp = TopicPartition(ALERTS_ENRICHED, otp.partition)
+                async with self._lock(tp):
+                    if self._onward_claims.get(otp.partition) != self._claims.get(tp) or tp not in self._producers:
+                        self._onward_claims.pop(otp.partition, None)  # read before a claim: seek again
+                        continue
+                    if not await self._onward_partition(tp, otp, records):
+                        self._onward_claims.pop(otp.partition, None)
+
+    async def _follow_owned(self, reader: AIOKafkaConsumer) -> None:
+        """Read the requests.onward partitions whose alerts.enriched partition this router owns and has claimed,
+        each from the offset the transactions that decided its steps committed."""
+        assert self._consumer is not None
+        owned = {
+            tp.partition
+            for tp in self._consumer.assignment()
+            if tp.topic == ALERTS_ENRICHED and tp in self._producers and tp not in self._claiming
+        }
+        wanted = {TopicPartition(REQUESTS_ONWARD, n) for n in owned}
+        if wanted != set(reader.assignment()):
+            reader.assign(list(wanted))
+            self._onward_claims.clear()  # a new assignment: every position is set again
+        for otp in wanted:
+            tp = TopicPartition(ALERTS_ENRICHED, otp.partition)
+            if self._onward_claims.get(otp.partition) == self._claims.get(tp):
+                continue
+            async with self._lock(tp):
+                committed = await reader.committed(otp)
+                if committed is None:
+                    await reader.seek_to_beginning(otp)
+                else:
+                    reader.seek(otp, committed)
+                self._onward_claims[otp.partition] = self._claims.get(tp, 0)
+
+    async def _onward_partition(self, tp: TopicPartition, otp: TopicPartition, records: list[ConsumerRecord]) -> bool:
+        """Decide a batch of steps of one partition in its transaction, with their offsets (the caller holds the
+        partition's lock). False when the transaction failed: the batch is read again from the committed offset."""
+        assert self._routed is not None
+        partition = tp.partition
+        outputs = Outputs()
+        decisions: list[AlertRouted] = []
+        threads: dict[str, Thread] = {}  # as this batch's earlier steps left them
+        lines: list[dict[str, Any]] = []
+        try:
+            for record in records:
+                line = await self._onward_step(record, partition, outputs, decisions, threads)
+                lines.append(line)
+            p = self._producers[tp]
+            async with p.transaction():
+                await outputs.write(p)
+                await p.send_offsets_to_transaction({otp: records[-1].offset + 1}, self._onward_group)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("onward.transaction_failed", partition=partition, records=len(records), error=repr(exc))
+            await self._recover(tp)
+            return False
+        self._routed.add_resent(partition, decisions)
+        for line in lines:
+            (log.warning if line["outcome"] == "ignored" else log.info)(line.pop("event"), **line)
+        return True
+
+    async def _onward_step(
+        self,
+        record: ConsumerRecord,
+        partition: int,
+        outputs: Outputs,
+        decisions: list[AlertRouted],
+        threads: dict[str, Thread],
+    ) -> dict[str, Any]:
+        """Add one step's outputs (router/onward.py) to the transaction; its log line."""
+        assert self._routed is not None
+        try:
+            action = self.codec.decode(record.value, OnwardAction)
+        except CodecError as exc:
+            noted(record, str(exc), self.name, written=False)  # only the gateway writes the topic
+            return {"event": "onward.unreadable", "outcome": "ignored", "reason": str(exc), "offset": record.offset}
+        root = action.thread_id
+        thread = threads.get(root) or self._routed.threads(partition).get(root)
+        version = await self._latest_version(partition, root) if thread is not None else None
+        registry = self.registry.current
+        outcome = decide_step(action, thread, version, registry)
+        context = {
+            "request_id": action.request_id,
+            "action": action.action,
+            "agency": action.agency,
+            "thread_id": root,
+            "partition": partition,
+        }
+        if outcome.ignored is not None:
+            return {"event": "onward.ignored", "outcome": "ignored", "reason": outcome.ignored, **context}
+        headers: list[tuple[str, bytes]] = []
+        if outcome.step is None or version is None:
+            # An ask refused before the originator sees it: the asker is told by the thread id it named and a
+            # code, nothing else (not the thread's latest version nor its originator: a stranger to the thread
+            # gets what it would for one that does not exist), and nothing is recorded about the thread.
+            for verdict in outcome.verdicts:
+                shared = AlertShared(
+                    alert_id=root,
+                    recipient=verdict.agency,
+                    origin="",
+                    event_type=verdict.event,
+                    agreement_id="",
+                    thread_id=root,
+                    shared_at=utcnow(),
+                    priority=3,
+                    reason=verdict.notice,
+                    onward=outcome.notices.get(verdict.agency),
+                )
+                webhook = webhook_id(f"{root}:{action.action_id}", verdict.agency)
+                self._deliver(outputs, shared, self.codec.encode(shared), root, "Expected", headers, webhook)
+            code = outcome.verdicts[0].notice if outcome.verdicts else NOT_HOLDER
+            return {"event": "onward.refused", "outcome": "refused", "code": code, **context}
+        decision = self._copies(
+            outputs,
+            version,
+            outcome.verdicts,
+            thread=root,
+            headers=headers,
+            request_id=action.request_id,
+            scope=action.action_id,
+            onward=outcome.notices,
+        )
+        decision = msgspec.structs.replace(decision, onward=outcome.step)
+        outputs.add(ALERTS_ROUTED, self.codec.encode(decision), key=root.encode(), headers=headers, partition=partition)
+        decisions.append(decision)
+        if (after := advanced(thread, decision)) is not None:
+            threads[root] = after
+        sent = [d.agency for d in decision.decisions if d.delivered]
+        return {"event": "onward.decided", "outcome": outcome.step.state, "notified": sent, **context}
+
+    async def _latest_version(self, partition: int, root: str) -> AlertEnriched | None:
+        """The thread's latest routed version, read back from alerts.enriched (None if it is no longer there)."""
+        assert self._routed is not None and self._onward_versions is not None
+        where = self._routed.latest_version(partition, root)
+        if where is None:
+            return None
+        alert_id, offset = where
+        reader = self._onward_versions
+        tp = TopicPartition(ALERTS_ENRICHED, partition)
+        reader.assign([tp])
+        reader.seek(tp, offset)
+        async with asyncio.timeout(RoutedLog.LOAD_TIMEOUT_S):
+            while True:
+                batch = (await reader.getmany(tp, timeout_ms=1000, max_records=1)).get(tp, [])
+                if batch:
+                    break
+                if await reader.position(tp) >= (await reader.end_offsets([tp]))[tp]:
+                    return None
+        try:
+            version = self.codec.decode(batch[0].value, AlertEnriched)
+        except CodecError:
+            return None
+        return version if batch[0].offset == offset and version.alert_id == alert_id else None
+
     async def _versions(self, partition: int, since: datetime) -> list[AlertEnriched]:
         """Every alert of an alerts.enriched partition from about `since` (the broker's record times), in order."""
         reader = self._enriched_reader
@@ -543,7 +734,12 @@ class Router:
             self._producers.pop(tp, None)
 
     def _route_record(
-        self, record: ConsumerRecord, outputs: Outputs, decided: dict[str, AlertRouted], threads: dict[str, Thread]
+        self,
+        record: ConsumerRecord,
+        outputs: Outputs,
+        decided: dict[str, AlertRouted],
+        threads: dict[str, Thread],
+        sources: dict[str, int],
     ) -> dict[str, Any]:
         """Add every output of one record to the transaction's outputs; return its log line.
 
@@ -602,6 +798,7 @@ class Router:
             ALERTS_ROUTED, self.codec.encode(decision), key=key, headers=[*headers, *source], partition=record.partition
         )
         decided[decision.alert_id] = decision
+        sources[decision.alert_id] = record.offset
         recipients = [d.agency for d in decision.decisions if d.event in CONTENT_EVENTS]
         notified = [d.agency for d in decision.decisions if d.delivered and d.event not in CONTENT_EVENTS]
         return {
@@ -623,27 +820,30 @@ class Router:
         self,
         outputs: Outputs,
         enriched: AlertEnriched,
-        verdicts: list[Verdict],
+        verdicts: list[Verdict] | tuple[Verdict, ...],
         *,
         thread: str,
         headers: list[tuple[str, bytes]],
         request_id: str | None = None,
+        scope: str | None = None,
+        onward: dict[str, OnwardNotice] | None = None,
     ) -> AlertRouted:
         """Each recipient's copy for its topic (and webhook), added to `outputs`; the decision that records it all.
 
         Per-recipient records are keyed by the thread (`<first alert id>:<agency>`), so an agency reads an
         alert and its updates in order. A resend's copies (`request_id`) get webhook ids of their own: the same
         version may have gone to the agency before as another event (content, then a withdrawal to resend, or
-        the reverse), which a receiver de-duplicating on the id would drop.
+        the reverse), which a receiver de-duplicating on the id would drop. So do a step of onward sharing's
+        (`scope`: the step's own id, as one request leads to several steps), whose onward.* notices carry
+        `onward`'s body for their agency.
         """
-        registry = self.registry.current
         now = utcnow()
         alert = enriched.alert
         copies = RecipientCopies(enriched, now, self.codec)
         due: dict[str | None, datetime | None] = {}  # by agreement: recipients under one share a deadline
         decisions: list[RoutingDecision] = []
         for verdict in verdicts:
-            channels: list[str] = []
+            channels: tuple[str, ...] = ()
             removed: list[str] = []
             digest = None
             if verdict.delivered:
@@ -651,30 +851,16 @@ class Router:
                     shared, encoded = copies.copy_for(verdict)
                 else:
                     shared = notice(enriched, verdict, now)
+                    if onward is not None and verdict.event in ONWARD_EVENTS:
+                        shared = msgspec.structs.replace(shared, onward=onward[verdict.agency])
                     encoded = self.codec.encode(shared)
                 removed = shared.redacted_fields
                 if verdict.awaits_ack and verdict.agreement_id not in due:
                     due[verdict.agreement_id] = self._ack_due(enriched, verdict, now)
                 digest = hashlib.sha256(encoded).hexdigest()
-                rkey = recipient_key(thread, verdict.agency)
-                outputs.add(agency_topic(verdict.agency), encoded, key=rkey, headers=headers)
-                channels.append("kafka")
-                agency = registry.agencies.get(verdict.agency)
-                if agency is not None and agency.webhook is not None:
-                    request = webhook_request(shared, alert.urgency, now)
-                    if request_id is not None:
-                        scoped = webhook_id(f"{enriched.alert_id}:{request_id}", verdict.agency)
-                        request = msgspec.structs.replace(request, webhook_id=scoped)
-                    # Every webhook of a thread in one partition of deliveries.webhook, not one per recipient:
-                    # a transaction then touches (and marks at its commit) five partitions fewer (bench/).
-                    outputs.add(
-                        DELIVERIES_WEBHOOK,
-                        self.codec.encode(request),
-                        key=rkey,
-                        headers=headers,
-                        partition_by=thread.encode(),
-                    )
-                    channels.append("webhook")
+                scoped = scope or request_id
+                webhook = webhook_id(f"{enriched.alert_id}:{scoped}", verdict.agency) if scoped else None
+                channels = self._deliver(outputs, shared, encoded, thread, alert.urgency, headers, webhook)
             decisions.append(
                 RoutingDecision(
                     agency=verdict.agency,
@@ -683,7 +869,7 @@ class Router:
                     reason=verdict.reason,
                     agreement_id=verdict.agreement_id,
                     redacted_fields=tuple(removed),
-                    channels=tuple(channels),
+                    channels=channels,
                     copy_sha256=digest,
                     ack_due=due[verdict.agreement_id] if verdict.awaits_ack else None,
                     event=verdict.event or None,
@@ -697,10 +883,37 @@ class Router:
             severity=alert.severity,
             urgency=alert.urgency,
             routed_at=now,
-            registry_version=registry.version,
+            registry_version=self.registry.current.version,
             decisions=tuple(decisions),
             request_id=request_id,
         )
+
+    def _deliver(
+        self,
+        outputs: Outputs,
+        shared: AlertShared,
+        encoded: bytes,
+        thread: str,
+        urgency: Urgency,
+        headers: list[tuple[str, bytes]],
+        webhook: str | None,
+    ) -> tuple[str, ...]:
+        """`shared` to its agency's topic, and to its webhook if it has one (`webhook`: the id, if not the
+        copy's own); the channels it went by."""
+        rkey = recipient_key(thread, shared.recipient)
+        outputs.add(agency_topic(shared.recipient), encoded, key=rkey, headers=headers)
+        agency = self.registry.current.agencies.get(shared.recipient)
+        if agency is None or agency.webhook is None:
+            return ("kafka",)
+        request = webhook_request(shared, urgency, shared.shared_at)
+        if webhook is not None:
+            request = msgspec.structs.replace(request, webhook_id=webhook)
+        # Every webhook of a thread in one partition of deliveries.webhook, not one per recipient: a
+        # transaction then touches (and marks at its commit) five partitions fewer (bench/).
+        outputs.add(
+            DELIVERIES_WEBHOOK, self.codec.encode(request), key=rkey, headers=headers, partition_by=thread.encode()
+        )
+        return ("kafka", "webhook")
 
     def _ack_due(self, enriched: AlertEnriched, verdict: Verdict, now: datetime) -> datetime | None:
         agreement = next((a for a in self.registry.current.agreements if a.id == verdict.agreement_id), None)

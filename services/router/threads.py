@@ -17,6 +17,11 @@ Cancel) and `delivered` (a content copy), which is what those decisions meant.
 
 A resend's decision (it carries a `request_id`) adds to the thread what its one agency was sent again, and
 is not a version: the thread's severity, latest version and other holders stay as they were.
+
+So does a step of onward sharing (it carries `onward`, router/onward.py): a request the originator was asked
+about is `pending` until it approves or refuses it; an approval is a `grant` (the agency it names may hold
+the thread, at least as redacted as the requester's copy was) until the originator revokes it, and adds the
+copy it sent to `holders`; a revocation's withdrawal removes it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,22 @@ class Holding(msgspec.Struct, frozen=True, gc=False):
     redact: frozenset[str]
 
 
+class Grant(msgspec.Struct, frozen=True, gc=False):
+    """The originator's approval that one more agency may hold the thread (onward sharing)."""
+
+    request_id: str
+    requester: str
+    # Fields every copy of the thread to the agency leaves out at least: the requester's, when approved.
+    floor: frozenset[str]
+
+
+class Pending(msgspec.Struct, frozen=True, gc=False):
+    """A request for onward sharing the originator has been asked about and has not answered."""
+
+    requester: str
+    target: str
+
+
 class Thread(msgspec.Struct, frozen=True, gc=False):
     root: str
     origin: str
@@ -46,6 +67,10 @@ class Thread(msgspec.Struct, frozen=True, gc=False):
     # The alert id of the latest version the originator sent (not one the system issued from a schedule):
     # a new version replaces the schedule of the versions before it.
     latest: str = ""
+    # Onward sharing (router/onward.py): requests awaiting the originator, by request id; approvals, by the
+    # agency they let hold the thread.
+    pending: dict[str, Pending] = {}
+    grants: dict[str, Grant] = {}
 
 
 def root_of(routed: AlertRouted) -> str:
@@ -54,6 +79,8 @@ def root_of(routed: AlertRouted) -> str:
 
 def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     """The thread after `routed`, one of its decisions in order (None: a follow-up of a thread not known)."""
+    if routed.onward is not None:
+        return _onward(thread, routed)
     if routed.request_id is not None:
         return _resent(thread, routed)
     if routed.msg_type == "Alert":
@@ -78,6 +105,8 @@ def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
         holders={} if cancelled else holders,
         cancelled=cancelled,
         latest=thread.latest if routed.scheduled_by is not None else routed.alert_id,
+        pending={} if cancelled else thread.pending,
+        grants={} if cancelled else thread.grants,
     )
 
 
@@ -93,6 +122,26 @@ def _resent(thread: Thread | None, routed: AlertRouted) -> Thread | None:
         elif event == WITHDRAWN:
             holders.pop(d.agency, None)
     return msgspec.structs.replace(thread, holders=holders)
+
+
+def _onward(thread: Thread | None, routed: AlertRouted) -> Thread | None:
+    """A step of onward sharing: what it sent changes the holders as a resend's does; the step itself the
+    thread's pending requests and grants."""
+    thread = _resent(thread, routed)
+    step = routed.onward
+    if thread is None or thread.cancelled or step is None:
+        return thread
+    pending = dict(thread.pending)
+    grants = dict(thread.grants)
+    if step.state == "requested":
+        pending[step.request_id] = Pending(step.requester, step.target)
+    else:
+        pending.pop(step.request_id, None)
+    if step.state == "approved":
+        grants[step.target] = Grant(step.request_id, step.requester, _fields(tuple(step.floor)))
+    elif step.state == "revoked" and step.target in grants and grants[step.target].request_id == step.request_id:
+        del grants[step.target]
+    return msgspec.structs.replace(thread, pending=pending, grants=grants)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -5,6 +5,8 @@ ledger (state.py), what a request may carry by services/common/internal.py.
     GET /internal/alerts/{alert_id}/routing?viewer_kind=...&viewer=...           the decision, same rule
     GET /internal/alerts/{alert_id}/recipient?agency=CODE                        is CODE a recipient, its state
     GET /internal/outstanding[?agency=CODE]                                      acks still expected
+    GET /internal/onward?viewer_kind=...&viewer=...                              onward-sharing requests it sees
+    GET /internal/onward/{request_id}?viewer_kind=...&viewer=...                 one of them
 
 Every request carries the internal credential (401 without it); a query parameter that is unknown, repeated
 or missing is a 400; an alert id that is not a canonical UUID is a 404. Each check comes before any work,
@@ -37,6 +39,8 @@ QUERIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "/internal/alerts/{alert_id}": (VIEWER, VIEWER),
     "/internal/alerts/{alert_id}/routing": (VIEWER, VIEWER),
     "/internal/alerts/{alert_id}/recipient": (frozenset({"agency"}), frozenset({"agency"})),
+    "/internal/onward": (VIEWER, VIEWER),
+    "/internal/onward/{request_id}": (VIEWER, VIEWER),
 }
 
 
@@ -63,6 +67,8 @@ class InternalApi:
         app.router.add_get("/internal/alerts/{alert_id}", self._status)
         app.router.add_get("/internal/alerts/{alert_id}/routing", self._routing)
         app.router.add_get("/internal/alerts/{alert_id}/recipient", self._recipient)
+        app.router.add_get("/internal/onward", self._onward_list)
+        app.router.add_get("/internal/onward/{request_id}", self._onward_one)
         return app
 
     @web.middleware
@@ -82,6 +88,9 @@ class InternalApi:
             alert_id = request.match_info.get("alert_id")
             if alert_id is not None and not is_alert_id(alert_id):
                 return _error(404, "not_found", "no such alert")
+            request_id = request.match_info.get("request_id")
+            if request_id is not None and not is_alert_id(request_id):  # a UUID too
+                return _error(404, "not_found", "no such request")
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -102,12 +111,25 @@ class InternalApi:
     async def _routing(self, request: web.Request) -> web.Response:
         return await self._as_viewer(request, self._ledger.routing_of)
 
+    async def _onward_list(self, request: web.Request) -> web.Response:
+        viewer = _viewer(request)
+        if viewer is None:
+            return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
+        return web.json_response({"requests": self._ledger.onward_requests(viewer)}, dumps=_dumps)
+
+    async def _onward_one(self, request: web.Request) -> web.Response:
+        viewer = _viewer(request)
+        if viewer is None:
+            return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
+        request_id = request.match_info["request_id"]
+        status, body = await self._answer(lambda: self._ledger.onward_request(request_id, viewer))
+        return web.json_response(body, status=status, dumps=_dumps)
+
     async def _as_viewer(self, request: web.Request, query: Callable[[str, Viewer], Answer]) -> web.Response:
         """Answer `query` for the viewer the gateway authenticated (it passes kind and name)."""
-        kind, name = request.query["viewer_kind"], request.query["viewer"]
-        if kind not in ("agency", "operator") or not name:
+        viewer = _viewer(request)
+        if viewer is None:
             return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
-        viewer = Viewer(kind, name)  # type: ignore[arg-type]
         alert_id = request.match_info["alert_id"]
         status, body = await self._answer(lambda: query(alert_id, viewer))
         return web.json_response(body, status=status, dumps=_dumps)
@@ -116,3 +138,11 @@ class InternalApi:
         alert_id, agency = request.match_info["alert_id"], request.query["agency"]
         status, body = await self._answer(lambda: self._ledger.recipient(alert_id, agency))
         return web.json_response(body, status=status)
+
+
+def _viewer(request: web.Request) -> Viewer | None:
+    """The viewer the gateway authenticated (it passes kind and name), or None if the query is not one."""
+    kind, name = request.query["viewer_kind"], request.query["viewer"]
+    if kind not in ("agency", "operator") or not name:
+        return None
+    return Viewer(kind, name)  # type: ignore[arg-type]

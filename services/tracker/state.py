@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from services.common.events import CONTENT_EVENTS, UPDATED, WITHDRAWN, event_of
+from services.common.events import CONTENT_EVENTS, ONWARD_EVENTS, UPDATED, WITHDRAWN, event_of
 from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, RoutingDecision
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
@@ -194,6 +194,29 @@ class AlertState(msgspec.Struct, kw_only=True, gc=False):
     recipients: dict[str, RecipientState]
 
 
+class OnwardView(msgspec.Struct, kw_only=True, gc=False):
+    """A request for onward sharing (router/onward.py) as its steps left it."""
+
+    request_id: str
+    thread_id: str
+    alert_id: str  # the version the latest step was about
+    origin: str
+    requester: str
+    target: str
+    state: str  # requested, approved, refused, revoked
+    reason: str | None = None  # the requester's
+    note: str | None = None  # the originator's
+    # The rule that refused the copy after the originator approved (the originator and operators only).
+    refusal: str | None = None
+    requested_at: datetime
+    decided_at: datetime | None = None
+
+
+# What a requester sees of its own request: not why the policy refused the copy the originator approved,
+# which would tell it about the agency it named (a suspension, an agreement).
+_REQUESTER_SEES = frozenset(OnwardView.__struct_fields__) - {"refusal"}
+
+
 class Ledger:
     def __init__(self, early: EarlyLimits | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
@@ -207,6 +230,8 @@ class Ledger:
         self._threads: dict[str, list[str]] = {}  # first alert id -> the alert ids of its thread
         # alerts.routed partition each alert's decision came from: whoever owns it raises its escalations.
         self.partition_of: dict[str, int] = {}
+        # Requests for onward sharing, by request id.
+        self.onward: dict[str, OnwardView] = {}
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -215,6 +240,10 @@ class Ledger:
         return {"not_a_recipient": self._not_recipient, "early_evicted": self._early.evicted}
 
     def apply_routed(self, routed: AlertRouted, partition: int = 0) -> None:
+        if routed.onward is not None:
+            self._apply_onward(routed)
+            if routed.alert_id not in self.alerts:
+                return  # a step about a version read before this tracker's window: only the request is kept
         if routed.request_id is not None and routed.alert_id in self.alerts:
             self._apply_resent(routed)
             return
@@ -251,11 +280,62 @@ class Ledger:
         alert = self.alerts[routed.alert_id]
         self.resends[routed.alert_id] = (*self.resends.get(routed.alert_id, ()), routed)
         for d in routed.decisions:
+            if d.event in ONWARD_EVENTS:
+                continue  # a notice about onward sharing: no copy of the alert, nothing to acknowledge
             row = alert.recipients.get(d.agency)
             if d.delivered and (row is None or row.state in ("withdrawn", "cancelled")):
                 alert.recipients[d.agency] = _row(routed, d)
         if any(event_of(routed.msg_type, d) == WITHDRAWN for d in routed.decisions):
             self._end_earlier_waits(routed, self._threads.get(self._root_of(routed.alert_id), []))
+
+    def _apply_onward(self, routed: AlertRouted) -> None:
+        step = routed.onward
+        assert step is not None
+        root = routed.references[0] if routed.msg_type != "Alert" and routed.references else routed.alert_id
+        view = self.onward.get(step.request_id)
+        if view is None or step.state == "requested":
+            view = OnwardView(
+                request_id=step.request_id,
+                thread_id=root,
+                alert_id=routed.alert_id,
+                origin=routed.origin,
+                requester=step.requester,
+                target=step.target,
+                state=step.state,
+                reason=step.reason if step.state == "requested" else None,
+                requested_at=routed.routed_at,
+            )
+            self.onward[step.request_id] = view
+            if step.state == "requested":
+                return
+        view.state = step.state
+        view.alert_id = routed.alert_id
+        view.note = step.note
+        view.refusal = step.reason if step.state == "refused" else None
+        view.decided_at = routed.routed_at
+
+    def onward_requests(self, viewer: Viewer) -> list[dict[str, Any]]:
+        """The requests the viewer may see: an agency those it asked and those about its own threads, an
+        operator all; newest first."""
+        seen = [self._onward_seen(v, viewer) for v in self.onward.values()]
+        return sorted((s for s in seen if s is not None), key=lambda s: s["requested_at"], reverse=True)
+
+    def onward_request(self, request_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+        view = self.onward.get(request_id)
+        seen = self._onward_seen(view, viewer) if view is not None else None
+        if seen is None:
+            # The same answer for a request that does not exist and for one the viewer may not know of.
+            return 404, {"error": "not_found", "message": f"no onward-sharing request {request_id}"}
+        return 200, seen
+
+    @staticmethod
+    def _onward_seen(view: OnwardView, viewer: Viewer) -> dict[str, Any] | None:
+        body: dict[str, Any] = msgspec.to_builtins(view)
+        if viewer.kind == "operator" or viewer.name == view.origin:
+            return body
+        if viewer.name == view.requester:
+            return {k: v for k, v in body.items() if k in _REQUESTER_SEES}
+        return None
 
     def _end_earlier_waits(self, routed: AlertRouted, earlier: list[str]) -> None:
         """A later version ends the waits for an agency's earlier copies of its thread: a withdrawal or a
@@ -405,7 +485,13 @@ class Ledger:
         row = alert.recipients.get(agency) if alert is not None else None
         if row is None:
             return unknown(alert_id)
-        return 200, {"alert_id": alert_id, "agency": agency, "recipient": True, "state": row.state}
+        return 200, {
+            "alert_id": alert_id,
+            "agency": agency,
+            "recipient": True,
+            "state": row.state,
+            "thread_id": self._root_of(alert_id),
+        }
 
     def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)

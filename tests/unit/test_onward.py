@@ -1,0 +1,302 @@
+"""Onward sharing decided step by step (router/onward.py), folded into the thread (threads.py), and what later
+versions of the thread then give the approved agency (policy.fan_out). Every attack a hostile recipient or a
+stranger could try at this layer has a test here; tests/integration/test_onward.py runs them end to end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.common.events import CREATED, ONWARD_APPROVED, ONWARD_REFUSED, ONWARD_REQUESTED, UPDATED, WITHDRAWN
+from services.common.records import AlertEnriched, AlertRouted, OnwardAction
+from services.common.registry import Registry
+from services.router.onward import (
+    INVALID_TARGET,
+    NOT_HOLDER,
+    NOT_ORIGINATOR_CONTROL,
+    NOT_PERMITTED,
+    ONWARD_REVOKED,
+    REFUSED_BY_ORIGINATOR,
+    Outcome,
+    decide_step,
+)
+from services.router.policy import fan_out
+from services.router.threads import Thread, advanced
+from services.tracker.state import Ledger, Viewer
+from tests.unit.samples import enriched, sample_alert
+from tests.unit.test_resend import AT, agreement, registry_of, routed_of
+
+# IQ-A originates; JO-B holds the thread (releasable to it only, under originator control).
+ORCON = sample_alert(tlp="AMBER", releasable_to=["JO-B"], originator_control=True)
+
+
+def shared_thread(registry: Registry, alert: Any = ORCON) -> tuple[Thread, AlertEnriched]:
+    record = enriched(alert)
+    verdicts = fan_out(record, None, registry)
+    assert not isinstance(verdicts, str)
+    thread = advanced(None, routed_of(record, verdicts))
+    assert thread is not None
+    return thread, record
+
+
+def action(
+    kind: str, agency: str, *, request_id: str = "req-1", target: str | None = None, text: str | None = None
+) -> OnwardAction:
+    return OnwardAction(
+        action_id=f"{request_id}:{kind}",
+        request_id=request_id,
+        thread_id="alert-1",
+        action=kind,  # type: ignore[arg-type]
+        agency=agency,
+        target=target,
+        text=text,
+        at=AT,
+    )
+
+
+def ask(agency: str = "JO-B", target: str = "SA-C") -> OnwardAction:
+    return action("ask", agency, target=target, text="SA-C's border police need the names")
+
+
+def recorded(outcome: Outcome, record: AlertEnriched) -> AlertRouted:
+    """The decision the router writes for a step (service.py _onward_step), without the I/O."""
+    assert outcome.step is not None
+    return msgspec.structs.replace(
+        routed_of(record, list(outcome.verdicts)), request_id=outcome.step.request_id, onward=outcome.step
+    )
+
+
+def after(thread: Thread, outcome: Outcome, record: AlertEnriched) -> Thread:
+    folded = advanced(thread, recorded(outcome, record))
+    assert folded is not None
+    return folded
+
+
+def everyone(redact: list[str] | None = None) -> Registry:
+    """IQ-A shares with JO-B (redacting `redact`); with SA-C under a second agreement; KW-D has none with it."""
+    return registry_of([agreement(["JO-B"], redact=redact, id="AG-JO"), agreement(["SA-C"], id="AG-SA")])
+
+
+def test_a_holder_asks_and_the_originator_alone_is_told_with_the_reason() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    assert set(thread.holders) == {"JO-B"}
+    outcome = decide_step(ask(), thread, record, registry)
+    assert outcome.step is not None and outcome.step.state == "requested"
+    assert [(v.agency, v.event) for v in outcome.verdicts] == [("IQ-A", ONWARD_REQUESTED)]
+    assert outcome.notices["IQ-A"].text == "SA-C's border police need the names"
+    assert outcome.notices["IQ-A"].requester == "JO-B" and outcome.notices["IQ-A"].target == "SA-C"
+    pending = after(thread, outcome, record).pending
+    assert pending["req-1"].requester == "JO-B" and pending["req-1"].target == "SA-C"
+
+
+def test_a_stranger_asking_learns_nothing_a_thread_that_does_not_exist_would_not_tell_it() -> None:
+    """SA-C does not hold the thread: its answer is the one for an id never routed, field for field."""
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    stranger = decide_step(ask("SA-C", "KW-D"), thread, record, registry)
+    nothing = decide_step(ask("SA-C", "KW-D"), None, None, registry)
+    assert stranger == nothing
+    assert stranger.step is None
+    assert [(v.agency, v.event, v.notice) for v in stranger.verdicts] == [("SA-C", ONWARD_REFUSED, NOT_HOLDER)]
+    assert "IQ-A" not in repr(stranger)  # neither the originator nor anything of the thread
+
+
+def test_an_ask_the_policy_cannot_take_is_refused_to_the_asker_only() -> None:
+    registry = everyone()
+    open_thread, open_record = shared_thread(registry, sample_alert(tlp="AMBER", releasable_to=["JO-B"]))
+    refused = decide_step(ask(), open_thread, open_record, registry)
+    assert refused.step is None and refused.verdicts[0].notice == NOT_ORIGINATOR_CONTROL
+    thread, record = shared_thread(registry)
+    for target in ("IQ-A", "JO-B"):
+        out = decide_step(ask(target=target), thread, record, registry)
+        assert out.step is None and out.verdicts[0].notice == INVALID_TARGET
+        assert [v.agency for v in out.verdicts] == ["JO-B"]
+
+
+def test_only_the_originator_answers_and_only_a_pending_request() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    for agency in ("JO-B", "SA-C", "KW-D"):  # the requester, the target, a bystander
+        out = decide_step(action("approve", agency), thread, record, registry)
+        assert out.ignored is not None and out.step is None and not out.verdicts
+    assert decide_step(action("approve", "IQ-A", request_id="forged"), thread, record, registry).ignored
+    approved = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    thread = after(thread, approved, record)
+    again = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    assert again.ignored is not None, "an approval is carried out once"
+    assert decide_step(action("refuse", "IQ-A"), thread, record, registry).ignored
+
+
+def test_an_approval_sends_the_agency_a_copy_redacted_at_least_as_the_requesters() -> None:
+    registry = everyone(redact=["subjects", "indicators"])  # JO-B's agreement redacts; SA-C's does not
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    out = decide_step(action("approve", "IQ-A", text="yes, for the border police"), thread, record, registry)
+    assert out.step is not None and out.step.state == "approved"
+    copy = next(v for v in out.verdicts if v.agency == "SA-C")
+    assert copy.delivered and copy.event == CREATED and copy.awaits_ack
+    assert copy.agreement_id == "AG-SA"
+    assert {"subjects", "indicators"} <= copy.redact, "no wider than the requester's own copy"
+    told = next(v for v in out.verdicts if v.agency == "JO-B")
+    assert told.event == ONWARD_APPROVED and out.notices["JO-B"].text == "yes, for the border police"
+    thread = after(thread, out, record)
+    assert "SA-C" in thread.holders and thread.grants["SA-C"].floor >= {"subjects", "indicators"}
+    assert not thread.pending
+
+
+def test_an_agreement_that_exists_still_bounds_the_copy_and_the_requester_learns_nothing_of_it() -> None:
+    registry = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], max_tlp="GREEN", id="AG-SA")])
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    out = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    assert out.step is not None and out.step.state == "refused" and out.step.reason == "tlp_exceeds_agreement"
+    assert not next(v for v in out.verdicts if v.agency == "SA-C").delivered
+    told = next(v for v in out.verdicts if v.agency == "JO-B")
+    assert told.event == ONWARD_REFUSED and told.notice == NOT_PERMITTED
+    assert "GREEN" not in repr(out.notices) and "AG-SA" not in repr(out.notices)
+    assert "SA-C" not in after(thread, out, record).holders
+
+
+def test_without_any_agreement_the_approval_alone_permits_with_the_requesters_redaction() -> None:
+    registry = everyone(redact=["subjects"])
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(target="KW-D"), thread, record, registry), record)
+    out = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    copy = next(v for v in out.verdicts if v.agency == "KW-D")
+    assert copy.delivered and copy.agreement_id is None and copy.redact == {"subjects"}
+
+
+def test_a_suspended_target_gets_nothing_after_an_approval() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    suspended = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], id="AG-SA")], suspended=("SA-C",))
+    out = decide_step(action("approve", "IQ-A"), thread, record, suspended)
+    assert not any(v.delivered for v in out.verdicts if v.agency == "SA-C")
+    assert out.step is not None and out.step.state == "refused"
+
+
+def test_a_refusal_tells_the_requester_with_the_originators_note() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    out = decide_step(action("refuse", "IQ-A", text="source protection"), thread, record, registry)
+    assert out.step is not None and out.step.state == "refused" and out.step.note == "source protection"
+    assert [(v.agency, v.event, v.notice) for v in out.verdicts] == [("JO-B", ONWARD_REFUSED, REFUSED_BY_ORIGINATOR)]
+    assert out.notices["JO-B"].text == "source protection"
+    thread = after(thread, out, record)
+    assert not thread.pending and not thread.grants and "SA-C" not in thread.holders
+
+
+def approved_thread(registry: Registry) -> tuple[Thread, AlertEnriched]:
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    return after(thread, decide_step(action("approve", "IQ-A"), thread, record, registry), record), record
+
+
+def update(**fields: Any) -> AlertEnriched:
+    alert = sample_alert(msg_type="Update", references=["alert-1"], originator_control=True, **fields)
+    record = enriched(alert, alert_id="alert-2")
+    return msgspec.structs.replace(record, submitted_at=record.submitted_at + timedelta(minutes=5))
+
+
+def test_an_approval_lasts_for_the_later_versions_of_the_thread() -> None:
+    registry = everyone(redact=["subjects"])
+    thread, _ = approved_thread(registry)
+    verdicts = fan_out(update(tlp="AMBER", releasable_to=["JO-B"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    sa = next(v for v in verdicts if v.agency == "SA-C")
+    assert sa.delivered and sa.event == UPDATED and "subjects" in sa.redact
+    # A version above what the agreement between IQ-A and SA-C allows withdraws SA-C's copy.
+    narrow = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], max_tlp="AMBER", id="AG-SA")])
+    thread, _ = approved_thread(narrow)
+    verdicts = fan_out(update(tlp="RED", releasable_to=["JO-B"]), thread, narrow)
+    assert not isinstance(verdicts, str)
+    sa = next(v for v in verdicts if v.agency == "SA-C")
+    assert sa.event == WITHDRAWN and sa.notice == "tlp_exceeds_agreement"
+
+
+def test_a_revocation_withdraws_the_copy_and_the_next_version_does_not_reach_it() -> None:
+    registry = everyone()
+    thread, record = approved_thread(registry)
+    out = decide_step(action("revoke", "IQ-A"), thread, record, registry)
+    assert out.step is not None and out.step.state == "revoked"
+    assert [(v.agency, v.event, v.notice) for v in out.verdicts] == [("SA-C", WITHDRAWN, ONWARD_REVOKED)]
+    thread = after(thread, out, record)
+    assert "SA-C" not in thread.holders and not thread.grants
+    verdicts = fan_out(update(tlp="AMBER", releasable_to=["JO-B"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    assert not next(v for v in verdicts if v.agency == "SA-C").delivered
+    assert decide_step(action("revoke", "IQ-A"), thread, record, registry).ignored, "revoked once"
+    assert decide_step(action("revoke", "JO-B"), thread, record, registry).ignored
+
+
+def test_a_cancelled_thread_takes_no_more_steps() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    cancel = enriched(sample_alert(msg_type="Cancel", references=["alert-1"]), alert_id="alert-3")
+    verdicts = fan_out(cancel, thread, registry)
+    assert not isinstance(verdicts, str)
+    cancelled = advanced(thread, routed_of(cancel, verdicts))
+    assert cancelled is not None and cancelled.cancelled and not cancelled.pending
+    assert decide_step(action("approve", "IQ-A"), cancelled, record, registry).ignored
+    assert decide_step(ask(), cancelled, record, registry).verdicts[0].notice == NOT_HOLDER
+
+
+def test_the_tracker_shows_a_request_to_its_two_parties_and_hides_the_policy_reason_from_the_requester() -> None:
+    registry = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], max_tlp="GREEN", id="AG-SA")])
+    thread, record = shared_thread(registry)
+    verdicts = fan_out(record, None, registry)
+    assert not isinstance(verdicts, str)
+    ledger = Ledger()
+    ledger.apply_routed(routed_of(record, verdicts))
+    asked = decide_step(ask(), thread, record, registry)
+    ledger.apply_routed(recorded(asked, record))
+    thread = after(thread, asked, record)
+    ledger.apply_routed(recorded(decide_step(action("approve", "IQ-A"), thread, record, registry), record))
+    status, seen = ledger.onward_request("req-1", Viewer("agency", "IQ-A"))
+    assert status == 200 and seen["state"] == "refused" and seen["refusal"] == "tlp_exceeds_agreement"
+    status, seen = ledger.onward_request("req-1", Viewer("agency", "JO-B"))
+    assert status == 200 and seen["state"] == "refused" and "refusal" not in seen
+    assert ledger.onward_request("req-1", Viewer("agency", "SA-C"))[0] == 404
+    stranger = Viewer("agency", "KW-D")
+    assert ledger.onward_request("req-1", stranger) == Ledger().onward_request("req-1", stranger)
+    assert ledger.onward_requests(Viewer("agency", "KW-D")) == []
+    # The notices are no recipients' rows: the originator is no recipient of its own alert.
+    assert "IQ-A" not in ledger.alerts["alert-1"].recipients
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    requester_redact=st.sets(st.sampled_from(["subjects", "indicators", "locations", "summary"])),
+    target_redact=st.sets(st.sampled_from(["subjects", "indicators", "locations", "summary"])),
+    target_tlp=st.sampled_from(["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]),
+    with_agreement=st.booleans(),
+    tlp=st.sampled_from(["GREEN", "AMBER", "AMBER+STRICT", "RED"]),
+)
+def test_an_approved_copy_never_holds_a_field_the_requesters_copy_or_an_agreement_left_out(
+    requester_redact: set[str], target_redact: set[str], target_tlp: str, with_agreement: bool, tlp: str
+) -> None:
+    agreements = [agreement(["JO-B"], redact=sorted(requester_redact), id="AG-JO")]
+    if with_agreement:
+        agreements.append(agreement(["SA-C"], max_tlp=target_tlp, redact=sorted(target_redact), id="AG-SA"))
+    registry = registry_of(agreements)
+    alert = sample_alert(tlp=tlp, releasable_to=["JO-B"], originator_control=True)
+    thread, record = shared_thread(registry, alert)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    out = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    copy = next(v for v in out.verdicts if v.agency == "SA-C")
+    levels = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
+    permitted = not with_agreement or levels.index(target_tlp) >= levels.index(tlp)
+    assert copy.delivered == permitted
+    if copy.delivered:
+        assert requester_redact <= copy.redact
+        if with_agreement:
+            assert target_redact <= copy.redact
