@@ -24,6 +24,8 @@ onward.approved or onward.refused to the requester), the approved agency's copy,
                                                    standing); an agency that holds the thread already gets
                                                    no second copy, and the approval still stands
              once the requester holds nothing   -> refused `requester_not_holder`
+             while the latest version is under  -> approved, the copy recorded `embargoed` and not sent:
+             embargo                               the release reaches the agency under the approval
     refuse   by the originator, of a pending    -> refused (onward.refused `refused_by_originator`)
     revoke   by the originator, of an approval  -> revoked: the grant ends, and the agency's copy is withdrawn
                                                    (alert.withdrawn `onward_revoked`) unless the policy lets it
@@ -43,7 +45,8 @@ import msgspec
 from services.common.events import ONWARD_APPROVED, ONWARD_REFUSED, ONWARD_REQUESTED, WITHDRAWN
 from services.common.records import AlertEnriched, OnwardAction, OnwardNotice, OnwardStep
 from services.common.registry import Registry
-from services.router.policy import Verdict, granted_verdict, verdict_for
+from services.router.policy import Verdict, embargoed, granted_verdict, verdict_for
+from services.router.schedule import under_embargo
 from services.router.threads import Thread
 
 # Reason codes an agency is told; none names another agency or says anything about its standing.
@@ -146,6 +149,10 @@ def _approve(
         kept = Verdict(step.target, False, "already_holder", f"{step.target} holds {thread.root} already")
         return Outcome(step=approved, verdicts=(kept, told), notices={step.requester: notice})
     copy = granted_verdict(version, registry, target, frozenset(floor))
+    if copy.delivered and (until := under_embargo(version)) is not None and until > action.at:
+        # The latest version is still under embargo: the approval stands, and its release reaches the agency.
+        [copy] = embargoed([copy], until)
+        return Outcome(step=approved, verdicts=(copy, told), notices={step.requester: notice})
     if not copy.delivered:
         refused = msgspec.structs.replace(step, reason=copy.rule)
         return Outcome(

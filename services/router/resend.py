@@ -20,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
+from services.common.events import CONTENT_EVENTS
 from services.common.records import AlertEnriched, ResendRequested
 from services.common.registry import Registry
-from services.router.policy import Verdict, resend_verdict
+from services.router.policy import Verdict, embargoed, resend_verdict
+from services.router.schedule import under_embargo
 from services.router.threads import Thread
 
 
@@ -68,5 +70,10 @@ def resend_plan(
         thread = threads.get(root)
         if thread is None or root in done or thread.origin == request.agency:
             continue
-        plan.append((version, resend_verdict(version, thread, registry, request.agency)))
+        verdict = resend_verdict(version, thread, registry, request.agency)
+        until = under_embargo(version) if verdict.event in CONTENT_EVENTS else None
+        if until is not None and until > request.requested_at:
+            # Delivered to nobody before its time, a resend included: its release reaches the agency.
+            [verdict] = embargoed([verdict], until)
+        plan.append((version, verdict))
     return plan

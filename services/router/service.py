@@ -530,6 +530,8 @@ class Router:
                 continue
             for otp, records in (await reader.getmany(timeout_ms=500)).items():
                 tp = TopicPartition(ALERTS_ENRICHED, otp.partition)
+                if otp.partition not in self._onward_claims:
+                    continue  # its position is not known yet (or is stale): read again once it is set
                 async with self._lock(tp):
                     if self._onward_claims.get(otp.partition) != self._claims.get(tp) or tp not in self._producers:
                         self._onward_claims.pop(otp.partition, None)  # read before a claim: seek again
@@ -555,7 +557,12 @@ class Router:
             if self._onward_claims.get(otp.partition) == self._claims.get(tp):
                 continue
             async with self._lock(tp):
-                committed = await reader.committed(otp)
+                try:
+                    committed = await reader.committed(otp)
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    # Not read from this partition until its position is known: tried again at the next pass.
+                    log.warning("onward.position_unknown", partition=otp.partition, error=repr(exc))
+                    continue
                 if committed is None:
                     await reader.seek_to_beginning(otp)
                 else:

@@ -182,6 +182,24 @@ def test_a_suspended_target_gets_nothing_after_an_approval() -> None:
     assert out.step is not None and out.step.state == "refused"
 
 
+def test_an_approval_while_the_latest_version_is_embargoed_sends_nothing_before_its_time() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    embargoed = update(tlp="AMBER", releasable_to=["JO-B"], embargo_until=AT + timedelta(hours=1))
+    out = decide_step(action("approve", "IQ-A"), thread, embargoed, registry)
+    assert out.step is not None and out.step.state == "approved"
+    copy = next(v for v in out.verdicts if v.agency == "SA-C")
+    assert not copy.delivered and copy.rule == "embargoed"
+    thread = after(thread, out, embargoed)
+    assert "SA-C" not in thread.holders and "SA-C" in thread.grants
+    # The release the tracker issues at the embargo's end reaches SA-C under the approval.
+    release = msgspec.structs.replace(update(tlp="AMBER", releasable_to=["JO-B"]), alert_id="alert-r")
+    verdicts = fan_out(release, thread, registry)
+    assert not isinstance(verdicts, str)
+    assert next(v for v in verdicts if v.agency == "SA-C").event == CREATED
+
+
 def test_a_refusal_tells_the_requester_with_the_originators_note() -> None:
     registry = everyone()
     thread, record = shared_thread(registry)

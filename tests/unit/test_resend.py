@@ -94,6 +94,23 @@ def test_a_newly_entitled_agency_is_sent_the_thread_and_owes_an_ack() -> None:
     assert expected == [(e.alert_id, v.agency, v.delivered, v.rule, v.event, v.awaits_ack) for e, v in plan]
 
 
+def test_a_resend_sends_nothing_of_a_version_still_under_embargo() -> None:
+    """The latest version is embargoed until after the request: recorded `embargoed`, nothing sent (its release
+    will reach the agency); once the embargo is over, the same request sends it."""
+    original = enriched(sample_alert(embargo_until=AT + timedelta(hours=2)), alert_id="a-1")
+    thread = routed_thread(registry_of([agreement(["JO-B"])]), original)
+    today = registry_of([agreement(["JO-B", "SA-C"])])
+
+    plan = resend_plan(request("SA-C"), {"a-1": original}, {"a-1": thread}, today, done=set())
+    assert not isinstance(plan, str)
+    assert [(v.agency, v.delivered, v.rule, v.event) for _, v in plan] == [("SA-C", False, "embargoed", "")]
+
+    later = msgspec.structs.replace(request("SA-C"), requested_at=AT + timedelta(hours=3))
+    plan = resend_plan(later, {"a-1": original}, {"a-1": thread}, today, done=set())
+    assert not isinstance(plan, str)
+    assert [(v.agency, v.delivered, v.event) for _, v in plan] == [("SA-C", True, "alert.created")]
+
+
 def test_a_holder_is_sent_an_update_and_owes_no_new_ack() -> None:
     """JO holds the thread: its resent copy is alert.updated, and its acknowledgement obligation stays where it was."""
     original = enriched(sample_alert(), alert_id="a-1")
