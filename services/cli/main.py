@@ -227,6 +227,14 @@ def _status(args: argparse.Namespace) -> int:
             mark = "->" if d["delivered"] else "  "
             print(f"  {mark} {d['agency']:<14} {d['rule']:<24} {d['reason']}")
         return 0
+    if "rejected" in body:
+        # Refused after it was accepted: no recipients. The stage and reason are shown to operators only.
+        refused = body["rejected"]
+        told = f"{refused['error']}: {refused['message']}" if refused["error"] else "its sender is told nothing"
+        print(f"alert {body['alert_id']} from {body['origin']}: refused, {told}")
+        if "reason" in refused:
+            print(f"  by the {refused['stage']}: {refused['reason']}")
+        return 0
     print(f"alert {body['alert_id']} from {body['origin']}: {body['msg_type']} {body['severity']}/{body['urgency']}")
     for code, row in sorted(body["recipients"].items()):
         hook = row.get("webhook") or {}

@@ -113,6 +113,8 @@ class AlertEnriched(Record, kw_only=True):
     extracted_indicators: int = 0
     watchlist_hits: list[str] = []
     scheduled_by: str | None = None
+    # The submission's idempotency key, carried for the router's refusal to the agency (router/refusals.py).
+    idempotency_key: str | None = None
     alert: Alert
 
 
@@ -120,8 +122,12 @@ class AlertRejected(Record, kw_only=True):
     alert_id: str
     origin: str
     stage: str
+    # For operators: it may name other agencies and their threads. `error` and `message` are what the
+    # submitting agency may be told (None: nothing), and all the tracker shows it (tracker/state.py).
     reason: str
     rejected_at: datetime
+    error: str | None = None
+    message: str | None = None
 
 
 class SharedAlert(msgspec.Struct, kw_only=True):
@@ -390,10 +396,13 @@ class SubmissionRejected(Record, kw_only=True):
 
     agency: str
     idempotency_key: str | None = None
-    partition: int
-    offset: int
+    # Where a refused Kafka submission is; None when the router refused a version it had accepted (stage).
+    partition: int | None = None
+    offset: int | None = None
     status: int
     error: str
     message: str
     problems: list[Problem] = []
     rejected_at: datetime
+    stage: str = "gateway"  # who refused it: gateway or router
+    alert_id: str | None = None

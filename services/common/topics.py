@@ -73,7 +73,8 @@ def agency_submission_topic(code: str) -> str:
 
 
 def agency_rejection_topic(code: str) -> str:
-    """Where the gateway refuses an agency's Kafka submissions (SubmissionRejected); only that agency reads it."""
+    """Where the gateway refuses an agency's Kafka submissions, and the router its follow-ups (SubmissionRejected);
+    only that agency reads it."""
     return f"agency.{code}.rejections"
 
 

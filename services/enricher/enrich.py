@@ -64,5 +64,6 @@ def enrich(submitted: AlertSubmitted, *, now: datetime, watchlist: frozenset[str
         extracted_indicators=extracted,
         watchlist_hits=hits,
         scheduled_by=submitted.scheduled_by,
+        idempotency_key=submitted.idempotency_key,
         alert=alert,
     )

@@ -36,7 +36,9 @@ the originator is suspended (nothing is issued in the name of an agency that may
 A Cancel reaches every holder (`alert.cancelled`, no content, rule `cancelled`) whatever the registry says
 now, since it reveals nothing new; others get `not_holder`. A holder the registry no longer lists cannot be
 written to (its topic and ACLs are gone) and is recorded as `agency_removed`. Only the thread's originator
-may send a follow-up, and only to a thread routed here and not cancelled.
+may send a follow-up, and only to a thread routed here and not cancelled. A refused version is a `Refusal`:
+the reason operators read, with the rule that refused it (router/refusals.py decides what the agency that
+sent it is told).
 
 A resend (an operator's request to send one agency again what today's registry lets it have) decides the
 latest version of each thread for that agency by the same rules (`resend_verdict`); a cancelled thread is
@@ -64,6 +66,26 @@ from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
 from services.common.registry import AgencyEntry, Registry
 from services.common.registry.model import Agreement
 from services.router.threads import Thread
+
+
+class Refusal(str):
+    """Why a version is refused: the reason itself (operators read it on alerts.rejected; it may name the
+    thread's originator), with `rule`, its code. A str, so every caller that tells a refusal from verdicts by
+    `isinstance(result, str)` goes on working.
+
+        thread_unknown           the thread was not routed here (unknown, or older than the window)
+        not_originator           the sender is not the thread's originator
+        thread_cancelled         the thread was cancelled (only its originator gets this far)
+        release_superseded       a scheduled release whose schedule a later version replaced
+        release_origin_inactive  a scheduled release in the name of an agency not active now
+    """
+
+    rule: str
+
+    def __new__(cls, rule: str, reason: str) -> Refusal:
+        refusal = super().__new__(cls, reason)
+        refusal.rule = rule
+        return refusal
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -184,30 +206,36 @@ def _permitting(
     return min(permitting, key=lambda a: (len(set(a.redact)), a.id))
 
 
-def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) -> list[Verdict] | str:
+def fan_out(enriched: AlertEnriched, thread: Thread | None, registry: Registry) -> list[Verdict] | Refusal:
     """The verdict for every agency of the registry (and every holder it no longer lists) on one version of an
-    alert, or the reason the version is refused. `thread`: what the thread's earlier versions left (None for
-    an original, or for a follow-up whose thread was not routed here)."""
+    alert, or why the version is refused. `thread`: what the thread's earlier versions left (None for an
+    original, or for a follow-up whose thread was not routed here)."""
     alert = enriched.alert
     if alert.msg_type == "Alert":
         return decide(enriched, registry)
     root = alert.references[0]
     if thread is None:
-        return (
+        return Refusal(
+            "thread_unknown",
             f"{alert.msg_type} refers to {root}, which was not routed here "
-            "(unknown, or older than the router's de-duplication window)"
+            "(unknown, or older than the router's de-duplication window)",
         )
+    # Before the cancellation: only the originator may learn (router/refusals.py) that its thread was cancelled.
     if thread.origin != enriched.origin:
-        return f"only {thread.origin}, the originator of {root}, may update or cancel it"
+        return Refusal("not_originator", f"only {thread.origin}, the originator of {root}, may update or cancel it")
     if thread.cancelled:
-        return f"{root} was cancelled: it takes no more versions"
+        return Refusal("thread_cancelled", f"{root} was cancelled: it takes no more versions")
     if enriched.scheduled_by is not None:
         if enriched.scheduled_by != thread.latest:
-            return f"a release scheduled by {enriched.scheduled_by}, which {thread.latest} has replaced with its own"
+            return Refusal(
+                "release_superseded",
+                f"a release scheduled by {enriched.scheduled_by}, which {thread.latest} has replaced with its own",
+            )
         origin = registry.agencies.get(enriched.origin)
         if origin is None or not origin.active:
             # Issued in the originator's name, which a suspended agency may not use (the gateway refuses it).
-            return f"a release in the name of {enriched.origin}, which is not an active agency now"
+            why = f"a release in the name of {enriched.origin}, which is not an active agency now"
+            return Refusal("release_origin_inactive", why)
     codes = sorted(set(registry.agencies) | set(thread.holders))
     if alert.msg_type == "Cancel":
         return [_cancel(code, enriched, thread, registry) for code in codes]

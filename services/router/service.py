@@ -54,6 +54,7 @@ from services.common.records import (
     OnwardNotice,
     ResendRequested,
     RoutingDecision,
+    SubmissionRejected,
     Urgency,
     recipient_key,
     utcnow,
@@ -67,13 +68,15 @@ from services.common.topics import (
     DELIVERIES_WEBHOOK,
     REQUESTS_ONWARD,
     REQUESTS_RESEND,
+    agency_rejection_topic,
     agency_topic,
 )
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
 from services.router.onward import NOT_HOLDER, decide_step
 from services.router.payload import RecipientCopies, notice, webhook_id, webhook_request
-from services.router.policy import Verdict, embargoed, fan_out
+from services.router.policy import Refusal, Verdict, embargoed, fan_out
+from services.router.refusals import told_agency
 from services.router.resend import latest_versions, resend_plan, thread_of
 from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog
 from services.router.schedule import releases_of, under_embargo
@@ -769,11 +772,14 @@ class Router:
             # both are written exactly once and the offset moves past it with its neighbours' decisions.
             topic, entry_key, entry = self.quarantine.entry(record, str(exc), self.name)
             outputs.add(topic, entry, key=entry_key, headers=headers)
-            line = self._reject(outputs, key, headers, context, "unknown", f"unreadable record: {exc}")
+            refusal = Refusal("unreadable", f"unreadable record: {exc}")
+            line = self._reject(outputs, key, headers, context, "unknown", refusal)
             return {**line, "quarantined": record}
         if enriched.alert.msg_type != "Alert" and not enriched.alert.references:
             # Decodable but not valid: a follow-up names its thread first in `references`.
-            return self._reject(outputs, key, headers, context, enriched.origin, "follow-up without references")
+            context["alert_id"] = enriched.alert_id
+            refusal = Refusal("no_references", "follow-up without references")
+            return self._reject(outputs, key, headers, context, enriched.origin, refusal, enriched)
         context["alert_id"] = enriched.alert_id
         assert self._routed is not None
         if self._routed.routed(record.partition, enriched.alert_id) or enriched.alert_id in decided:
@@ -785,7 +791,7 @@ class Router:
         thread = threads[root] if root in threads else self._routed.threads(record.partition).get(root)
         verdicts = fan_out(enriched, thread, registry)
         if isinstance(verdicts, str):
-            return self._reject(outputs, key, headers, context, enriched.origin, verdicts)
+            return self._reject(outputs, key, headers, context, enriched.origin, verdicts, enriched)
         if (until := under_embargo(enriched)) is not None:
             verdicts = embargoed(verdicts, until)
         decision = self._copies(outputs, enriched, verdicts, thread=key.decode(), headers=headers)
@@ -941,13 +947,47 @@ class Router:
         headers: list[tuple[str, bytes]],
         context: dict[str, Any],
         origin: str,
-        reason: str,
+        refusal: Refusal,
+        enriched: AlertEnriched | None = None,
     ) -> dict[str, Any]:
+        """The refusal for operators (the full reason) and, in the same transaction, for the agency that sent the
+        version: only what router/refusals.py lets it be told, which reveals nothing of another's thread."""
+        now = utcnow()
+        told = told_agency(refusal.rule, scheduled=enriched is not None and enriched.scheduled_by is not None)
         rejected = AlertRejected(
-            alert_id=context["alert_id"], origin=origin, stage="router", reason=reason, rejected_at=utcnow()
+            alert_id=context["alert_id"],
+            origin=origin,
+            stage="router",
+            reason=str(refusal),
+            rejected_at=now,
+            error=told.error if told else None,
+            message=told.message if told else None,
         )
         outputs.add(ALERTS_REJECTED, self.codec.encode(rejected), key=key, headers=headers)
-        return {"event": "alert.rejected", "outcome": "rejected", "agency": origin, "reason": reason, **context}
+        # Only to an agency the registry lists: another's rejections topic may not exist, and no one reads it.
+        if told is not None and enriched is not None and origin in self.registry.current.agencies:
+            rejection = SubmissionRejected(
+                agency=origin,
+                idempotency_key=enriched.idempotency_key,
+                status=told.status,
+                error=told.error,
+                message=told.message,
+                rejected_at=now,
+                stage="router",
+                alert_id=enriched.alert_id,
+            )
+            # Keyed like the gateway's refusals, by the submission's key; an HTTP one without a key by its id.
+            rkey = (enriched.idempotency_key or enriched.alert_id).encode()
+            outputs.add(agency_rejection_topic(origin), self.codec.encode(rejection), key=rkey, headers=headers)
+        return {
+            "event": "alert.rejected",
+            "outcome": "rejected",
+            "agency": origin,
+            "reason": str(refusal),
+            "rule": refusal.rule,
+            "told": told.error if told else None,
+            **context,
+        }
 
 
 def build(settings: RouterSettings, codec: Codec | None = None) -> Router:

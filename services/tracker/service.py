@@ -1,5 +1,5 @@
-"""The tracker: follows alerts.routed, deliveries.events, acks.submitted and alerts.escalations from the
-beginning, folds them into a `Ledger`, raises escalations for missed deadlines and reminds the recipients
+"""The tracker: follows alerts.routed, deliveries.events, acks.submitted, alerts.escalations and alerts.rejected
+from the beginning, folds them into a `Ledger`, raises escalations for missed deadlines and reminds the recipients
 (escalation.py), and answers the gateway's status queries on an internal HTTP API. It follows the registry
 only to know which agencies can still be reminded.
 
@@ -33,9 +33,22 @@ from services.common.logs import get_logger
 from services.common.metrics import RECORDS
 from services.common.ops import bound_port
 from services.common.quarantine import Quarantine, noted
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, utcnow
+from services.common.records import (
+    AckSubmitted,
+    AlertRejected,
+    AlertRouted,
+    DeliveryAttempted,
+    EscalationRaised,
+    utcnow,
+)
 from services.common.registry import RegistryView
-from services.common.topics import ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_ROUTED, DELIVERIES_EVENTS
+from services.common.topics import (
+    ACKS_SUBMITTED,
+    ALERTS_ESCALATIONS,
+    ALERTS_REJECTED,
+    ALERTS_ROUTED,
+    DELIVERIES_EVENTS,
+)
 from services.tracker.api import Answer, InternalApi
 from services.tracker.escalation import escalation_for, writes_for
 from services.tracker.releases import Releaser
@@ -43,7 +56,8 @@ from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger
 
 log = get_logger("rctc.tracker")
-TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS)
+# alerts.rejected: the versions refused before routing, whose originator asks about them (state.py).
+TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_REJECTED)
 
 TIME_TO_ACK = Histogram(
     "rctc_time_to_ack_seconds",
@@ -210,9 +224,9 @@ class Tracker:
                 reminded=[w.topic for w in writes[due][1:]],
             )
 
-    async def _caught_up_with(self, topic: str) -> None:
+    async def _caught_up_with(self, *topics: str) -> None:
         assert self._consumer is not None
-        partitions = [tp for tp in self._consumer.assignment() if tp.topic == topic]
+        partitions = [tp for tp in self._consumer.assignment() if tp.topic in topics]
         ends = await self._consumer.end_offsets(partitions)
         async with asyncio.timeout(60):
             # Positions move as _follow reads; aiokafka offers nothing to wait on, so poll them.
@@ -277,6 +291,8 @@ class Tracker:
             self.ledger.apply_attempt(self.codec.decode(value, DeliveryAttempted))
         elif topic == ALERTS_ESCALATIONS:
             self.ledger.apply_escalation(self.codec.decode(value, EscalationRaised))
+        elif topic == ALERTS_REJECTED:
+            self.ledger.apply_rejected(self.codec.decode(value, AlertRejected))
         else:
             ack = self.codec.decode(value, AckSubmitted)
             changed = self.ledger.apply_ack(ack)
@@ -296,8 +312,8 @@ class Tracker:
                 )
 
     async def _answer(self, query: Callable[[], Answer]) -> Answer:
-        """`query`'s answer; if it knows no such alert, its answer again once alerts.routed is read up to where
-        it ended when asked (bounded by READ_UP_TO_S).
+        """`query`'s answer; if it knows no such alert, its answer again once alerts.routed and alerts.rejected are
+        read up to where they ended when asked (bounded by READ_UP_TO_S).
 
         The tracker reads in batches, up to half a second behind the router: an agency acknowledging the moment
         its webhook arrives must not be told that the alert was never routed.
@@ -307,7 +323,7 @@ class Tracker:
             return status, body
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.READ_UP_TO_S):
-                await self._caught_up_with(ALERTS_ROUTED)
+                await self._caught_up_with(ALERTS_ROUTED, ALERTS_REJECTED)
         return query()
 
 

@@ -14,6 +14,11 @@ buffer bounded per agency and in all (EarlyLimits): anyone can write acks for id
 Visibility: the originator and operators see every recipient and the routing decision; a recipient sees
 only its own row (and is refused the routing decision); anyone else gets exactly the answer given for an
 alert that does not exist (`unknown`), so an id cannot be probed to learn that an alert exists.
+
+A version refused before it was routed (alerts.rejected: the enricher or the router) has no recipients. Its
+originator sees it refused with the code and message the refusing stage marked as safe to tell it
+(router/refusals.py: nothing of another agency's thread), operators with the full reason as well; anyone
+else, and the originator when the stage marked nothing, gets the answer for an unknown alert.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ from typing import Any, Literal
 import msgspec
 
 from services.common.events import CONTENT_EVENTS, ONWARD_EVENTS, UPDATED, WITHDRAWN, event_of
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, RoutingDecision
+from services.common.records import (
+    AckSubmitted,
+    AlertRejected,
+    AlertRouted,
+    DeliveryAttempted,
+    EscalationRaised,
+    RoutingDecision,
+)
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
 
@@ -217,9 +229,16 @@ class OnwardView(msgspec.Struct, kw_only=True, gc=False):
 _REQUESTER_SEES = frozenset(OnwardView.__struct_fields__) - {"refusal"}
 
 
+# The stages that refuse a version before it is routed (alerts.rejected also records dead deliveries that a
+# replay dropped, stage `replay`, of alerts that were routed).
+REFUSING_STAGES = frozenset({"enricher", "router"})
+
+
 class Ledger:
     def __init__(self, early: EarlyLimits | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
+        # Versions refused before routing, by alert id: `error` and `message` are what the originator may be told.
+        self.refused: dict[str, AlertRejected] = {}
         self.routing: dict[str, AlertRouted] = {}
         # Decisions of operators' resend requests about an alert after its first, in order (routing_of).
         self.resends: dict[str, tuple[AlertRouted, ...]] = {}
@@ -359,6 +378,12 @@ class Ledger:
                 if end is not None and row.state not in ENDED:
                     row.state = end
 
+    def apply_rejected(self, rejected: AlertRejected) -> None:
+        """A version refused before routing (the first refusal of an id stands: a repeat is the same version)."""
+        if rejected.stage in REFUSING_STAGES and rejected.alert_id not in self.refused:
+            # Kept as read: of scalars only, msgspec keeps it out of the collector's reach (test_tracker_state.py).
+            self.refused[rejected.alert_id] = rejected
+
     def apply_attempt(self, attempt: DeliveryAttempted) -> None:
         self._apply(attempt)
 
@@ -496,7 +521,7 @@ class Ledger:
     def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)
         if alert is None:
-            return unknown(alert_id)
+            return self._refusal(alert_id, viewer)
         if viewer.kind == "operator" or viewer.name == alert.origin:
             return 200, msgspec.to_builtins(alert)
         own = alert.recipients.get(viewer.name)
@@ -509,6 +534,19 @@ class Ledger:
         body = {name: value for name, value in msgspec.to_builtins(alert).items() if name in shown}
         body["recipients"] = {viewer.name: msgspec.to_builtins(own)}
         return 200, body
+
+    def _refusal(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+        """A refused version as `viewer` may see it: operators all, its originator only what it may be told."""
+        refused = self.refused.get(alert_id)
+        if refused is None:
+            return unknown(alert_id)
+        told = {"error": refused.error, "message": refused.message, "rejected_at": refused.rejected_at}
+        if viewer.kind == "operator":
+            told |= {"stage": refused.stage, "reason": refused.reason}
+        elif viewer.name != refused.origin or refused.error is None:
+            return unknown(alert_id)
+        body = {"alert_id": alert_id, "origin": refused.origin, "recipients": {}, "rejected": told}
+        return 200, msgspec.to_builtins(body)
 
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         routed = self.routing.get(alert_id)

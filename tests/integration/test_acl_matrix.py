@@ -216,6 +216,20 @@ async def test_the_tracker_writes_reminders_to_agency_alerts_topics_and_an_agenc
     assert own == {f"agency.{a}.alerts": False}
 
 
+async def test_the_router_tells_every_agency_of_its_refused_follow_ups_and_writes_nothing_an_agency_writes(
+    world: World,
+) -> None:
+    """The router may write every listed agency's alerts and rejections topics (its copies, and its refusals of
+    follow-ups, services/router/refusals.py), suspended ones included, and neither of the topics an agency
+    writes itself (acks and submissions: their writer is the agency's identity)."""
+    w = world
+    a = w.codes[0]
+    told = [f"agency.{code}.{kind}" for code in w.codes for kind in ("alerts", "rejections")]
+    others = [f"agency.{a}.{kind}" for kind in ("acks", "submissions")]
+    router = await asyncio.to_thread(write_outcomes, w.config("service-router"), told + others)
+    assert router == {**dict.fromkeys(told, True), **dict.fromkeys(others, False)}
+
+
 def group_allowed(config: dict[str, Any], group: str) -> bool:
     admin = AdminClient(config)
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=15)[group]

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import pytest
 
 from services.common.codec import Codec
 from services.common.kafka import read_to_end
@@ -21,6 +22,7 @@ from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
 
 
+@pytest.mark.timeout(300)  # some twenty steps, each through the whole pipeline: about a minute on two quiet cores
 async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
     kafka: KafkaSettings, codec: Codec, receivers: tuple[str, Receivers]
 ) -> None:
@@ -67,7 +69,7 @@ async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
                 got = await topic(code)
                 return got if len(got) >= wanted else None
 
-            result: list[AlertShared] = await eventually(enough, within_s=30)
+            result: list[AlertShared] = await eventually(enough, within_s=60)
             return result
 
         async def state(request_id: str, code: str, wanted: str) -> dict[str, Any]:
@@ -75,7 +77,7 @@ async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
                 status, body = await get(f"/v1/onward/{request_id}", code)
                 return body if status == 200 and body["state"] == wanted else None
 
-            result: dict[str, Any] = await eventually(reached, within_s=30)
+            result: dict[str, Any] = await eventually(reached, within_s=60)
             return result
 
         original = await submit(tlp="AMBER", releasable_to=[jo.code], originator_control=True, title="orcon plot")
@@ -167,7 +169,7 @@ async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
             found = [e for e in await topic(jo.code) if e.event_type == "onward.refused"]
             return found or None
 
-        [notice] = await eventually(refusal, within_s=30)
+        [notice] = await eventually(refusal, within_s=60)
         assert notice.onward is not None and notice.onward.text == "source protection"
         assert notice.reason == "refused_by_originator" and notice.alert is None
 
@@ -187,6 +189,6 @@ async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
         async def hooked(code: str, event: str) -> bool:
             return any(p["type"] == event for p in rcv.received[code].values())
 
-        assert await eventually(lambda: hooked(iq.code, "onward.requested"), within_s=30)
-        assert await eventually(lambda: hooked(jo.code, "onward.refused"), within_s=30)
-        assert await eventually(lambda: hooked(sa.code, "alert.withdrawn"), within_s=30)
+        assert await eventually(lambda: hooked(iq.code, "onward.requested"), within_s=60)
+        assert await eventually(lambda: hooked(jo.code, "onward.refused"), within_s=60)
+        assert await eventually(lambda: hooked(sa.code, "alert.withdrawn"), within_s=60)

@@ -23,6 +23,7 @@ from services.common.errors import CodecError
 from services.common.kafka import producer, read_to_end
 from services.common.records import (
     AckSubmitted,
+    AlertRejected,
     AlertRouted,
     AlertSubmitted,
     AuditRecorded,
@@ -40,6 +41,7 @@ from services.common.topics import (
     ACKS_SUBMITTED,
     ALERTS_ENRICHED,
     ALERTS_ESCALATIONS,
+    ALERTS_REJECTED,
     ALERTS_ROUTED,
     ALERTS_SUBMITTED,
     AUDIT_EVENTS,
@@ -127,6 +129,7 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
         ALERTS_ESCALATIONS: EscalationRaised(
             alert_id="t", agency="a", origin="o", level=1, reason="r", deadline=at, raised_at=at
         ),
+        ALERTS_REJECTED: AlertRejected(alert_id="t", origin="o", stage="router", reason="r", rejected_at=at),
         DELIVERIES_WEBHOOK: DeliverWebhook(
             webhook_id="t",
             alert_id="t",

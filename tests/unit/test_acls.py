@@ -42,3 +42,18 @@ def test_reconcile_deletes_only_what_this_system_manages() -> None:
     foreign = Acl("kafka-connect", "topic", "alerts.routed", "literal", "read")
     plan = reconcile({keep}, {keep, stale, foreign})
     assert (plan.create, plan.delete, plan.foreign) == ((), (stale,), (foreign,))
+
+
+def test_the_router_writes_an_agencys_alerts_and_rejections_and_reads_none_of_its_topics() -> None:
+    """The router writes each agency's copies and its refusals of follow-ups (router/refusals.py), and nothing
+    the agency writes; so does the gateway its refusals of Kafka submissions."""
+    wanted = desired_acls(load_declarations(), [AgencyAccess("IQ-NAB", True)], client_id_prefix="rctc")
+
+    def on_agency_topics(principal: str) -> list[str]:
+        return sorted(str(a) for a in wanted if a.principal == principal and a.name.startswith("agency.IQ-NAB."))
+
+    assert on_agency_topics("service-router") == [
+        "service-router write topic agency.IQ-NAB.alerts",
+        "service-router write topic agency.IQ-NAB.rejections",
+    ]
+    assert "service-gateway write topic agency.IQ-NAB.rejections" in on_agency_topics("service-gateway")

@@ -9,7 +9,14 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from services.common.codec import Codec
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, RoutingDecision
+from services.common.records import (
+    AckSubmitted,
+    AlertRejected,
+    AlertRouted,
+    DeliveryAttempted,
+    EscalationRaised,
+    RoutingDecision,
+)
 from services.router.deadlines import ack_due
 from services.tracker.escalation import escalation_for
 from services.tracker.state import EarlyLimits, Ledger, Viewer
@@ -136,6 +143,64 @@ def test_a_stranger_cannot_tell_a_hidden_alert_from_a_missing_one() -> None:
             hidden[0],
             msgspec.json.encode(hidden[1]),
         )
+
+
+def refused(alert_id: str = "r1", error: str | None = "thread_not_found", stage: str = "router") -> AlertRejected:
+    return AlertRejected(
+        alert_id=alert_id,
+        origin="JO-B",
+        stage=stage,
+        reason="only IQ-A, the originator of a1, may update or cancel it",
+        rejected_at=AT,
+        error=error,
+        message="told" if error else None,
+    )
+
+
+def test_a_refused_version_shows_its_originator_only_what_it_may_be_told() -> None:
+    """JO-B's refused Update: JO-B sees the safe code and message, never the router's reason (it names IQ-A);
+    operators see the reason too; anyone else gets exactly the answer for an id never routed."""
+    ledger = Ledger()
+    ledger.apply_rejected(refused())
+    status, body = ledger.status("r1", Viewer("agency", "JO-B"))
+    expected = {
+        "alert_id": "r1",
+        "origin": "JO-B",
+        "recipients": {},
+        "rejected": {"error": "thread_not_found", "message": "told", "rejected_at": "2026-11-28T09:00:00Z"},
+    }
+    assert (200, expected) == (status, body)
+    assert b"IQ-A" not in msgspec.json.encode(body)
+    status, body = ledger.status("r1", Viewer("operator", "desk"))
+    assert (status, body["rejected"]["stage"], "IQ-A" in body["rejected"]["reason"]) == (200, "router", True)
+    for stranger in ("IQ-A", "KW-C"):
+        hidden = ledger.status("r1", Viewer("agency", stranger))
+        missing = ledger.status("r2", Viewer("agency", stranger))
+        assert (hidden[0], msgspec.json.encode(hidden[1])) == (
+            404,
+            msgspec.json.encode(missing[1]).replace(b"r2", b"r1"),
+        )
+    assert ledger.routing_of("r1", Viewer("agency", "JO-B"))[0] == 404
+
+
+def test_a_refusal_marked_untold_is_hidden_from_the_agency_and_a_replay_drop_is_no_refusal() -> None:
+    """A refusal with nothing to tell (a release the system issued) is 404 to the originator, shown to operators;
+    a replay's drop of a routed alert's delivery is not a refused version at all."""
+    ledger = Ledger()
+    ledger.apply_rejected(refused("r1", error=None))
+    ledger.apply_rejected(refused("r2", stage="replay"))
+    assert ledger.status("r1", Viewer("agency", "JO-B"))[0] == 404
+    assert ledger.status("r1", Viewer("operator", "desk"))[0] == 200
+    assert ledger.status("r2", Viewer("operator", "desk"))[0] == 404
+
+
+def test_a_routed_alert_is_answered_as_routed_whatever_alerts_rejected_says() -> None:
+    """A routed alert's state wins over any refusal of the same id (replay drops, a repeat of a refusal)."""
+    ledger = Ledger()
+    ledger.apply_routed(routed("a1"))
+    ledger.apply_rejected(refused("a1"))
+    _, body = ledger.status("a1", Viewer("agency", "IQ-A"))
+    assert ("rejected" in body, set(body["recipients"])) == (False, {"JO-B", "KW-C"})
 
 
 def routed_with_deadline(
@@ -321,3 +386,5 @@ def test_the_ledgers_state_is_out_of_the_collectors_reach() -> None:
     assert ledger.alerts["a1"].recipients["JO-B"].redacted_fields == ("subjects",)
     assert tracked(ledger.alerts["a1"]) == []
     assert tracked(ledger.routing["a1"]) == []
+    ledger.apply_rejected(codec.decode(codec.encode(refused("r1")), AlertRejected))
+    assert tracked(ledger.refused["r1"]) == []
