@@ -161,9 +161,14 @@ def supervise(args: argparse.Namespace) -> int:
     try:
         env = {**os.environ, **kafka.as_env()}
         cli = [sys.executable, "-m", "services.cli.main"]
-        subprocess.run([*cli, "topics", "apply", "--replication-factor", "1"], check=True, env=env)
-        signing_key, registry = _audit_key(state, args.registry)
-        subprocess.run([*cli, "registry", "apply", str(registry), "--replication-factor", "1"], check=True, env=env)
+        try:
+            subprocess.run([*cli, "topics", "apply", "--replication-factor", "1"], check=True, env=env)
+            signing_key, registry = _audit_key(state, args.registry)
+            subprocess.run([*cli, "registry", "apply", str(registry), "--replication-factor", "1"], check=True, env=env)
+        except subprocess.CalledProcessError as exc:
+            # The command has said why on one line (an RctcError): a traceback here would only bury it.
+            print(f"rctc dev: `rctc {' '.join(exc.cmd[3:])}` failed (exit {exc.returncode})", file=sys.stderr)
+            return int(exc.returncode)
         ports = {
             "gateway": args.gateway_port,
             "tracker": args.gateway_port + 5,

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from services.common.errors import NotReadyError
 from services.common.kafka import admin as kafka_admin
 from services.common.settings import KafkaSettings
 
@@ -138,6 +139,10 @@ def load_declarations(path: Path = DECLARATIONS) -> Declarations:
     return Declarations(topics, templates)
 
 
+# How long apply waits for the broker's metadata to show every topic it declares (then NotReadyError).
+VISIBLE_WITHIN_S = 60.0
+
+
 @dataclass
 class ApplyReport:
     created: list[str] = field(default_factory=list)
@@ -153,7 +158,9 @@ async def apply_topics(
     replication_factor: int | None = None,
     grow_partitions: bool = False,
 ) -> ApplyReport:
-    """Create missing topics; report (and with grow_partitions, fix) partition and config drift."""
+    """Create missing topics; report (and with grow_partitions, fix) partition and config drift.
+
+    NotReadyError if the broker's metadata does not show every topic within VISIBLE_WITHIN_S."""
     report = ApplyReport()
     admin = kafka_admin(kafka, "topics")
     await admin.start()
@@ -182,7 +189,7 @@ async def apply_topics(
         present = [s for s in specs if s.name in existing]
         # Before returning, and before judging drift: every declared topic has its partitions in the broker's
         # metadata (right after a create, a loaded single KRaft broker lists some topics seconds late).
-        partitions = await _partitions_when_visible(admin, [s.name for s in specs])
+        partitions = await _partitions_when_visible(admin, [s.name for s in specs], VISIBLE_WITHIN_S)
         if present:
             configs = await _configs(admin, [s.name for s in present])
             for s in present:
@@ -212,17 +219,46 @@ async def apply_topics(
     return report
 
 
-async def _partitions_when_visible(
-    admin: AIOKafkaAdminClient, names: list[str], within_s: float = 60.0
-) -> dict[str, int]:
-    """Each topic's partition count, once the broker's metadata shows all of them (TimeoutError if not)."""
-    async with asyncio.timeout(within_s):
-        while True:
-            described = await admin.describe_topics(names)
-            partitions = {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
-            if all(partitions.get(n, 0) > 0 for n in names):
-                return partitions
-            await asyncio.sleep(0.2)
+async def _partitions_when_visible(admin: AIOKafkaAdminClient, names: list[str], within_s: float) -> dict[str, int]:
+    """Each topic's partition count, once the broker's metadata shows all of them.
+
+    NotReadyError naming the topics it does not show within `within_s`: said on one line by `rctc` (a bare
+    TimeoutError was a traceback in `make run` that named nothing).
+    """
+    described: list[dict[str, Any]] = []
+    deadline = asyncio.timeout(within_s)
+    try:
+        async with deadline:
+            while True:
+                described = await admin.describe_topics(names)
+                partitions = {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
+                if all(partitions.get(n, 0) > 0 for n in names):
+                    return partitions
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the client's own, not our wait's
+        missing = _not_shown(names, described)
+        raise NotReadyError(
+            f"the broker does not show {len(missing)} of {len(names)} topics after {within_s:g} s: "
+            f"{', '.join(missing)}; check the broker's health (its log; a controller elected, every partition "
+            "with a leader), then apply again"
+        ) from None
+
+
+def _not_shown(names: list[str], described: list[dict[str, Any]]) -> list[str]:
+    """The topics a describe_topics answer does not show with partitions, each with the broker's reason."""
+    shown = {t["topic"]: t for t in described}
+    missing = []
+    for name in names:
+        topic = shown.get(name)
+        if topic is None:
+            missing.append(f"{name} (no answer)")
+        elif topic["error_code"]:
+            missing.append(f"{name} ({for_code(topic['error_code']).__name__})")
+        elif not topic["partitions"]:
+            missing.append(f"{name} (no partitions)")
+    return missing
 
 
 async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:

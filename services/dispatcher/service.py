@@ -53,6 +53,7 @@ from services.common.quarantine import Quarantine
 from services.common.records import (
     DeliverWebhook,
     DeliveryAttempted,
+    EndpointChanged,
     EndpointState,
     EscalationRaised,
     recipient_key,
@@ -497,13 +498,19 @@ class Dispatcher:
                     detail="the endpoint failed repeatedly",
                 )
             observed = await self._post(request, webhook, secrets)
+            # A 410 disables the endpoint here before the next request waiting for this slot is let through (a
+            # quiet CI run saw 7 requests reach a gone endpoint with 4 slots); _endpoint_learned then finds it
+            # disabled already.
+            gone: EndpointChanged | None = None
             if observed.status == 410:
-                # Before the next request waiting for this slot is let through (a quiet CI run saw 7 requests
-                # reach a gone endpoint with 4 slots); _endpoint_learned then finds it disabled already.
-                await self._set_state(
+                gone = self._in_force(
                     request.agency, webhook.url, "disabled", f"the endpoint answered {failure_of(410)}"
                 )
-            return observed
+        # The other replicas are told once the slot is given up: the requests queued for it need not wait on the
+        # broker to find the endpoint disabled.
+        if gone is not None:
+            await self._publish(gone)
+        return observed
 
     async def _endpoint_learned(self, agency: str, url: str, decision: Decision) -> None:
         """Tell the endpoint's circuit breaker, and every replica when its state changes, what the attempt showed."""
@@ -541,15 +548,25 @@ class Dispatcher:
         return Observed(status=status, retry_after=retry_after, detail=f"HTTP {status}", latency_s=latency)
 
     async def _set_state(self, agency: str, url: str, state: EndpointState, reason: str) -> None:
+        change = self._in_force(agency, url, state, reason)
+        if change is not None:
+            await self._publish(change)
+
+    def _in_force(self, agency: str, url: str, state: EndpointState, reason: str) -> EndpointChanged | None:
+        """Put an endpoint's new state in force on this replica, before any record of it is written (None: it
+        is in force already): while that write waits on the broker, this replica's other lanes must already see
+        it (a 410 must stop the next request, not the one after a slow produce)."""
         if self.endpoints.state(agency, url) == state:
-            return
-        assert self._producer is not None
-        # In force here before the record is written: while that write waits on the broker, this replica's other
-        # lanes must already see it (a 410 must stop the next request, not the one after a slow produce).
+            return None
         change = endpoint_change(agency, url, state, reason, by=self.name)
         self.endpoints.current[agency] = change
+        return change
+
+    async def _publish(self, change: EndpointChanged) -> None:
+        """Tell every replica (deliveries.endpoints) of a change in force here."""
+        assert self._producer is not None
         await publish_change(self._producer, self.codec, change)
-        log.warning("endpoint.changed", state=state, reason=reason)
+        log.warning("endpoint.changed", state=change.state, reason=change.reason)
 
 
 def build(settings: DispatcherSettings, codec: Codec | None = None) -> Dispatcher:

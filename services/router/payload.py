@@ -1,8 +1,7 @@
-"""A recipient's copy as a record, and as a webhook (docs/webhooks.md describes the body for receivers).
+"""A recipient's copy as a record, and as a webhook (its body: services/common/webhook_body.py).
 
-The body follows the Standard Webhooks recommendation `{"type", "timestamp", "data"}`; `data` is the
-recipient's `AlertShared` record as JSON. The webhook-id is derived from (alert, recipient), so it is the
-same on every retry and on every re-routing of the same alert, and a receiver de-duplicates on it.
+The webhook-id is derived from (alert, recipient), so it is the same on every retry and on every re-routing of
+the same alert, and a receiver de-duplicates on it.
 """
 
 from __future__ import annotations
@@ -11,10 +10,9 @@ import hashlib
 import uuid
 from datetime import datetime
 
-import msgspec
-
 from services.common.codec import Codec
 from services.common.records import AlertEnriched, AlertShared, DeliverWebhook, SharedAlert, Urgency
+from services.common.webhook_body import webhook_body
 from services.router.policy import Verdict
 from services.router.redaction import shared_copy
 
@@ -29,18 +27,6 @@ def webhook_id(alert_id: str, agency: str) -> str:
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     return f"msg_{digest.hex()}"
-
-
-class WebhookBody(msgspec.Struct):
-    type: str
-    timestamp: str
-    data: AlertShared
-
-
-def webhook_body(shared: AlertShared) -> bytes:
-    return msgspec.json.encode(
-        WebhookBody(type=shared.event_type, timestamp=shared.shared_at.isoformat().replace("+00:00", "Z"), data=shared)
-    )
 
 
 def recipient_copy(enriched: AlertEnriched, verdict: Verdict, now: datetime) -> AlertShared:

@@ -33,11 +33,10 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import NamedTuple
 
-import msgspec
-
 from services.common.events import ESCALATED
 from services.common.records import AlertShared, DeliverWebhook, EscalationRaised, recipient_key
 from services.common.topics import ALERTS_ESCALATIONS, DELIVERIES_WEBHOOK, agency_topic
+from services.common.webhook_body import webhook_body
 from services.tracker.state import Due
 
 _NAMESPACE = uuid.UUID("0e1b9c5a-7f43-4d5e-9b7e-3a1c2d4e5f60")
@@ -95,25 +94,16 @@ def reminder_for(due: Due, now: datetime) -> AlertShared:
     )
 
 
-class ReminderBody(msgspec.Struct):
-    """The Standard Webhooks body every webhook has (router/payload.py): `data` is the topic's record."""
-
-    type: str
-    timestamp: str
-    data: AlertShared
-
-
 def reminder_webhook(reminder: AlertShared, due: Due, now: datetime) -> DeliverWebhook:
-    """The request to POST `reminder` to the agency's webhook, under a webhook-id of its own (not the copy's,
-    which the receiver has already seen), the same on every retry."""
-    body = ReminderBody(type=ESCALATED, timestamp=now.isoformat().replace("+00:00", "Z"), data=reminder)
+    """The request to POST `reminder` to the agency's webhook in the body every webhook has (the record as `data`),
+    under a webhook-id of its own (not the copy's, which the receiver has already seen), the same on every retry."""
     return DeliverWebhook(
         webhook_id=f"msg_{uuid.uuid5(_NAMESPACE, f'{due.alert_id}:{due.agency}:{due.level}').hex}",
         alert_id=due.alert_id,
         agency=due.agency,
         event_type=ESCALATED,
         urgency="Immediate",
-        payload=msgspec.json.encode(body),
+        payload=webhook_body(reminder),
         requested_at=now,
         origin=due.origin,
     )

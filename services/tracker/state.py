@@ -246,7 +246,10 @@ class Ledger:
         # (on its own acks topic), and such records must not grow the tracker without limit.
         self._early = _EarlyBuffer(early or EarlyLimits())
         self._not_recipient = 0
-        self._threads: dict[str, list[str]] = {}  # first alert id -> the alert ids of its thread
+        # First alert id of a thread -> agency -> the alerts of the thread whose row for the agency may still
+        # await something (a row ended since, by an ack, is dropped when next met): a new version ends the
+        # waits it ends without walking the thread (_end_earlier_waits).
+        self._waits: dict[str, dict[str, dict[str, None]]] = {}
         # alerts.routed partition each alert's decision came from: whoever owns it raises its escalations.
         self.partition_of: dict[str, int] = {}
         # Requests for onward sharing, by request id.
@@ -281,9 +284,8 @@ class Ledger:
             recipients=recipients,
         )
         self.routing[routed.alert_id] = routed
-        thread = self._threads.setdefault(self._root_of(routed.alert_id), [])
-        thread.append(routed.alert_id)
-        self._end_earlier_waits(routed, thread[:-1])
+        self._end_earlier_waits(routed)
+        self._track_waits(routed.alert_id)
         for record in self._early.pop(routed.alert_id):
             self._apply(record)
 
@@ -304,8 +306,9 @@ class Ledger:
             row = alert.recipients.get(d.agency)
             if d.delivered and (row is None or row.state in ("withdrawn", "cancelled")):
                 alert.recipients[d.agency] = _row(routed, d)
+        self._track_waits(routed.alert_id)
         if any(event_of(routed.msg_type, d) == WITHDRAWN for d in routed.decisions):
-            self._end_earlier_waits(routed, self._threads.get(self._root_of(routed.alert_id), []))
+            self._end_earlier_waits(routed)
 
     def _apply_onward(self, routed: AlertRouted) -> None:
         step = routed.onward
@@ -356,12 +359,26 @@ class Ledger:
             return {k: v for k, v in body.items() if k in _REQUESTER_SEES}
         return None
 
-    def _end_earlier_waits(self, routed: AlertRouted, earlier: list[str]) -> None:
+    def _track_waits(self, alert_id: str) -> None:
+        """Add the alert's rows that still await something to its thread's waits (_end_earlier_waits)."""
+        waits = self._waits.setdefault(self._root_of(alert_id), {})
+        for row in self.alerts[alert_id].recipients.values():
+            if row.state not in ENDED:
+                waits.setdefault(row.agency, {})[alert_id] = None
+
+    def _end_earlier_waits(self, routed: AlertRouted) -> None:
         """A later version ends the waits for an agency's earlier copies of its thread: a withdrawal or a
         cancel because there is nothing left to acknowledge, an update whose severity rose (it carries an
-        ack deadline) because the wait restarts on it. A Cancel ends every earlier wait of the thread."""
+        ack deadline) because the wait restarts on it. A Cancel ends every earlier wait of the thread.
+
+        Earlier: the thread's rows tracked so far (a new version's own are tracked after this). Costs what
+        it ends, not the thread's length: the rows it ends leave the waits."""
+        waits = self._waits.get(self._root_of(routed.alert_id))
+        if not waits:
+            return
+        ending: dict[str, State]
         if routed.msg_type == "Cancel":
-            ending: dict[str | None, State] = {None: "cancelled"}  # None: every agency
+            ending = dict.fromkeys(waits, "cancelled")
         else:
             ending = {}
             for d in routed.decisions:
@@ -370,12 +387,10 @@ class Ledger:
                     ending[d.agency] = "withdrawn"  # removed from the registry: it cannot even be told
                 elif event == UPDATED and d.ack_due is not None:
                     ending[d.agency] = "superseded"
-        if not ending:
-            return
-        for alert_id in earlier:
-            for row in self.alerts[alert_id].recipients.values():
-                end = ending.get(None, ending.get(row.agency))
-                if end is not None and row.state not in ENDED:
+        for agency, end in ending.items():
+            for alert_id in waits.pop(agency, ()):
+                row = self.alerts[alert_id].recipients.get(agency)
+                if row is not None and row.state not in ENDED:
                     row.state = end
 
     def apply_rejected(self, rejected: AlertRejected) -> None:

@@ -1,13 +1,16 @@
-"""The `rctc` command's offline parts: validating a registry file, making credentials."""
+"""The `rctc` command's offline parts: validating a registry file, making credentials, how `dev up` fails."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from services.cli import devrun
 from services.cli.main import main
+from services.common.settings import KafkaSettings
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "demo.yaml"
 
@@ -57,3 +60,29 @@ def test_an_existing_password_file_must_exist(tmp_path: Path, capsys: pytest.Cap
     path = tmp_path / "absent.password"
     code, _, err = run(["service", "credentials", "gateway", "--password-file", str(path), "--existing"], capsys)
     assert (code, err) == (1, f"rctc: {path}: No such file or directory\n")
+
+
+def test_a_failed_set_up_step_ends_dev_up_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make run`: when `rctc topics apply` fails (having said why on one line), `dev up` says which step failed,
+    stops the broker and exits with the step's code, without a traceback."""
+    stopped = []
+
+    class Broker:
+        def admin_settings(self) -> KafkaSettings:
+            return KafkaSettings()
+
+        def stop(self) -> None:
+            stopped.append(True)
+
+    def failing(cmd: list[str], **_: object) -> None:
+        raise subprocess.CalledProcessError(1, cmd)
+
+    monkeypatch.setattr(devrun.LocalBroker, "start", lambda *_: Broker())
+    monkeypatch.setattr(devrun.subprocess, "run", failing)
+    code, _, err = run(["dev", "up", "--state-dir", str(tmp_path)], capsys)
+
+    assert (code, stopped) == (1, [True])
+    assert "rctc dev: `rctc topics apply --replication-factor 1` failed (exit 1)\n" in err
+    assert "Traceback" not in err
