@@ -204,12 +204,14 @@ class OnwardStep(msgspec.Struct, kw_only=True, gc=False):
     """A step of an onward-sharing request, on the decision that took it (router/onward.py)."""
 
     request_id: str
+    action_id: str = ""
     requester: str
     target: str
     state: Literal["requested", "approved", "refused", "revoked"]
     reason: str | None = None
     note: str | None = None
     floor: tuple[str, ...] = ()
+    tlp: str | None = None
 
 
 class AlertRouted(Record, kw_only=True, gc=False):

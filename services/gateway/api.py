@@ -312,6 +312,15 @@ class GatewayApi:
         if status == 404 or not state.get("recipient") or state.get("state") in ("withdrawn", "cancelled"):
             return error(403, "not_a_recipient", f"{agency} does not hold alert {alert_id}")
         thread_id = str(state.get("thread_id") or alert_id)
+        status, mine = await self._tracker_get(("onward",), {"viewer_kind": kind, "viewer": agency})
+        if status != 200:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        for earlier in mine.get("requests", ()):
+            same = (earlier.get("thread_id"), earlier.get("requester"), earlier.get("target"))
+            if same == (thread_id, agency, ask.agency) and earlier.get("state") == "requested":
+                return error(
+                    409, "conflict", f"request {earlier.get('request_id')} for {ask.agency} is pending already"
+                )
         request_id = str(uuid.uuid4())
         action = OnwardAction(
             action_id=request_id,

@@ -16,7 +16,9 @@ onward.approved or onward.refused to the requester), the approved agency's copy,
                                                    (the same answer for both: asking probes nothing)
              a thread not under originator control -> onward.refused `not_originator_control`
              naming itself, or the originator   -> onward.refused `invalid_target`
-             an originator no longer active     -> onward.refused `originator_unavailable`
+             an originator no longer active     -> onward.refused `not_permitted` (never why: its standing)
+             the same request again, or one for the same agency pending already -> ignored
+             a thread with MAX_PENDING requests pending -> onward.refused `too_many_requests`
     approve  by the originator, of a pending    -> the agency's copy as policy.granted_verdict decides it;
              request                               approved (onward.approved to the requester), or refused
                                                    with the rule that stopped it (onward.refused `not_permitted`
@@ -33,9 +35,10 @@ onward.approved or onward.refused to the requester), the approved agency's copy,
     anything else (not the originator, no such request, a cancelled thread) is ignored with a reason the
     router logs: the gateway already answered the caller from the tracker's view, so only a race gets here.
 
-An approval lasts for the thread: every later version reaches the agency under the same rule (policy._update),
-until the originator revokes it or cancels the thread. The copy is redacted at least as the requester's was
-when the originator approved (`floor`: the requester's own redaction and its agreement's).
+An approval lasts for the thread, within bounds (policy._granted): a later version reaches the agency while
+the requester is itself permitted that version (a narrowing that withdraws the requester withdraws the agency
+too) and its TLP is not above the one approved, redacted at least as the requester's copy is now and was when
+the originator approved (`floor`); until the originator revokes it or cancels the thread.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import msgspec
 from services.common.events import ONWARD_APPROVED, ONWARD_REFUSED, ONWARD_REQUESTED, WITHDRAWN
 from services.common.records import AlertEnriched, OnwardAction, OnwardNotice, OnwardStep
 from services.common.registry import Registry
-from services.router.policy import Verdict, embargoed, granted_verdict, verdict_for
+from services.router.policy import Verdict, embargoed, entitled, granted_verdict
 from services.router.schedule import under_embargo
 from services.router.threads import Thread
 
@@ -53,9 +56,11 @@ from services.router.threads import Thread
 NOT_HOLDER = "not_holder"
 NOT_ORIGINATOR_CONTROL = "not_originator_control"
 INVALID_TARGET = "invalid_target"
-ORIGINATOR_UNAVAILABLE = "originator_unavailable"
 NOT_PERMITTED = "not_permitted"
 REFUSED_BY_ORIGINATOR = "refused_by_originator"
+TOO_MANY_REQUESTS = "too_many_requests"
+# Requests awaiting the originator on one thread, at most: more is a flood, not a need.
+MAX_PENDING = 16
 ONWARD_REVOKED = "onward_revoked"
 
 
@@ -87,7 +92,13 @@ def decide_step(
     pending = thread.pending.get(action.request_id)
     if pending is None:
         return Outcome(ignored=f"request {action.request_id} is not awaiting {thread.origin}'s answer")
-    step = OnwardStep(request_id=action.request_id, requester=pending.requester, target=pending.target, state="refused")
+    step = OnwardStep(
+        request_id=action.request_id,
+        action_id=action.action_id,
+        requester=pending.requester,
+        target=pending.target,
+        state="refused",
+    )
     notice = OnwardNotice(
         request_id=action.request_id, requester=pending.requester, target=pending.target, text=action.text
     )
@@ -108,9 +119,21 @@ def _ask(action: OnwardAction, thread: Thread | None, version: AlertEnriched | N
         return _told(requester, INVALID_TARGET, notice)
     origin = registry.agencies.get(thread.origin)
     if origin is None or not origin.active:
-        return _told(requester, ORIGINATOR_UNAVAILABLE, notice)
+        # Not `originator_unavailable`: that would tell the asker the originator is suspended.
+        return _told(requester, NOT_PERMITTED, notice)
+    if action.request_id in thread.pending or action.request_id in thread.grants:
+        return Outcome(ignored=f"request {action.request_id} was asked already")
+    if any(p.requester == requester and p.target == target for p in thread.pending.values()):
+        return Outcome(ignored=f"{requester} has a request for {target} on {thread.root} pending already")
+    if len(thread.pending) >= MAX_PENDING:
+        return _told(requester, TOO_MANY_REQUESTS, notice)
     step = OnwardStep(
-        request_id=action.request_id, requester=requester, target=target, state="requested", reason=action.text
+        request_id=action.request_id,
+        action_id=action.action_id,
+        requester=requester,
+        target=target,
+        state="requested",
+        reason=action.text,
     )
     asked = Verdict(
         thread.origin,
@@ -142,7 +165,7 @@ def _approve(
     target = registry.agencies.get(step.target)
     if target is None:
         return _answer(msgspec.structs.replace(step, reason="agency_removed"), notice, NOT_PERMITTED)
-    approved = msgspec.structs.replace(step, state="approved", floor=tuple(sorted(floor)))
+    approved = msgspec.structs.replace(step, state="approved", floor=tuple(sorted(floor)), tlp=version.alert.tlp)
     told = _notice_verdict(step.requester, ONWARD_APPROVED, None)
     if step.target in thread.holders:
         # Nothing new to send; the approval still stands for the versions to come.
@@ -164,16 +187,22 @@ def _approve(
 
 
 def _revoke(action: OnwardAction, thread: Thread, version: AlertEnriched, registry: Registry) -> Outcome:
-    grant = next(((code, g) for code, g in thread.grants.items() if g.request_id == action.request_id), None)
+    grant = thread.grants.get(action.request_id)
     if grant is None:
         return Outcome(ignored=f"request {action.request_id} is no approval in force on {thread.root}")
-    code, g = grant
+    code = grant.target
     step = OnwardStep(
-        request_id=action.request_id, requester=g.requester, target=code, state="revoked", note=action.text
+        request_id=action.request_id,
+        action_id=action.action_id,
+        requester=grant.requester,
+        target=code,
+        state="revoked",
+        note=action.text,
     )
-    agency = registry.agencies.get(code)
-    entitled = agency is not None and verdict_for(version, registry, agency).delivered
-    if code not in thread.holders or entitled:
+    # Without this approval: the rules, and any other approval for the same agency still in force.
+    rest = {r: g for r, g in thread.grants.items() if r != action.request_id}
+    still = entitled(code, version, msgspec.structs.replace(thread, grants=rest), registry)
+    if code not in thread.holders or still:
         return Outcome(step=step)  # nothing to take back: it holds nothing, or holds it on its own right
     withdrawn = Verdict(
         code,
@@ -198,4 +227,6 @@ def _answer(step: OnwardStep, notice: OnwardNotice, code: str) -> Outcome:
 
 
 def _notice_verdict(agency: str, event: str, code: str | None) -> Verdict:
-    return Verdict(agency, True, event.replace(".", "_"), event, event=event, notice=code)
+    """A notice to the requester: rule `onward_answer` (not `onward_approved`, the rule of the copy an approval
+    sends), the event and reason code as its reason."""
+    return Verdict(agency, True, "onward_answer", f"{event} {code or ''}".strip(), event=event, notice=code)

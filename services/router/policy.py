@@ -266,15 +266,48 @@ def embargoed(verdicts: list[Verdict], until: datetime) -> list[Verdict]:
     ]
 
 
-def _update(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry, rises: bool) -> Verdict:
+def _granted(
+    code: str, agency: AgencyEntry, enriched: AlertEnriched, thread: Thread, registry: Registry, seen: frozenset[str]
+) -> Verdict | None:
+    """The version for an agency holding approvals of onward sharing on the thread, or None if none covers it.
+
+    An approval covers a version while its requester is permitted that version itself (an approval shares
+    what the requester may hold, so a narrowing that withdraws the requester withdraws the agency too) and
+    the version's TLP is not above the one approved. The copy leaves out what every covering approval's
+    requester's copy leaves out, now and when it was approved."""
+    tlp = TLP_LEVELS.index(enriched.alert.tlp)
+    floor: set[str] = set()
+    covered = False
+    for grant in thread.grants.values():
+        if grant.target != code or tlp > TLP_LEVELS.index(grant.tlp):
+            continue
+        requester = _update(grant.requester, enriched, thread, registry, False, seen)
+        if requester.delivered and requester.event in CONTENT_EVENTS:
+            covered = True
+            floor |= grant.floor | requester.redact
+    return granted_verdict(enriched, registry, agency, frozenset(floor)) if covered else None
+
+
+def entitled(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry) -> bool:
+    """Whether the thread's version `enriched` may be sent to `code` by the rules and the approvals in force."""
+    return _update(code, enriched, thread, registry, False).event in CONTENT_EVENTS
+
+
+def _update(
+    code: str,
+    enriched: AlertEnriched,
+    thread: Thread,
+    registry: Registry,
+    rises: bool,
+    seen: frozenset[str] = frozenset(),
+) -> Verdict:
     agency = registry.agencies.get(code)
     held = code in thread.holders
     if agency is None:
         return Verdict(code, False, "agency_removed", f"{code} is no longer in the registry")
     verdict = verdict_for(enriched, registry, agency)
-    grant = thread.grants.get(code)
-    if grant is not None and not verdict.delivered and verdict.rule not in _GRANT_KEEPS:
-        verdict = granted_verdict(enriched, registry, agency, grant.floor)
+    if thread.grants and not verdict.delivered and verdict.rule not in _GRANT_KEEPS and code not in seen:
+        verdict = _granted(code, agency, enriched, thread, registry, seen | {code}) or verdict
     if verdict.delivered:
         # A new holder owes an acknowledgement; a holder owes another only if the threat grew.
         event, awaits = (UPDATED, rises) if held else (CREATED, True)

@@ -32,6 +32,8 @@ from services.router.threads import Thread, advanced, root_of
 
 # Header on each alerts.routed record: the offset of the input record it decided.
 SOURCE_OFFSET_HEADER = "rctc-source-offset"
+# Header on a step of onward sharing's decision: the offset of its requests.onward record.
+ONWARD_OFFSET_HEADER = "rctc-onward-offset"
 
 
 def fold(threads: dict[str, Thread], routed: AlertRouted) -> None:
@@ -65,6 +67,11 @@ class RoutedLog:
         # Where each thread's latest routed version is on alerts.enriched (its id and offset), by partition:
         # onward sharing sends an approved agency that version (router/onward.py).
         self._versions: dict[int, dict[str, tuple[str, int]]] = {}
+        # Onward sharing: the actions each partition decided, and the requests.onward offset after the last.
+        # The router's offsets there live in a group nobody joins, which Kafka expires after a quiet week:
+        # the log keeps the progress and the decisions themselves (service.py _onward_step).
+        self._actions: dict[int, set[str]] = {}
+        self._onward_next: dict[int, int] = {}
 
     async def load(self, partition: int) -> int:
         """Read what `partition` routed within the window; returns how many alerts were found."""
@@ -85,6 +92,7 @@ class RoutedLog:
         threads: dict[str, Thread] = {}
         resent: dict[str, set[str]] = {}
         versions: dict[str, tuple[str, int]] = {}
+        actions: set[str] = set()
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
@@ -101,6 +109,11 @@ class RoutedLog:
                             fold(threads, decision)
                             if decision.request_id is not None:
                                 resent.setdefault(decision.request_id, set()).add(root_of(decision))
+                            if decision.onward is not None:
+                                actions.add(decision.onward.action_id)
+                        onward = dict(r.headers or ()).get(ONWARD_OFFSET_HEADER, b"")
+                        if onward.isdigit():
+                            self._onward_next[partition] = max(self._onward_next.get(partition, 0), int(onward) + 1)
                         source = dict(r.headers or ()).get(SOURCE_OFFSET_HEADER, b"")
                         if source.isdigit():
                             self._next[partition] = max(self._next.get(partition, 0), int(source) + 1)
@@ -110,6 +123,7 @@ class RoutedLog:
         self._threads[partition] = threads
         self._resent[partition] = resent
         self._versions[partition] = versions
+        self._actions[partition] = actions
         # Done with it: a paused partition is not fetched in the background between loads.
         self._reader.pause(tp)
         return len(routed)
@@ -128,6 +142,8 @@ class RoutedLog:
         self._threads.pop(partition, None)
         self._resent.pop(partition, None)
         self._versions.pop(partition, None)
+        self._actions.pop(partition, None)
+        self._onward_next.pop(partition, None)
         self._next.pop(partition, None)
 
     def routed(self, partition: int, alert_id: str) -> bool:
@@ -155,6 +171,21 @@ class RoutedLog:
     def latest_version(self, partition: int, root: str) -> tuple[str, int] | None:
         """The alert id and alerts.enriched offset of the thread's latest routed version (None: not known)."""
         return self._versions.get(partition, {}).get(root)
+
+    def decided_action(self, partition: int, action_id: str) -> bool:
+        """Whether a step of onward sharing was decided on `partition` already (within the window)."""
+        return action_id in self._actions.get(partition, ())
+
+    def onward_offset(self, partition: int) -> int | None:
+        """Where reading requests.onward's partition resumes according to the log (None: no step in it)."""
+        return self._onward_next.get(partition)
+
+    def add_onward(self, partition: int, decisions: list[AlertRouted], next_offset: int) -> None:
+        """Record the steps of onward sharing whose transaction committed, up to requests.onward `next_offset`."""
+        self.add_resent(partition, decisions)
+        actions = self._actions.setdefault(partition, set())
+        actions.update(d.onward.action_id for d in decisions if d.onward is not None)
+        self._onward_next[partition] = max(self._onward_next.get(partition, 0), next_offset)
 
     def resent(self, partition: int, request_id: str) -> set[str]:
         """The threads of `partition` a resend request already decided (the caller must not change it)."""

@@ -78,7 +78,7 @@ from services.router.payload import RecipientCopies, notice, webhook_id, webhook
 from services.router.policy import Refusal, Verdict, embargoed, fan_out
 from services.router.refusals import told_agency
 from services.router.resend import latest_versions, resend_plan, thread_of
-from services.router.routed_log import SOURCE_OFFSET_HEADER, RoutedLog
+from services.router.routed_log import ONWARD_OFFSET_HEADER, SOURCE_OFFSET_HEADER, RoutedLog
 from services.router.schedule import releases_of, under_embargo
 from services.router.settings import RouterSettings
 from services.router.threads import Thread, advanced
@@ -566,10 +566,14 @@ class Router:
                     # Not read from this partition until its position is known: tried again at the next pass.
                     log.warning("onward.position_unknown", partition=otp.partition, error=repr(exc))
                     continue
-                if committed is None:
+                # The later of the group's offset and the routed log's (the group's expires after a quiet week).
+                assert self._routed is not None
+                logged = self._routed.onward_offset(otp.partition)
+                resume = max((o for o in (committed, logged) if o is not None), default=None)
+                if resume is None:
                     await reader.seek_to_beginning(otp)
                 else:
-                    reader.seek(otp, committed)
+                    reader.seek(otp, resume)
                 self._onward_claims[otp.partition] = self._claims.get(tp, 0)
 
     async def _onward_partition(self, tp: TopicPartition, otp: TopicPartition, records: list[ConsumerRecord]) -> bool:
@@ -593,7 +597,7 @@ class Router:
             log.warning("onward.transaction_failed", partition=partition, records=len(records), error=repr(exc))
             await self._recover(tp)
             return False
-        self._routed.add_resent(partition, decisions)
+        self._routed.add_onward(partition, decisions, records[-1].offset + 1)
         for line in lines:
             (log.warning if line["outcome"] == "ignored" else log.info)(line.pop("event"), **line)
         return True
@@ -614,6 +618,8 @@ class Router:
             noted(record, str(exc), self.name, written=False)  # only the gateway writes the topic
             return {"event": "onward.unreadable", "outcome": "ignored", "reason": str(exc), "offset": record.offset}
         root = action.thread_id
+        if self._routed.decided_action(partition, action.action_id):
+            return {"event": "onward.duplicate", "outcome": "duplicate", "action_id": action.action_id}
         thread = threads.get(root) or self._routed.threads(partition).get(root)
         version = await self._latest_version(partition, root) if thread is not None else None
         registry = self.registry.current
@@ -660,7 +666,14 @@ class Router:
             onward=outcome.notices,
         )
         decision = msgspec.structs.replace(decision, onward=outcome.step)
-        outputs.add(ALERTS_ROUTED, self.codec.encode(decision), key=root.encode(), headers=headers, partition=partition)
+        offset = [(ONWARD_OFFSET_HEADER, str(record.offset).encode())]
+        outputs.add(
+            ALERTS_ROUTED,
+            self.codec.encode(decision),
+            key=root.encode(),
+            headers=[*headers, *offset],
+            partition=partition,
+        )
         decisions.append(decision)
         if (after := advanced(thread, decision)) is not None:
             threads[root] = after
@@ -865,7 +878,9 @@ class Router:
                 else:
                     shared = notice(enriched, verdict, now)
                     if onward is not None and verdict.event in ONWARD_EVENTS:
-                        shared = msgspec.structs.replace(shared, onward=onward[verdict.agency])
+                        # Named by the thread, not this version: the requester may not hold (or know of) the
+                        # latest version, which may be under embargo or a narrowing it was never sent.
+                        shared = msgspec.structs.replace(shared, alert_id=thread, onward=onward[verdict.agency])
                     encoded = self.codec.encode(shared)
                 removed = shared.redacted_fields
                 if verdict.awaits_ack and verdict.agreement_id not in due:

@@ -19,9 +19,10 @@ A resend's decision (it carries a `request_id`) adds to the thread what its one 
 is not a version: the thread's severity, latest version and other holders stay as they were.
 
 So does a step of onward sharing (it carries `onward`, router/onward.py): a request the originator was asked
-about is `pending` until it approves or refuses it; an approval is a `grant` (the agency it names may hold
-the thread, at least as redacted as the requester's copy was) until the originator revokes it, and adds the
-copy it sent to `holders`; a revocation's withdrawal removes it.
+about is `pending` until it approves or refuses it; an approval is a `grant`, by request id (the agency it
+names may hold the thread while the requester may, up to the TLP approved, at least as redacted as the
+requester's copy: policy._granted), until the originator revokes it, and adds the copy it sent to
+`holders`; a revocation's withdrawal removes it.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ class Holding(msgspec.Struct, frozen=True, gc=False):
 class Grant(msgspec.Struct, frozen=True, gc=False):
     """The originator's approval that one more agency may hold the thread (onward sharing)."""
 
-    request_id: str
+    target: str
     requester: str
     # Fields every copy of the thread to the agency leaves out at least: the requester's, when approved.
     floor: frozenset[str]
+    # The TLP of the version approved: a later version above it needs an approval of its own.
+    tlp: str
 
 
 class Pending(msgspec.Struct, frozen=True, gc=False):
@@ -67,8 +70,7 @@ class Thread(msgspec.Struct, frozen=True, gc=False):
     # The alert id of the latest version the originator sent (not one the system issued from a schedule):
     # a new version replaces the schedule of the versions before it.
     latest: str = ""
-    # Onward sharing (router/onward.py): requests awaiting the originator, by request id; approvals, by the
-    # agency they let hold the thread.
+    # Onward sharing (router/onward.py): requests awaiting the originator, and approvals, by request id.
     pending: dict[str, Pending] = {}
     grants: dict[str, Grant] = {}
 
@@ -138,9 +140,9 @@ def _onward(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     else:
         pending.pop(step.request_id, None)
     if step.state == "approved":
-        grants[step.target] = Grant(step.request_id, step.requester, _fields(tuple(step.floor)))
-    elif step.state == "revoked" and step.target in grants and grants[step.target].request_id == step.request_id:
-        del grants[step.target]
+        grants[step.request_id] = Grant(step.target, step.requester, _fields(tuple(step.floor)), step.tlp or "RED")
+    elif step.state == "revoked":
+        grants.pop(step.request_id, None)
     return msgspec.structs.replace(thread, pending=pending, grants=grants)
 
 

@@ -215,7 +215,7 @@ class OnwardView(msgspec.Struct, kw_only=True, gc=False):
     origin: str
     requester: str
     target: str
-    state: str  # requested, approved, refused, revoked
+    state: str  # requested, approved, refused, revoked; cancelled (the thread was, while it was pending or approved)
     reason: str | None = None  # the requester's
     note: str | None = None  # the originator's
     # The rule that refused the copy after the originator approved (the originator and operators only).
@@ -226,7 +226,9 @@ class OnwardView(msgspec.Struct, kw_only=True, gc=False):
 
 # What a requester sees of its own request: not why the policy refused the copy the originator approved,
 # which would tell it about the agency it named (a suspension, an agreement).
-_REQUESTER_SEES = frozenset(OnwardView.__struct_fields__) - {"refusal"}
+# Nor the version the latest step was about, which the requester may not hold (under embargo, or a narrowing
+# that withdrew it): it has the thread's id.
+_REQUESTER_SEES = frozenset(OnwardView.__struct_fields__) - {"refusal", "alert_id"}
 
 
 # The stages that refuse a version before it is routed (alerts.rejected also records dead deliveries that a
@@ -252,8 +254,11 @@ class Ledger:
         self._waits: dict[str, dict[str, dict[str, None]]] = {}
         # alerts.routed partition each alert's decision came from: whoever owns it raises its escalations.
         self.partition_of: dict[str, int] = {}
-        # Requests for onward sharing, by request id.
+        # Requests for onward sharing, by request id, and the ids of those each agency is a party to (the
+        # originator or the requester): a listing costs the viewer's requests, not everyone's.
         self.onward: dict[str, OnwardView] = {}
+        self._onward_of: dict[str, dict[str, None]] = {}
+        self._onward_thread: dict[str, list[str]] = {}  # thread id -> its requests
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -286,6 +291,8 @@ class Ledger:
         self.routing[routed.alert_id] = routed
         self._end_earlier_waits(routed)
         self._track_waits(routed.alert_id)
+        if routed.msg_type == "Cancel":
+            self._end_onward(self._root_of(routed.alert_id), routed.routed_at)
         for record in self._early.pop(routed.alert_id):
             self._apply(record)
 
@@ -328,6 +335,9 @@ class Ledger:
                 requested_at=routed.routed_at,
             )
             self.onward[step.request_id] = view
+            for party in (view.origin, view.requester):
+                self._onward_of.setdefault(party, {})[step.request_id] = None
+            self._onward_thread.setdefault(root, []).append(step.request_id)
             if step.state == "requested":
                 return
         view.state = step.state
@@ -336,10 +346,19 @@ class Ledger:
         view.refusal = step.reason if step.state == "refused" else None
         view.decided_at = routed.routed_at
 
+    def _end_onward(self, thread_id: str, at: datetime) -> None:
+        """A Cancel ends the thread's requests awaiting the originator and its approvals (router/onward.py)."""
+        for request_id in self._onward_thread.pop(thread_id, ()):
+            view = self.onward[request_id]
+            if view.state in ("requested", "approved"):
+                view.state = "cancelled"
+                view.decided_at = at
+
     def onward_requests(self, viewer: Viewer) -> list[dict[str, Any]]:
         """The requests the viewer may see: an agency those it asked and those about its own threads, an
         operator all; newest first."""
-        seen = [self._onward_seen(v, viewer) for v in self.onward.values()]
+        ids = self.onward if viewer.kind == "operator" else self._onward_of.get(viewer.name, {})
+        seen = [self._onward_seen(self.onward[i], viewer) for i in ids]
         return sorted((s for s in seen if s is not None), key=lambda s: s["requested_at"], reverse=True)
 
     def onward_request(self, request_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:

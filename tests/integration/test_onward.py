@@ -10,9 +10,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from services.common.codec import Codec
-from services.common.kafka import read_to_end
+from services.common.kafka import group_id, read_to_end
+from services.common.kafka_admin import confluent_config
 from services.common.records import AlertRouted, AlertShared
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
@@ -105,6 +107,8 @@ async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
             "SA border police",
         )
         pending = await state(request_id, iq.code, "requested")
+        again = await post(f"/v1/alerts/{original}/onward", jo.code, {"agency": sa.code, "reason": "again"})
+        assert again[0] == 409 and again[1]["error"] == "conflict"
         assert pending["reason"] == "SA border police" and pending["thread_id"] == original
         status, listed = await get("/v1/onward", iq.code)
         assert status == 200 and [r["request_id"] for r in listed["requests"]] == [request_id]
@@ -192,3 +196,76 @@ async def test_onward_sharing_asked_approved_followed_revoked_and_refused(
         assert await eventually(lambda: hooked(iq.code, "onward.requested"), within_s=60)
         assert await eventually(lambda: hooked(jo.code, "onward.refused"), within_s=60)
         assert await eventually(lambda: hooked(sa.code, "alert.withdrawn"), within_s=60)
+
+
+@pytest.mark.timeout(300)
+async def test_steps_are_decided_once_even_when_the_routers_onward_offsets_are_gone(
+    kafka: KafkaSettings, codec: Codec
+) -> None:
+    """Red team: the router's offsets on requests.onward belong to a group nobody joins, which Kafka expires
+    after a quiet week; with them deleted, a restart re-decided every step (a revoked agency was sent a new
+    version). The decisions on alerts.routed hold the progress: nothing is decided or sent twice."""
+    cast = Cast()
+    iq, jo, sa = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO"), cast.agency("SA-C", "SA")
+    doc = registry(
+        [iq, jo, sa],
+        [
+            agreement(f"IQJO-{cast.suffix}", from_=[iq.code], to=[jo.code]),
+            agreement(f"IQSA-{cast.suffix}", from_=[iq.code], to=[sa.code]),
+        ],
+    )
+    await publish_registry(kafka, codec, doc, source="onward-restart", replication_factor=1)
+
+    async with system(kafka, codec) as sys_, aiohttp.ClientSession() as http:
+
+        async def post(path: str, code: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            async with http.post(f"{sys_.url}{path}", json=body, headers=cast.bearer(code)) as r:
+                return r.status, await r.json()
+
+        async def records(code: str) -> list[AlertShared]:
+            return [codec.decode(r.value, AlertShared) async for r in read_to_end(kafka, agency_topic(code), name="ow")]
+
+        async def state_is(request_id: str, wanted: str) -> bool:
+            async with http.get(f"{sys_.url}/v1/onward/{request_id}", headers=cast.bearer(iq.code)) as r:
+                return r.status == 200 and (await r.json())["state"] == wanted
+
+        status, body = await post("/v1/alerts", iq.code, alert_json(releasable_to=[jo.code], originator_control=True))
+        assert status == 202, body
+        original = body["alert_id"]
+        assert await eventually(lambda: _count(records(jo.code), 1), within_s=60)
+        status, asked = await post(f"/v1/alerts/{original}/onward", jo.code, {"agency": sa.code, "reason": "why"})
+        assert status == 202, asked
+        request_id = asked["request_id"]
+        assert await eventually(lambda: state_is(request_id, "requested"), within_s=60)
+        assert (await post(f"/v1/onward/{request_id}", iq.code, {"decision": "approve"}))[0] == 202
+        assert await eventually(lambda: state_is(request_id, "approved"), within_s=60)
+        assert (await post(f"/v1/onward/{request_id}", iq.code, {"decision": "revoke"}))[0] == 202
+        assert await eventually(lambda: state_is(request_id, "revoked"), within_s=60)
+        before = {code: len(await records(code)) for code in (iq.code, jo.code, sa.code)}
+        assert before[sa.code] == 2  # the copy, then its withdrawal
+
+        # What Kafka does to the offsets of a group nobody joins after offsets.retention.minutes.
+        assert sys_.router_settings is not None
+        admin = AdminClient(confluent_config(kafka, "test-onward"))
+        for future in admin.delete_consumer_groups([group_id(sys_.router_settings.kafka, "router-onward")]).values():
+            future.result(timeout=30)
+        await sys_.restart_router()
+
+        # A step after the restart is decided (the router reads on), and none before it again.
+        status, asked = await post(f"/v1/alerts/{original}/onward", jo.code, {"agency": sa.code, "reason": "again"})
+        assert status == 202, asked
+        assert await eventually(lambda: state_is(asked["request_id"], "requested"), within_s=60)
+        after = {code: len(await records(code)) for code in (iq.code, jo.code, sa.code)}
+        assert after == {**before, iq.code: before[iq.code] + 1}
+        routed = [r for _, r in await read_topic(kafka, codec, ALERTS_ROUTED, AlertRouted) if r.onward is not None]
+        mine = [(r.onward.request_id, r.onward.state) for r in routed if r.onward is not None and r.origin == iq.code]
+        assert mine == [
+            (request_id, "requested"),
+            (request_id, "approved"),
+            (request_id, "revoked"),
+            (asked["request_id"], "requested"),
+        ]
+
+
+async def _count(pending: Any, wanted: int) -> bool:
+    return len(await pending) >= wanted

@@ -16,11 +16,13 @@ from services.common.records import AlertEnriched, AlertRouted, OnwardAction
 from services.common.registry import Registry
 from services.router.onward import (
     INVALID_TARGET,
+    MAX_PENDING,
     NOT_HOLDER,
     NOT_ORIGINATOR_CONTROL,
     NOT_PERMITTED,
     ONWARD_REVOKED,
     REFUSED_BY_ORIGINATOR,
+    TOO_MANY_REQUESTS,
     Outcome,
     decide_step,
 )
@@ -146,7 +148,7 @@ def test_an_approval_sends_the_agency_a_copy_redacted_at_least_as_the_requesters
     told = next(v for v in out.verdicts if v.agency == "JO-B")
     assert told.event == ONWARD_APPROVED and out.notices["JO-B"].text == "yes, for the border police"
     thread = after(thread, out, record)
-    assert "SA-C" in thread.holders and thread.grants["SA-C"].floor >= {"subjects", "indicators"}
+    assert "SA-C" in thread.holders and thread.grants["req-1"].floor >= {"subjects", "indicators"}
     assert not thread.pending
 
 
@@ -192,7 +194,7 @@ def test_an_approval_while_the_latest_version_is_embargoed_sends_nothing_before_
     copy = next(v for v in out.verdicts if v.agency == "SA-C")
     assert not copy.delivered and copy.rule == "embargoed"
     thread = after(thread, out, embargoed)
-    assert "SA-C" not in thread.holders and "SA-C" in thread.grants
+    assert "SA-C" not in thread.holders and thread.grants["req-1"].target == "SA-C"
     # The release the tracker issues at the embargo's end reaches SA-C under the approval.
     release = msgspec.structs.replace(update(tlp="AMBER", releasable_to=["JO-B"]), alert_id="alert-r")
     verdicts = fan_out(release, thread, registry)
@@ -231,13 +233,13 @@ def test_an_approval_lasts_for_the_later_versions_of_the_thread() -> None:
     assert not isinstance(verdicts, str)
     sa = next(v for v in verdicts if v.agency == "SA-C")
     assert sa.delivered and sa.event == UPDATED and "subjects" in sa.redact
-    # A version above what the agreement between IQ-A and SA-C allows withdraws SA-C's copy.
+    # A version above what the agreement between IQ-A and SA-C allows (and above the TLP approved) withdraws it.
     narrow = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], max_tlp="AMBER", id="AG-SA")])
     thread, _ = approved_thread(narrow)
     verdicts = fan_out(update(tlp="RED", releasable_to=["JO-B"]), thread, narrow)
     assert not isinstance(verdicts, str)
     sa = next(v for v in verdicts if v.agency == "SA-C")
-    assert sa.event == WITHDRAWN and sa.notice == "tlp_exceeds_agreement"
+    assert sa.event == WITHDRAWN
 
 
 def test_a_revocation_withdraws_the_copy_and_the_next_version_does_not_reach_it() -> None:
@@ -268,8 +270,8 @@ def test_a_cancelled_thread_takes_no_more_steps() -> None:
     assert decide_step(ask(), cancelled, record, registry).verdicts[0].notice == NOT_HOLDER
 
 
-def test_the_tracker_shows_a_request_to_its_two_parties_and_hides_the_policy_reason_from_the_requester() -> None:
-    registry = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], max_tlp="GREEN", id="AG-SA")])
+def asked_in_ledger(registry: Registry) -> tuple[Ledger, Thread, AlertEnriched]:
+    """A tracker's ledger, and the thread, after the original was routed and JO-B asked for SA-C."""
     thread, record = shared_thread(registry)
     verdicts = fan_out(record, None, registry)
     assert not isinstance(verdicts, str)
@@ -277,7 +279,12 @@ def test_the_tracker_shows_a_request_to_its_two_parties_and_hides_the_policy_rea
     ledger.apply_routed(routed_of(record, verdicts))
     asked = decide_step(ask(), thread, record, registry)
     ledger.apply_routed(recorded(asked, record))
-    thread = after(thread, asked, record)
+    return ledger, after(thread, asked, record), record
+
+
+def test_the_tracker_shows_a_request_to_its_two_parties_and_hides_the_policy_reason_from_the_requester() -> None:
+    registry = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], max_tlp="GREEN", id="AG-SA")])
+    ledger, thread, record = asked_in_ledger(registry)
     ledger.apply_routed(recorded(decide_step(action("approve", "IQ-A"), thread, record, registry), record))
     status, seen = ledger.onward_request("req-1", Viewer("agency", "IQ-A"))
     assert status == 200 and seen["state"] == "refused" and seen["refusal"] == "tlp_exceeds_agreement"
@@ -318,3 +325,100 @@ def test_an_approved_copy_never_holds_a_field_the_requesters_copy_or_an_agreemen
         assert requester_redact <= copy.redact
         if with_agreement:
             assert target_redact <= copy.redact
+
+
+def test_an_approval_ends_where_the_requesters_own_permission_ends() -> None:
+    """Red team: an Update narrowed to another agency (and raised to RED) withdrew the requester but still
+    reached the agency it had asked for. The approval shares what the requester may hold, no more."""
+    registry = registry_of(
+        [agreement(["JO-B"], id="AG-JO"), agreement(["KW-D"], id="AG-KW"), agreement(["SA-C"], id="AG-SA")]
+    )
+    thread, _ = approved_thread(registry)
+    verdicts = fan_out(update(tlp="RED", releasable_to=["KW-D"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    by = {v.agency: v for v in verdicts}
+    assert by["JO-B"].event == WITHDRAWN and by["SA-C"].event == WITHDRAWN
+    assert by["KW-D"].event == CREATED
+
+
+def test_an_approval_does_not_cover_a_version_above_the_tlp_approved() -> None:
+    registry = everyone()  # no agreement caps SA-C below RED, and JO-B may have RED
+    thread, _ = approved_thread(registry)  # approved at AMBER
+    verdicts = fan_out(update(tlp="RED", releasable_to=["JO-B"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    by = {v.agency: v for v in verdicts}
+    assert by["JO-B"].event == UPDATED and by["SA-C"].event == WITHDRAWN
+
+
+def test_the_floor_follows_the_requesters_agreement_as_it_is_now() -> None:
+    """Red team: the requester's agreement tightened after the approval; the agency's copy must tighten too."""
+    thread, _ = approved_thread(everyone(redact=["subjects"]))
+    tighter = everyone(redact=["subjects", "locations"])
+    verdicts = fan_out(update(tlp="AMBER", releasable_to=["JO-B"]), thread, tighter)
+    assert not isinstance(verdicts, str)
+    sa = next(v for v in verdicts if v.agency == "SA-C")
+    assert sa.event == UPDATED and {"subjects", "locations"} <= sa.redact
+
+
+def test_revoking_one_of_two_approvals_for_an_agency_keeps_the_other_and_its_stricter_floor() -> None:
+    """Red team: a second approval replaced the first (and its stricter floor), and revoking the first was
+    then silently ignored."""
+    registry = registry_of(
+        [
+            agreement(["JO-B"], redact=["subjects"], id="AG-JO"),
+            agreement(["KW-D"], id="AG-KW"),
+            agreement(["SA-C"], id="AG-SA"),
+        ]
+    )
+    record = enriched(sample_alert(tlp="AMBER", releasable_to=["JO-B", "KW-D"], originator_control=True))
+    thread, record = shared_thread(registry, record.alert)
+    for rid, requester in (("req-1", "JO-B"), ("req-2", "KW-D")):
+        asked = decide_step(
+            action("ask", requester, request_id=rid, target="SA-C", text="why"), thread, record, registry
+        )
+        thread = after(thread, asked, record)
+        thread = after(thread, decide_step(action("approve", "IQ-A", request_id=rid), thread, record, registry), record)
+    assert {r: g.target for r, g in thread.grants.items()} == {"req-1": "SA-C", "req-2": "SA-C"}
+    verdicts = fan_out(update(tlp="AMBER", releasable_to=["JO-B", "KW-D"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    assert "subjects" in next(v for v in verdicts if v.agency == "SA-C").redact, "the stricter floor holds"
+    out = decide_step(action("revoke", "IQ-A", request_id="req-1"), thread, record, registry)
+    assert out.step is not None and out.step.state == "revoked" and not out.verdicts  # req-2 still covers it
+    thread = after(thread, out, record)
+    out = decide_step(action("revoke", "IQ-A", request_id="req-2"), thread, record, registry)
+    assert [(v.agency, v.event) for v in out.verdicts] == [("SA-C", WITHDRAWN)]
+
+
+def test_the_same_ask_twice_or_a_flood_of_asks_does_not_reach_the_originator_again() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    assert decide_step(ask(), thread, record, registry).ignored is not None  # the same request id
+    again = action("ask", "JO-B", request_id="req-9", target="SA-C", text="again")
+    assert decide_step(again, thread, record, registry).ignored is not None  # the same agency, pending
+    for i in range(1, MAX_PENDING):
+        step = action("ask", "JO-B", request_id=f"req-{i + 10}", target=f"X-{i}", text="flood")
+        thread = after(thread, decide_step(step, thread, record, registry), record)
+    flood = decide_step(
+        action("ask", "JO-B", request_id="req-99", target="KW-D", text="one more"), thread, record, registry
+    )
+    assert flood.step is None and flood.verdicts[0].notice == TOO_MANY_REQUESTS
+
+
+def test_asking_while_the_originator_is_suspended_does_not_say_so() -> None:
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    suspended = registry_of([agreement(["JO-B"], id="AG-JO"), agreement(["SA-C"], id="AG-SA")], suspended=("IQ-A",))
+    out = decide_step(ask(), thread, record, suspended)
+    assert out.step is None and out.verdicts[0].notice == NOT_PERMITTED
+
+
+def test_a_cancel_ends_the_requests_the_tracker_shows_as_pending() -> None:
+    registry = everyone()
+    ledger, thread, _ = asked_in_ledger(registry)
+    cancel = enriched(sample_alert(msg_type="Cancel", references=["alert-1"]), alert_id="alert-3")
+    cancelled = fan_out(cancel, thread, registry)
+    assert not isinstance(cancelled, str)
+    ledger.apply_routed(routed_of(cancel, cancelled))
+    status, seen = ledger.onward_request("req-1", Viewer("agency", "JO-B"))
+    assert status == 200 and seen["state"] == "cancelled" and "alert_id" not in seen
