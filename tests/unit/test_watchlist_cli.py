@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from services.cli.devrun import ROOT
 from services.cli.main import _parser
 from services.cli.settings import CliSettings
 from services.cli.watchlist import entries_of, parse_expiry, read_rows
+from services.common.normalise import comparable_values
+from services.common.records import utcnow
+from services.demo.feed import SCENARIOS
+from services.enricher.enrich import normalised
+from services.gateway.submission import parse_submission
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -114,3 +121,16 @@ def test_a_time_zone_offset_is_kept_as_the_same_instant() -> None:
     at = parse_expiry("2027-03-01T08:00:00+05:30", NOW)
     assert at == datetime(2027, 3, 1, 8, 0, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     assert at is not None and at.tzinfo == UTC
+
+
+def test_the_demo_watchlist_imports_and_each_entry_meets_a_demo_alert() -> None:
+    """`make run` imports deploy/registry/demo-watchlist.csv: it has no problem, and every entry is carried by
+    one of the demo feed's alerts, so the demo shows hits."""
+    rows, wrong = read_rows((ROOT / "deploy" / "registry" / "demo-watchlist.csv").read_text(), "csv")
+    entries, more = entries_of(rows, added_by="admin", now=NOW)
+    carried = set()
+    for _, body in SCENARIOS:
+        alert, _ = normalised(parse_submission(json.dumps(body).encode(), now=utcnow()))
+        carried |= {f"{kind}:{value}" for kind, value in comparable_values(alert)}
+    assert (wrong, more, len(entries)) == ([], [], 3)
+    assert set(entries) <= carried
