@@ -1,13 +1,15 @@
 """The live watchlist on the real broker: an operator adds an entry with `rctc watchlist add` (as the operators'
 principal, operator-cli) while the system runs; the next alert that carries the value is raised in priority and
 records the entry's key for operators; its recipient's copy, webhook and status view carry neither the key nor
-the reason; removing the entry stops it, and a reader started afterwards rebuilds the same state.
+the reason; removing the entry stops it, and a reader started afterwards rebuilds the same state. An import
+writes all of a file's entries or none.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -154,3 +156,30 @@ async def test_an_entry_raises_the_next_matching_alert_and_no_recipient_sees_it(
         assert key not in await fresh_view(kafka, codec)
         code, _, err = await rctc("watchlist", "remove", "phone", in_alerts, kafka=operator)
         assert (code, f"no entry {key}" in err) == (1, True)
+
+
+async def test_an_import_writes_every_entry_or_none(kafka: KafkaSettings, codec: Codec, tmp_path: Path) -> None:
+    """A JSON lines file with one bad row writes nothing; corrected, every entry is in force for a new reader."""
+    operator = await operator_principal(kafka)
+    tag = secrets.token_hex(4)
+    rows = [
+        {"kind": "domain", "value": f"relay-{tag}[.]example", "reason": "C2 relay"},
+        {"kind": "name", "value": f"Rahmani{tag}, Khalid", "reason": "named by two partners", "expires": "30d"},
+        {"kind": "passport", "value": "N0012345", "reason": "not a kind"},
+    ]
+    keys = {entry_key("domain", f"relay-{tag}.example"), entry_key("name", f"Khalid Rahmani{tag}")}
+    path = tmp_path / "entries.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    code, _, err = await rctc("watchlist", "import", str(path), kafka=operator)
+    assert (code, "line 3: kind 'passport'" in err, "nothing was imported" in err) == (1, True, True)
+    assert keys & await fresh_view(kafka, codec) == set()
+
+    path.write_text("\n".join(json.dumps(r) for r in rows[:2]))
+    code, out, err = await rctc("watchlist", "import", str(path), kafka=operator)
+    assert (code, out) == (0, "imported 2 entries (2 added, 0 replaced)\n"), err
+    assert keys <= await fresh_view(kafka, codec)
+    for key in keys:  # this test's entries go with it
+        kind, _, value = key.partition(":")
+        code, _, err = await rctc("watchlist", "remove", kind, value, kafka=operator)
+        assert code == 0, err
+    assert keys & await fresh_view(kafka, codec) == set()
