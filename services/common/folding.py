@@ -137,6 +137,30 @@ def fold(text: str) -> View:
     return View("".join(out), starts, _ends(starts, len(text)))
 
 
+class _FoldTable(dict[int, str]):
+    """str.translate's table for `fold_text`: ASCII from `_ASCII`, any other character folded on demand (not
+    kept here: `_fold_char` has its own bounded cache)."""
+
+    def __missing__(self, code: int) -> str:
+        return _fold_char(chr(code))
+
+
+_FOLD_TABLE = _FoldTable({code: _ASCII[code] for code in range(128)})
+_SPACE_RUN = re.compile(" {2,}")
+# What `_ASCII` does, as two passes: control characters dropped, runs of whitespace one space.
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]+")
+_ASCII_SPACE = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f ]+")
+
+
+def fold_text(text: str) -> str:
+    """The text `fold` gives, without the map back to the original characters: for comparing values (the
+    watchlist, services/common/normalise.py), not for masking them; several times cheaper. Every run of spaces
+    is one space (`fold` keeps two where a character folds to a space and more, U+037A)."""
+    if text.isascii():  # most identifiers and indicators: a table lookup per character costs more than these
+        return _ASCII_SPACE.sub(" ", _ASCII_CONTROL.sub("", text).lower())
+    return _SPACE_RUN.sub(" ", text.translate(_FOLD_TABLE))
+
+
 def _fold_one(text: str, i: int, out: list[str], starts: list[int]) -> None:
     code = ord(text[i])
     folded = _ASCII[code] if code < 128 else _fold_char(text[i])
@@ -176,6 +200,11 @@ def refanged(view: View) -> View:
 
 _SEPARATORS = frozenset(" .-_()/")
 _DROP_SEPARATORS = str.maketrans(dict.fromkeys(_SEPARATORS))
+
+
+def compact_text(text: str) -> str:
+    """`text` without separators (spaces, dots, dashes, brackets, slashes): `compact`'s text alone."""
+    return text.translate(_DROP_SEPARATORS)
 
 
 def compact(view: View) -> View:

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection
 from urllib.parse import urlsplit, urlunsplit
 
-from services.common.folding import compact, fold
+from services.common.folding import compact_text, fold_text
 from services.common.records import Alert
 
 # The indicator types an alert may carry (services/gateway/submission.py validates against the same list;
@@ -92,9 +93,9 @@ def tidy(kind: str, value: str) -> str:
 def comparable(kind: str, value: str) -> str:
     """The form two values of `kind` are compared in (the table above); '' when nothing is left to compare."""
     if kind == "name":
-        return " ".join(sorted(_NOT_WORD.sub(" ", fold(value).text.replace("_", " ")).split()))
+        return " ".join(sorted(_NOT_WORD.sub(" ", fold_text(value).replace("_", " ")).split()))
     if kind == "identifier":
-        return compact(fold(value)).text.strip()
+        return compact_text(fold_text(value)).strip()
     value = tidy(kind, value)
     if kind == "ip":
         return _ip(value)
@@ -111,21 +112,26 @@ def comparable(kind: str, value: str) -> str:
     return value
 
 
-def comparable_values(alert: Alert) -> set[tuple[str, str]]:
-    """Every (kind, comparable value) an alert carries: its indicators, its subjects' names and identifiers.
+def comparable_values(alert: Alert, kinds: Collection[str] = KINDS) -> set[tuple[str, str]]:
+    """Every (kind, comparable value) an alert carries, of `kinds`: its indicators, its subjects' names and
+    identifiers. Only `kinds` are computed: an agency's alert may hold thousands of identifiers, and a caller
+    that looks for a few kinds (the watchlist's) pays for those alone.
 
     An identifier whose label is an indicator kind (`{"phone": ...}`, `{"email": ...}`) counts as that
     indicator too, so a phone number given as a subject's identifier meets the same phone written elsewhere.
     """
     found: set[tuple[str, str]] = set()
     for indicator in alert.indicators:
-        found.add((indicator.type, comparable(indicator.type, indicator.value)))
+        if indicator.type in kinds:
+            found.add((indicator.type, comparable(indicator.type, indicator.value)))
     for subject in alert.subjects:
-        found.add(("name", comparable("name", subject.name)))
+        if "name" in kinds:
+            found.add(("name", comparable("name", subject.name)))
         for label, value in subject.identifiers.items():
-            found.add(("identifier", comparable("identifier", value)))
+            if "identifier" in kinds:
+                found.add(("identifier", comparable("identifier", value)))
             kind = label.strip().lower()
-            if kind in INDICATOR_KINDS:
+            if kind in INDICATOR_KINDS and kind in kinds:
                 found.add((kind, comparable(kind, value)))
     return {(kind, value) for kind, value in found if value}
 

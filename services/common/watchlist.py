@@ -4,7 +4,7 @@
     watchlist = Watchlist()
     watchlist.apply(key, entry)                        # a WatchlistEntryAdded, as read from the topic
     watchlist.apply(key, None)                         # a tombstone under that key: the entry is gone
-    watchlist.hits(comparable_values(alert), now)      # ['phone:+9647701234567']: the keys it matched
+    watchlist.hits(comparable_values(alert, watchlist.kinds()), now)   # ['phone:+9647701234567']: its hits
 
 Entries live on the compacted topic `watchlist.entries`, one key per value: `<kind>:<comparable value>`
 (services/common/normalise.py), so the same value written another way replaces its entry instead of
@@ -21,6 +21,7 @@ alert's, so entries and alerts always compare in one form even when this module'
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -65,12 +66,17 @@ class Watchlist:
     def __init__(self) -> None:
         self._entries: dict[str, WatchlistEntryAdded] = {}
         self._by_value: dict[tuple[str, str], set[str]] = {}
+        self._kinds: Counter[str] = Counter()  # entries per kind, so that `kinds` costs nothing per alert
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
+
+    def kinds(self) -> set[str]:
+        """The kinds that have an entry: an alert's values of other kinds cannot hit."""
+        return set(self._kinds)
 
     def entries(self) -> dict[str, WatchlistEntryAdded]:
         """Every entry in force by key, the expired ones too."""
@@ -80,6 +86,7 @@ class Watchlist:
         """Add the entry under `key`, replacing what the key held."""
         self.remove(key)
         self._entries[key] = entry
+        self._kinds[entry.kind] += 1
         self._by_value.setdefault((entry.kind, comparable(entry.kind, entry.value)), set()).add(key)
 
     def remove(self, key: str) -> None:
@@ -87,6 +94,9 @@ class Watchlist:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
+        self._kinds[entry.kind] -= 1
+        if not self._kinds[entry.kind]:
+            del self._kinds[entry.kind]
         value = (entry.kind, comparable(entry.kind, entry.value))
         keys = self._by_value[value]
         keys.discard(key)

@@ -41,7 +41,7 @@ def enrich(submitted: AlertSubmitted, *, now: datetime, watchlist: Watchlist) ->
         )
     alert, extracted = normalised(alert)
     # Matched after normalising, so indicators found in the free text are matched too.
-    hits = watchlist.hits(comparable_values(alert), now)
+    hits = watchlist.hits(comparable_values(alert, watchlist.kinds()), now)
     return AlertEnriched(
         alert_id=submitted.alert_id,
         origin=submitted.origin,

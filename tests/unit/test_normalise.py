@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.common.folding import fold, fold_text
 from services.common.normalise import INDICATOR_KINDS, KINDS, comparable, comparable_values, tidy
 from services.common.records import Indicator, Subject
 from services.enricher.indicators import normalise
@@ -74,6 +77,12 @@ def test_comparable_is_idempotent_and_sees_through_tidy(kind: str, value: str) -
         assert comparable(kind, tidy(kind, value)) == once
 
 
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)) | st.text())
+def test_names_fold_as_redaction_folds_them(text: str) -> None:
+    """`fold_text` is `fold`'s text (what redaction masks by), every run of spaces one space; ASCII alone too."""
+    assert fold_text(text) == re.sub(" {2,}", " ", fold(text).text)
+
+
 def test_the_enricher_tidies_indicators_with_this_module() -> None:
     """What an alert carries is `tidy`'s form: one normaliser, not two."""
     indicator = Indicator(type="domain", value=" Evil[.]Example. ")
@@ -89,6 +98,7 @@ def test_an_alert_s_comparable_values() -> None:
             Subject(kind="vehicle", name=" - "),
         ],
     )
+    assert comparable_values(alert, kinds={"phone"}) == {("phone", "+9647701234567"), ("phone", "+964770")}
     assert comparable_values(alert) == {
         ("domain", "evil.example"),
         ("phone", "+9647701234567"),

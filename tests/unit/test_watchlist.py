@@ -54,9 +54,10 @@ def test_an_entry_s_key_is_its_kind_and_comparable_value() -> None:
 def test_a_tombstone_removes_the_entry_and_an_unknown_one_changes_nothing() -> None:
     """Applying None under a key forgets its entry; under a key with no entry, nothing happens."""
     w = watchlist(entry("domain", "evil.example"), entry("name", "Abu Karim"))
+    assert w.kinds() == {"domain", "name"}
     w.apply("domain:evil.example", None)
     w.apply("ip:10.0.0.1", None)
-    assert list(w.entries()) == ["name:abu karim"]
+    assert (list(w.entries()), w.kinds()) == (["name:abu karim"], {"name"})
     assert w.hits({("domain", "evil.example"), ("name", "abu karim")}, NOW) == ["name:abu karim"]
 
 
