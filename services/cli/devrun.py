@@ -1,10 +1,10 @@
 """`rctc dev up` (what `make run` calls): the whole system on one machine, logs interleaved in the terminal.
 
-Starts the local Kafka broker (deploy/kafka/kafka-local.sh), creates the topics, applies the demo registry,
-then runs every service, the demo receivers and the demo feed as child processes, each line of their
-output prefixed with its name. Children run in their own sessions so Ctrl-C reaches only this supervisor,
-which then stops them in order (feed first, broker last) with SIGTERM and a bounded wait, so no process is
-left behind. If any child dies, everything is stopped and the exit code says so.
+Starts the local Kafka broker (deploy/kafka/kafka-local.sh), creates the topics, applies the demo registry
+and imports the demo watchlist, then runs every service, the demo receivers and the demo feed as child
+processes, each line of their output prefixed with its name. Children run in their own sessions so Ctrl-C
+reaches only this supervisor, which then stops them in order (feed first, broker last) with SIGTERM and a
+bounded wait, so no process is left behind. If any child dies, everything is stopped and the exit code says so.
 """
 
 from __future__ import annotations
@@ -165,6 +165,9 @@ def supervise(args: argparse.Namespace) -> int:
             subprocess.run([*cli, "topics", "apply", "--replication-factor", "1"], check=True, env=env)
             signing_key, registry = _audit_key(state, args.registry)
             subprocess.run([*cli, "registry", "apply", str(registry), "--replication-factor", "1"], check=True, env=env)
+            # A few entries that the demo feed's alerts carry, so its log shows watchlist hits raising priority.
+            watchlist = ROOT / "deploy" / "registry" / "demo-watchlist.csv"
+            subprocess.run([*cli, "watchlist", "import", str(watchlist)], check=True, env=env)
         except subprocess.CalledProcessError as exc:
             # The command has said why on one line (an RctcError): a traceback here would only bury it.
             print(f"rctc dev: `rctc {' '.join(exc.cmd[3:])}` failed (exit {exc.returncode})", file=sys.stderr)

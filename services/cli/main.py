@@ -115,7 +115,7 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="the Avro record schemas and their fingerprints")
     p.set_defaults(run=_schemas)
 
-    from services.cli import audit, deliveries, devrun, quarantine, security
+    from services.cli import audit, deliveries, devrun, quarantine, security, watchlist
     from services.demo import feed, receivers
 
     devrun.add_parser(sub)
@@ -123,6 +123,7 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     deliveries.add_parser(sub, _kafka)
     security.add_parser(sub, _kafka)
     quarantine.add_parser(sub, _kafka)
+    watchlist.add_parser(sub, _kafka)
     demo = sub.add_parser("demo", help="demo webhook receivers and alert feed").add_subparsers(metavar="ACTION")
     receivers.add_parser(demo)
     feed.add_parser(demo)

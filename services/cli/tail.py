@@ -32,6 +32,7 @@ from services.common.records import (
     ResendRequested,
     SubmissionRejected,
     SubmitAlert,
+    WatchlistEntryAdded,
 )
 from services.common.registry import RegistryPublished
 from services.common.settings import KafkaSettings
@@ -54,6 +55,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.AUDIT_CHECKPOINTS: AuditCheckpointed,
     topics.REQUESTS_RESEND: ResendRequested,
     topics.REQUESTS_ONWARD: OnwardAction,
+    topics.WATCHLIST_ENTRIES: WatchlistEntryAdded,
 }
 
 
@@ -101,7 +103,8 @@ async def tail(kafka: KafkaSettings, topic: str, *, from_beginning: bool, count:
                 for r in records:
                     try:
                         written = others.get(codec.record_name(r.value) or "", kind)
-                        value = msgspec.to_builtins(codec.decode(r.value, written))
+                        # A tombstone (a compacted topic's removal: a watchlist entry) prints as null.
+                        value = None if r.value is None else msgspec.to_builtins(codec.decode(r.value, written))
                     except CodecError as exc:
                         value = {"unreadable": str(exc)}
                     line = {

@@ -9,9 +9,14 @@
     ... tasks.create_task(states.run(stopping)) ...
     await states.stop()
 
-The registry view, the registry's secret views and the dispatcher's endpoint states are all this one shape,
-so a fix to how a follower starts, polls or stops is made once. A group-less consumer reads committed records
-only; a tombstone is skipped; a record that does not decode leaves the state as it was and is either
+The registry view, the registry's secret views, the dispatcher's endpoint states and the enricher's watchlist
+are all this one shape, so a fix to how a follower starts, polls or stops is made once. A group-less consumer
+reads committed records only; a tombstone is skipped, unless the follower keeps state by key and overrides
+`apply_changes`, which receives each record's key with its value or None for a tombstone:
+
+    async def apply_changes(self, changes: list[tuple[bytes | None, EntryAdded | None]]) -> None: ...
+
+A record that does not decode leaves the state as it was and is either
 quarantined (once live: the replay at every start would write it again, quarantine.py) or, for topics whose
 raw bytes may hold secrets that the quarantine's readers may not read, only logged and counted.
 """
@@ -54,6 +59,15 @@ class TopicFollower(Generic[T]):
         """Take one poll's decoded records, in the topic's order."""
         raise NotImplementedError
 
+    async def apply_changes(self, changes: list[tuple[bytes | None, T | None]]) -> None:
+        """Take one poll's records as (key, decoded value or None for a tombstone), in the topic's order.
+
+        By default the tombstones are dropped and the values go to `apply`: a state kept by key overrides this.
+        """
+        values = [value for _, value in changes if value is not None]
+        if values:
+            await self.apply(values)
+
     async def start(self) -> None:
         c = consumer(self._kafka, f"{self._name}-{self._label}", group=None, follower=True)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
@@ -74,18 +88,19 @@ class TopicFollower(Generic[T]):
 
     async def _poll(self, timeout_ms: int) -> None:
         assert self._consumer is not None
-        values: list[T] = []
+        changes: list[tuple[bytes | None, T | None]] = []
         for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
             for record in records:
                 if record.value is None:
-                    continue  # a compaction tombstone: nothing was published there
+                    changes.append((record.key, None))  # a tombstone: what the key held is gone
+                    continue
                 try:
-                    values.append(self._codec.decode(record.value, self.kind))
+                    changes.append((record.key, self._codec.decode(record.value, self.kind)))
                 except CodecError as exc:
                     # What was applied before stays in force: a bad record must not take the service down.
                     await self._refuse(record, str(exc))
-        if values:
-            await self.apply(values)
+        if changes:
+            await self.apply_changes(changes)
 
     async def _refuse(self, record: ConsumerRecord, reason: str) -> None:
         if self._quarantine is not None and self.loaded:

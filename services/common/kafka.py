@@ -205,8 +205,9 @@ def offsets_after(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, int
     return result
 
 
-async def produce_all(kafka: KafkaSettings, name: str, topic: str, items: Iterable[tuple[bytes, bytes]]) -> int:
-    """Produce (key, value) pairs with a short-lived producer and wait for all of them; returns how many.
+async def produce_all(kafka: KafkaSettings, name: str, topic: str, items: Iterable[tuple[bytes, bytes | None]]) -> int:
+    """Produce (key, value) pairs with a short-lived producer and wait for all of them; returns how many. A
+    None value is a tombstone (on a compacted topic: the key's record is gone).
 
     For tools and one-off loads (replays, resends, the benchmark), not for services' hot paths.
     """

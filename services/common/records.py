@@ -312,6 +312,17 @@ class EndpointChanged(Record, kw_only=True):
     changed_by: str
 
 
+class WatchlistEntryAdded(Record, kw_only=True):
+    """An operator's watchlist entry (watchlist.entries, key `<kind>:<comparable value>`; common/watchlist.py)."""
+
+    kind: str
+    value: str
+    reason: str
+    added_by: str
+    added_at: datetime
+    expires_at: datetime | None = None
+
+
 class AckSubmitted(Record, kw_only=True):
     ack_id: str
     alert_id: str

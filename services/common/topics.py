@@ -52,6 +52,9 @@ REGISTRY = "registry.config"
 # The registry's secrets, apart from it, each readable by its one consumer (services/common/registry/model.py).
 REGISTRY_CREDENTIALS = "registry.credentials"
 REGISTRY_WEBHOOK_SECRETS = "registry.webhook-secrets"
+# Operators' watchlist entries, by `<kind>:<comparable value>` (services/common/watchlist.py); only the enricher
+# and operators read it.
+WATCHLIST_ENTRIES = "watchlist.entries"
 
 
 def agency_topic(code: str) -> str:

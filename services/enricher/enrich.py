@@ -1,6 +1,6 @@
 """From a submitted alert to an enriched one. Pure: no I/O, the clock passed in.
 
-outcome = enrich(submitted, now=utcnow(), watchlist=frozenset())   # AlertEnriched or AlertRejected
+outcome = enrich(submitted, now=utcnow(), watchlist=Watchlist())   # AlertEnriched or AlertRejected
 """
 
 from __future__ import annotations
@@ -9,22 +9,11 @@ from datetime import datetime
 
 import msgspec
 
+from services.common.normalise import comparable_values
 from services.common.records import Alert, AlertEnriched, AlertRejected, AlertSubmitted
+from services.common.watchlist import Watchlist
 from services.enricher.indicators import extract, normalise
-
-# 1 is "act now", 4 "routine": severity sets the base, urgency and certainty move it.
-_BASE = {"Extreme": 1, "Severe": 2, "Moderate": 3, "Minor": 4, "Unknown": 4}
-
-
-def priority(alert: Alert) -> int:
-    p = _BASE[alert.severity]
-    if alert.urgency == "Immediate":
-        p -= 1
-    elif alert.urgency in ("Future", "Past"):
-        p += 1
-    if alert.certainty in ("Unlikely", "Unknown"):
-        p += 1
-    return max(1, min(4, p))
+from services.enricher.priority import priority, raised
 
 
 def normalised(alert: Alert) -> tuple[Alert, int]:
@@ -40,7 +29,7 @@ def normalised(alert: Alert) -> tuple[Alert, int]:
     ), len(indicators) - len(set(given))
 
 
-def enrich(submitted: AlertSubmitted, *, now: datetime, watchlist: frozenset[str]) -> AlertEnriched | AlertRejected:
+def enrich(submitted: AlertSubmitted, *, now: datetime, watchlist: Watchlist) -> AlertEnriched | AlertRejected:
     alert = submitted.alert
     if alert.expires is not None and alert.expires <= now:
         return AlertRejected(
@@ -51,16 +40,14 @@ def enrich(submitted: AlertSubmitted, *, now: datetime, watchlist: frozenset[str
             rejected_at=now,
         )
     alert, extracted = normalised(alert)
-    names = {s.name.casefold() for s in alert.subjects}
-    hits = sorted(
-        {i.value for i in alert.indicators if i.value.casefold() in watchlist} | {n for n in names if n in watchlist}
-    )
+    # Matched after normalising, so indicators found in the free text are matched too.
+    hits = watchlist.hits(comparable_values(alert, watchlist.kinds()), now)
     return AlertEnriched(
         alert_id=submitted.alert_id,
         origin=submitted.origin,
         submitted_at=submitted.submitted_at,
         enriched_at=now,
-        priority=priority(alert),
+        priority=raised(priority(alert), len(hits)),
         extracted_indicators=extracted,
         watchlist_hits=hits,
         scheduled_by=submitted.scheduled_by,

@@ -1,8 +1,8 @@
 """Indicators of compromise and identity found in free text. Pure: no I/O.
 
 Analysts write defanged indicators (`hxxp://evil[.]example`, `10.0.0[.]1`) so that nobody clicks them;
-they are refanged before matching, and every value is normalised (lower-case domains, e-mails and hashes)
-so the same indicator written twice is one indicator.
+they are refanged before matching, and every value is tidied (lower-case domains, e-mails and hashes;
+services/common/normalise.py) so the same indicator written twice is one indicator.
 
 Extraction costs time linear in the text, whatever the text (any agency can send a summary such as
 `"a." * 10000`). Each regex below either has only bounded repetition and starts at a word boundary or an
@@ -17,9 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from services.common.normalise import refang, tidy
 from services.common.records import Indicator
-
-_REFANG = (("[.]", "."), ("(.)", "."), ("[dot]", "."), ("hxxp", "http"), ("[@]", "@"), ("[:]", ":"))
 
 _URL = re.compile(r"\bhttps?://[^\s<>\"')\]]+", re.IGNORECASE)
 _IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b")
@@ -67,21 +66,9 @@ _FILE_SUFFIXES = frozenset(
 )
 
 
-def refang(text: str) -> str:
-    for defanged, plain in _REFANG:
-        text = text.replace(defanged, plain)
-    return text
-
-
 def normalise(indicator: Indicator) -> Indicator:
-    value = refang(indicator.value.strip())
-    if indicator.type in ("domain", "email", "hash"):
-        value = value.lower().rstrip(".")
-    elif indicator.type == "phone":
-        value = "+" + re.sub(r"\D", "", value)
-    elif indicator.type == "iban":
-        value = value.replace(" ", "").upper()
-    return Indicator(type=indicator.type, value=value)
+    """The indicator as an alert carries it (services/common/normalise.py `tidy`)."""
+    return Indicator(type=indicator.type, value=tidy(indicator.type, indicator.value))
 
 
 def extract(text: str) -> list[Indicator]:

@@ -1,5 +1,6 @@
 """The enricher's consume loop: alerts.submitted in, alerts.enriched or alerts.rejected out, at least once.
-A record that is not an AlertSubmitted goes to records.quarantine (services/common/quarantine.py).
+A record that is not an AlertSubmitted goes to records.quarantine (services/common/quarantine.py). The
+watchlist is followed from watchlist.entries beside the loop (watchlist.py), read whole before the first alert.
 
 Re-delivery after a crash produces the same alert id again; the router's transactional output and the
 receivers' de-duplication (by alert id and webhook-id) make that harmless.
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import structlog
-import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from services.common import tracing
@@ -27,15 +26,9 @@ from services.common.records import AlertEnriched, AlertSubmitted, utcnow
 from services.common.topics import ALERTS_ENRICHED, ALERTS_REJECTED, ALERTS_SUBMITTED
 from services.enricher.enrich import enrich
 from services.enricher.settings import EnricherSettings
+from services.enricher.watchlist import WatchlistView
 
 log = get_logger("rctc.enricher")
-
-
-def load_watchlist(path: Path | None) -> frozenset[str]:
-    if path is None:
-        return frozenset()
-    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    return frozenset(str(e).casefold() for e in entries)
 
 
 class Enricher:
@@ -44,12 +37,13 @@ class Enricher:
     def __init__(self, settings: EnricherSettings, codec: Codec) -> None:
         self.settings = settings
         self.codec = codec
-        self.watchlist = load_watchlist(settings.watchlist_file)
+        self.watchlist = WatchlistView(settings.kafka, codec, name="enricher")
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self.quarantine: Quarantine | None = None
 
     async def start(self) -> None:
+        await self.watchlist.start()
         self._producer = producer(self.settings.kafka, "enricher")
         await self._producer.start()
         self.quarantine = Quarantine(self._producer, self.codec)
@@ -59,16 +53,22 @@ class Enricher:
 
     async def run(self, stopping: asyncio.Event) -> None:
         assert self._consumer is not None
-        await consume_batches(self._consumer, self.handle_batch, stopping, service=self.name)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.watchlist.run(stopping))
+            tasks.create_task(consume_batches(self._consumer, self.handle_batch, stopping, service=self.name))
 
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        await self.watchlist.stop()
 
     def readiness(self) -> dict[str, bool]:
-        return {"consumer": self._consumer is not None and bool(self._consumer.assignment())}
+        return {
+            "watchlist": self.watchlist.loaded,
+            "consumer": self._consumer is not None and bool(self._consumer.assignment()),
+        }
 
     async def handle_batch(self, records: list[ConsumerRecord]) -> None:
         assert self._producer is not None
@@ -96,7 +96,7 @@ class Enricher:
                 await self.quarantine.put(record, str(exc), self.name)
                 RECORDS.labels(self.name, record.topic, "quarantined").inc()
                 return
-            result = enrich(submitted, now=utcnow(), watchlist=self.watchlist)
+            result = enrich(submitted, now=utcnow(), watchlist=self.watchlist.current)
             if isinstance(result, AlertEnriched):
                 await outbox.send(ALERTS_ENRICHED, key, result, traceparent)
                 log.info(

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from services.common.settings import ServiceSettings
 
 
 class EnricherSettings(ServiceSettings):
-    # A YAML list of indicator values and subject names to flag (case-insensitive); none by default.
-    watchlist_file: Path | None = None
+    """The settings every service has. The watchlist is not one of them: operators keep it on watchlist.entries
+    (`rctc watchlist`, which also imports a file of entries), and the enricher follows it (watchlist.py)."""

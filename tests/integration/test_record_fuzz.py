@@ -32,6 +32,7 @@ from services.common.records import (
     EndpointChanged,
     EscalationRaised,
     Quarantined,
+    WatchlistEntryAdded,
     utcnow,
 )
 from services.common.registry.model import RegistryPublished
@@ -50,6 +51,7 @@ from services.common.topics import (
     DELIVERIES_WEBHOOK,
     RECORDS_QUARANTINE,
     REGISTRY,
+    WATCHLIST_ENTRIES,
     agency_ack_topic,
     retry_topic,
 )
@@ -159,7 +161,12 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
             source="t",
             agencies=[a.entry() for a in first.agencies],
         ),
+        WATCHLIST_ENTRIES: WatchlistEntryAdded(kind="ip", value="10.0.0.1", reason="r", added_by="t", added_at=at),
     }
+    # A good watchlist entry written after the poison: the enricher's view still takes it up.
+    watched = f"fuzz-{cast.suffix.lower()}.example"
+    entry_key = f"domain:{watched}".encode()
+    entry = WatchlistEntryAdded(kind="domain", value=watched, reason="r", added_by="t", added_at=at)
     alert = sample_alert(affected_countries=["IQ", "JO"], sent=datetime.now(UTC))
     good_ids: list[str] = []
     ack_ids: list[str] = []
@@ -200,6 +207,7 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
                         continue
                     bad[await write(p, topic, value)] = f"{kind} on {topic}"
             await good_wave()
+            await write(p, WATCHLIST_ENTRIES, codec.encode(entry), key=entry_key)
             # A registry published after the poison on registry.config is still taken up by every reader.
             second = registry([origin, jo, cast.agency("KW-C", "KW")], first.agreements)
             v2 = (await publish_registry(kafka, codec, second, source="test", replication_factor=1)).version
@@ -215,6 +223,7 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
                     set(good_ids) <= routed & audited & delivered & tracked
                     and set(ack_ids) <= forwarded
                     and all(v.current.version >= v2 for v in views)
+                    and entry_key.decode() in sys_.enricher.watchlist.current
                 )
 
             await eventually(every_good_record_handled, within_s=45)
@@ -250,6 +259,7 @@ async def test_poison_records_are_quarantined_and_their_neighbours_handled(
             services = [sys_.tracker, sys_.enricher, sys_.router, sys_.auditor, sys_.dispatcher, sys_.gateway]
             assert {f"{s.name}.run" for s in services} <= running
     finally:
+        await p.send_and_wait(WATCHLIST_ENTRIES, None, key=entry_key)  # this test's entry goes with it
         await p.stop()
     assert len(bad) == 5 * len(templates) - 1  # all but the oversized record the acks topic refused
 

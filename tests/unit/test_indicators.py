@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, Indicator
-from services.enricher.enrich import enrich, priority
+from services.common.watchlist import Watchlist
+from services.enricher.enrich import enrich
 from services.enricher.indicators import _domains, _emails, extract
+from services.enricher.priority import priority
 from tests.unit.samples import sample_alert
 
 TEXT = (
@@ -46,15 +48,13 @@ def test_enrich_merges_normalises_and_prioritises() -> None:
     now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     alert = sample_alert(summary="Seen at EVIL.example and 10.0.0[.]1", affected_countries=["iq", "IQ", "jo"])
     result = enrich(
-        AlertSubmitted(alert_id="a", origin="IQ-A", submitted_at=now, alert=alert),
-        now=now,
-        watchlist=frozenset({"abu karim"}),
+        AlertSubmitted(alert_id="a", origin="IQ-A", submitted_at=now, alert=alert), now=now, watchlist=Watchlist()
     )
     assert isinstance(result, AlertEnriched)
     assert result.alert.affected_countries == ["IQ", "JO"]
     assert [(i.type, i.value) for i in result.alert.indicators] == [("domain", "evil.example"), ("ip", "10.0.0.1")]
     assert result.extracted_indicators == 1
-    assert result.watchlist_hits == ["abu karim"]
+    assert result.watchlist_hits == []
     assert result.priority == 1
 
 
@@ -63,7 +63,7 @@ def test_expired_alert_is_rejected() -> None:
     now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     alert = sample_alert(expires=now - timedelta(minutes=1))
     result = enrich(
-        AlertSubmitted(alert_id="a", origin="IQ-A", submitted_at=now, alert=alert), now=now, watchlist=frozenset()
+        AlertSubmitted(alert_id="a", origin="IQ-A", submitted_at=now, alert=alert), now=now, watchlist=Watchlist()
     )
     assert isinstance(result, AlertRejected) and "expired" in result.reason
 
