@@ -23,6 +23,12 @@ AckResponse = Literal["actioned", "no_nexus", "request_info", "other"]
 TLP_LEVELS: tuple[str, ...] = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 # Ordered from least to most severe, for "minimum severity" comparisons.
 SEVERITY_ORDER: tuple[str, ...] = ("Unknown", "Minor", "Moderate", "Severe", "Extreme")
+# The Admiralty grading, best first: source reliability A (completely reliable) to E (unreliable), information
+# credibility 1 (confirmed) to 5 (improbable). F and 6 are not worse grades but none: "cannot be judged", which
+# is also what an alert submitted without a grading carries (the gateway's default). A minimum that a
+# subscription or an agreement asks for (router/policy.py) is one of these, and F or 6 meets none.
+JUDGED_RELIABILITY: tuple[str, ...] = ("A", "B", "C", "D", "E")
+JUDGED_CREDIBILITY: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
 def utcnow() -> datetime:

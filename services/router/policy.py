@@ -9,13 +9,26 @@ the first rule that fails is the recorded reason, so an operator reading `alerts
     originator           B submitted X
     origin_unknown       A is not an active agency of the registry
     not_releasable       X names releasable_to (or originator control) and B is not in it
-    not_subscribed       no subscription of B matches X, and B's country is not affected
+    not_subscribed       no subscription of B matches X (category, place, minimum severity), and B's country
+                         is not affected
+    below_grading        the subscriptions of B that match X all ask for a better grading than X's, and B's
+                         country is not affected
     no_agreement         no agreement lets A share with B at all
     agreement_not_in_force  agreements exist but none is in force (dates, suspension)
     category_not_covered the agreements in force do not cover X's category
     outside_agreement_area  those agreements cover other countries or regions than X affects
     tlp_exceeds_agreement the agreements covering the category allow a lower TLP than X's
+    grading_below_agreement  the agreements that would permit X all require a better grading than X's
     shared               delivered, under the named agreement
+
+Grading is the Admiralty's: source reliability A (best) to E and information credibility 1 (best) to 5, and
+F and 6 for "cannot be judged", which is also what an alert submitted without a grading carries (the gateway's
+default). A subscription may ask for a minimum of either or both, and an agreement may require one; F and 6
+meet no minimum, since an analyst who asks for B sources wants a source someone vouched for, not one nobody
+could judge. A subscription's minimum, like its minimum severity, only narrows what the subscription brings
+in: an agency whose own country X affects is interested whatever its subscriptions ask, since it must hear of
+threats to its own country. An agreement's minimum is a condition of sharing under it, on every path (onward
+sharing too): it applies whatever makes B interested.
 
 Every version of an alert is decided by these rules (`fan_out`); what an agency then receives depends on
 what it holds of the thread (threads.py):
@@ -62,7 +75,14 @@ import msgspec
 
 from services.common import taxonomy
 from services.common.events import CANCELLED, CONTENT_EVENTS, CREATED, EMBARGOED, UPDATED, WITHDRAWN
-from services.common.records import SEVERITY_ORDER, TLP_LEVELS, AlertEnriched
+from services.common.records import (
+    JUDGED_CREDIBILITY,
+    JUDGED_RELIABILITY,
+    SEVERITY_ORDER,
+    TLP_LEVELS,
+    Alert,
+    AlertEnriched,
+)
 from services.common.registry import AgencyEntry, Registry
 from services.common.registry.model import Agreement
 from services.router.threads import Thread
@@ -126,14 +146,14 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry
     if alert.releasable_to and code not in alert.releasable_to and agency.country not in alert.releasable_to:
         why = "originator control names" if alert.originator_control else "releasable_to names"
         return Verdict(code, False, "not_releasable", f"{why} only {', '.join(alert.releasable_to)}")
-    if not interested(agency, enriched, registry):
-        return Verdict(
-            code,
-            False,
-            "not_subscribed",
-            f"no subscription matches {alert.category}/{alert.severity} and {agency.country} "
-            "is not an affected country",
-        )
+    refusal = not_interested(agency, enriched, registry)
+    if refusal is not None:
+        matching = f"{alert.category}/{alert.severity}"
+        not_affected = f"{agency.country} is not an affected country"
+        if refusal == "below_grading":
+            why = f"graded {_grade(alert)}: below the minimum of every subscription matching {matching}"
+            return Verdict(code, False, refusal, f"{why}, and {not_affected}")
+        return Verdict(code, False, refusal, f"no subscription matches {matching} and {not_affected}")
 
     between = registry.agreements_between(enriched.origin, code)
     if not between:
@@ -149,8 +169,8 @@ def verdict_for(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry
 def granted_verdict(enriched: AlertEnriched, registry: Registry, agency: AgencyEntry, floor: frozenset[str]) -> Verdict:
     """A version for an agency the originator approved onward sharing to (router/onward.py): releasable_to and
     subscriptions no longer matter, the originator having named the agency itself, and no agreement is needed
-    between them; but an agreement between them that exists still bounds the copy (its TLP, categories and
-    area), and the copy is redacted at least as the requester's was (`floor`) and as that agreement says."""
+    between them; but an agreement between them that exists still bounds the copy (its TLP, categories, area
+    and grading), and the copy is redacted at least as the requester's was (`floor`) and as that agreement says."""
     code = agency.code
     origin = registry.agencies.get(enriched.origin)
     if code == enriched.origin:
@@ -203,6 +223,19 @@ def _permitting(
             "tlp_exceeds_agreement",
             f"TLP:{alert.tlp} is above what {', '.join(a.id for a in in_area)} allow",
         )
+    # Looked at only when an agreement of the registry requires a grading: most require none.
+    if registry.agreements_require_grading:
+        graded = [
+            a for a in permitting if _graded_at_least(alert, a.min_source_reliability, a.min_information_credibility)
+        ]
+        if not graded:
+            minimums = ", ".join(
+                f"{a.id} ({_minimum(a.min_source_reliability, a.min_information_credibility)})" for a in permitting
+            )
+            return Verdict(
+                code, False, "grading_below_agreement", f"graded {_grade(alert)}: below the minimum of {minimums}"
+            )
+        permitting = graded
     return min(permitting, key=lambda a: (len(set(a.redact)), a.id))
 
 
@@ -335,12 +368,20 @@ def _cancel(code: str, enriched: AlertEnriched, thread: Thread, registry: Regist
 
 
 def interested(agency: AgencyEntry, enriched: AlertEnriched, registry: Registry) -> bool:
-    """A subscription matches (category, place, minimum severity), or the agency's country is affected."""
+    """A subscription matches (category, place, minimum severity and grading), or the agency's country is affected."""
+    return not_interested(agency, enriched, registry) is None
+
+
+def not_interested(agency: AgencyEntry, enriched: AlertEnriched, registry: Registry) -> str | None:
+    """Why the agency does not want the alert: `not_subscribed` when none of its subscriptions matches the alert's
+    category, place and severity, `below_grading` when those that do all ask for a better grading; None when one
+    matches, grading included, or when the agency's own country is affected (whatever its subscriptions ask)."""
     alert = enriched.alert
     if agency.country in alert.affected_countries:
-        return True
+        return None
     severity = SEVERITY_ORDER.index(alert.severity)
     affected = set(alert.affected_countries)
+    refusal = "not_subscribed"
     for sub in agency.subscriptions:
         if severity < SEVERITY_ORDER.index(sub.min_severity):
             continue
@@ -348,5 +389,40 @@ def interested(agency: AgencyEntry, enriched: AlertEnriched, registry: Registry)
             continue
         if sub.countries and not any(registry.countries_of(c) & affected for c in sub.countries):
             continue
-        return True
-    return False
+        reliability, credibility = sub.min_source_reliability, sub.min_information_credibility
+        if (reliability is None and credibility is None) or _graded_at_least(alert, reliability, credibility):
+            return None
+        refusal = "below_grading"
+    return refusal
+
+
+def _graded_at_least(alert: Alert, reliability: str | None, credibility: int | None) -> bool:
+    """Whether the alert's grading meets a minimum (None: none asked). F and 6 ("cannot be judged") meet none."""
+    if reliability is not None and not (
+        alert.source_reliability in JUDGED_RELIABILITY and alert.source_reliability <= reliability
+    ):
+        return False
+    return credibility is None or (
+        alert.information_credibility in JUDGED_CREDIBILITY and alert.information_credibility <= credibility
+    )
+
+
+def _grade(alert: Alert) -> str:
+    """The alert's grading as analysts write it (B2), saying what of it cannot be judged (F, 6)."""
+    unjudged = []
+    if alert.source_reliability not in JUDGED_RELIABILITY:
+        unjudged.append(alert.source_reliability)
+    if alert.information_credibility not in JUDGED_CREDIBILITY:
+        unjudged.append(str(alert.information_credibility))
+    grade = f"{alert.source_reliability}{alert.information_credibility}"
+    return f"{grade} ({' and '.join(unjudged)}: cannot be judged)" if unjudged else grade
+
+
+def _minimum(reliability: str | None, credibility: int | None) -> str:
+    """A minimum grading as a reason states it: `source B, information 3`."""
+    parts = []
+    if reliability is not None:
+        parts.append(f"source {reliability}")
+    if credibility is not None:
+        parts.append(f"information {credibility}")
+    return ", ".join(parts)

@@ -1,10 +1,11 @@
 """The life of an alert after its first routing, against a model (hypothesis).
 
-A thread is an original, up to five Updates that change TLP, releasable_to, category, countries and severity,
-and perhaps a Cancel; between versions the registry changes (agencies suspended, reinstated or removed,
-agreements replaced). After each version, what every agency is sent must equal what an independent statement
-of the rules gives (README, "Every version of an alert"), field by field; no agency ever holds a version or a
-field it was not permitted at that version; and the tracker awaits exactly the acknowledgements the rules say.
+A thread is an original, up to five Updates that change TLP, releasable_to, category, countries, severity and
+grading, and perhaps a Cancel; between versions the registry changes (agencies suspended, reinstated or
+removed, agreements replaced). After each version, what every agency is sent must equal what an independent
+statement of the rules gives (README, "Every version of an alert"), field by field; no agency ever holds a
+version or a field it was not permitted at that version; and the tracker awaits exactly the acknowledgements
+the rules say.
 
 The oracle of who is permitted one version is `entitled` (test_sharing_properties.py), itself written
 independently of services/router/policy.py. `make test` runs 2,000 threads; more with, for example,
@@ -41,7 +42,7 @@ from services.router.threads import Thread, advanced
 from services.tracker.releases import submission_of
 from services.tracker.state import Ledger
 from tests.unit.samples import enriched
-from tests.unit.test_sharing_properties import COUNTRIES, NOW, alerts, entitled, registries
+from tests.unit.test_sharing_properties import COUNTRIES, CREDIBILITY, NOW, RELIABILITY, alerts, entitled, registries
 
 EXAMPLES = int(os.environ.get("RCTC_LIFE_EXAMPLES", "2000"))
 # In shards, each a test of its own: one test of 2,000 threads is over a minute of CPU, near the per-test limit
@@ -106,6 +107,8 @@ def next_version(draw: st.DrawFn, previous: Alert, registry: Registry, root: str
         category=draw(CATEGORY) or previous.category,
         affected_countries=draw(COUNTRY_SETS),
         severity=draw(SEVERITIES),
+        source_reliability=draw(RELIABILITY),
+        information_credibility=draw(CREDIBILITY),
     )
 
 

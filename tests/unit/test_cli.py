@@ -38,6 +38,19 @@ def test_validate_reports_problems_with_lines(tmp_path: Path, capsys: pytest.Cap
     assert f"{bad}:{line}: $.agreements[0].max_tlp: 'AMBR' is not one of" in err
 
 
+def test_validate_says_why_a_grading_is_no_minimum(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A subscription asking for F ("cannot be judged") is refused at its line, saying what a minimum may be."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("min_source_reliability: B\n", "min_source_reliability: F\n", 1))
+    code, _, err = run(["registry", "validate", str(bad)], capsys)
+    line = DEMO.read_text().splitlines().index("        min_source_reliability: B") + 1
+    assert code == 1
+    assert (
+        f"{bad}:{line}: $.agencies[0].subscriptions[0].min_source_reliability: F means the source cannot be judged, "
+        "which is no minimum: a minimum source reliability is A (best) to E"
+    ) in err
+
+
 def test_token_prints_the_hash_the_registry_stores(capsys: pytest.CaptureFixture[str]) -> None:
     """`rctc token T` prints SHA-256(T), the value for token_sha256."""
     code, out, _ = run(["token", "demo-iq-nab"], capsys)

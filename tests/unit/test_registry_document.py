@@ -356,3 +356,48 @@ def test_a_token_whose_bytes_are_not_utf8_authenticates_nobody() -> None:
         RegistryDocument(agencies=[Agency(code="JO-B", name="b", country="JO", token_sha256=[sha("b")])])
     )
     assert Credentials(published).authenticate("\udcff\udcfe") is None
+
+
+GRADED = VALID.replace(
+    '      - categories: ["terrorism.*"]\n',
+    '      - categories: ["terrorism.*"]\n        min_source_reliability: B\n        min_information_credibility: 3\n',
+).replace(
+    "    max_tlp: AMBER\n", "    max_tlp: AMBER\n    min_source_reliability: C\n    min_information_credibility: 2\n"
+)
+SUB = "$.agencies[0].subscriptions[0]"
+AGREEMENT = "$.agreements[0]"
+
+
+def test_grading_minimums_are_read_and_travel_on_the_registry_topic(codec: Codec) -> None:
+    """A subscription's and an agreement's minimum grading are read from the file and reach every service
+    through registry.config's record; where none is written, none is asked for."""
+    back = codec.decode(codec.encode(applied(parse_registry(GRADED))[0]), RegistryPublished)
+    sub, agreed = back.agencies[0].subscriptions[0], back.agreements[0]
+    plain = codec.decode(codec.encode(applied(parse_registry(VALID))[0]), RegistryPublished)
+    none_sub, none_agreed = plain.agencies[0].subscriptions[0], plain.agreements[0]
+    assert [sub.min_source_reliability, sub.min_information_credibility] == ["B", 3]
+    assert [agreed.min_source_reliability, agreed.min_information_credibility] == ["C", 2]
+    assert [none_sub.min_source_reliability, none_sub.min_information_credibility] == [None, None]
+    assert [none_agreed.min_source_reliability, none_agreed.min_information_credibility] == [None, None]
+    assert [Registry(back).agreements_require_grading, Registry(plain).agreements_require_grading] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("replace", "field", "words"),
+    [
+        (("reliability: B", "reliability: F"), f"{SUB}.min_source_reliability", "cannot be judged"),
+        (("reliability: B", "reliability: G"), f"{SUB}.min_source_reliability", "'G' is not a grade"),
+        (("reliability: B", "reliability: b"), f"{SUB}.min_source_reliability", "A (best) to E"),
+        (("credibility: 3", "credibility: 6"), f"{SUB}.min_information_credibility", "cannot be judged"),
+        (("credibility: 3", "credibility: 0"), f"{SUB}.min_information_credibility", "1 (best) to 5"),
+        (("reliability: C", "reliability: F"), f"{AGREEMENT}.min_source_reliability", "cannot be judged"),
+        (("credibility: 2", "credibility: 7"), f"{AGREEMENT}.min_information_credibility", "7 is not a grade"),
+        (("credibility: 2", "credibility: B2"), f"{AGREEMENT}.min_information_credibility", "Expected `int | null`"),
+        (("credibility: 2", "credibility: true"), f"{AGREEMENT}.min_information_credibility", "Expected `int | null`"),
+    ],
+)
+def test_grading_minimums_must_be_judged_grades(replace: tuple[str, str], field: str, words: str) -> None:
+    """A minimum is a grade someone could judge (A-E, 1-5), so F and 6 ("cannot be judged") are refused with
+    why, as is anything that is no grade, each at its field."""
+    found = problems(GRADED.replace(*replace))
+    assert [f for _, f, m in found if words in m] == [field], found

@@ -23,7 +23,7 @@ import yaml
 
 from services.common import taxonomy
 from services.common.errors import RegistryError
-from services.common.records import SEVERITY_ORDER, TLP_LEVELS
+from services.common.records import JUDGED_CREDIBILITY, JUDGED_RELIABILITY, SEVERITY_ORDER, TLP_LEVELS
 from services.common.registry.model import (
     EMPTY_TOKEN_SHA256,
     REDACTABLE_FIELDS,
@@ -151,6 +151,7 @@ def check(doc: RegistryDocument) -> list[tuple[str, str]]:
         for j, sub in enumerate(agency.subscriptions):
             _check_patterns(sub.categories, f"{at}.subscriptions[{j}].categories", bad)
             _check_places(doc, sub.countries, f"{at}.subscriptions[{j}].countries", bad)
+            _check_grading(sub.min_source_reliability, sub.min_information_credibility, f"{at}.subscriptions[{j}]", bad)
         if agency.webhook is not None:
             _check_webhook(agency.webhook.url, agency.webhook.allow_private, f"{at}.webhook", bad)
             _check_secrets(agency.webhook.secrets, f"{at}.webhook.secrets", agency.code, secret_owners, bad)
@@ -191,6 +192,7 @@ def check(doc: RegistryDocument) -> list[tuple[str, str]]:
         if agreement.valid_from and agreement.valid_until and agreement.valid_until <= agreement.valid_from:
             bad(f"{at}.valid_until", "must be after valid_from")
         _check_places(doc, agreement.countries, f"{at}.countries", bad)
+        _check_grading(agreement.min_source_reliability, agreement.min_information_credibility, at, bad)
         for severity, seconds in agreement.ack_deadlines.items():
             if severity not in SEVERITY_ORDER:
                 bad(f"{at}.ack_deadlines.{severity}", f"{severity!r} is not a severity: {', '.join(SEVERITY_ORDER)}")
@@ -211,6 +213,21 @@ def _check_places(doc: RegistryDocument, places: list[str], at: str, bad: Any) -
     for j, place in enumerate(places):
         if place not in doc.regions and not COUNTRY_CODE.match(place):
             bad(f"{at}[{j}]", f"{place!r} is neither a country code nor a region defined under regions")
+
+
+def _check_grading(reliability: str | None, credibility: int | None, at: str, bad: Any) -> None:
+    """A minimum grading is a judged grade: F and 6 say the source or the information cannot be judged, which
+    is no grade at all and meets no minimum (router/policy.py), so neither can be one."""
+    if reliability is not None and reliability not in JUDGED_RELIABILITY:
+        why = f"{reliability!r} is not a grade"
+        if reliability == "F":
+            why = "F means the source cannot be judged, which is no minimum"
+        bad(f"{at}.min_source_reliability", f"{why}: a minimum source reliability is A (best) to E")
+    if credibility is not None and credibility not in JUDGED_CREDIBILITY:
+        why = f"{credibility} is not a grade"
+        if credibility == 6:
+            why = "6 means the information cannot be judged, which is no minimum"
+        bad(f"{at}.min_information_credibility", f"{why}: a minimum information credibility is 1 (best) to 5")
 
 
 def _check_tokens(digests: list[str], at: str, owner: str, owners: dict[str, str], bad: Any) -> None:

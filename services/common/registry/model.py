@@ -47,6 +47,10 @@ class Subscription(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     categories: list[str]
     countries: list[str] = []
     min_severity: Severity = "Unknown"
+    # The Admiralty grading an alert needs at least to match (A-E, 1-5; None asks for none). An alert graded F
+    # or 6, "cannot be judged" (as an ungraded one is), meets no minimum (router/policy.py).
+    min_source_reliability: str | None = None
+    min_information_credibility: int | None = None
 
 
 class Webhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -148,6 +152,9 @@ class Agreement(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     suspended: bool = False
     # Seconds to acknowledge, by severity (YAML takes durations such as 15m, 4h, 2d).
     ack_deadlines: dict[str, int] = {}
+    # The Admiralty grading the agreement requires to permit an alert, as a subscription's minimum.
+    min_source_reliability: str | None = None
+    min_information_credibility: int | None = None
 
     def allows(self, origin: str, recipient: str) -> bool:
         """Whether this agreement lets `origin` share with `recipient` (ignoring category, TLP and time)."""
@@ -334,6 +341,13 @@ class Registry:
         if found is None:
             found = self._between[(origin, recipient)] = [a for a in self.agreements if a.allows(origin, recipient)]
         return found
+
+    @cached_property
+    def agreements_require_grading(self) -> bool:
+        """Whether any agreement requires a minimum grading: the policy looks at none when no agreement does."""
+        return any(
+            a.min_source_reliability is not None or a.min_information_credibility is not None for a in self.agreements
+        )
 
     @cached_property
     def agencies_by_code(self) -> tuple[AgencyEntry, ...]:
