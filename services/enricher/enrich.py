@@ -10,10 +10,10 @@ from datetime import datetime
 import msgspec
 
 from services.common.normalise import comparable_values
+from services.common.priority import priority, raised
 from services.common.records import Alert, AlertEnriched, AlertRejected, AlertSubmitted
 from services.common.watchlist import Watchlist
 from services.enricher.indicators import extract, normalise
-from services.enricher.priority import priority, raised
 
 
 def normalised(alert: Alert) -> tuple[Alert, int]:

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 
 from services.common.codec import Codec
+from services.common.priority import priority
 from services.common.records import AlertEnriched, AlertShared, DeliverWebhook, SharedAlert, Urgency
 from services.common.webhook_body import webhook_body
 from services.router.policy import Verdict
@@ -95,7 +96,9 @@ def _addressed(
         agreement_id=verdict.agreement_id or "",
         thread_id=thread_of(enriched),
         shared_at=now,
-        priority=enriched.priority,
+        # The base, not the version's own: the enricher raises that for watchlist hits, which are the center's
+        # and never a recipient's to learn (services/common/priority.py).
+        priority=priority(enriched.alert),
         redacted_fields=removed,
         alert=copy,
     )

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.common.priority import priority
 from services.common.records import AlertEnriched, AlertRejected, AlertSubmitted, Indicator
 from services.common.watchlist import Watchlist
 from services.enricher.enrich import enrich
 from services.enricher.indicators import _domains, _emails, extract
-from services.enricher.priority import priority
 from tests.unit.samples import sample_alert
 
 TEXT = (

@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.codec import Codec
+from services.common.priority import raised
 from services.common.records import AlertEnriched, AlertSubmitted, Indicator, Subject, WatchlistEntryAdded
 from services.common.settings import KafkaSettings
 from services.common.topics import WATCHLIST_ENTRIES
 from services.common.watchlist import Watchlist, entry_key, expired, problems
 from services.enricher.enrich import enrich
-from services.enricher.priority import raised
 from services.enricher.watchlist import WatchlistView
 from tests.unit.samples import sample_alert
 

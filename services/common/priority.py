@@ -3,10 +3,10 @@
     base = priority(alert)              # from severity, urgency and certainty
     final = raised(base, hits=2)        # after two watchlist entries matched it
 
-Which entries raised it stays on alerts.enriched, for operators (services/common/watchlist.py). The final
-priority itself travels in every recipient's copy (services/router/payload.py), beside the severity, urgency
-and certainty it is computed from: a recipient can tell that an alert matched the watchlist, and how many
-entries, but not which, nor why.
+Which entries raised it stays on alerts.enriched, for operators (services/common/watchlist.py), and so does
+the raised priority: a recipient's copy carries the base (services/router/payload.py). The raised one beside
+the severity, urgency and certainty it is computed from would tell a recipient that the alert matched the
+center's watchlist, and how many entries, even when the value that matched is redacted from its copy.
 """
 
 from __future__ import annotations
