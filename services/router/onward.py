@@ -18,20 +18,23 @@ onward.approved or onward.refused to the requester), the approved agency's copy,
              naming itself, or the originator   -> onward.refused `invalid_target`
              an originator no longer active     -> onward.refused `not_permitted` (never why: its standing)
              the same request again, or one for the same agency pending already -> ignored
-             a thread with MAX_PENDING requests pending -> onward.refused `too_many_requests`
+             a thread with MAX_PENDING requests pending (MAX_PENDING_PER_REQUESTER of the asker's)
+                                                -> onward.refused `too_many_requests`
     approve  by the originator, of a pending    -> the agency's copy as policy.granted_verdict decides it;
              request                               approved (onward.approved to the requester), or refused
                                                    with the rule that stopped it (onward.refused `not_permitted`
                                                    to the requester: it learns nothing of that agency's
                                                    standing); an agency that holds the thread already gets
                                                    no second copy, and the approval still stands
-             once the requester holds nothing   -> refused `requester_not_holder`
+             once the requester holds nothing, or -> refused `requester_not_holder`
+             would not be sent this version today
              while the latest version is under  -> approved, the copy recorded `embargoed` and not sent:
              embargo                               the release reaches the agency under the approval
     refuse   by the originator, of a pending    -> refused (onward.refused `refused_by_originator`)
-    revoke   by the originator, of an approval  -> revoked: the grant ends, and the agency's copy is withdrawn
-                                                   (alert.withdrawn `onward_revoked`) unless the policy lets it
-                                                   hold the thread on its own
+    revoke   by the originator, of an approval  -> revoked: the grant ends, and every agency that held the
+                                                   thread only through approvals that no longer cover it (its
+                                                   own, or one further down a chain) is withdrawn
+                                                   (alert.withdrawn `onward_revoked`)
     anything else (not the originator, no such request, a cancelled thread) is ignored with a reason the
     router logs: the gateway already answered the caller from the tracker's view, so only a race gets here.
 
@@ -45,12 +48,12 @@ from __future__ import annotations
 
 import msgspec
 
-from services.common.events import ONWARD_APPROVED, ONWARD_REFUSED, ONWARD_REQUESTED, WITHDRAWN
+from services.common.events import CONTENT_EVENTS, ONWARD_APPROVED, ONWARD_REFUSED, ONWARD_REQUESTED, WITHDRAWN
 from services.common.records import AlertEnriched, OnwardAction, OnwardNotice, OnwardStep
 from services.common.registry import Registry
-from services.router.policy import Verdict, embargoed, entitled, granted_verdict
+from services.router.policy import Verdict, embargoed, entitled, granted_verdict, holder_verdict
 from services.router.schedule import under_embargo
-from services.router.threads import Thread
+from services.router.threads import HELD_BY_APPROVAL, Thread
 
 # Reason codes an agency is told; none names another agency or says anything about its standing.
 NOT_HOLDER = "not_holder"
@@ -61,6 +64,8 @@ REFUSED_BY_ORIGINATOR = "refused_by_originator"
 TOO_MANY_REQUESTS = "too_many_requests"
 # Requests awaiting the originator on one thread, at most: more is a flood, not a need.
 MAX_PENDING = 16
+# And at most this many of one requester, so that one holder cannot take every place (red team).
+MAX_PENDING_PER_REQUESTER = 4
 ONWARD_REVOKED = "onward_revoked"
 
 
@@ -125,7 +130,8 @@ def _ask(action: OnwardAction, thread: Thread | None, version: AlertEnriched | N
         return Outcome(ignored=f"request {action.request_id} was asked already")
     if any(p.requester == requester and p.target == target for p in thread.pending.values()):
         return Outcome(ignored=f"{requester} has a request for {target} on {thread.root} pending already")
-    if len(thread.pending) >= MAX_PENDING:
+    mine = sum(1 for p in thread.pending.values() if p.requester == requester)
+    if len(thread.pending) >= MAX_PENDING or mine >= MAX_PENDING_PER_REQUESTER:
         return _told(requester, TOO_MANY_REQUESTS, notice)
     step = OnwardStep(
         request_id=action.request_id,
@@ -155,10 +161,13 @@ def _approve(
 ) -> Outcome:
     step = msgspec.structs.replace(step, note=action.text)
     held = thread.holders.get(step.requester)
-    if held is None:
+    now = holder_verdict(step.requester, version, thread, registry)
+    if held is None or now.event not in CONTENT_EVENTS:
+        # It holds nothing, or would not be sent this version today (its agreement changed since): an
+        # approval shares what the requester may hold now (red team: it shared the version regardless).
         return _answer(msgspec.structs.replace(step, reason="requester_not_holder"), notice, NOT_PERMITTED)
-    # At least as the requester's copy was: what its copy left out, and what its agreement leaves out now.
-    floor = set(held.redact)
+    # At least as the requester's copy was and is now: what its copy left out, what its agreement leaves out.
+    floor = set(held.redact) | now.redact
     for agreement in registry.agreements:
         if agreement.id == held.agreement_id:
             floor.update(agreement.redact)
@@ -168,8 +177,12 @@ def _approve(
     approved = msgspec.structs.replace(step, state="approved", floor=tuple(sorted(floor)), tlp=version.alert.tlp)
     told = _notice_verdict(step.requester, ONWARD_APPROVED, None)
     if step.target in thread.holders:
-        # Nothing new to send; the approval still stands for the versions to come.
-        kept = Verdict(step.target, False, "already_holder", f"{step.target} holds {thread.root} already")
+        # Nothing new to send. The approval is a grant for the versions to come only if the agency holds the
+        # thread through approvals alone: one that holds it by the rules must not be shielded by it from a
+        # later narrowing (red team).
+        by_rules = entitled(step.target, version, msgspec.structs.replace(thread, grants={}), registry)
+        rule = "already_holder" if by_rules else HELD_BY_APPROVAL
+        kept = Verdict(step.target, False, rule, f"{step.target} holds {thread.root} already")
         return Outcome(step=approved, verdicts=(kept, told), notices={step.requester: notice})
     copy = granted_verdict(version, registry, target, frozenset(floor))
     if copy.delivered and (until := under_embargo(version)) is not None and until > action.at:
@@ -199,20 +212,24 @@ def _revoke(action: OnwardAction, thread: Thread, version: AlertEnriched, regist
         state="revoked",
         note=action.text,
     )
-    # Without this approval: the rules, and any other approval for the same agency still in force.
-    rest = {r: g for r, g in thread.grants.items() if r != action.request_id}
-    still = entitled(code, version, msgspec.structs.replace(thread, grants=rest), registry)
-    if code not in thread.holders or still:
-        return Outcome(step=step)  # nothing to take back: it holds nothing, or holds it on its own right
-    withdrawn = Verdict(
-        code,
-        True,
-        "withdrawn",
-        "withdrawn: the originator revoked its approval",
-        event=WITHDRAWN,
-        notice=ONWARD_REVOKED,
+    # Without this approval: the rules, and the other approvals still in force. Every agency holding through
+    # approvals is decided again, not only this one's: one that holds through an approval asked by this one's
+    # agency (a chain) loses it too (red team: it kept its copy, untold, until the next version).
+    rest = msgspec.structs.replace(thread, grants={r: g for r, g in thread.grants.items() if r != action.request_id})
+    through = sorted({g.target for g in thread.grants.values()} & set(thread.holders))
+    losing = [c for c in through if not entitled(c, version, rest, registry)]
+    withdrawn = tuple(
+        Verdict(
+            c,
+            True,
+            "withdrawn",
+            "withdrawn: the originator revoked an approval",
+            event=WITHDRAWN,
+            notice=ONWARD_REVOKED,
+        )
+        for c in losing
     )
-    return Outcome(step=step, verdicts=(withdrawn,))
+    return Outcome(step=step, verdicts=withdrawn)
 
 
 def _told(requester: str, code: str, notice: OnwardNotice) -> Outcome:

@@ -85,6 +85,7 @@ from services.common.records import (
 )
 from services.common.registry import AgencyEntry, Registry
 from services.common.registry.model import Agreement
+from services.router import threads
 from services.router.threads import Thread
 
 
@@ -300,21 +301,30 @@ def embargoed(verdicts: list[Verdict], until: datetime) -> list[Verdict]:
 
 
 def _granted(
-    code: str, agency: AgencyEntry, enriched: AlertEnriched, thread: Thread, registry: Registry, seen: frozenset[str]
+    code: str,
+    agency: AgencyEntry,
+    enriched: AlertEnriched,
+    thread: Thread,
+    registry: Registry,
+    seen: frozenset[str],
+    memo: dict[str, Verdict],
 ) -> Verdict | None:
     """The version for an agency holding approvals of onward sharing on the thread, or None if none covers it.
 
     An approval covers a version while its requester is permitted that version itself (an approval shares
     what the requester may hold, so a narrowing that withdraws the requester withdraws the agency too) and
     the version's TLP is not above the one approved. The copy leaves out what every covering approval's
-    requester's copy leaves out, now and when it was approved."""
+    requester's copy leaves out, now and when it was approved. `memo`: each requester's verdict, decided once
+    per version (chains of approvals would otherwise be walked once per path: red team, exponential)."""
     tlp = TLP_LEVELS.index(enriched.alert.tlp)
     floor: set[str] = set()
     covered = False
     for grant in thread.grants.values():
         if grant.target != code or tlp > TLP_LEVELS.index(grant.tlp):
             continue
-        requester = _update(grant.requester, enriched, thread, registry, False, seen)
+        requester = memo.get(grant.requester)
+        if requester is None:
+            requester = memo[grant.requester] = _update(grant.requester, enriched, thread, registry, False, seen, memo)
         if requester.delivered and requester.event in CONTENT_EVENTS:
             covered = True
             floor |= grant.floor | requester.redact
@@ -323,7 +333,12 @@ def _granted(
 
 def entitled(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry) -> bool:
     """Whether the thread's version `enriched` may be sent to `code` by the rules and the approvals in force."""
-    return _update(code, enriched, thread, registry, False).event in CONTENT_EVENTS
+    return holder_verdict(code, enriched, thread, registry).event in CONTENT_EVENTS
+
+
+def holder_verdict(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry) -> Verdict:
+    """The verdict on the thread's version `enriched` for `code`, as a new version would decide it (no rise)."""
+    return _update(code, enriched, thread, registry, False)
 
 
 def _update(
@@ -333,6 +348,7 @@ def _update(
     registry: Registry,
     rises: bool,
     seen: frozenset[str] = frozenset(),
+    memo: dict[str, Verdict] | None = None,
 ) -> Verdict:
     agency = registry.agencies.get(code)
     held = code in thread.holders
@@ -340,7 +356,8 @@ def _update(
         return Verdict(code, False, "agency_removed", f"{code} is no longer in the registry")
     verdict = verdict_for(enriched, registry, agency)
     if thread.grants and not verdict.delivered and verdict.rule not in _GRANT_KEEPS and code not in seen:
-        verdict = _granted(code, agency, enriched, thread, registry, seen | {code}) or verdict
+        memo = {} if memo is None else memo
+        verdict = _granted(code, agency, enriched, thread, registry, seen | {code}, memo) or verdict
     if verdict.delivered:
         # A new holder owes an acknowledgement; a holder owes another only if the threat grew.
         event, awaits = (UPDATED, rises) if held else (CREATED, True)
@@ -353,8 +370,8 @@ def _update(
 # Refusals an originator's approval of onward sharing does not lift: they are about the agencies, not the
 # sharing (a suspended agency, an originator no longer active, the originator itself).
 _GRANT_KEEPS = frozenset({"originator", "agency_inactive", "origin_unknown"})
-# The rule of a copy sent under an approval of onward sharing.
-ONWARD_APPROVED_RULE = "onward_approved"
+# The rule of a copy sent under an approval of onward sharing (threads.py folds grants from it).
+ONWARD_APPROVED_RULE = threads.ONWARD_APPROVED_RULE
 
 
 def _cancel(code: str, enriched: AlertEnriched, thread: Thread, registry: Registry) -> Verdict:

@@ -571,10 +571,23 @@ class Router:
                 logged = self._routed.onward_offset(otp.partition)
                 resume = max((o for o in (committed, logged) if o is not None), default=None)
                 if resume is None:
-                    await reader.seek_to_beginning(otp)
-                else:
-                    reader.seek(otp, resume)
+                    # Neither knows (a new deployment, or a partition quiet for longer than both keep): from
+                    # the window's start, which is as far back as a thread is known, not the topic's (red team:
+                    # a month of asks re-answered not_holder).
+                    try:
+                        resume = await self._window_start(reader, otp)
+                    except (KafkaError, TimeoutError, OSError) as exc:
+                        log.warning("onward.position_unknown", partition=otp.partition, error=repr(exc))
+                        continue
+                reader.seek(otp, resume)
                 self._onward_claims[otp.partition] = self._claims.get(tp, 0)
+
+    async def _window_start(self, reader: AIOKafkaConsumer, otp: TopicPartition) -> int:
+        """The first offset of `otp` within the de-duplication window (its end if none is)."""
+        since = int((utcnow() - timedelta(hours=self.settings.dedup_window_hours)).timestamp() * 1000)
+        found = (await reader.offsets_for_times({otp: since})).get(otp)
+        offset: int = found.offset if found is not None else (await reader.end_offsets([otp]))[otp]
+        return offset
 
     async def _onward_partition(self, tp: TopicPartition, otp: TopicPartition, records: list[ConsumerRecord]) -> bool:
         """Decide a batch of steps of one partition in its transaction, with their offsets (the caller holds the

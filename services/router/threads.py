@@ -34,6 +34,12 @@ import msgspec
 from services.common.events import CONTENT_EVENTS, EMBARGOED, WITHDRAWN, event_of
 from services.common.records import AlertRouted
 
+# The rule of a copy an approval of onward sharing sent (policy.ONWARD_APPROVED_RULE; policy imports this module).
+ONWARD_APPROVED_RULE = "onward_approved"
+# An approval for an agency that holds the thread already, only through other approvals: nothing is sent, and
+# the approval is a grant of its own (revoking the other leaves it). One that holds it by the rules gets none.
+HELD_BY_APPROVAL = "already_holder_by_approval"
+
 
 class Holding(msgspec.Struct, frozen=True, gc=False):
     """An agency's copy of the thread: the agreement that permitted it and the fields removed from it."""
@@ -139,8 +145,15 @@ def _onward(thread: Thread | None, routed: AlertRouted) -> Thread | None:
         pending[step.request_id] = Pending(step.requester, step.target)
     else:
         pending.pop(step.request_id, None)
-    if step.state == "approved":
-        grants[step.request_id] = Grant(step.target, step.requester, _fields(tuple(step.floor)), step.tlp or "RED")
+    # A grant only where the approval sent the agency its copy (or recorded it under embargo, for the release):
+    # approving a request for an agency that held the thread already sends nothing, and must not leave it a
+    # grant that a later narrowing would not reach (red team). A step written without `tlp` (before it was
+    # recorded) covers only CLEAR: the originator approves again for more.
+    if step.state == "approved" and any(
+        d.agency == step.target and d.rule in (ONWARD_APPROVED_RULE, EMBARGOED, HELD_BY_APPROVAL)
+        for d in routed.decisions
+    ):
+        grants[step.request_id] = Grant(step.target, step.requester, _fields(tuple(step.floor)), step.tlp or "CLEAR")
     elif step.state == "revoked":
         grants.pop(step.request_id, None)
     return msgspec.structs.replace(thread, pending=pending, grants=grants)

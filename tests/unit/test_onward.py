@@ -17,6 +17,7 @@ from services.common.registry import Registry
 from services.router.onward import (
     INVALID_TARGET,
     MAX_PENDING,
+    MAX_PENDING_PER_REQUESTER,
     NOT_HOLDER,
     NOT_ORIGINATOR_CONTROL,
     NOT_PERMITTED,
@@ -396,11 +397,12 @@ def test_the_same_ask_twice_or_a_flood_of_asks_does_not_reach_the_originator_aga
     assert decide_step(ask(), thread, record, registry).ignored is not None  # the same request id
     again = action("ask", "JO-B", request_id="req-9", target="SA-C", text="again")
     assert decide_step(again, thread, record, registry).ignored is not None  # the same agency, pending
-    for i in range(1, MAX_PENDING):
+    for i in range(1, MAX_PENDING_PER_REQUESTER):
         step = action("ask", "JO-B", request_id=f"req-{i + 10}", target=f"X-{i}", text="flood")
         thread = after(thread, decide_step(step, thread, record, registry), record)
+    assert len(thread.pending) == MAX_PENDING_PER_REQUESTER < MAX_PENDING
     flood = decide_step(
-        action("ask", "JO-B", request_id="req-99", target="KW-D", text="one more"), thread, record, registry
+        action("ask", "JO-B", request_id="req-99", target="KW-D", text="more"), thread, record, registry
     )
     assert flood.step is None and flood.verdicts[0].notice == TOO_MANY_REQUESTS
 
@@ -422,3 +424,56 @@ def test_a_cancel_ends_the_requests_the_tracker_shows_as_pending() -> None:
     ledger.apply_routed(routed_of(cancel, cancelled))
     status, seen = ledger.onward_request("req-1", Viewer("agency", "JO-B"))
     assert status == 200 and seen["state"] == "cancelled" and "alert_id" not in seen
+
+
+def test_revoking_an_approval_withdraws_the_chain_that_held_through_it() -> None:
+    """Red team: JO-B asked for SA-C, then SA-C for KW-D; revoking the first left KW-D its copy, untold."""
+    registry = everyone()
+    thread, record = approved_thread(registry)  # req-1: JO-B -> SA-C
+    chained = action("ask", "SA-C", request_id="req-2", target="KW-D", text="KW too")
+    thread = after(thread, decide_step(chained, thread, record, registry), record)
+    thread = after(thread, decide_step(action("approve", "IQ-A", request_id="req-2"), thread, record, registry), record)
+    assert {"SA-C", "KW-D"} <= set(thread.holders)
+    out = decide_step(action("revoke", "IQ-A", request_id="req-1"), thread, record, registry)
+    assert sorted((v.agency, v.event) for v in out.verdicts) == [("KW-D", WITHDRAWN), ("SA-C", WITHDRAWN)]
+
+
+def test_approving_for_an_agency_that_holds_by_the_rules_leaves_no_grant_to_shield_it() -> None:
+    """Red team: a no-op approval for a holder kept it receiving after the originator narrowed the thread."""
+    registry = everyone()
+    alert = sample_alert(tlp="AMBER", releasable_to=["JO-B", "SA-C"], originator_control=True)
+    thread, record = shared_thread(registry, alert)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    out = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    assert out.step is not None and out.step.state == "approved"
+    thread = after(thread, out, record)
+    assert not thread.grants
+    verdicts = fan_out(update(tlp="AMBER", releasable_to=["JO-B"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    assert next(v for v in verdicts if v.agency == "SA-C").event == WITHDRAWN
+
+
+def test_an_approval_shares_only_what_the_requester_may_hold_today() -> None:
+    """Red team: the requester's agreement fell to GREEN with no new version, and an approval still sent the
+    AMBER version on."""
+    thread, record = shared_thread(everyone())
+    thread = after(thread, decide_step(ask(), thread, record, everyone()), record)
+    lowered = registry_of([agreement(["JO-B"], max_tlp="GREEN", id="AG-JO"), agreement(["SA-C"], id="AG-SA")])
+    out = decide_step(action("approve", "IQ-A"), thread, record, lowered)
+    assert out.step is not None and out.step.state == "refused" and out.step.reason == "requester_not_holder"
+    assert not any(v.delivered for v in out.verdicts if v.agency == "SA-C")
+
+
+def test_a_grant_recorded_without_its_tlp_covers_only_clear() -> None:
+    """Approvals written before the step recorded the TLP approved are read as the strictest bound."""
+    registry = everyone()
+    thread, record = shared_thread(registry)
+    thread = after(thread, decide_step(ask(), thread, record, registry), record)
+    out = decide_step(action("approve", "IQ-A"), thread, record, registry)
+    assert out.step is not None
+    legacy = msgspec.structs.replace(out, step=msgspec.structs.replace(out.step, tlp=None))
+    thread = after(thread, legacy, record)
+    assert thread.grants["req-1"].tlp == "CLEAR"
+    verdicts = fan_out(update(tlp="AMBER", releasable_to=["JO-B"]), thread, registry)
+    assert not isinstance(verdicts, str)
+    assert next(v for v in verdicts if v.agency == "SA-C").event == WITHDRAWN
