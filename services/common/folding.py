@@ -1,6 +1,9 @@
 # ruff: noqa: RUF001, RUF002, RUF003  (this module is about look-alike letters: they are meant, not confusables)
 """Text as a comparison sees it: one spelling for the many ways a name, an address or a number is written. Pure.
 
+Shared by the router's redaction (what a recipient may not read) and the correlator (which alerts name the
+same person or indicator), so both see one value the same way.
+
     >>> view = fold("Abu  Karim")
     >>> view.text
     'abu karim'
