@@ -149,9 +149,16 @@ class Correlator:
     async def stop(self) -> None:
         if self._app is not None:
             # Faust stops its agents (each acknowledges what it finished), commits what was acknowledged, and
-            # closes its consumer and producer.
-            with suppress(Exception):
-                await self._app.stop()
+            # closes its consumer and producer. After a failure an event stays unacknowledged for good, and
+            # faust would wait for it forever: commit what was acknowledged and go.
+            if self._failure is not None and self._failure.done():
+                self._app.conf.stream_wait_empty = False
+            try:
+                await asyncio.wait_for(self._app.stop(), self.settings.shutdown_timeout_s)
+            except TimeoutError:
+                log.warning("correlator.stop_timeout", timeout_s=self.settings.shutdown_timeout_s)
+            except Exception as exc:
+                log.warning("correlator.stop_failed", error=repr(exc))
             self._app = None
         if self._own_datadir and self._datadir is not None:
             shutil.rmtree(self._datadir, ignore_errors=True)
@@ -352,16 +359,23 @@ class Correlator:
             app = self._app
             if app is None or not self._recovered:
                 continue
-            with suppress(Exception):
-                LAG.clear()
-                for tp in app.consumer.assignment():
-                    if tp.topic not in (ALERTS_ENRICHED, CORRELATOR_SIGHTINGS):
-                        continue
+            try:
+                assigned = [
+                    tp for tp in app.consumer.assignment() if tp.topic in (ALERTS_ENRICHED, CORRELATOR_SIGHTINGS)
+                ]
+            except Exception:  # the consumer is between generations or stopping: next time
+                continue
+            LAG.clear()
+            for tp in assigned:
+                with suppress(Exception):
                     end = app.consumer.highwater(tp)
+                    if end is None:  # nothing fetched from it yet
+                        continue
                     done = self._done.get((tp.topic, tp.partition))
-                    if done is None:
-                        done = await app.consumer.position(tp) or end
-                    LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
+                    if done is None:  # nothing handled since this worker got it: where it reads from
+                        done = await app.consumer.position(tp)
+                    if done is not None:
+                        LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
 
 
 def _traceparent(headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None) -> str | None:

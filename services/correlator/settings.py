@@ -14,7 +14,7 @@ class CorrelatorSettings(ServiceSettings):
     # Threads one value may connect within the window. A value carried by more (a public resolver's IP, a
     # popular domain) stops correlating anything new: each new alert would otherwise add a correlation with
     # every one of them (MISP's over-correlation limit).
-    max_sightings_per_value: int = Field(200, ge=2)
+    max_sightings_per_value: int = Field(50, ge=2)
     # How often each index partition is swept of sightings the window has passed (by the clock), so a value
     # nobody mentions again does not stay in the index forever. The sweep runs when the partition next
     # handles a sighting.
