@@ -33,6 +33,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
+from services.common.kafka import admin as kafka_admin
 from services.common.kafka import connection
 from services.common.partitioner import KeyPartitioner
 from services.common.settings import KafkaSettings
@@ -45,6 +46,7 @@ from services.common.topics import (
 )
 from services.correlator.settings import CorrelatorSettings
 
+_ALL = (ALERTS_ENRICHED, CORRELATOR_SIGHTINGS, CORRELATOR_INDEX_CHANGELOG, ALERTS_CORRELATED)
 # What a handler gives back for one event: the deliveries to wait for before the event is acknowledged.
 Deliveries = Sequence[Awaitable[Any]]
 Handler = Callable[[EventT[Any]], Awaitable[Deliveries]]
@@ -95,6 +97,33 @@ def new_app(settings: CorrelatorSettings, datadir: Path) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
+
+
+# Topics that must have the same number of partitions, and why.
+CO_PARTITIONED = (
+    (CORRELATOR_SIGHTINGS, CORRELATOR_INDEX_CHANGELOG, "an index entry lives in its key's sightings partition"),
+    (ALERTS_ENRICHED, ALERTS_CORRELATED, "the router reads a correlation beside its alert's thread"),
+)
+
+
+def partition_problems(counts: dict[str, int]) -> list[str]:
+    """What is wrong with the topics' partition counts for this app (empty: nothing). Pure."""
+    problems = [f"{name} does not exist: run `rctc topics apply`" for name in _ALL if name not in counts]
+    for one, other, why in CO_PARTITIONED:
+        if one in counts and other in counts and counts[one] != counts[other]:
+            problems.append(f"{one} has {counts[one]} partitions and {other} {counts[other]}: {why}")
+    return problems
+
+
+async def partition_counts(kafka: KafkaSettings) -> dict[str, int]:
+    """How many partitions each of the app's topics has on the brokers (those that exist)."""
+    client = kafka_admin(kafka, "correlator-check")
+    await client.start()
+    try:
+        described = await client.describe_topics(list(_ALL))
+    finally:
+        await client.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"] and t["partitions"]}
 
 
 def raw_topic(app: faust.App, name: str) -> Any:

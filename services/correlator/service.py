@@ -18,8 +18,8 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,14 @@ from prometheus_client import Counter, Gauge
 
 from services.common import tracing
 from services.common.codec import Codec
-from services.common.errors import CodecError
+from services.common.errors import CodecError, ConfigurationError
 from services.common.logs import get_logger
 from services.common.metrics import RECORD_SECONDS, RECORDS
 from services.common.partitioner import partition_for
 from services.common.quarantine import noted, quarantined, source_key
 from services.common.records import AlertEnriched, IndicatorIndexed, IndicatorSighted, Sighting, utcnow
 from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, CORRELATOR_SIGHTINGS, RECORDS_QUARANTINE
-from services.correlator.app import Deliveries, Index, add_agent, new_app, topics
+from services.correlator.app import Deliveries, Index, add_agent, new_app, partition_counts, partition_problems, topics
 from services.correlator.correlation import correlated
 from services.correlator.index import expired, record
 from services.correlator.settings import CorrelatorSettings
@@ -95,6 +95,11 @@ class Correlator:
         for name in ("faust", "mode"):
             logging.getLogger(name).setLevel(max(logging.getLogger().getEffectiveLevel(), logging.WARNING))
         self._failure = asyncio.get_running_loop().create_future()
+        # Refused before anything is read: with partition counts apart, entries would be rebuilt on workers
+        # that do not own their sightings, and correlations would not sit beside their threads.
+        problems = partition_problems(await partition_counts(self.settings.kafka))
+        if problems:
+            raise ConfigurationError("; ".join(problems))
         if self.settings.data_dir is None:
             self._datadir, self._own_datadir = Path(tempfile.mkdtemp(prefix="rctc-correlator-")), True
         else:
@@ -183,14 +188,7 @@ class Correlator:
         """An enriched alert: one IndicatorSighted per value it carries, keyed by the value."""
         started = time.perf_counter()
         message = event.message
-        traceparent = tracing.child_of(_traceparent(message.headers))
-        with structlog.contextvars.bound_contextvars(
-            alert_id=(message.key or b"").decode(errors="replace"),
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            trace_id=tracing.trace_id(traceparent),
-        ):
+        with _bound(message, alert_id=(message.key or b"").decode(errors="replace")) as traceparent:
             try:
                 enriched = self.codec.decode(message.value, AlertEnriched)
             except CodecError as exc:
@@ -227,13 +225,7 @@ class Correlator:
         assert self._index is not None
         started = time.perf_counter()
         message = event.message
-        traceparent = tracing.child_of(_traceparent(message.headers))
-        with structlog.contextvars.bound_contextvars(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            trace_id=tracing.trace_id(traceparent),
-        ):
+        with _bound(message) as traceparent:
             try:
                 seen = self.codec.decode(message.value, IndicatorSighted)
             except CodecError as exc:
@@ -378,9 +370,21 @@ class Correlator:
                         LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
 
 
-def _traceparent(headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None) -> str | None:
-    """The traceparent among a faust message's headers (a list of pairs from Kafka, or a mapping)."""
-    return tracing.from_headers(list(headers.items()) if isinstance(headers, Mapping) else headers)
+@contextmanager
+def _bound(message: Any, **more: str) -> Iterator[str]:
+    """The record's place and trace bound to every line logged while handling it; yields the traceparent of
+    what it produces (a child of the record's)."""
+    headers = message.headers  # a list of pairs from Kafka, or a mapping
+    parent = tracing.from_headers(list(headers.items()) if isinstance(headers, Mapping) else headers)
+    traceparent = tracing.child_of(parent)
+    with structlog.contextvars.bound_contextvars(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        trace_id=tracing.trace_id(traceparent),
+        **more,
+    ):
+        yield traceparent
 
 
 def build(settings: CorrelatorSettings, codec: Codec | None = None) -> Correlator:

@@ -1,5 +1,6 @@
 # ruff: noqa: RUF001, RUF002  (Arabic letters and look-alikes are the point of these tests)
-"""The correlator's pure parts: what an alert carries, how names fold, the correlation rule and its id."""
+"""The correlator's pure parts: what an alert carries, how names fold, the correlation rule and its id, the
+topics' partitions it needs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.records import Indicator, Sighting, Subject
+from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, CORRELATOR_INDEX_CHANGELOG, CORRELATOR_SIGHTINGS
+from services.correlator.app import partition_problems
 from services.correlator.correlation import correlated, correlation_id
 from services.correlator.index import expired, record
 from services.correlator.sightings import Mention, indicator_value, name_value, sightings_of, thread_of
@@ -249,3 +252,17 @@ def test_the_window_and_its_pruning_find_exactly_the_pairs_within_it(
     although the entry forgets what the window passed."""
     versions, emitted = replayed(threads, random.Random(seed), spread_days=spread_days, replays=False)
     assert expected_ids(versions) == emitted
+
+
+def test_the_app_refuses_topics_whose_partitions_do_not_line_up() -> None:
+    """The index's changelog must have its sightings topic's partitions, alerts.correlated alerts.enriched's,
+    and every topic must exist: otherwise the correlator does not start, and says which."""
+    declared = {ALERTS_ENRICHED: 6, CORRELATOR_SIGHTINGS: 6, CORRELATOR_INDEX_CHANGELOG: 6, ALERTS_CORRELATED: 6}
+    assert partition_problems(declared) == []
+    assert partition_problems({**declared, CORRELATOR_SIGHTINGS: 12, CORRELATOR_INDEX_CHANGELOG: 12}) == []
+    (grown,) = partition_problems({**declared, CORRELATOR_INDEX_CHANGELOG: 8})
+    assert grown.startswith("correlator.sightings has 6 partitions and correlator.index.changelog 8")
+    (apart,) = partition_problems({**declared, ALERTS_CORRELATED: 3})
+    assert apart.startswith("alerts.enriched has 6 partitions and alerts.correlated 3")
+    missing = {k: v for k, v in declared.items() if k != CORRELATOR_SIGHTINGS}
+    assert partition_problems(missing) == ["correlator.sightings does not exist: run `rctc topics apply`"]
