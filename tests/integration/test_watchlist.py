@@ -135,7 +135,8 @@ async def test_an_entry_raises_the_next_matching_alert_and_no_recipient_sees_it(
         hit_id = await submit()
         hit = await enriched(hit_id)
         assert (hit.priority, hit.watchlist_hits) == (2, [key])
-        # The recipient's copy carries the base priority (the raised one would tell it of a hit), and nothing of the entry: not in its record, its
+        # The recipient's copy carries the base priority (the raised one would tell it of a hit), and nothing
+        # of the entry: not in its record, its
         # webhook, nor what the status API answers it.
         shared, raw = await copy(hit_id)
         assert shared.priority == 3
