@@ -20,6 +20,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -71,7 +72,13 @@ def _exercise(base_url: str, tokens: dict[str, str], known_alert: str) -> list[s
             except (Exception, BaseExceptionGroup):  # collected, not raised: every failure reported, none shrunk
                 failures.append(f"{label}:\n{traceback.format_exc(limit=0)}")
 
-        one()
+        try:
+            one()
+        except Unsatisfiable:
+            # Negative data for an operation with nothing a caller sends (GET /v1/onward: no parameter, no
+            # body) cannot be made: there is nothing to break. Anything else must generate.
+            if "negative" not in label:
+                raise
 
     for result in schema.get_all_operations():
         operation = result.ok()

@@ -288,6 +288,9 @@ class Failing(Correlator):
         return await super().record_sighting(event)
 
 
+# The correlator's group starts where the tests before it left its topics: on a fresh broker (CI) it first
+# replays what they produced (every earlier test's alerts share the sample's values), which took over 90 s once.
+@pytest.mark.timeout(900)
 async def test_an_unexpected_exception_stops_the_correlator_before_its_record_is_passed(
     kafka: KafkaSettings, codec: Codec
 ) -> None:
@@ -301,10 +304,10 @@ async def test_an_unexpected_exception_stops_the_correlator_before_its_record_is
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="a bug meets a record"):
         async with running(Failing(settings, codec, poison=phone)) as task:
-            await asyncio.wait_for(asyncio.shield(task), 90)
-    assert time.monotonic() - started < 90 + settings.shutdown_timeout_s
+            await asyncio.wait_for(asyncio.shield(task), 400)
+    assert time.monotonic() - started < 400 + settings.shutdown_timeout_s
     assert await correlations_between(kafka, codec, {x.alert_id, y.alert_id}) == []
 
     async with running(build(settings, codec)):
-        found = await eventually(lambda: correlations_between(kafka, codec, {x.alert_id, y.alert_id}), within_s=90)
+        found = await eventually(lambda: correlations_between(kafka, codec, {x.alert_id, y.alert_id}), within_s=400)
     assert {correlation_id(x.alert_id, y.alert_id, "phone", phone)} == {c.correlation_id for c in found}
