@@ -94,6 +94,7 @@ def children(
     return [
         service("tracker", ports["ops"] + 5, RCTC_HTTP__PORT=str(ports["tracker"]), **internal),
         service("enricher", ports["ops"] + 2),
+        service("correlator", ports["ops"] + 7),  # beside the alert path: alerts.correlated
         service("router", ports["ops"] + 3),
         service("auditor", ports["ops"] + 6, RCTC_SIGNING_KEY_FILE=str(signing_key)),
         service("dispatcher", ports["ops"] + 4, RCTC_ALLOW_PRIVATE_ENDPOINTS="true"),  # demo receivers on loopback

@@ -14,6 +14,7 @@ from services.common.errors import CodecError, RctcError
 from services.common.kafka import consumer, partitions_of
 from services.common.records import (
     AckSubmitted,
+    AlertCorrelated,
     AlertEnriched,
     AlertRejected,
     AlertRouted,
@@ -25,6 +26,8 @@ from services.common.records import (
     DeliveryAttempted,
     EndpointChanged,
     EscalationRaised,
+    IndicatorIndexed,
+    IndicatorSighted,
     OnwardAction,
     Quarantined,
     ReleaseIssued,
@@ -42,6 +45,9 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     topics.ALERTS_ENRICHED: AlertEnriched,
     topics.ALERTS_REJECTED: AlertRejected,
     topics.ALERTS_ROUTED: AlertRouted,
+    topics.ALERTS_CORRELATED: AlertCorrelated,
+    topics.CORRELATOR_SIGHTINGS: IndicatorSighted,
+    topics.CORRELATOR_INDEX_CHANGELOG: IndicatorIndexed,
     topics.ALERTS_ESCALATIONS: EscalationRaised,
     topics.ALERTS_SCHEDULED: ReleaseScheduled,
     topics.ACKS_SUBMITTED: AckSubmitted,

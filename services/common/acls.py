@@ -31,7 +31,7 @@ from typing import Literal
 
 from services.common.topics import Declarations, TopicSpec
 
-SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker")
+SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker", "correlator")
 OPERATOR = "operator-cli"
 
 Resource = Literal["topic", "group", "transactional_id"]
@@ -110,6 +110,9 @@ def _service_groups(prefix: str) -> dict[str, list[tuple[Resource, str, Pattern]
             ("group", f"{p}tracker-releases", "literal"),
             ("transactional_id", f"{p}tracker-releases-", "prefixed"),
         ],
+        # A faust app: its consumer group is its app id (services/correlator/app.py). Its internal topics are
+        # declared in topics.yaml like any other, so it creates nothing and needs no CREATE.
+        "correlator": [("group", f"{p}correlator", "literal")],
     }
 
 

@@ -73,7 +73,10 @@ def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
     for name in LIBRARY_SCHEMAS:
         fastavro.parse_schema(json.loads((schema_dir / f"{NAMESPACE}.{name}.avsc").read_text()), named)
     schema = json.loads(path.read_text())
-    return _parse(schema, named, expand=True)
+    # Expanding writes out every named type where it is used; a type used twice in one record (AlertCorrelated's
+    # `a` and `b`) is then defined twice, which no Avro parser accepts: keep its first definition and name it
+    # after that, as the file itself and Avro's canonical form do.
+    return _parse(_defined_once(_parse(schema, named, expand=True), set()))
 
 
 def writer_schemas(schema_dir: Path = SCHEMA_DIR) -> dict[bytes, Schema]:
@@ -281,6 +284,28 @@ def schema_last_field(schema: Schema) -> str:
 def _unparsed(schema: Schema) -> Schema:
     """A parsed (expanded) schema without fastavro's marks, so it can be parsed again on its own."""
     return {k: v for k, v in schema.items() if not k.startswith("__")}
+
+
+def _defined_once(schema: Any, seen: set[str]) -> Any:
+    """`schema` (expanded) with each named type defined at its first use and referred to by name after it."""
+    if isinstance(schema, list):
+        return [_defined_once(branch, seen) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    plain = {k: v for k, v in schema.items() if not k.startswith("__")}
+    if plain.get("type") in ("record", "enum", "fixed"):
+        name = str(plain["name"])
+        if name in seen:
+            return name
+        seen.add(name)
+    if "fields" in plain:
+        plain["fields"] = [{**f, "type": _defined_once(f["type"], seen)} for f in plain["fields"]]
+    for key in ("items", "values"):
+        if key in plain:
+            plain[key] = _defined_once(plain[key], seen)
+    if isinstance(plain.get("type"), dict | list):
+        plain["type"] = _defined_once(plain["type"], seen)
+    return plain
 
 
 def _to_avro(record: msgspec.Struct) -> Any:

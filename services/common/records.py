@@ -425,3 +425,57 @@ class SubmissionRejected(Record, kw_only=True):
     rejected_at: datetime
     stage: str = "gateway"  # who refused it: gateway or router
     alert_id: str | None = None
+
+
+class CorrelatedAlert(msgspec.Struct, kw_only=True):
+    """One side of a correlation: the version that carried the value, its thread and originator, and the
+    redactable fields of it that carry the value (services/correlator/sightings.py)."""
+
+    alert_id: str
+    thread_id: str
+    origin: str
+    fields: list[str]
+
+
+class AlertCorrelated(Record, kw_only=True):
+    """Two alerts from different originators carry the same value within the correlator's window. `a` is the
+    earlier. Key: a's thread id (alerts.correlated is co-partitioned with alerts.enriched)."""
+
+    correlation_id: str
+    kind: str
+    value: str
+    a: CorrelatedAlert
+    b: CorrelatedAlert
+    found_at: datetime
+    # Always None from the correlator: the router's, for its second phase.
+    candidates: list[str] | None = None
+
+
+class Sighting(msgspec.Struct, kw_only=True, frozen=True):
+    """An alert that carried an indexed value: an entry of the correlator's index (services/correlator/index.py)."""
+
+    alert_id: str
+    thread_id: str
+    origin: str
+    submitted_at: datetime
+    fields: tuple[str, ...]
+
+
+class IndicatorSighted(Record, kw_only=True):
+    """The correlator's internal record: an alert carries the value `kind:value` (its key on correlator.sightings)."""
+
+    kind: str
+    value: str
+    alert_id: str
+    thread_id: str
+    origin: str
+    submitted_at: datetime
+    fields: list[str]
+
+
+class IndicatorIndexed(Record, kw_only=True):
+    """The correlator's index entry of one value, as its table's changelog keeps it."""
+
+    kind: str
+    value: str
+    sightings: list[Sighting]

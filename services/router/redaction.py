@@ -5,7 +5,7 @@ reaches no recipient until it is added here on purpose. Handling lists (`releasa
 they would tell a recipient who else may have received the alert.
 
 Free text (title and summary) is masked where it quotes a redacted value, since a redacted field that
-survives in the summary is not redacted. Values are compared in their folded forms (`folding.py`: case,
+survives in the summary is not redacted. Values are compared in their folded forms (`common/folding.py`: case,
 NFKD, accents and harakat, Arabic letter variants, joiners and bidi marks, tatweel, spaces), also in the
 text's refanged view (`[at]`, `(dot)`, `hxxp`...) and, without separators, in its compact view (phones,
 IBANs, identifiers), and the ORIGINAL characters behind each match are replaced by `MASK`. What is masked:
@@ -36,10 +36,10 @@ from functools import lru_cache
 
 import ahocorasick
 
+from services.common.folding import View, compact, fold, is_word, refanged
 from services.common.records import Alert, Indicator, SharedAlert
 from services.common.registry import REDACTABLE_FIELDS
 from services.router.country_names import COUNTRY_NAMES
-from services.router.folding import View, compact, fold, is_word, refanged
 
 MASK = "[REDACTED]"
 _SHORT = 3  # folded values shorter than this are masked only as whole words

@@ -38,7 +38,7 @@ from services.common.registry.publish import publish_registry
 from services.common.topics import DECLARATIONS, apply_topics, load_declarations
 from tests.support.world import Cast, agreement, registry
 
-SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker")
+SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker", "correlator")
 PREFIX = "acl"
 
 
@@ -265,6 +265,10 @@ async def test_groups_and_transactional_ids_stay_under_their_owners_prefix(world
         (w.config("service-router"), f"{PREFIX}-router", True),
         (w.config("service-router"), f"{PREFIX}-tracker", False),
         (w.config("service-router"), f"agency-{a}.analysts", False),
+        # The correlator's group is its faust app's id.
+        (w.config("service-correlator"), f"{PREFIX}-correlator", True),
+        (w.config("service-correlator"), f"{PREFIX}-router", False),
+        (agency_a, f"{PREFIX}-correlator", False),
     ]
     got = [await asyncio.to_thread(group_allowed, config, group) for config, group, _ in cases]
     assert got == [ok for _, _, ok in cases]

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from services.auditor.settings import AuditorSettings
+from services.correlator.settings import CorrelatorSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.enricher.settings import EnricherSettings
 from services.gateway.settings import GatewaySettings
@@ -42,6 +43,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "auditor": AuditorSettings,
     "dispatcher": DispatcherSettings,
     "tracker": TrackerSettings,
+    "correlator": CorrelatorSettings,
 }
 # Names of variables that carry a secret: their value is a file's path (or, in Kubernetes, comes from a Secret),
 # never the secret itself.

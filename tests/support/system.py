@@ -1,4 +1,5 @@
-"""The six services running in this process against the real broker, as one `System` for a test.
+"""The six services running in this process against the real broker, as one `System` for a test (and the
+correlator, the seventh, when a test asks for it: it is beside the alert path, and costs a faust app).
 
 Each is built by its own `build` function from settings, exactly as its entry point does, and run with
 `services.common.runner.running`, the start/stop the real processes use. Each connects as its own principal
@@ -27,6 +28,9 @@ from services.common.ops import free_port
 from services.common.runner import running
 from services.common.settings import KafkaSettings
 from services.common.topics import load_declarations
+from services.correlator.service import Correlator
+from services.correlator.service import build as build_correlator
+from services.correlator.settings import CorrelatorSettings
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.service import build as build_dispatcher
 from services.dispatcher.settings import DispatcherSettings
@@ -59,6 +63,7 @@ class System:
     internal_token: SecretStr
     router_settings: RouterSettings | None = None
     router_stack: AsyncExitStack | None = None
+    correlator: Correlator | None = None
 
     @property
     def url(self) -> str:
@@ -89,8 +94,10 @@ async def system(
     router: dict[str, Any] | None = None,
     tracker: dict[str, Any] | None = None,
     internal_token: SecretStr | None = None,
+    correlator: dict[str, Any] | None = None,
 ) -> AsyncIterator[System]:
     """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse.
+    With `correlator` (its settings' overrides, `{}` for none), the correlator too, after the enricher.
 
     The dicts override each service's settings (tests shrink time with retry_time_scale, ack_deadline_scale).
     The gateway and the tracker share one internal credential, fresh for each system unless one is given.
@@ -112,6 +119,10 @@ async def system(
         async with AsyncExitStack() as stack:
             enricher = build_enricher(EnricherSettings(**common("enricher")), codec)
             await stack.enter_async_context(running(enricher))
+            correlator_service = None
+            if correlator is not None:
+                correlator_service = build_correlator(CorrelatorSettings(**common("correlator"), **correlator), codec)
+                await stack.enter_async_context(running(correlator_service))
             router_settings = RouterSettings(**common("router"), **(router or {}))
             router_service = build_router(router_settings, codec)
             router_stack = AsyncExitStack()
@@ -151,6 +162,7 @@ async def system(
                 token,
                 router_settings,
                 router_stack,
+                correlator_service,
             )
             yield system_
     finally:

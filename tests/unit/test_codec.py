@@ -297,3 +297,20 @@ def test_a_changed_schema_leaves_its_previous_version_in_history(codec: Codec) -
         f"{changed} changed: keep each previous version as schemas/history/<record>.<listed fingerprint>.avsc "
         "(git show HEAD:schemas/<record>.avsc), then list the new fingerprint in schemas/FINGERPRINTS"
     )
+
+
+def test_a_named_type_used_twice_in_one_record_is_defined_once() -> None:
+    """AlertCorrelated's `a` and `b` share the type CorrelatedAlert: the loaded schema defines it at its first
+    use and names it after, as the file and Avro's canonical form do, and records round-trip."""
+    from services.common.records import AlertCorrelated, CorrelatedAlert
+
+    schema = load_schema_file(SCHEMA_DIR / "rctc.AlertCorrelated.avsc")
+    canonical = fastavro.schema.to_parsing_canonical_form(schema)
+    assert canonical.count('"name":"rctc.CorrelatedAlert"') == 1
+    assert '{"name":"b","type":"rctc.CorrelatedAlert"}' in canonical
+    side = CorrelatedAlert(alert_id="a-1", thread_id="a-1", origin="IQ-A", fields=["indicators"])
+    record = AlertCorrelated(
+        correlation_id="c-1", kind="phone", value="+1555", a=side, b=side, found_at=utcnow(), candidates=["x"]
+    )
+    codec = Codec.from_directory()
+    assert record == codec.decode(codec.encode(record), AlertCorrelated)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from services.common.folding import fold, is_word, refanged
 from services.common.records import Indicator, Location, SharedAlert, Subject
 from services.common.registry import REDACTABLE_FIELDS
-from services.router.folding import fold, is_word, refanged
 from services.router.redaction import MASK, shared_copy
 from tests.unit.samples import sample_alert
 

@@ -1,0 +1,88 @@
+"""The correlation rule: what one new sighting of an indicator does to that indicator's entry in the index. Pure.
+
+    step = record(entries, seen, window=timedelta(days=30), cap=200)
+    step.entries   # the indicator's entry afterwards (what the table keeps)
+    step.pairs     # the correlations to emit, each (earlier, later)
+    step.outcome   # why: "new", "repeat", "replay", "over_cap"
+
+An entry holds at most one sighting per thread: the first alert of the thread that carried the value (an
+Update repeating it adds nothing). A correlation is one pair of threads from different originators sharing
+one value within the window, named by its two alerts, so it is found once however many versions repeat the
+value. The rules, in order:
+
+| the new sighting's thread              | outcome    | the entry                | correlations emitted                |
+|----------------------------------------|------------|--------------------------|-------------------------------------|
+| is in the entry with this very alert   | `replay`   | unchanged                | again, with its entry's partners    |
+| is in the entry with another alert     | `repeat`   | unchanged                | none                                |
+| is new, and the entry holds `cap`      | `over_cap` | unchanged                | none (a value that common connects  |
+| threads already                        |            |                          | nothing: MISP's over-correlation)   |
+| is new                                 | `new`      | the sighting added, and  | one with each thread in the entry   |
+|                                        |            | sightings the window has | from another originator within the  |
+|                                        |            | passed pruned            | window                              |
+
+`replay` is what makes a restart safe: the table's changelog may hold a sighting whose correlations never
+reached the topic (the process died in between), and the sighting read again re-emits them, under the same
+ids. Times are the alerts' `submitted_at`, so the outcome is the same whenever the record is read again: two
+sightings correlate when their alerts were submitted at most `window` apart, and a sighting is pruned once the
+newest in its entry is more than `window` after it. One case names a pair twice: an Update read again after a
+crash, when in between the entry pruned its thread (a sighting a window newer came first), is taken as new and
+correlates under its own id with the threads within its window. `expired` prunes by the clock, for entries no
+new sighting touches (service.py sweeps with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from services.common.records import Sighting
+
+Outcome = Literal["new", "repeat", "replay", "over_cap"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    entries: list[Sighting]
+    pairs: list[tuple[Sighting, Sighting]]
+    outcome: Outcome
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome == "new"
+
+
+def order(x: Sighting, y: Sighting) -> tuple[Sighting, Sighting]:
+    """(earlier, later): by submission time, then alert id, so every reader orders a pair the same way."""
+    return (x, y) if (x.submitted_at, x.alert_id) <= (y.submitted_at, y.alert_id) else (y, x)
+
+
+def correlates(x: Sighting, y: Sighting, window: timedelta) -> bool:
+    """Two sightings of one value correlate when different originators sent them within the window."""
+    return x.origin != y.origin and x.thread_id != y.thread_id and abs(x.submitted_at - y.submitted_at) <= window
+
+
+def record(entries: Sequence[Sighting], seen: Sighting, *, window: timedelta, cap: int) -> Step:
+    """What `seen` does to the entry `entries` of its value (see the module's table)."""
+    same_thread = next((e for e in entries if e.thread_id == seen.thread_id), None)
+    if same_thread is not None:
+        if same_thread.alert_id != seen.alert_id:
+            return Step(list(entries), [], "repeat")
+        partners = [order(same_thread, e) for e in entries if correlates(same_thread, e, window)]
+        return Step(list(entries), partners, "replay")
+    if len(entries) >= cap:
+        return Step(list(entries), [], "over_cap")
+    pairs = [order(seen, e) for e in entries if correlates(seen, e, window)]
+    newest = max([seen.submitted_at, *(e.submitted_at for e in entries)])
+    kept = [e for e in (*entries, seen) if e.submitted_at >= newest - window]
+    return Step(sorted(kept, key=_by_time), pairs, "new")
+
+
+def expired(entries: Sequence[Sighting], now: datetime, window: timedelta) -> list[Sighting]:
+    """The entry without the sightings submitted more than `window` before `now`."""
+    return [e for e in entries if e.submitted_at >= now - window]
+
+
+def _by_time(s: Sighting) -> tuple[datetime, str]:
+    return s.submitted_at, s.alert_id
