@@ -169,6 +169,17 @@ class OnwardNotice(msgspec.Struct, kw_only=True):
     text: str | None = None
 
 
+class CorrelationNotice(msgspec.Struct, kw_only=True):
+    """What an alert.correlated notice is about: two threads the recipient holds or originated, and the versions
+    of them it holds, carry the same value (router/correlation.py)."""
+
+    correlation_id: str
+    kind: str
+    value: str
+    thread_ids: list[str]
+    alert_ids: list[str]
+
+
 class AlertShared(Record, kw_only=True):
     alert_id: str
     recipient: str
@@ -185,6 +196,8 @@ class AlertShared(Record, kw_only=True):
     reason: str | None = None
     # Set on onward.* events only (router/onward.py).
     onward: OnwardNotice | None = None
+    # Set on alert.correlated only.
+    correlation: CorrelationNotice | None = None
     # None in a notice (alert.withdrawn, alert.cancelled, onward.*): it carries nothing of the content.
     alert: SharedAlert | None = None
 
@@ -237,6 +250,9 @@ class AlertRouted(Record, kw_only=True, gc=False):
     scheduled_by: str | None = None
     # A step of onward sharing (request_id is its request's): what its decisions notified or sent.
     onward: OnwardStep | None = None
+    # The router's decision about a correlation (router/correlation.py): who was sent alert.correlated. Not a
+    # version of the thread: it changes what nobody holds.
+    correlation_id: str | None = None
 
 
 class ResendRequested(Record, kw_only=True):
@@ -429,7 +445,7 @@ class SubmissionRejected(Record, kw_only=True):
 
 class CorrelatedAlert(msgspec.Struct, kw_only=True):
     """One side of a correlation: the version that carried the value, its thread and originator, and the
-    redactable fields of it that carry the value (services/correlator/sightings.py)."""
+    redactable fields of it that carry the value (services/common/sightings.py)."""
 
     alert_id: str
     thread_id: str

@@ -37,12 +37,12 @@ from services.common.metrics import RECORD_SECONDS, RECORDS
 from services.common.partitioner import partition_for
 from services.common.quarantine import noted, quarantined, source_key
 from services.common.records import AlertEnriched, IndicatorIndexed, IndicatorSighted, Sighting, utcnow
+from services.common.sightings import index_key, sightings_of, thread_of
 from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, CORRELATOR_SIGHTINGS, RECORDS_QUARANTINE
 from services.correlator.app import Deliveries, Index, add_agent, new_app, partition_counts, partition_problems, topics
 from services.correlator.correlation import correlated
 from services.correlator.index import expired, record
 from services.correlator.settings import CorrelatorSettings
-from services.correlator.sightings import index_key, sightings_of, thread_of
 
 log = get_logger("rctc.correlator")
 

@@ -42,10 +42,13 @@ HELD_BY_APPROVAL = "already_holder_by_approval"
 
 
 class Holding(msgspec.Struct, frozen=True, gc=False):
-    """An agency's copy of the thread: the agreement that permitted it and the fields removed from it."""
+    """An agency's copy of the thread: the agreement that permitted it, the fields removed from it, and the
+    version it is (a notice of correlation names a value only to an agency whose copy of that very version
+    showed it: router/correlation.py)."""
 
     agreement_id: str | None
     redact: frozenset[str]
+    version: str = ""
 
 
 class Grant(msgspec.Struct, frozen=True, gc=False):
@@ -87,6 +90,8 @@ def root_of(routed: AlertRouted) -> str:
 
 def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     """The thread after `routed`, one of its decisions in order (None: a follow-up of a thread not known)."""
+    if routed.correlation_id is not None:
+        return thread  # who was told of a correlation: nobody holds anything more or less (router/correlation.py)
     if routed.onward is not None:
         return _onward(thread, routed)
     if routed.request_id is not None:
@@ -101,7 +106,7 @@ def advanced(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     for d in routed.decisions:
         event = event_of(routed.msg_type, d)
         if event in CONTENT_EVENTS:
-            holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)))
+            holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)), routed.alert_id)
         elif routed.msg_type != "Alert" and d.rule != EMBARGOED:
             # Withdrawn, cancelled, or no longer in the registry (so nothing could be sent): holds nothing now.
             holders.pop(d.agency, None)
@@ -126,7 +131,7 @@ def _resent(thread: Thread | None, routed: AlertRouted) -> Thread | None:
     for d in routed.decisions:
         event = event_of(routed.msg_type, d)
         if event in CONTENT_EVENTS:
-            holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)))
+            holders[d.agency] = Holding(d.agreement_id, _fields(tuple(d.redacted_fields)), routed.alert_id)
         elif event == WITHDRAWN:
             holders.pop(d.agency, None)
     return msgspec.structs.replace(thread, holders=holders)

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.records import Indicator, Sighting, Subject
+from services.common.sightings import Mention, indicator_value, name_value, sightings_of, thread_of
 from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, CORRELATOR_INDEX_CHANGELOG, CORRELATOR_SIGHTINGS
 from services.correlator.app import partition_problems
 from services.correlator.correlation import correlated, correlation_id
 from services.correlator.index import expired, record
-from services.correlator.sightings import Mention, indicator_value, name_value, sightings_of, thread_of
 from tests.unit.samples import enriched, sample_alert
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
