@@ -99,6 +99,8 @@ def _service_groups(prefix: str) -> dict[str, list[tuple[Resource, str, Pattern]
             ("group", f"{p}router", "literal"),
             # Only its offsets, committed in the partitions' transactions (router/service.py, onward sharing).
             ("group", f"{p}router-onward", "literal"),
+            # Likewise for alerts.correlated (router/correlation.py).
+            ("group", f"{p}router-correlated", "literal"),
             ("transactional_id", f"{p}router-", "prefixed"),
         ],
         "auditor": [("group", f"{p}auditor", "literal"), ("transactional_id", f"{p}auditor", "literal")],

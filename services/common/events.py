@@ -12,6 +12,9 @@
     onward.approved  a notice to that recipient: the originator approved; the agency was sent its copy
     onward.refused   a notice to that recipient: the originator (or the policy) refused, with a reason code
 
+    alert.correlated a notice, no content: two threads the agency holds (or originated) carry the same value
+                     (router/correlation.py); nothing to acknowledge
+
 Shared by the router, which decides the first four (router/policy.py), and the tracker, which ends or starts
 the wait for an acknowledgement by them and sends the reminder.
 """
@@ -31,6 +34,7 @@ ONWARD_APPROVED = "onward.approved"
 ONWARD_REFUSED = "onward.refused"
 # Notices about onward sharing (router/onward.py): no copy of the alert, and nothing to acknowledge.
 ONWARD_EVENTS = frozenset({ONWARD_REQUESTED, ONWARD_APPROVED, ONWARD_REFUSED})
+CORRELATED = "alert.correlated"
 # The rule of a copy a version would have sent and did not, because the version is under embargo: nothing
 # was sent, and an agency that held the thread still holds what it held (router/schedule.py).
 EMBARGOED = "embargoed"

@@ -72,6 +72,8 @@ class RoutedLog:
         # the log keeps the progress and the decisions themselves (service.py _onward_step).
         self._actions: dict[int, set[str]] = {}
         self._onward_next: dict[int, int] = {}
+        # The correlations each partition decided (router/correlation.py): each is told once.
+        self._correlations: dict[int, set[str]] = {}
 
     async def load(self, partition: int) -> int:
         """Read what `partition` routed within the window; returns how many alerts were found."""
@@ -93,6 +95,7 @@ class RoutedLog:
         resent: dict[str, set[str]] = {}
         versions: dict[str, tuple[str, int]] = {}
         actions: set[str] = set()
+        correlations: set[str] = set()
         async with asyncio.timeout(self.LOAD_TIMEOUT_S):
             while await self._reader.position(tp) < end:
                 for records in (await self._reader.getmany(tp, timeout_ms=1000)).values():
@@ -104,6 +107,9 @@ class RoutedLog:
                             # the topic, quarantines it.
                             noted(r, str(exc), "router", written=False)
                             continue
+                        if r.timestamp >= since and decision.correlation_id is not None:
+                            correlations.add(decision.correlation_id)
+                            continue  # not a version: it routed nothing
                         if r.timestamp >= since:
                             routed.add(decision.alert_id)
                             fold(threads, decision)
@@ -124,6 +130,7 @@ class RoutedLog:
         self._resent[partition] = resent
         self._versions[partition] = versions
         self._actions[partition] = actions
+        self._correlations[partition] = correlations
         # Done with it: a paused partition is not fetched in the background between loads.
         self._reader.pause(tp)
         return len(routed)
@@ -143,6 +150,7 @@ class RoutedLog:
         self._resent.pop(partition, None)
         self._versions.pop(partition, None)
         self._actions.pop(partition, None)
+        self._correlations.pop(partition, None)
         self._onward_next.pop(partition, None)
         self._next.pop(partition, None)
 
@@ -186,6 +194,16 @@ class RoutedLog:
         actions = self._actions.setdefault(partition, set())
         actions.update(d.onward.action_id for d in decisions if d.onward is not None)
         self._onward_next[partition] = max(self._onward_next.get(partition, 0), next_offset)
+
+    def decided_correlation(self, partition: int, correlation_id: str) -> bool:
+        """Whether a correlation's notices were decided on `partition` already (within the window)."""
+        return correlation_id in self._correlations.get(partition, ())
+
+    def add_correlations(self, partition: int, decisions: list[AlertRouted]) -> None:
+        """Record correlation decisions whose transaction committed (they move no input offset nor thread)."""
+        self._correlations.setdefault(partition, set()).update(
+            d.correlation_id for d in decisions if d.correlation_id is not None
+        )
 
     def resent(self, partition: int, request_id: str) -> set[str]:
         """The threads of `partition` a resend request already decided (the caller must not change it)."""

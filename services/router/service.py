@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import fail_fast
 from services.common.errors import CodecError, NotReadyError
-from services.common.events import CONTENT_EVENTS, ONWARD_EVENTS
+from services.common.events import CONTENT_EVENTS, CORRELATED, ONWARD_EVENTS
 from services.common.kafka import consumer, group_id, learn_topics, partitions_of, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORD_SECONDS, RECORDS
@@ -46,6 +47,7 @@ from services.common.outputs import Outputs
 from services.common.quarantine import Quarantine, noted
 from services.common.records import (
     MAX_SCHEDULE_AHEAD,
+    AlertCorrelated,
     AlertEnriched,
     AlertRejected,
     AlertRouted,
@@ -61,6 +63,7 @@ from services.common.records import (
 )
 from services.common.registry import RegistryView
 from services.common.topics import (
+    ALERTS_CORRELATED,
     ALERTS_ENRICHED,
     ALERTS_REJECTED,
     ALERTS_ROUTED,
@@ -71,6 +74,7 @@ from services.common.topics import (
     agency_rejection_topic,
     agency_topic,
 )
+from services.router import correlation
 from services.router.backlog import Backlog
 from services.router.deadlines import ack_due
 from services.router.onward import NOT_HOLDER, decide_step
@@ -95,6 +99,23 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._router.claim(assigned)
+
+
+class _Follower:
+    """A topic co-partitioned with alerts.enriched whose partition n the owner of alerts.enriched partition n
+    reads and decides in n's transactions, committing its offsets there (requests.onward, alerts.correlated).
+
+    The group is used only for those offsets: partitions are assigned here, never by the coordinator. `claims`:
+    the input partition's claim number when each partition's position was last set, so a batch read before a
+    later claim is dropped and read again. `logged`: where the routed log says reading resumes (None: not known).
+    """
+
+    def __init__(self, topic: str, reader: AIOKafkaConsumer, group: str, logged: Callable[[int], int | None]) -> None:
+        self.topic = topic
+        self.reader = reader
+        self.group = group
+        self.logged = logged
+        self.claims: dict[int, int] = {}
 
 
 class Router:
@@ -130,13 +151,18 @@ class Router:
         self._enriched_reader: AIOKafkaConsumer | None = None
         self._requests: dict[str, ResendRequested] = {}
         self._resent_here: dict[TopicPartition, set[str]] = {}
-        # Onward sharing (router/onward.py): requests.onward partition n is read by the owner of alerts.enriched
-        # partition n, from the offset its transactions committed (group router-onward); a partition's claim
-        # number when its position was last set, so a batch read before a later claim is dropped.
-        self._onward_reader: AIOKafkaConsumer | None = None
+        # Onward sharing (router/onward.py) and correlations (router/correlation.py): requests.onward and
+        # alerts.correlated partition n are read by the owner of alerts.enriched partition n (_Follower).
+        self._onward: _Follower | None = None
+        self._correlated: _Follower | None = None
+        # Reads a thread's latest version back from alerts.enriched, for both; one partition at a time.
         self._onward_versions: AIOKafkaConsumer | None = None
-        self._onward_group = group_id(settings.kafka, "router-onward")
-        self._onward_claims: dict[int, int] = {}
+        self._versions_lock = asyncio.Lock()
+        # Input offset after the last record of each partition whose routing committed (claims set it to where
+        # they resume): a correlation is decided once its partition is routed past what alerts.enriched held
+        # when it was read (`_correlated_partition`), by correlated partition: offset -> (horizon, first seen).
+        self._through: dict[TopicPartition, int] = {}
+        self._horizons: dict[int, dict[int, tuple[int, float]]] = {}
 
     async def start(self) -> None:
         horizon_h = MAX_SCHEDULE_AHEAD.total_seconds() / 3600
@@ -152,7 +178,7 @@ class Router:
         reader = consumer(self.settings.kafka, "router-log", group=None)
         self._log_reader = reader  # kept before start, so stop() closes it even if start fails
         await reader.start()
-        topics = (ALERTS_ENRICHED, ALERTS_ROUTED, ALERTS_SCHEDULED, REQUESTS_ONWARD)
+        topics = (ALERTS_ENRICHED, ALERTS_ROUTED, ALERTS_SCHEDULED, REQUESTS_ONWARD, ALERTS_CORRELATED)
         counts = {t: len(await partitions_of(reader, [t])) for t in topics}
         if min(counts[ALERTS_ROUTED], counts[ALERTS_SCHEDULED]) < counts[ALERTS_ENRICHED]:
             raise NotReadyError(
@@ -160,11 +186,12 @@ class Router:
                 f"({counts}): each input partition's decisions and releases go to the output partition of the "
                 "same number"
             )
-        if counts[REQUESTS_ONWARD] != counts[ALERTS_ENRICHED]:
-            raise NotReadyError(
-                f"{REQUESTS_ONWARD} needs as many partitions as {ALERTS_ENRICHED} ({counts}): the gateway keys a "
-                "request by its thread, so that partition n holds the requests about partition n's threads"
-            )
+        for follower in (REQUESTS_ONWARD, ALERTS_CORRELATED):
+            if counts[follower] != counts[ALERTS_ENRICHED]:
+                raise NotReadyError(
+                    f"{follower} needs as many partitions as {ALERTS_ENRICHED} ({counts}): its records are keyed "
+                    "by a thread, so that partition n holds what is about partition n's threads"
+                )
         self._routed = RoutedLog(reader, self.codec, self.settings.dedup_window_hours * 3600)
         requests = consumer(self.settings.kafka, "router-requests", group=None, follower=True)
         self._requests_reader = requests
@@ -173,9 +200,13 @@ class Router:
         enriched = consumer(self.settings.kafka, "router-resend", group=None)
         self._enriched_reader = enriched
         await enriched.start()
-        # A group only for its committed offsets: partitions are assigned here, never by the coordinator.
-        self._onward_reader = consumer(self.settings.kafka, "router-onward", group="router-onward", follower=True)
-        await self._onward_reader.start()
+        # Kept before each starts, so stop() closes it even if its start fails.
+        self._onward = self._follower("router-onward", REQUESTS_ONWARD, self._routed.onward_offset)
+        await self._onward.reader.start()
+        # Phase 1 leaves nothing in the routed log: where alerts.correlated resumes is the group's offset only,
+        # and phase 2 tells nobody twice however often a record is read again.
+        self._correlated = self._follower("router-correlated", ALERTS_CORRELATED, lambda _: None)
+        await self._correlated.reader.start()
         self._onward_versions = consumer(self.settings.kafka, "router-onward-versions", group=None)
         await self._onward_versions.start()
         self._consumer = consumer(
@@ -183,12 +214,17 @@ class Router:
         )
         await self._consumer.start()
 
+    def _follower(self, name: str, topic: str, logged: Callable[[int], int | None]) -> _Follower:
+        reader = consumer(self.settings.kafka, name, group=name, follower=True)
+        return _Follower(topic, reader, group_id(self.settings.kafka, name), logged)
+
     async def run(self, stopping: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.registry.run(stopping))
             tasks.create_task(self._route_loop(stopping))
             tasks.create_task(self._resend_loop(stopping))
             tasks.create_task(self._onward_loop(stopping))
+            tasks.create_task(self._correlated_loop(stopping))
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -196,7 +232,8 @@ class Router:
         for p in list(self._producers.values()):
             await p.stop()
         self._producers.clear()
-        for reader in (self._onward_versions, self._onward_reader, self._enriched_reader, self._requests_reader):
+        followers = [f.reader for f in (self._onward, self._correlated) if f is not None]
+        for reader in (self._onward_versions, *followers, self._enriched_reader, self._requests_reader):
             if reader is not None:
                 await reader.stop()
         if self._log_reader is not None:
@@ -277,9 +314,12 @@ class Router:
         assert self._routed is not None
         p = await self._fresh_producer(tp)
         agencies = [agency_topic(code) for code in self.registry.current.agencies]
-        await learn_topics(p, [ALERTS_ROUTED, ALERTS_SCHEDULED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, *agencies])
+        await learn_topics(
+            p, [ALERTS_ROUTED, ALERTS_SCHEDULED, DELIVERIES_WEBHOOK, ALERTS_REJECTED, ALERTS_CORRELATED, *agencies]
+        )
         known = await self._routed.load(tp.partition)
         committed, resume = await self._rewind(tp)
+        self._through[tp] = resume or 0
         self._committed_at[tp] = time.monotonic()  # where the group's offset stands is the next commit's worry
         log.info(
             "router.partition_claimed",
@@ -404,6 +444,7 @@ class Router:
                         await p.send_offsets_to_transaction({tp: next_offset}, self._group)
                 assert self._routed is not None
                 self._routed.add(tp.partition, list(decided.values()), next_offset, sources)
+                self._through[tp] = next_offset
                 if in_log:
                     self._uncommitted[tp] = next_offset
                 else:
@@ -522,53 +563,74 @@ class Router:
     async def _onward_loop(self, stopping: asyncio.Event) -> None:
         """Decide the steps of onward sharing on requests.onward, each partition by the owner of the alerts.enriched
         partition of the same number, in that partition's transactions (router/onward.py)."""
-        reader = self._onward_reader
-        assert reader is not None and self._consumer is not None
+        assert self._onward is not None
+        await self._follow_loop(self._onward, self._onward_partition, stopping)
+
+    async def _follow_loop(
+        self,
+        follower: _Follower,
+        decide: Callable[[TopicPartition, TopicPartition, list[ConsumerRecord]], Awaitable[int | None]],
+        stopping: asyncio.Event,
+    ) -> None:
+        """Read `follower`'s partitions of the alerts.enriched partitions this router owns, and hand each batch to
+        `decide` under the partition's lock: it returns how many records it decided, in order (the rest are read
+        again), or None when its transaction failed (the partition is read again from the committed offset)."""
+        reader = follower.reader
+        assert self._consumer is not None
         if not await self.registry.wait_until_published(stopping):
             return
         while not stopping.is_set():
-            await self._follow_owned(reader)
+            await self._follow_owned(follower)
             if not reader.assignment():
                 await asyncio.sleep(0.5)
                 continue
-            for otp, records in (await reader.getmany(timeout_ms=500)).items():
-                tp = TopicPartition(ALERTS_ENRICHED, otp.partition)
-                if otp.partition not in self._onward_claims:
+            waiting = False
+            for ftp, records in (await reader.getmany(timeout_ms=500)).items():
+                tp = TopicPartition(ALERTS_ENRICHED, ftp.partition)
+                if ftp.partition not in follower.claims:
                     continue  # its position is not known yet (or is stale): read again once it is set
                 async with self._lock(tp):
-                    if self._onward_claims.get(otp.partition) != self._claims.get(tp) or tp not in self._producers:
-                        self._onward_claims.pop(otp.partition, None)  # read before a claim: seek again
+                    if follower.claims.get(ftp.partition) != self._claims.get(tp) or tp not in self._producers:
+                        follower.claims.pop(ftp.partition, None)  # read before a claim: seek again
                         continue
-                    if not await self._onward_partition(tp, otp, records):
-                        self._onward_claims.pop(otp.partition, None)
+                    done = await decide(tp, ftp, records)
+                    if done is None:
+                        follower.claims.pop(ftp.partition, None)
+                    elif done < len(records):
+                        reader.seek(ftp, records[done].offset)
+                        waiting = True
+            if waiting:
+                await asyncio.sleep(0.2)  # records that wait for their partition's routing to catch up
 
-    async def _follow_owned(self, reader: AIOKafkaConsumer) -> None:
-        """Read the requests.onward partitions whose alerts.enriched partition this router owns and has claimed,
-        each from the offset the transactions that decided its steps committed."""
+    async def _follow_owned(self, follower: _Follower) -> None:
+        """Read the follower's partitions whose alerts.enriched partition this router owns and has claimed, each
+        from the offset the transactions that decided its records committed."""
         assert self._consumer is not None
+        reader = follower.reader
         owned = {
             tp.partition
             for tp in self._consumer.assignment()
             if tp.topic == ALERTS_ENRICHED and tp in self._producers and tp not in self._claiming
         }
-        wanted = {TopicPartition(REQUESTS_ONWARD, n) for n in owned}
+        wanted = {TopicPartition(follower.topic, n) for n in owned}
         if wanted != set(reader.assignment()):
             reader.assign(list(wanted))
-            self._onward_claims.clear()  # a new assignment: every position is set again
+            follower.claims.clear()  # a new assignment: every position is set again
         for otp in wanted:
             tp = TopicPartition(ALERTS_ENRICHED, otp.partition)
-            if self._onward_claims.get(otp.partition) == self._claims.get(tp):
+            if follower.claims.get(otp.partition) == self._claims.get(tp):
                 continue
             async with self._lock(tp):
                 try:
                     committed = await reader.committed(otp)
                 except (KafkaError, TimeoutError, OSError) as exc:
                     # Not read from this partition until its position is known: tried again at the next pass.
-                    log.warning("onward.position_unknown", partition=otp.partition, error=repr(exc))
+                    log.warning(
+                        "router.follower_position_unknown", topic=otp.topic, partition=otp.partition, error=repr(exc)
+                    )
                     continue
                 # The later of the group's offset and the routed log's (the group's expires after a quiet week).
-                assert self._routed is not None
-                logged = self._routed.onward_offset(otp.partition)
+                logged = follower.logged(otp.partition)
                 resume = max((o for o in (committed, logged) if o is not None), default=None)
                 if resume is None:
                     # Neither knows (a new deployment, or a partition quiet for longer than both keep): from
@@ -577,10 +639,15 @@ class Router:
                     try:
                         resume = await self._window_start(reader, otp)
                     except (KafkaError, TimeoutError, OSError) as exc:
-                        log.warning("onward.position_unknown", partition=otp.partition, error=repr(exc))
+                        log.warning(
+                            "router.follower_position_unknown",
+                            topic=otp.topic,
+                            partition=otp.partition,
+                            error=repr(exc),
+                        )
                         continue
                 reader.seek(otp, resume)
-                self._onward_claims[otp.partition] = self._claims.get(tp, 0)
+                follower.claims[otp.partition] = self._claims.get(tp, 0)
 
     async def _window_start(self, reader: AIOKafkaConsumer, otp: TopicPartition) -> int:
         """The first offset of `otp` within the de-duplication window (its end if none is)."""
@@ -589,9 +656,11 @@ class Router:
         offset: int = found.offset if found is not None else (await reader.end_offsets([otp]))[otp]
         return offset
 
-    async def _onward_partition(self, tp: TopicPartition, otp: TopicPartition, records: list[ConsumerRecord]) -> bool:
+    async def _onward_partition(
+        self, tp: TopicPartition, otp: TopicPartition, records: list[ConsumerRecord]
+    ) -> int | None:
         """Decide a batch of steps of one partition in its transaction, with their offsets (the caller holds the
-        partition's lock). False when the transaction failed: the batch is read again from the committed offset."""
+        partition's lock). None when the transaction failed: the batch is read again from the committed offset."""
         assert self._routed is not None
         partition = tp.partition
         outputs = Outputs()
@@ -605,15 +674,16 @@ class Router:
             p = self._producers[tp]
             async with p.transaction():
                 await outputs.write(p)
-                await p.send_offsets_to_transaction({otp: records[-1].offset + 1}, self._onward_group)
+                assert self._onward is not None
+                await p.send_offsets_to_transaction({otp: records[-1].offset + 1}, self._onward.group)
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("onward.transaction_failed", partition=partition, records=len(records), error=repr(exc))
             await self._recover(tp)
-            return False
+            return None
         self._routed.add_onward(partition, decisions, records[-1].offset + 1)
         for line in lines:
             (log.warning if line["outcome"] == "ignored" else log.info)(line.pop("event"), **line)
-        return True
+        return len(records)
 
     async def _onward_step(
         self,
@@ -695,11 +765,15 @@ class Router:
 
     async def _latest_version(self, partition: int, root: str) -> AlertEnriched | None:
         """The thread's latest routed version, read back from alerts.enriched (None if it is no longer there)."""
-        assert self._routed is not None and self._onward_versions is not None
+        assert self._routed is not None
         where = self._routed.latest_version(partition, root)
         if where is None:
             return None
-        alert_id, offset = where
+        async with self._versions_lock:  # one reader, for the onward and the correlation loops
+            return await self._read_version(partition, *where)
+
+    async def _read_version(self, partition: int, alert_id: str, offset: int) -> AlertEnriched | None:
+        assert self._onward_versions is not None
         reader = self._onward_versions
         tp = TopicPartition(ALERTS_ENRICHED, partition)
         reader.assign([tp])
@@ -716,6 +790,124 @@ class Router:
         except CodecError:
             return None
         return version if batch[0].offset == offset and version.alert_id == alert_id else None
+
+    async def _correlated_loop(self, stopping: asyncio.Event) -> None:
+        """Decide correlations on alerts.correlated (router/correlation.py), each phase by the owner of the
+        partition of the thread it reads, in that partition's transactions."""
+        assert self._correlated is not None
+        await self._follow_loop(self._correlated, self._correlated_partition, stopping)
+
+    async def _correlated_partition(
+        self, tp: TopicPartition, ctp: TopicPartition, records: list[ConsumerRecord]
+    ) -> int | None:
+        """Decide, in `tp`'s transaction with their offsets, the records of the batch whose thread is routed far
+        enough (the caller holds the partition's lock); how many that was, or None if the transaction failed.
+
+        A correlation is found once its alerts are on alerts.enriched, and can reach here before the router has
+        routed them: each record waits until routing has passed what alerts.enriched held when the record was
+        first read (its horizon), so its thread is read as routed. A record whose horizon routing cannot reach
+        while the partition is quiet (a transaction's marker ends it) is decided anyway after WAIT_S.
+        """
+        assert self._routed is not None and self._correlated is not None
+        partition = tp.partition
+        horizons = self._horizons.setdefault(partition, {})
+        now = time.monotonic()
+        ready: list[ConsumerRecord] = []
+        end: int | None = None
+        for record in records:
+            if record.offset not in horizons:
+                if end is None:
+                    end = (await self._correlated.reader.end_offsets([tp]))[tp]
+                horizons[record.offset] = (end, now)
+            horizon, seen = horizons[record.offset]
+            if self._through.get(tp, 0) < horizon and now - seen < self.CORRELATION_WAIT_S:
+                break
+            ready.append(record)
+        if not ready:
+            return 0
+        outputs = Outputs()
+        decisions: list[AlertRouted] = []
+        decided: set[str] = set()
+        lines = [await self._correlation(record, partition, outputs, decisions, decided) for record in ready]
+        next_offset = ready[-1].offset + 1
+        try:
+            p = self._producers[tp]
+            async with p.transaction():
+                await outputs.write(p)
+                await p.send_offsets_to_transaction({ctp: next_offset}, self._correlated.group)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("correlation.transaction_failed", partition=partition, records=len(ready), error=repr(exc))
+            await self._recover(tp)
+            return None
+        self._routed.add_correlations(partition, decisions)
+        for record in ready:
+            horizons.pop(record.offset, None)
+        for line in lines:
+            (log.warning if line["outcome"] == "ignored" else log.info)(line.pop("event"), **line)
+        return len(ready)
+
+    # How long a correlation waits for its partition's routing to pass its horizon (_correlated_partition).
+    CORRELATION_WAIT_S = 30.0
+
+    async def _correlation(
+        self,
+        record: ConsumerRecord,
+        partition: int,
+        outputs: Outputs,
+        decisions: list[AlertRouted],
+        decided: set[str],
+    ) -> dict[str, Any]:
+        """One phase of one correlation (router/correlation.py) added to the transaction; its log line."""
+        assert self._routed is not None
+        try:
+            found = self.codec.decode(record.value, AlertCorrelated)
+        except CodecError as exc:
+            noted(record, str(exc), self.name, written=False)  # only the correlator and the router write it
+            return {
+                "event": "correlation.unreadable",
+                "outcome": "ignored",
+                "reason": str(exc),
+                "offset": record.offset,
+            }
+        context = {"correlation_id": found.correlation_id, "kind": found.kind, "partition": partition}
+        registry = self.registry.current
+        if found.candidates is None:
+            side = found.a
+            thread = self._routed.threads(partition).get(side.thread_id)
+            version = await self._latest_version(partition, side.thread_id) if thread is not None else None
+            second = correlation.first_phase(found, thread, version, registry)
+            if second.candidates:  # nobody may be told of a: nothing for b's owner to decide
+                outputs.add(ALERTS_CORRELATED, self.codec.encode(second), key=found.b.thread_id.encode(), headers=[])
+            return {
+                "event": "correlation.first_phase",
+                "outcome": "candidates",
+                "candidates": len(second.candidates or ()),
+                **context,
+            }
+        if self._routed.decided_correlation(partition, found.correlation_id) or found.correlation_id in decided:
+            return {"event": "correlation.duplicate", "outcome": "duplicate", **context}
+        side = found.b
+        thread = self._routed.threads(partition).get(side.thread_id)
+        version = await self._latest_version(partition, side.thread_id) if thread is not None else None
+        recipients = correlation.told(found, thread, version, registry) if version is not None else []
+        if version is None:
+            return {"event": "correlation.decided", "outcome": "thread_unknown", "told": [], **context}
+        decision = self._copies(
+            outputs,
+            version,
+            correlation.verdicts(registry, recipients),
+            thread=side.thread_id,
+            headers=[],
+            scope=found.correlation_id,
+            correlated=found,
+        )
+        decision = msgspec.structs.replace(decision, correlation_id=found.correlation_id)
+        outputs.add(
+            ALERTS_ROUTED, self.codec.encode(decision), key=side.thread_id.encode(), headers=[], partition=partition
+        )
+        decisions.append(decision)
+        decided.add(found.correlation_id)
+        return {"event": "correlation.decided", "outcome": "decided", "told": recipients, **context}
 
     async def _versions(self, partition: int, since: datetime) -> list[AlertEnriched]:
         """Every alert of an alerts.enriched partition from about `since` (the broker's record times), in order."""
@@ -866,6 +1058,7 @@ class Router:
         request_id: str | None = None,
         scope: str | None = None,
         onward: dict[str, OnwardNotice] | None = None,
+        correlated: AlertCorrelated | None = None,
     ) -> AlertRouted:
         """Each recipient's copy for its topic (and webhook), added to `outputs`; the decision that records it all.
 
@@ -890,6 +1083,8 @@ class Router:
                     shared, encoded = copies.copy_for(verdict)
                 else:
                     shared = notice(enriched, verdict, now)
+                    if correlated is not None and verdict.event == CORRELATED:
+                        shared = correlation.notice(correlated, enriched, verdict.agency, now)
                     if onward is not None and verdict.event in ONWARD_EVENTS:
                         # Named by the thread, not this version: the requester may not hold (or know of) the
                         # latest version, which may be under embargo or a narrowing it was never sent.

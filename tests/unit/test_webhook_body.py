@@ -21,7 +21,7 @@ REMINDER = (
     b'{"type":"alert.escalated","timestamp":"2026-11-28T09:00:12.345000Z","data":{"alert_id":"a2",'
     b'"recipient":"JO-B","origin":"IQ-A","event_type":"alert.escalated","agreement_id":"",'
     b'"shared_at":"2026-11-28T09:00:12.345000Z","priority":1,"redacted_fields":[],"thread_id":"a1",'
-    b'"reason":"ack_overdue","onward":null,"alert":null}}'
+    b'"reason":"ack_overdue","onward":null,"correlation":null,"alert":null}}'
 )
 
 
@@ -42,7 +42,7 @@ def test_a_notices_body_is_pinned() -> None:
         b'{"type":"alert.withdrawn","timestamp":"2026-11-28T09:00:12.345000Z","data":{"alert_id":"alert-1",'
         b'"recipient":"SA-A","origin":"IQ-A","event_type":"alert.withdrawn","agreement_id":"",'
         b'"shared_at":"2026-11-28T09:00:12.345000Z","priority":1,"redacted_fields":[],"thread_id":"alert-0",'
-        b'"reason":"no_agreement","onward":null,"alert":null}}'
+        b'"reason":"no_agreement","onward":null,"correlation":null,"alert":null}}'
     )
 
     assert expected == webhook_request(notice(version, verdict, AT), "Expected", AT).payload
