@@ -216,6 +216,23 @@ async def test_the_tracker_writes_reminders_to_agency_alerts_topics_and_an_agenc
     assert own == {f"agency.{a}.alerts": False}
 
 
+async def test_the_tracker_reads_correlations_and_an_agency_neither_reads_nor_writes_them(world: World) -> None:
+    """alerts.correlated names both originators of every correlation: the tracker reads it for the duty desk
+    (and does not write it); an agency, even one whose alerts it names, may do neither."""
+    w = world
+    topic = ["alerts.correlated"]
+    agency = w.config(f"agency-{w.codes[0]}")
+    reads = [
+        await asyncio.to_thread(read_outcomes, w.config("service-tracker"), topic, "x"),
+        await asyncio.to_thread(read_outcomes, agency, topic, f"agency-{w.codes[0]}.probe"),
+    ]
+    writes = [
+        await asyncio.to_thread(write_outcomes, w.config("service-tracker"), topic),
+        await asyncio.to_thread(write_outcomes, agency, topic),
+    ]
+    assert (reads, writes) == ([{topic[0]: True}, {topic[0]: False}], [{topic[0]: False}, {topic[0]: False}])
+
+
 async def test_the_router_tells_every_agency_of_its_refused_follow_ups_and_writes_nothing_an_agency_writes(
     world: World,
 ) -> None:
