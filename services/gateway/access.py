@@ -3,6 +3,7 @@
     path_problem(request.match_info)              # None, or why the path names nothing (answered 404)
     outstanding_scope(principal, query.items())   # whose outstanding acks, or the refusal
     correlations_query(principal, query.items())  # the page of correlations asked for, or the refusal
+    desk_refusal(principal)                       # None for an operator; 403 for anyone else
 
 | rule | answer |
 |---|---|
@@ -94,10 +95,16 @@ class CorrelationsQuery:
     params: dict[str, str]
 
 
+def desk_refusal(principal: Principal) -> Refusal | None:
+    """The refusal of anyone but an operator on /v1/correlations and /v1/correlations/{id}, else None."""
+    return None if principal[0] == "operator" else Refusal(403, "forbidden", DESK_ONLY)
+
+
 def correlations_query(principal: Principal, query: Iterable[tuple[str, str]]) -> CorrelationsQuery | Refusal:
     """The page of GET /v1/correlations an operator asks for; an agency is refused before its query is read."""
-    if principal[0] != "operator":
-        return Refusal(403, "forbidden", DESK_ONLY)
+    refusal = desk_refusal(principal)
+    if refusal is not None:
+        return refusal
     items = list(query)
     problem = query_problem((name for name, _ in items), allowed={"limit", "before", "agency", "kind"})
     params = dict(items)

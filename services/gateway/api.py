@@ -33,7 +33,7 @@ from services.common.registry import CredentialsView, RegistryView
 from services.common.registry.model import Principal, Registry
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED, REQUESTS_ONWARD
 from services.gateway import intake
-from services.gateway.access import Refusal, correlations_query, outstanding_scope, path_problem
+from services.gateway.access import Refusal, correlations_query, desk_refusal, outstanding_scope, path_problem
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.ratelimit import RateLimiter, retry_after
 from services.gateway.settings import HttpSettings
@@ -459,8 +459,8 @@ class GatewayApi:
     async def correlation(self, request: web.Request) -> web.Response:
         """One correlation and whom the router told of it, for operators only."""
         kind, name = self._principal(request)
-        refusal = correlations_query((kind, name), ())
-        if isinstance(refusal, Refusal):
+        refusal = desk_refusal((kind, name))
+        if refusal is not None:
             return error(refusal.status, refusal.error, refusal.message)
         problem = path_problem(request.match_info)
         if problem is not None:
