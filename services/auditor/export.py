@@ -14,6 +14,12 @@ An agency B may see exactly two kinds of entry, and nothing else:
 |                                                    |          | otherwise left out (`reduced`)          |
 | another originator's alert withheld from B         | no       | (it would tell B the alert exists)      |
 | any decision about another agency's copy           | no       |                                         |
+| a decision about a correlation (kinds              | no       | it names the agencies told of the other |
+| `correlation_notified`, `correlation_withheld`),   |          | side's thread, and who holds it; B      |
+| even on B's own alert or to B                      |          | learns of a correlation by its notice   |
+
+Only the kinds of copies (`delivered`, `withheld`) are exported at all: an entry of another kind, one added
+later included, is left out until somebody adds it here on purpose.
 
 A received copy's reason is kept only when it is exactly what `KEPT_REASONS` writes for its rule; any other
 text (a rule added later, a withdrawal's "releasable_to names only ...") is left out, so a new reason is
@@ -62,8 +68,15 @@ class Exported(msgspec.Struct, frozen=True):
         return {"entry": entry, "reduced": list(self.reduced)}
 
 
+# The kinds of entries about copies of an alert (services/auditor/service.py): the only ones exported.
+COPY_KINDS = frozenset({"delivered", "withheld"})
+
+
 def visible_to(entry: AuditRecorded, agency: str) -> bool:
-    """Whether `agency` may see `entry` at all: it originated the alert, or the entry is its own copy."""
+    """Whether `agency` may see `entry` at all: it is about a copy, and `agency` originated the alert or the
+    entry is its own copy."""
+    if entry.kind not in COPY_KINDS:
+        return False
     return entry.origin == agency or (entry.agency == agency and entry.kind == "delivered")
 
 

@@ -47,12 +47,19 @@ CHECKPOINT_KEY = b"head"
 T = TypeVar("T", bound=msgspec.Struct)
 
 
+# The kinds of the entries of a decision about a correlation (an AlertRouted with correlation_id: who was sent
+# alert.correlated). Not a copy of its alert_id (the later thread's latest version): kinds of their own, so that
+# nothing reading the trail for copies (export.py) takes them for copies of that alert.
+CORRELATION_KINDS = {True: "correlation_notified", False: "correlation_withheld"}
+
+
 def entries_for(decision: AlertRouted, recorded_at: datetime) -> list[AuditRecorded]:
     """One unsealed entry per agency the decision covers."""
+    kinds = CORRELATION_KINDS if decision.correlation_id is not None else {True: "delivered", False: "withheld"}
     return [
         AuditRecorded(
             recorded_at=recorded_at,
-            kind="delivered" if d.delivered else "withheld",
+            kind=kinds[d.delivered],
             alert_id=decision.alert_id,
             msg_type=decision.msg_type,
             origin=decision.origin,

@@ -33,7 +33,7 @@ from services.common.registry import CredentialsView, RegistryView
 from services.common.registry.model import Principal, Registry
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED, REQUESTS_ONWARD
 from services.gateway import intake
-from services.gateway.access import Refusal, outstanding_scope, path_problem
+from services.gateway.access import Refusal, correlations_query, desk_refusal, outstanding_scope, path_problem
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.ratelimit import RateLimiter, retry_after
 from services.gateway.settings import HttpSettings
@@ -126,6 +126,9 @@ class GatewayApi:
             web.get("/v1/onward", self.onward_requests),
             web.get("/v1/onward/{request_id}", _checked(self.onward_request)),
             web.post("/v1/onward/{request_id}", _checked(self.answer_onward)),
+            web.get("/v1/correlations", self.correlations),
+            # Not _checked: an agency is refused (403) whatever id it names (correlation below).
+            web.get("/v1/correlations/{correlation_id}", self.correlation),
             web.get("/v1/schemas/{fingerprint}", self.schema),
         ]
 
@@ -440,6 +443,33 @@ class GatewayApi:
         if status != 200:
             return error(503, "unavailable", "the tracker cannot answer now; retry")
         return web.json_response(body)
+
+    async def correlations(self, request: web.Request) -> web.Response:
+        """The duty desk's view: correlations newest first, for operators only (access.py)."""
+        principal = self._principal(request)
+        query = correlations_query(principal, request.query.items())
+        if isinstance(query, Refusal):
+            return error(query.status, query.error, query.message)
+        viewer = {"viewer_kind": principal[0], "viewer": principal[1]}
+        status, body = await self._tracker_get(("correlations",), {**viewer, **query.params})
+        if status != 200:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body)
+
+    async def correlation(self, request: web.Request) -> web.Response:
+        """One correlation and whom the router told of it, for operators only."""
+        kind, name = self._principal(request)
+        refusal = desk_refusal((kind, name))
+        if refusal is not None:
+            return error(refusal.status, refusal.error, refusal.message)
+        problem = path_problem(request.match_info)
+        if problem is not None:
+            return error(404, "not_found", problem)
+        segments = ("correlations", request.match_info["correlation_id"])
+        status, body = await self._tracker_get(segments, {"viewer_kind": kind, "viewer": name})
+        if status not in (200, 404):
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body, status=status)
 
     async def schema(self, request: web.Request) -> web.Response:
         """The writer schema a record's header names (its 8 fingerprint bytes in hex), self-contained."""

@@ -7,9 +7,13 @@ ledger (state.py), what a request may carry by services/common/internal.py.
     GET /internal/outstanding[?agency=CODE]                                      acks still expected
     GET /internal/onward?viewer_kind=...&viewer=...                              onward-sharing requests it sees
     GET /internal/onward/{request_id}?viewer_kind=...&viewer=...                 one of them
+    GET /internal/correlations?viewer_kind=...&viewer=...[&limit=N&before=CURSOR&agency=CODE&kind=K]
+                                                          correlations newest first (operators only: 403)
+    GET /internal/correlations/{correlation_id}?viewer_kind=...&viewer=...       one of them (operators only)
 
 Every request carries the internal credential (401 without it); a query parameter that is unknown, repeated
-or missing is a 400; an alert id that is not a canonical UUID is a 404. Each check comes before any work,
+or missing is a 400, and so is a page that services/common/pages.py refuses; an alert, request or correlation
+id that is not a canonical UUID is a 404. Each check comes before any work,
 and every answer, these included, is a JSON body `{error, message}`.
 """
 
@@ -24,6 +28,7 @@ from pydantic import SecretStr
 
 from services.common.internal import is_alert_id, presented, query_problem
 from services.common.logs import get_logger
+from services.common.pages import key_of, limit_of, page_problem
 from services.tracker.state import Ledger, Viewer
 
 log = get_logger("rctc.tracker")
@@ -41,6 +46,8 @@ QUERIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "/internal/alerts/{alert_id}/recipient": (frozenset({"agency"}), frozenset({"agency"})),
     "/internal/onward": (VIEWER, VIEWER),
     "/internal/onward/{request_id}": (VIEWER, VIEWER),
+    "/internal/correlations": (VIEWER | {"limit", "before", "agency", "kind"}, VIEWER),
+    "/internal/correlations/{correlation_id}": (VIEWER, VIEWER),
 }
 
 
@@ -69,6 +76,8 @@ class InternalApi:
         app.router.add_get("/internal/alerts/{alert_id}/recipient", self._recipient)
         app.router.add_get("/internal/onward", self._onward_list)
         app.router.add_get("/internal/onward/{request_id}", self._onward_one)
+        app.router.add_get("/internal/correlations", self._correlation_list)
+        app.router.add_get("/internal/correlations/{correlation_id}", self._correlation_one)
         return app
 
     @web.middleware
@@ -91,6 +100,9 @@ class InternalApi:
             request_id = request.match_info.get("request_id")
             if request_id is not None and not is_alert_id(request_id):  # a UUID too
                 return _error(404, "not_found", "no such request")
+            correlation_id = request.match_info.get("correlation_id")
+            if correlation_id is not None and not is_alert_id(correlation_id):  # a uuid5, canonical
+                return _error(404, "not_found", "no such correlation")
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -123,6 +135,33 @@ class InternalApi:
             return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
         request_id = request.match_info["request_id"]
         status, body = await self._answer(lambda: self._ledger.onward_request(request_id, viewer))
+        return web.json_response(body, status=status, dumps=_dumps)
+
+    async def _correlation_list(self, request: web.Request) -> web.Response:
+        viewer = _viewer(request)
+        if viewer is None:
+            return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
+        query = request.query
+        problem = page_problem(query.get("limit"), query.get("before"))
+        if problem is not None:
+            return _error(400, "bad_request", problem)
+        before = query.get("before")
+        status, body = self._ledger.correlation_page(
+            viewer,
+            limit_of(query.get("limit")),
+            key_of(before) if before is not None else None,
+            query.get("agency"),
+            query.get("kind"),
+        )
+        return web.json_response(body, status=status, dumps=_dumps)
+
+    async def _correlation_one(self, request: web.Request) -> web.Response:
+        viewer = _viewer(request)
+        if viewer is None:
+            return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
+        # Not through the answerer (which reads alerts.routed up to its end): an operator's view may lag the
+        # correlator by the tracker's batch (half a second); nobody acts on a correlation's absence.
+        status, body = self._ledger.correlation(request.match_info["correlation_id"], viewer)
         return web.json_response(body, status=status, dumps=_dumps)
 
     async def _as_viewer(self, request: web.Request, query: Callable[[str, Viewer], Answer]) -> web.Response:

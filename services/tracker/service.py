@@ -1,7 +1,8 @@
-"""The tracker: follows alerts.routed, deliveries.events, acks.submitted, alerts.escalations and alerts.rejected
-from the beginning, folds them into a `Ledger`, raises escalations for missed deadlines and reminds the recipients
-(escalation.py), and answers the gateway's status queries on an internal HTTP API. It follows the registry
-only to know which agencies can still be reminded.
+"""The tracker: follows alerts.routed, deliveries.events, acks.submitted, alerts.escalations, alerts.rejected and
+alerts.correlated (for the duty desk's view of correlations) from the beginning, folds them into a `Ledger`,
+raises escalations for missed deadlines and reminds the recipients (escalation.py), and answers the gateway's
+status queries on an internal HTTP API. It follows the registry only to know which agencies can still be
+reminded.
 
 Its state is derived from the topics alone, so a restart rebuilds it by reading them again and nothing is
 committed. Every replica reads every partition and so answers any query itself. Raising escalations is
@@ -35,6 +36,7 @@ from services.common.ops import bound_port
 from services.common.quarantine import Quarantine, noted
 from services.common.records import (
     AckSubmitted,
+    AlertCorrelated,
     AlertRejected,
     AlertRouted,
     DeliveryAttempted,
@@ -44,6 +46,7 @@ from services.common.records import (
 from services.common.registry import RegistryView
 from services.common.topics import (
     ACKS_SUBMITTED,
+    ALERTS_CORRELATED,
     ALERTS_ESCALATIONS,
     ALERTS_REJECTED,
     ALERTS_ROUTED,
@@ -56,8 +59,9 @@ from services.tracker.settings import TrackerSettings
 from services.tracker.state import Ledger
 
 log = get_logger("rctc.tracker")
-# alerts.rejected: the versions refused before routing, whose originator asks about them (state.py).
-TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_REJECTED)
+# alerts.rejected: the versions refused before routing, whose originator asks about them (state.py);
+# alerts.correlated: what the correlator found, for the duty desk (correlations.py).
+TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_REJECTED, ALERTS_CORRELATED)
 
 TIME_TO_ACK = Histogram(
     "rctc_time_to_ack_seconds",
@@ -280,7 +284,14 @@ class Tracker:
         if topic == ALERTS_ROUTED:
             routed = self.codec.decode(value, AlertRouted)
             self.ledger.apply_routed(routed, partition)
-            if live:
+            if live and routed.correlation_id is not None:
+                log.info(
+                    "correlation.notified",
+                    correlation_id=routed.correlation_id,
+                    alert_id=routed.alert_id,
+                    notified=sorted(d.agency for d in routed.decisions if d.delivered),
+                )
+            elif live:
                 log.info(
                     "alert.tracked",
                     alert_id=routed.alert_id,
@@ -293,6 +304,8 @@ class Tracker:
             self.ledger.apply_escalation(self.codec.decode(value, EscalationRaised))
         elif topic == ALERTS_REJECTED:
             self.ledger.apply_rejected(self.codec.decode(value, AlertRejected))
+        elif topic == ALERTS_CORRELATED:
+            self.ledger.apply_correlated(self.codec.decode(value, AlertCorrelated))
         else:
             ack = self.codec.decode(value, AckSubmitted)
             changed = self.ledger.apply_ack(ack)

@@ -15,6 +15,11 @@ Visibility: the originator and operators see every recipient and the routing dec
 only its own row (and is refused the routing decision); anyone else gets exactly the answer given for an
 alert that does not exist (`unknown`), so an id cannot be probed to learn that an alert exists.
 
+The router's decision about a correlation (an AlertRouted with `correlation_id`) is not a version of its alert:
+it goes to the duty desk's view of correlations (correlations.py) and nowhere else, never to the alert's
+status, routing or waits (it would replace the later alert's recipients with the agencies told of the
+correlation). Only operators see that view: an agency learns of a correlation through its own notice.
+
 A version refused before it was routed (alerts.rejected: the enricher or the router) has no recipients. Its
 originator sees it refused with the code and message the refusing stage marked as safe to tell it
 (router/refusals.py: nothing of another agency's thread), operators with the full reason as well; anyone
@@ -32,14 +37,17 @@ from typing import Any, Literal
 import msgspec
 
 from services.common.events import CONTENT_EVENTS, ONWARD_EVENTS, UPDATED, WITHDRAWN, event_of
+from services.common.pages import Key
 from services.common.records import (
     AckSubmitted,
+    AlertCorrelated,
     AlertRejected,
     AlertRouted,
     DeliveryAttempted,
     EscalationRaised,
     RoutingDecision,
 )
+from services.tracker.correlations import CorrelationDesk, CorrelationLimits
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
 
@@ -237,7 +245,7 @@ REFUSING_STAGES = frozenset({"enricher", "router"})
 
 
 class Ledger:
-    def __init__(self, early: EarlyLimits | None = None) -> None:
+    def __init__(self, early: EarlyLimits | None = None, correlations: CorrelationLimits | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
         # Versions refused before routing, by alert id: `error` and `message` are what the originator may be told.
         self.refused: dict[str, AlertRejected] = {}
@@ -259,6 +267,8 @@ class Ledger:
         self.onward: dict[str, OnwardView] = {}
         self._onward_of: dict[str, dict[str, None]] = {}
         self._onward_thread: dict[str, list[str]] = {}  # thread id -> its requests
+        # The duty desk's view of correlations and of whom the router told of each (bounded).
+        self.correlations = CorrelationDesk(correlations)
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -267,6 +277,11 @@ class Ledger:
         return {"not_a_recipient": self._not_recipient, "early_evicted": self._early.evicted}
 
     def apply_routed(self, routed: AlertRouted, partition: int = 0) -> None:
+        if routed.correlation_id is not None:
+            # First: whom the router told of a correlation, not a version of `alert_id`. Folded into the
+            # alert's views it would replace the later alert's recipients and start waits nobody owes.
+            self.correlations.apply_decision(routed)
+            return
         if routed.onward is not None:
             self._apply_onward(routed)
             if routed.alert_id not in self.alerts:
@@ -411,6 +426,27 @@ class Ledger:
                 row = self.alerts[alert_id].recipients.get(agency)
                 if row is not None and row.state not in ENDED:
                     row.state = end
+
+    def apply_correlated(self, found: AlertCorrelated) -> bool:
+        """A correlation for the duty desk; False when it changes nothing (correlations.py)."""
+        return self.correlations.apply_correlated(found)
+
+    def correlation_page(
+        self, viewer: Viewer, limit: int, before: Key | None, agency: str | None, kind: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        """Correlations newest first, for operators only (`agency`: either originator or a notified agency)."""
+        if viewer.kind != "operator":
+            return _desk_only()
+        views, after = self.correlations.page(limit, before, agency, kind)
+        return 200, {"correlations": msgspec.to_builtins(views), "next": after}
+
+    def correlation(self, correlation_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+        if viewer.kind != "operator":
+            return _desk_only()
+        view = self.correlations.views.get(correlation_id)
+        if view is None:
+            return 404, {"error": "not_found", "message": f"no correlation {correlation_id} is known"}
+        return 200, msgspec.to_builtins(view)
 
     def apply_rejected(self, rejected: AlertRejected) -> None:
         """A version refused before routing (the first refusal of an id stands: a repeat is the same version)."""
@@ -615,6 +651,12 @@ def _row(routed: AlertRouted, d: RoutingDecision) -> RecipientState:
 
 _NOTICE_RECIPIENT_SEES = frozenset({"alert_id", "origin", "msg_type", "routed_at"})
 _RECIPIENT_SEES = _NOTICE_RECIPIENT_SEES | {"severity", "urgency"}
+
+
+def _desk_only() -> tuple[int, dict[str, Any]]:
+    """The view names both originators and every agency told: an agency is told of a correlation only by its
+    own alert.correlated notice (the gateway refuses it first, gateway/access.py)."""
+    return 403, {"error": "forbidden", "message": "the duty desk's view of correlations is for operators"}
 
 
 def unknown(alert_id: str) -> tuple[int, dict[str, Any]]:

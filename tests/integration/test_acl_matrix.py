@@ -216,6 +216,22 @@ async def test_the_tracker_writes_reminders_to_agency_alerts_topics_and_an_agenc
     assert own == {f"agency.{a}.alerts": False}
 
 
+async def test_the_tracker_reads_correlations_and_an_agency_neither_reads_nor_writes_them(world: World) -> None:
+    """alerts.correlated names both originators of every correlation: the tracker reads it for the duty desk
+    (and does not write it); an agency, even one whose alerts it names, cannot even see that it exists (a read
+    of a topic it may not describe is never answered: only the matrix's described topics are read) nor write it."""
+    w = world
+    topic = ["alerts.correlated"]
+    agency = w.config(f"agency-{w.codes[0]}")
+    tracker_reads = await asyncio.to_thread(read_outcomes, w.config("service-tracker"), topic, "x")
+    agency_sees = topic[0] in await asyncio.to_thread(described, agency)
+    writes = [
+        await asyncio.to_thread(write_outcomes, w.config("service-tracker"), topic),
+        await asyncio.to_thread(write_outcomes, agency, topic),
+    ]
+    assert (tracker_reads, agency_sees, writes) == ({topic[0]: True}, False, [{topic[0]: False}] * 2)
+
+
 async def test_the_router_tells_every_agency_of_its_refused_follow_ups_and_writes_nothing_an_agency_writes(
     world: World,
 ) -> None:

@@ -57,3 +57,20 @@ def test_the_router_writes_an_agencys_alerts_and_rejections_and_reads_none_of_it
         "service-router write topic agency.IQ-NAB.rejections",
     ]
     assert "service-gateway write topic agency.IQ-NAB.rejections" in on_agency_topics("service-gateway")
+
+
+def test_the_tracker_reads_correlations_and_no_agency_may() -> None:
+    """alerts.correlated names both originators of every correlation: the correlator and the router write it,
+    the router and the tracker (the duty desk's view) and operators read it, and no agency does anything with it.
+    The ACL matrix (tests/integration/test_acl_matrix.py) follows the declaration; this pins the declaration."""
+    wanted = desired_acls(load_declarations(), [AgencyAccess("IQ-NAB", True)], client_id_prefix="rctc")
+    on_topic = sorted(
+        f"{a.principal} {a.operation}" for a in wanted if (a.resource, a.name) == ("topic", "alerts.correlated")
+    )
+    assert on_topic == [
+        "operator-cli read",
+        "service-correlator write",
+        "service-router read",
+        "service-router write",
+        "service-tracker read",
+    ]

@@ -6,12 +6,14 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.auditor.chain import seal
 from services.auditor.export import partner_share, reason_kept
-from services.common.records import AuditRecorded
+from services.auditor.service import CORRELATION_KINDS, entries_for
+from services.common.records import AlertRouted, AuditRecorded, RoutingDecision
 from services.common.registry import AgencyEntry, Agreement, Registry, RegistryPublished
 from services.router.policy import decide
 from tests.unit.samples import enriched, sample_alert
@@ -59,7 +61,7 @@ def trails(draw: st.DrawFn) -> list[AuditRecorded]:
         unsealed = entry(
             draw(st.sampled_from(CODES)),
             draw(st.sampled_from(CODES)),
-            draw(st.sampled_from(["delivered", "withheld"])),
+            draw(st.sampled_from(["delivered", "withheld", *CORRELATION_KINDS.values()])),
             rule,
             reason,
             agreement,
@@ -78,8 +80,11 @@ def partner_hash(line: dict[str, object]) -> str:
 @given(trails(), st.sampled_from(CODES))
 def test_export_holds_exactly_what_the_partner_may_see(trail: list[AuditRecorded], partner: str) -> None:
     """An entry is exported iff the partner is among those who may see it: the alert's originator, and the
-    agency a copy was delivered to; in trail order."""
-    may_see = [{e.origin} | ({e.agency} if e.kind == "delivered" else set()) for e in trail]
+    agency a copy was delivered to; never an entry about a correlation; in trail order."""
+    copies = ("delivered", "withheld")
+    may_see = [
+        {e.origin} | ({e.agency} if e.kind == "delivered" else set()) if e.kind in copies else set() for e in trail
+    ]
     expected = [e.seq for e, who in zip(trail, may_see, strict=True) if partner in who]
     assert expected == [x.entry.seq for x in partner_share(trail, partner)]
 
@@ -164,3 +169,55 @@ def test_the_reason_the_router_writes_for_a_copy_is_kept() -> None:
     assert expected == [
         reason_kept(entry("IQ-A", v.agency, "delivered", v.rule, v.reason, v.agreement_id)) for v in (copy, withheld)
     ]
+
+
+def test_a_decision_about_a_correlation_is_in_no_partners_export() -> None:
+    """The router's decision about a correlation names JO-B's later alert, whose originator it is: its entries
+    (whom the router told of the other thread, IQ-A's, and whom not) are in neither JO-B's export nor the
+    export of an agency told, while JO-B's own alert's decisions still are."""
+    copies = AlertRouted(
+        alert_id=ALERT_IDS[1],
+        origin="JO-B",
+        msg_type="Alert",
+        severity="Severe",
+        urgency="Expected",
+        routed_at=AT,
+        registry_version=3,
+        decisions=(
+            RoutingDecision(
+                agency="SA-C", delivered=True, rule="shared", reason="shared under AG-1", agreement_id="AG-1"
+            ),
+            RoutingDecision(agency="KW-D", delivered=False, rule="no_agreement", reason="no agreement"),
+        ),
+    )
+
+    correlation = msgspec.structs.replace(
+        copies,
+        decisions=(
+            RoutingDecision(
+                agency="JO-B", delivered=True, rule="correlated", reason="entitled to both", event="alert.correlated"
+            ),
+            RoutingDecision(
+                agency="SA-C", delivered=True, rule="correlated", reason="entitled to both", event="alert.correlated"
+            ),
+            RoutingDecision(
+                agency="IQ-A", delivered=True, rule="correlated", reason="entitled to both", event="alert.correlated"
+            ),
+            RoutingDecision(agency="KW-D", delivered=False, rule="not_entitled", reason="not entitled to both"),
+        ),
+        correlation_id="6f1c0d2e-3b4a-5c6d-8e7f-901234567890",
+    )
+    trail: list[AuditRecorded] = []
+    for unsealed in [*entries_for(copies, AT), *entries_for(correlation, AT)]:
+        trail.append(seal(unsealed, trail[-1] if trail else None))
+    kinds = [e.kind for e in trail]
+    assert kinds == ["delivered", "withheld", *["correlation_notified"] * 3, "correlation_withheld"]
+    exported = {code: [(x.entry.agency, x.entry.kind) for x in partner_share(trail, code)] for code in CODES}
+    expected = {
+        "IQ-A": [],
+        "JO-B": [("SA-C", "delivered"), ("KW-D", "withheld")],
+        "SA-C": [("SA-C", "delivered")],
+        "KW-D": [],
+        "EG-E": [],
+    }
+    assert expected == exported

@@ -120,36 +120,39 @@ async def serve(app: web.Application, stack: AsyncExitStack) -> str:
     return f"http://127.0.0.1:{bound_port(runner)}"
 
 
+async def gateway_over(ledger: Ledger, codec: Codec, stack: AsyncExitStack) -> Exchange:
+    """A gateway in front of the tracker's internal API over `ledger`, both served until `stack` closes."""
+
+    async def answer(query: Any) -> Answer:
+        return query()  # type: ignore[no-any-return]
+
+    tracker_url = await serve(InternalApi(ledger, answer, TOKEN).app(), stack)
+    exchange = Exchange(url="")
+
+    async def on_request_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        exchange.calls.append((params.method, params.url, dict(params.headers)))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    # As service.py builds it: the session to the tracker carries the internal credential.
+    tracker = await stack.enter_async_context(
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN.get_secret_value()}"}, trace_configs=[trace])
+    )
+    api = GatewayApi(*registry_views(codec), lambda: Accepts(), tracker, tracker_url, KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
+    app = web.Application(middlewares=[api.middleware])
+    app.add_routes(api.routes())
+    exchange.url = await serve(app, stack)
+    exchange.api = api
+    return exchange
+
+
 @pytest.fixture
 async def exchange(codec: Codec) -> AsyncIterator[Exchange]:
     ledger = Ledger()
     ledger.apply_routed(routed(ALERT, ORIGIN, RECIPIENT, STRANGER))
     ledger.apply_routed(routed(SECRET, STRANGER, ORIGIN, RECIPIENT))
-
-    async def answer(query: Any) -> Answer:
-        return query()  # type: ignore[no-any-return]
-
     async with AsyncExitStack() as stack:
-        tracker_url = await serve(InternalApi(ledger, answer, TOKEN).app(), stack)
-        exchange = Exchange(url="")
-
-        async def on_request_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
-            exchange.calls.append((params.method, params.url, dict(params.headers)))
-
-        trace = aiohttp.TraceConfig()
-        trace.on_request_start.append(on_request_start)
-        # As service.py builds it: the session to the tracker carries the internal credential.
-        tracker = await stack.enter_async_context(
-            aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {TOKEN.get_secret_value()}"}, trace_configs=[trace]
-            )
-        )
-        api = GatewayApi(*registry_views(codec), lambda: Accepts(), tracker, tracker_url, KeyReuseGuard(10))  # type: ignore[arg-type, return-value]
-        app = web.Application(middlewares=[api.middleware])
-        app.add_routes(api.routes())
-        exchange.url = await serve(app, stack)
-        exchange.api = api
-        yield exchange
+        yield await gateway_over(ledger, codec, stack)
 
 
 ENDPOINTS = [("GET", ""), ("GET", "/routing"), ("POST", "/ack")]

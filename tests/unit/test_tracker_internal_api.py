@@ -33,6 +33,7 @@ ROUTES = [
     f"/internal/alerts/{ALERT}/routing?{VIEW}",
     f"/internal/alerts/{ALERT}/recipient?agency={RECIPIENT}",
     "/internal/outstanding",
+    "/internal/correlations?viewer_kind=operator&viewer=desk&limit=5&agency=JO-B&kind=phone",
 ]
 
 
@@ -109,6 +110,13 @@ async def test_the_internal_credential_opens_every_route(tracker: str, route: st
         f"/internal/alerts/{ALERT}/recipient?agency={RECIPIENT}&{VIEW}",
         f"/internal/outstanding?agency={RECIPIENT}&agency={ORIGIN}",
         "/internal/outstanding?viewer_kind=operator",
+        "/internal/correlations",
+        "/internal/correlations?viewer_kind=operator&viewer=desk&limit=0",
+        "/internal/correlations?viewer_kind=operator&viewer=desk&limit=201",
+        "/internal/correlations?viewer_kind=operator&viewer=desk&limit=1&limit=2",
+        "/internal/correlations?viewer_kind=operator&viewer=desk&before=yesterday",
+        "/internal/correlations?viewer_kind=operator&viewer=desk&page=2",
+        f"/internal/correlations/{ALERT}?viewer_kind=operator&viewer=desk&agency=JO-B",
     ],
 )
 async def test_unknown_repeated_or_missing_query_parameters_are_400(tracker: str, raw: str) -> None:
@@ -122,9 +130,20 @@ async def test_unknown_repeated_or_missing_query_parameters_are_400(tracker: str
     [ALERT.upper(), ALERT + "%00", ALERT + "%2F..", "..", "%2E%2E", ALERT.replace("-", ""), ALERT + "%23", "x"],
 )
 async def test_a_malformed_alert_id_is_404(tracker: str, alert_id: str) -> None:
-    """Only a canonical UUID names an alert, here as at the gateway."""
+    """Only a canonical UUID names an alert, here as at the gateway (and a correlation)."""
     status, _, body = await get(tracker, f"/internal/alerts/{alert_id}?{VIEW}", GOOD)
     assert (status, body["error"]) == (404, "not_found")
+    status, _, body = await get(tracker, f"/internal/correlations/{alert_id}?viewer_kind=operator&viewer=d", GOOD)
+    assert (status, body["error"]) == (404, "not_found")
+
+
+async def test_correlations_are_refused_to_an_agency_viewer_even_with_the_credential(tracker: str) -> None:
+    """The tracker keeps the operators-only rule itself, should a caller holding the credential ask as an agency."""
+    answers = [
+        await get(tracker, f"/internal/correlations?{VIEW}", GOOD),
+        await get(tracker, f"/internal/correlations/{ALERT}?{VIEW}", GOOD),
+    ]
+    assert [(status, body["error"]) for status, _, body in answers] == [(403, "forbidden")] * 2
 
 
 @pytest.mark.parametrize(
