@@ -62,7 +62,17 @@ INDICATOR_KINDS: tuple[str, ...] = (
 SUBJECT_KINDS: tuple[str, ...] = ("name", "identifier")
 KINDS: tuple[str, ...] = INDICATOR_KINDS + SUBJECT_KINDS
 
-_REFANG = (("[.]", "."), ("(.)", "."), ("[dot]", "."), ("hxxp", "http"), ("[@]", "@"), ("[:]", ":"))
+_REFANG = (
+    ("[.]", "."),
+    ("(.)", "."),
+    ("[dot]", "."),
+    ("(dot)", "."),
+    ("hxxp", "http"),
+    ("[@]", "@"),
+    ("[at]", "@"),
+    ("(at)", "@"),
+    ("[:]", ":"),
+)
 _NOT_DIGIT = re.compile(r"\D")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _NOT_WORD = re.compile(r"[^\w]+")

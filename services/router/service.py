@@ -648,13 +648,22 @@ class Router:
                         continue
                 reader.seek(otp, resume)
                 follower.claims[otp.partition] = self._claims.get(tp, 0)
+                log.info(
+                    "router.follower_positioned",
+                    topic=otp.topic,
+                    partition=otp.partition,
+                    committed=committed,
+                    logged=logged,
+                    resume_from=resume,
+                )
 
     async def _window_start(self, reader: AIOKafkaConsumer, otp: TopicPartition) -> int:
         """The first offset of `otp` within the de-duplication window (its end if none is)."""
         since = int((utcnow() - timedelta(hours=self.settings.dedup_window_hours)).timestamp() * 1000)
+        # The end first: asked after a search that found nothing, it would pass a record written in between.
+        end: int = (await reader.end_offsets([otp]))[otp]
         found = (await reader.offsets_for_times({otp: since})).get(otp)
-        offset: int = found.offset if found is not None else (await reader.end_offsets([otp]))[otp]
-        return offset
+        return found.offset if found is not None else end
 
     async def _onward_partition(
         self, tp: TopicPartition, otp: TopicPartition, records: list[ConsumerRecord]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.router.backlog import Backlog
 
 
@@ -28,3 +30,31 @@ def test_a_take_never_mixes_claims() -> None:
     b.add(3, [5])
     b.clear()
     assert len(b) == 0 and not b
+
+
+class _Racing:
+    """A partition that is empty when asked for its end, and gains a record before the search by time."""
+
+    def __init__(self) -> None:
+        self.end = 0
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(partitions, self.end)
+
+    async def offsets_for_times(self, query: dict[Any, int]) -> dict[Any, None]:
+        self.end += 1  # the correlator writes a record meanwhile; it is newer than the window's start
+        return dict.fromkeys(query)
+
+
+async def test_a_record_written_while_the_window_start_is_sought_is_read() -> None:
+    """With no record in the window yet, a follower starts at the end the partition had BEFORE the search: a
+    record written in between is read (it once started after it, and a correlation was never told)."""
+    from aiokafka import TopicPartition
+
+    from services.common.settings import KafkaSettings
+    from services.router.service import build
+    from services.router.settings import RouterSettings
+
+    router = build(RouterSettings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1")))
+    reader = _Racing()
+    assert await router._window_start(reader, TopicPartition("alerts.correlated", 0)) == 0  # type: ignore[arg-type]
