@@ -853,6 +853,7 @@ class Router:
             horizons.pop(record.offset, None)
         for line in lines:
             (log.warning if line["outcome"] == "ignored" else log.info)(line.pop("event"), **line)
+            RECORDS.labels(self.name, ALERTS_CORRELATED, line["outcome"]).inc()
         return len(ready)
 
     # How long a correlation waits for its partition's routing to pass its horizon (_correlated_partition).
