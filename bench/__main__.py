@@ -12,7 +12,10 @@ apart on the same broker does. Steps, each on a fresh consumer group and a quiet
    by a ramp), then alerts submitted to the gateway at a constant rate (--rate; then half of that saturation),
    latency from submit to each agency's topic and to each webhook receiver; CPU seconds and peak memory
 5. burst: ten times that rate for ten seconds; nothing lost, and how soon latency is back under target
-6. what security costs: just before step 4, the same pipeline on a plaintext broker (no TLS, no SCRAM, no
+6. the correlator (issue 16; bench/correlator.py): its throughput on a backlog of overlapping alerts (after
+   step 3, as a ratio to the faust pass-through of step 1), and after step 4, on the pipeline's broker with
+   the services stopped, whether its lag stays flat while alerts arrive at half the pipeline's saturation
+7. what security costs: just before step 4, the same pipeline on a plaintext broker (no TLS, no SCRAM, no
    authorizer; `kafka-local.sh --plaintext`, which nothing but this step uses), its saturation and its step
    at --rate only; the secured/plaintext saturation ratio against issue 14's 0.8 and the latency and CPU
    the security adds (bench/security_cost.py). --no-plaintext leaves it out.
@@ -37,6 +40,7 @@ from bench.baselines import (
     prepare_input,
     router_layout,
 )
+from bench.correlator import correlator_lag, correlator_throughput, half_rate
 from bench.harness import ROOT, Broker, TimedReceivers, collector_off
 from bench.pipeline import pipeline
 from bench.report import write_report
@@ -113,6 +117,7 @@ async def main(args: argparse.Namespace) -> None:
             report["dispatcher"] = await dispatcher_saturation(bench, deliveries, http_base["per_second"])
             delivered = report["dispatcher"]["per_second"]
             report["dispatcher"]["ratio_to_consume_post_record"] = round(delivered / consume_post["per_second"], 3)
+            report["correlator"] = await correlator_throughput(bench, args.correlator_alerts, faust["per_second"])
         # Brokers of their own: services starting on the saturation steps' topics would first work through
         # their backlogs (every group starts from the beginning), and measure that instead. The plaintext
         # baseline goes first so that its ramp and the secured one are minutes apart, under the same harness.
@@ -128,6 +133,10 @@ async def main(args: argparse.Namespace) -> None:
             # At --rate, and for a shorter while at half the pipeline's own saturation (measured in the step).
             with collector_off():
                 report["pipeline"] = await pipeline(bench, args.rate, args.seconds, args.burst)
+            # The services have stopped: the cores are the correlator's, fed at half the saturation just found.
+            rate, source = half_rate(report["pipeline"])
+            report["correlator_lag"] = await correlator_lag(bench, rate)
+            report["correlator_lag"]["rate_source"] = source
         if args.plaintext:
             report["security_cost"] = security_cost(report["pipeline"], report["plaintext_pipeline"])
     finally:
@@ -140,6 +149,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=20_000, help="records for the raw Kafka baseline")
     parser.add_argument("--alerts", type=int, default=5_000, help="backlog for router saturation")
+    parser.add_argument("--correlator-alerts", type=int, default=3_000, help="backlog for correlator throughput")
     parser.add_argument("--deliveries", type=int, default=20_000, help="backlog for dispatcher saturation")
     parser.add_argument("--seconds", type=float, default=20, help="constant-rate phase of the pipeline run")
     parser.add_argument("--rate", type=float, default=20, help="constant rate of the latency step, alerts/s")

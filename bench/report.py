@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.correlator import rows as correlator_rows
 from bench.workload import RECIPIENTS
 
 
@@ -91,6 +92,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"| CPU per 1,000 alerts fanned out | {p['cpu_s_per_1000_alerts']['total']} s (all services) | |",
         f"| peak memory | {', '.join(f'{k} {v} MB' for k, v in p['peak_rss_mb'].items())} | |",
     ]
+    lines += correlator_rows(report)
     if "security_cost" in report:
         lines += _security(report["security_cost"], report["plaintext_pipeline"])
     if "burst" in p:

@@ -291,3 +291,29 @@ async def read_decoded(
             )
             continue
         yield record, value
+
+
+async def commit_at_end(kafka: KafkaSettings, group: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """Commit `group`'s offsets at the current end of `topics` (`kafka-consumer-groups --reset-offsets
+    --to-latest`): a service that then starts in that group reads only what arrives after. Returns them.
+
+    For a group with no active member (the broker refuses a commit from outside a live generation), by a
+    principal allowed the group; `group` is the full id (`group_id`, or a faust app's id). Tests and the
+    benchmark start services on a broker that earlier steps left records on, which a group starting from
+    the earliest offset would first work through.
+    """
+    c = AIOKafkaConsumer(
+        **connection(kafka),
+        client_id=f"{kafka.client_id_prefix}-commit-at-end",
+        group_id=group,
+        enable_auto_commit=False,
+    )
+    await c.start()
+    try:
+        partitions = await partitions_of(c, topics)
+        c.assign(partitions)
+        ends: dict[TopicPartition, int] = await c.end_offsets(partitions)
+        await c.commit(ends)
+        return ends
+    finally:
+        await c.stop()
