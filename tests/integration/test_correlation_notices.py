@@ -11,41 +11,17 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer
 
 from services.common.codec import Codec
-from services.common.kafka import connection, partitions_of, produce_all
+from services.common.kafka import commit_at_end, group_id, produce_all
 from services.common.records import AlertCorrelated, AlertRouted, AlertShared
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
-from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, ALERTS_ROUTED, CORRELATOR_SIGHTINGS, agency_topic
-from services.correlator.app import app_id
+from services.common.topics import ALERTS_CORRELATED, ALERTS_ROUTED, ALERTS_SUBMITTED, agency_topic
 from services.demo.receivers import Receivers
-from tests.support.system import service_principals, system
+from tests.integration.test_correlator import fresh_phone, fresh_wallet, starts_after_the_backlog
+from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
-
-
-async def skip_backlog(kafka: KafkaSettings, group: str, topics: list[str]) -> None:
-    """Commit `group`'s offsets at the end of `topics`: the correlator starts after what earlier tests left."""
-    reader = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **connection(kafka))
-    await reader.start()
-    try:
-        partitions = await partitions_of(reader, topics)
-        ends = await reader.end_offsets(partitions)
-        reader.assign(partitions)
-        await reader.commit({tp: end for tp, end in ends.items()})
-    finally:
-        await reader.stop()
-
-
-def fresh_phone() -> tuple[str, str]:
-    digits = f"{uuid.uuid4().int % 10**7:07d}"
-    return f"+964 770 {digits[:3]} {digits[3:]}", f"+964770{digits}"
-
-
-def fresh_wallet() -> str:
-    hexdigits = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    return "0x" + "".join(c.upper() if i % 3 == 0 else c for i, c in enumerate(hexdigits))
 
 
 async def test_each_agency_reading_the_value_in_both_alerts_is_told_once(
@@ -69,8 +45,9 @@ async def test_each_agency_reading_the_value_in_both_alerts_is_told_once(
     for code, keys in cast.secrets.items():
         rcv.register(code, keys)
     await publish_registry(kafka, codec, doc, source="correlation", replication_factor=1)
-    principal = (await service_principals(kafka))["correlator"]
-    await skip_backlog(kafka, app_id(principal), [ALERTS_ENRICHED, CORRELATOR_SIGHTINGS])
+    # The correlator and the enricher start after what earlier tests left (tests/integration/test_correlator.py).
+    await starts_after_the_backlog(kafka)
+    await commit_at_end(kafka, group_id(kafka, "enricher"), [ALERTS_SUBMITTED])
 
     phone_written, phone = fresh_phone()
     wallet = fresh_wallet()
