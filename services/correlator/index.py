@@ -6,7 +6,8 @@
     step.outcome   # why: "new", "repeat", "replay", "over_cap"
 
 An entry holds at most one sighting per thread: the first alert of the thread that carried the value (an
-Update repeating it adds nothing). A correlation is one pair of threads from different originators sharing
+Update repeating it adds nothing). A thread is its id and its originator: what another agency sends naming the
+thread (which the router refuses) is a thread of its own here, which correlates with nothing of the thread. A correlation is one pair of threads from different originators sharing
 one value within the window, named by its two alerts, so it is found once however many versions repeat the
 value. The rules, in order:
 
@@ -65,7 +66,10 @@ def correlates(x: Sighting, y: Sighting, window: timedelta) -> bool:
 
 def record(entries: Sequence[Sighting], seen: Sighting, *, window: timedelta, cap: int) -> Step:
     """What `seen` does to the entry `entries` of its value (see the module's table)."""
-    same_thread = next((e for e in entries if e.thread_id == seen.thread_id), None)
+    # A thread is its id AND its originator: a follow-up another agency sends naming someone's thread is refused
+    # by the router, but reaches here first, and must not take the thread's place (it would make the thread's
+    # own later version carrying the value a `repeat`, and hide its correlations: red team).
+    same_thread = next((e for e in entries if e.thread_id == seen.thread_id and e.origin == seen.origin), None)
     if same_thread is not None:
         if same_thread.alert_id != seen.alert_id:
             return Step(list(entries), [], "repeat")

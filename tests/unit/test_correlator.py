@@ -182,6 +182,20 @@ def test_an_update_repeating_a_value_adds_nothing_and_a_replay_emits_again() -> 
     assert [(x.alert_id, y.alert_id) for x, y in replay.pairs] == [("a-1", "b-1")]
 
 
+def test_a_follow_up_from_another_agency_naming_a_thread_does_not_take_its_place() -> None:
+    """SA sends an Update naming IQ's thread with a value IQ's thread does not carry yet (the router refuses it,
+    after the correlator indexed it): IQ's own later Update carrying the value is still the thread's sighting, and
+    correlates with JO's alert; SA's and IQ's sightings of the one thread never pair."""
+    probe = seen("probe", "SA-D", thread="iq-1")
+    step = record([], probe, window=WINDOW, cap=50)
+    iq_update = seen("iq-2", "IQ-A", thread="iq-1", at=T0 + timedelta(hours=1))
+    step = record(step.entries, iq_update, window=WINDOW, cap=50)
+    assert (step.outcome, step.pairs) == ("new", [])
+    jo = seen("jo-1", "JO-B", at=T0 + timedelta(hours=2))
+    step = record(step.entries, jo, window=WINDOW, cap=50)
+    assert {(a.alert_id, b.alert_id) for a, b in step.pairs} == {("probe", "jo-1"), ("iq-2", "jo-1")}
+
+
 def test_a_value_carried_by_too_many_threads_stops_correlating() -> None:
     """Past the cap, a new thread is neither added nor correlated (an over-correlating value)."""
     entries = [seen(f"x-{i}", f"O-{i}") for i in range(3)]
