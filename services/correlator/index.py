@@ -7,7 +7,8 @@
 
 An entry holds at most one sighting per thread: the first alert of the thread that carried the value (an
 Update repeating it adds nothing). A thread is its id and its originator: what another agency sends naming the
-thread (which the router refuses) is a thread of its own here, which correlates with nothing of the thread. A correlation is one pair of threads from different originators sharing
+thread (which the router refuses) is a thread of its own here, which correlates with nothing of the thread.
+A correlation is one pair of threads from different originators sharing
 one value within the window, named by its two alerts, so it is found once however many versions repeat the
 value. The rules, in order:
 
