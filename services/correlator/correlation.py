@@ -2,9 +2,11 @@
 
     record = correlated(sighting_kind, value, (earlier, later), found_at=utcnow())
 
-The id is uuid5 over the two alert ids (sorted), the kind and the value, so the same pair found again
-(a replay after a crash, an index rebuilt from its changelog) is written under the same id, and the router
-drops it by id.
+The id is uuid5 over the two THREAD ids (sorted), the kind and the value, so the same pair found again
+(a replay after a crash, an index rebuilt from its changelog, or an Update of a thread the window pruned from
+the index, which comes back as a new sighting) is written under the same id, and the router drops it by id:
+nobody is told twice of one pair of threads sharing one value (red team: alert ids named such an Update's pair
+anew).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from services.common.records import AlertCorrelated, CorrelatedAlert, Sighting
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rctc:correlation")
 
 
-def correlation_id(alert_a: str, alert_b: str, kind: str, value: str) -> str:
-    first, second = sorted((alert_a, alert_b))
+def correlation_id(thread_a: str, thread_b: str, kind: str, value: str) -> str:
+    first, second = sorted((thread_a, thread_b))
     return str(uuid.uuid5(_NAMESPACE, f"{first}\n{second}\n{kind}\n{value}"))
 
 
@@ -30,7 +32,7 @@ def correlated(kind: str, value: str, pair: tuple[Sighting, Sighting], *, found_
     """The record of `pair` (earlier, later) sharing `kind:value`."""
     a, b = pair
     return AlertCorrelated(
-        correlation_id=correlation_id(a.alert_id, b.alert_id, kind, value),
+        correlation_id=correlation_id(a.thread_id, b.thread_id, kind, value),
         kind=kind,
         value=value,
         a=side(a),

@@ -244,7 +244,13 @@ class Correlator:
                 submitted_at=seen.submitted_at,
                 fields=tuple(seen.fields),
             )
-            step = record(entries, sighting, window=self.settings.window, cap=self.settings.max_sightings_per_value)
+            step = record(
+                entries,
+                sighting,
+                window=self.settings.window,
+                cap=self.settings.max_originators_per_value,
+                per_origin=self.settings.max_threads_per_originator,
+            )
             deliveries: list[Awaitable[Any]] = []
             if step.changed:
                 deliveries.append(self._put(key, seen.kind, seen.value, step.entries, message.partition))

@@ -11,10 +11,14 @@ from services.common.settings import ServiceSettings
 class CorrelatorSettings(ServiceSettings):
     # Two alerts correlate when submitted at most this far apart; sightings older than it are pruned.
     window_days: float = Field(30.0, gt=0)
-    # Threads one value may connect within the window. A value carried by more (a public resolver's IP, a
-    # popular domain) stops correlating anything new: each new alert would otherwise add a correlation with
-    # every one of them (MISP's over-correlation limit).
-    max_sightings_per_value: int = Field(50, ge=2)
+    # Originators whose threads one value may connect within the window. A value more agencies report (a
+    # public resolver's IP, a popular domain) stops correlating anything from a new one: each new alert would
+    # otherwise add a correlation with every thread (MISP's over-correlation limit). Counted by originator,
+    # so that one agency cannot fill it alone (index.py).
+    max_originators_per_value: int = Field(50, ge=2)
+    # Threads of one originator one value may connect within the window: past it, that originator's new
+    # threads carrying the value correlate nothing (the others' are unaffected).
+    max_threads_per_originator: int = Field(20, ge=1)
     # How often each index partition is swept of sightings the window has passed (by the clock), so a value
     # nobody mentions again does not stay in the index forever. The sweep runs when the partition next
     # handles a sighting.

@@ -196,11 +196,48 @@ def test_a_follow_up_from_another_agency_naming_a_thread_does_not_take_its_place
     assert {(a.alert_id, b.alert_id) for a, b in step.pairs} == {("probe", "jo-1"), ("iq-2", "jo-1")}
 
 
-def test_a_value_carried_by_too_many_threads_stops_correlating() -> None:
-    """Past the cap, a new thread is neither added nor correlated (an over-correlating value)."""
+def test_a_value_carried_by_too_many_originators_stops_correlating() -> None:
+    """Past the cap of originators, a new originator's thread is neither added nor correlated (an over-correlating
+    value); one of the originators already there still is, up to its own cap."""
     entries = [seen(f"x-{i}", f"O-{i}") for i in range(3)]
     step = record(entries, seen("y-1", "O-9"), window=WINDOW, cap=3)
     assert (step.outcome, step.pairs, step.entries) == ("over_cap", [], entries)
+    step = record(entries, seen("y-2", "O-1"), window=WINDOW, cap=3)
+    assert step.outcome == "new" and len(step.pairs) == 2
+
+
+def test_one_agency_flooding_a_value_fills_only_its_own_share() -> None:
+    """The red team's attacks: A submits the value again and again. B's and C's threads still correlate with each
+    other (A cannot silence them), and how many of A's threads correlate does not depend on B's thread, which A
+    was never sent (A cannot count it)."""
+
+    def flood(others: list[Sighting]) -> tuple[int, list[tuple[Sighting, Sighting]]]:
+        entries: list[Sighting] = []
+        for o in others:
+            entries = record(entries, o, window=WINDOW, cap=3, per_origin=4).entries
+        mine = 0
+        for i in range(10):
+            step = record(
+                entries, seen(f"a-{i}", "A", at=T0 + timedelta(minutes=i)), window=WINDOW, cap=3, per_origin=4
+            )
+            mine += step.outcome == "new"
+            entries = step.entries
+        late = record(entries, seen("c-2", "C", at=T0 + timedelta(hours=1)), window=WINDOW, cap=3, per_origin=4)
+        return mine, late.pairs
+
+    b, c = seen("b-1", "B"), seen("c-1", "C")
+    with_b, pairs = flood([b, c])
+    without_b, _ = flood([c])
+    assert with_b == without_b == 4, "A's share is its own"
+    assert {(x.alert_id, y.alert_id) for x, y in pairs} >= {("b-1", "c-2")}, "B and C still correlate"
+
+
+def test_a_pair_of_threads_found_again_keeps_its_id() -> None:
+    """An Update of a thread the window pruned comes back as a new sighting: its pair with a thread still in the
+    entry is the same correlation (the id names the threads), so the router tells nobody twice."""
+    first = correlated("phone", "+1", (seen("t-1", "IQ-A"), seen("w-1", "JO-B")), found_at=T0)
+    again = correlated("phone", "+1", (seen("w-1", "JO-B"), seen("t-9", "IQ-A", thread="t-1")), found_at=T0)
+    assert first.correlation_id == again.correlation_id
 
 
 def test_the_sweep_drops_what_the_window_passed_by_the_clock() -> None:
