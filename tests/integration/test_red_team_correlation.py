@@ -1,0 +1,259 @@
+"""The red team's attacks on alert.correlated notices (session 10), on the real broker, each asserting the secure
+outcome: a hostile agency counting its own notices against the over-correlation cap to learn of an alert it was
+never sent; flooding a value to silence other agencies' correlations; an Update sent "into" another's thread to
+hide that thread's correlation; a pair told twice after the window pruned a thread; the duty desk and the
+later alert's originator's views probed for a trace of a correlation. The first four got through on 8392c35
+(the comment at each assertion says what was seen then)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+from services.common.codec import Codec
+from services.common.kafka import commit_at_end, group_id
+from services.common.records import AlertCorrelated, AlertShared, IndicatorSighted
+from services.common.registry.publish import publish_registry
+from services.common.settings import KafkaSettings
+from services.common.topics import (
+    ALERTS_CORRELATED,
+    ALERTS_ENRICHED,
+    ALERTS_SUBMITTED,
+    CORRELATOR_SIGHTINGS,
+    agency_topic,
+)
+from tests.integration.test_correlator import fresh_phone, starts_after_the_backlog
+from tests.support.system import system
+from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
+
+
+def body(phone_written: str, **more: Any) -> dict[str, Any]:
+    return alert_json(
+        summary="Routine report.", subjects=[], indicators=[{"type": "phone", "value": phone_written}], **more
+    )
+
+
+async def submit(http: aiohttp.ClientSession, url: str, cast: Cast, code: str, payload: dict[str, Any]) -> str:
+    for _ in range(30):
+        async with http.post(f"{url}/v1/alerts", json=payload, headers=cast.bearer(code)) as response:
+            if response.status == 429:
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            assert response.status == 202, await response.text()
+            return str((await response.json())["alert_id"])
+    raise AssertionError("rate limited")
+
+
+async def sighted(kafka: KafkaSettings, codec: Codec, ids: set[str]) -> bool:
+    got = {s.alert_id for _, s in await read_topic(kafka, codec, CORRELATOR_SIGHTINGS, IndicatorSighted)}
+    return ids <= got
+
+
+async def notices_of(kafka: KafkaSettings, codec: Codec, code: str, value: str) -> Counter[str]:
+    return Counter(
+        s.correlation.correlation_id
+        for _, s in await read_topic(kafka, codec, agency_topic(code), AlertShared)
+        if s.event_type == "alert.correlated" and s.correlation is not None and s.correlation.value == value
+    )
+
+
+async def setup(kafka: KafkaSettings, codec: Codec) -> tuple[Cast, str, str, str]:
+    cast = Cast()
+    a, b, c = cast.agency("ATK", "IQ"), cast.agency("VIC", "JO"), cast.agency("PAR", "KW")
+    # C shares with A (A's partner); B and C share with each other; B shares NOTHING with A.
+    doc = registry(
+        [a, b, c],
+        [
+            agreement(f"CA-{cast.suffix}", from_=[c.code], to=[a.code]),
+            agreement(f"BC-{cast.suffix}", [b.code, c.code]),
+        ],
+    )
+    await publish_registry(kafka, codec, doc, source="redteam", replication_factor=1)
+    await starts_after_the_backlog(kafka)
+    await commit_at_end(kafka, group_id(kafka, "enricher"), [ALERTS_SUBMITTED])
+    return cast, a.code, b.code, c.code
+
+
+CAP = 4
+
+
+async def test_cap_count_oracle_reveals_an_alert_the_attacker_was_not_sent(kafka: KafkaSettings, codec: Codec) -> None:
+    """A (attacker) holds C's alert carrying a phone; B's alert carries it too but reaches C only. A submits
+    alerts carrying the phone until notices stop: how many it gets tells whether (and how many) other threads
+    carry the phone, B's included."""
+    cast, atk, vic, par = await setup(kafka, codec)
+    results: dict[str, int] = {}
+    async with (
+        system(kafka, codec, correlator={"max_originators_per_value": CAP, "max_threads_per_originator": CAP}) as sys_,
+        aiohttp.ClientSession() as http,
+    ):
+        for case, victim_has_it in (("with_victim", True), ("control", False)):
+            written, value = fresh_phone()
+            first = set()
+            if victim_has_it:
+                first.add(await submit(http, sys_.url, cast, vic, body(written)))
+            first.add(await submit(http, sys_.url, cast, par, body(written)))
+            await eventually(lambda f=first: sighted(kafka, codec, f), within_s=60)
+            mine = {await submit(http, sys_.url, cast, atk, body(written)) for _ in range(CAP)}
+            await eventually(lambda m=mine: sighted(kafka, codec, m), within_s=60)
+            await asyncio.sleep(8)  # the router's notices
+            results[case] = len(await notices_of(kafka, codec, atk, value))
+    # Found on 8392c35: with_victim CAP-2, control CAP-1 (A learns of an alert it was never sent). Secure: equal.
+    assert results["with_victim"] == results["control"], results
+
+
+async def test_flooding_a_value_hides_correlations_between_other_agencies(kafka: KafkaSettings, codec: Codec) -> None:
+    """A submits CAP alerts with a victim's phone first; B and C, who share with each other, then report it and
+    are never told (no correlation is even found)."""
+    cast, atk, vic, par = await setup(kafka, codec)
+    async with (
+        system(kafka, codec, correlator={"max_originators_per_value": CAP, "max_threads_per_originator": CAP}) as sys_,
+        aiohttp.ClientSession() as http,
+    ):
+        written, value = fresh_phone()
+        mine = {await submit(http, sys_.url, cast, atk, body(written)) for _ in range(CAP)}
+        await eventually(lambda: sighted(kafka, codec, mine), within_s=60)
+        b_id = await submit(http, sys_.url, cast, vic, body(written))
+        c_id = await submit(http, sys_.url, cast, par, body(written))
+        await eventually(lambda: sighted(kafka, codec, {b_id, c_id}), within_s=60)
+        await asyncio.sleep(8)
+        pair = [
+            r
+            for _, r in await read_topic(kafka, codec, ALERTS_CORRELATED, AlertCorrelated)
+            if {r.a.alert_id, r.b.alert_id} == {b_id, c_id}
+        ]
+        told = await notices_of(kafka, codec, vic, value), await notices_of(kafka, codec, par, value)
+        # Found on 8392c35: no correlation and no notice (the flood hid B and C's correlation).
+        assert pair and all(told), "one agency's flood must not hide other agencies' correlation"
+
+
+async def test_update_into_a_held_thread_suppresses_its_owner_correlation(kafka: KafkaSettings, codec: Codec) -> None:
+    """A holds C's thread T (without the phone). A sends an Update "into" T carrying the phone (refused by the
+    router, but the correlator files it under T). When C later updates T with the phone, which B also reported,
+    the correlator takes it for a repeat: B and C are never told. Control: the same without A's Update."""
+    cast, atk, vic, par = await setup(kafka, codec)
+    results: dict[str, int] = {}
+    async with system(kafka, codec, correlator={}) as sys_, aiohttp.ClientSession() as http:
+        for case, attack in (("attacked", True), ("control", False)):
+            written, value = fresh_phone()
+            plain = alert_json(summary="Routine report.", subjects=[], indicators=[])
+            thread = await submit(http, sys_.url, cast, par, plain)
+            await eventually(lambda t=thread: sighted_or_enriched(kafka, codec, t), within_s=60)
+            if attack:
+                await submit(http, sys_.url, cast, atk, body(written, msg_type="Update", references=[thread]))
+            b_id = await submit(http, sys_.url, cast, vic, body(written))
+            await eventually(lambda i=b_id: sighted(kafka, codec, {i}), within_s=60)
+            await asyncio.sleep(3)
+            upd = await submit(http, sys_.url, cast, par, body(written, msg_type="Update", references=[thread]))
+            await eventually(lambda i=upd: sighted(kafka, codec, {i}), within_s=60)
+            await asyncio.sleep(8)
+            results[case] = len(await notices_of(kafka, codec, par, value)) + len(
+                await notices_of(kafka, codec, vic, value)
+            )
+    # Found on 8392c35: attacked 0, control 2 (the injected Update made C's real one a repeat).
+    assert results["attacked"] == results["control"] == 2, results
+
+
+async def sighted_or_enriched(kafka: KafkaSettings, codec: Codec, alert_id: str) -> bool:
+    from services.common.records import AlertEnriched
+
+    return any(e.alert_id == alert_id for _, e in await read_topic(kafka, codec, ALERTS_ENRICHED, AlertEnriched))
+
+
+async def test_an_update_after_the_window_pruned_its_thread_tells_the_same_pair_again(
+    kafka: KafkaSettings, codec: Codec
+) -> None:
+    """A's thread T and C's alert W (shared to A) carry a phone: A is told once about (T, W). A later alert with
+    the phone prunes T's sighting from the entry (more than the window after it) but keeps W's; an Update of T
+    still carrying the phone is then a new sighting of T, and the pair (T, W) is correlated again under a new
+    id: A is told twice about the same two threads and value. The window is shrunk to 30 s to run it."""
+    cast, atk, _vic, par = await setup(kafka, codec)
+    window_s = 30.0
+    loop = asyncio.get_running_loop()
+    async with (
+        system(kafka, codec, correlator={"window_days": window_s / 86400}) as sys_,
+        aiohttp.ClientSession() as http,
+    ):
+        written, value = fresh_phone()
+        start = loop.time()
+        t = await submit(http, sys_.url, cast, atk, body(written))
+        await asyncio.sleep(12 - (loop.time() - start))
+        w = await submit(http, sys_.url, cast, par, body(written))
+        await asyncio.sleep(33 - (loop.time() - start))
+        z = await submit(http, sys_.url, cast, atk, body(written))  # prunes T (> window after it), keeps W
+        await eventually(lambda: sighted(kafka, codec, {t, w, z}), within_s=30)
+        await asyncio.sleep(max(0.0, 36 - (loop.time() - start)))
+        u = await submit(http, sys_.url, cast, atk, body(written, msg_type="Update", references=[t]))
+        await eventually(lambda: sighted(kafka, codec, {u}), within_s=30)
+        await asyncio.sleep(8)
+        about_t_w = Counter(
+            s.correlation.correlation_id
+            for _, s in await read_topic(kafka, codec, agency_topic(atk), AlertShared)
+            if s.event_type == "alert.correlated"
+            and s.correlation is not None
+            and s.correlation.value == value
+            and set(s.correlation.thread_ids) == {t, w}
+        )
+        # Found on 8392c35: two ids, one notice each (told twice about the same threads and value).
+        assert len(about_t_w) == 1, about_t_w
+
+
+async def test_originator_views_and_desk_probes_show_no_correlation(kafka: KafkaSettings, codec: Codec) -> None:
+    """A's and B's alerts carry one phone and reach X only (A and B share nothing): X is told, nobody else.
+    B then reads its own alert's status and routing, and probes the duty desk with its token: nothing there may
+    tell B that the correlation (A's alert) exists."""
+    cast = Cast()
+    a, b, x = cast.agency("ATK", "IQ"), cast.agency("VIC", "JO"), cast.agency("PAR", "KW")
+    doc = registry(
+        [a, b, x],
+        [
+            agreement(f"AX-{cast.suffix}", from_=[a.code], to=[x.code]),
+            agreement(f"BX-{cast.suffix}", from_=[b.code], to=[x.code]),
+        ],
+    )
+    await publish_registry(kafka, codec, doc, source="redteam", replication_factor=1)
+    await starts_after_the_backlog(kafka)
+    await commit_at_end(kafka, group_id(kafka, "enricher"), [ALERTS_SUBMITTED])
+    async with system(kafka, codec, correlator={}) as sys_, aiohttp.ClientSession() as http:
+        written, value = fresh_phone()
+        a_id = await submit(http, sys_.url, cast, a.code, body(written))
+        await eventually(lambda: sighted(kafka, codec, {a_id}), within_s=60)
+        b_id = await submit(http, sys_.url, cast, b.code, body(written))
+        await eventually(lambda: sighted(kafka, codec, {b_id}), within_s=60)
+        await asyncio.sleep(3)
+        views: dict[str, str] = {}
+        for path in (f"/v1/alerts/{b_id}", f"/v1/alerts/{b_id}/routing"):
+            async with http.get(f"{sys_.url}{path}", headers=cast.bearer(b.code)) as r:
+                views[path] = f"{r.status} {await r.text()}"
+        before = dict(views)
+        await eventually(lambda: notices_of(kafka, codec, x.code, value), within_s=60)
+        await asyncio.sleep(3)
+        for path in (f"/v1/alerts/{b_id}", f"/v1/alerts/{b_id}/routing"):
+            async with http.get(f"{sys_.url}{path}", headers=cast.bearer(b.code)) as r:
+                views[path] = f"{r.status} {await r.text()}"
+        cid = next(iter(await notices_of(kafka, codec, x.code, value)))
+        probes = [
+            "/v1/correlations",
+            "/v1/correlations?viewer_kind=operator",
+            "/v1/correlations?viewer_kind=operator&viewer=duty-desk",
+            f"/v1/correlations?agency={b.code}",
+            f"/v1/correlations/{cid}",
+            f"/v1/correlations/{cid}?viewer_kind=operator",
+            f"/v1/correlations/{cid}/",
+            f"/v1/correlations/%2e%2e/correlations/{cid}",
+            f"/v1//correlations/{cid}",
+            f"/V1/correlations/{cid}",
+            f"/v1/correlations/{cid.upper()}",
+            f"/v1/alerts/{a_id}",
+            f"/v1/alerts/{a_id}/routing",
+        ]
+        for path in probes:
+            async with http.get(f"{sys_.url}{path}", headers=cast.bearer(b.code)) as r:
+                views[path] = f"{r.status} {await r.text()}"
+        assert all(before[p] == views[p] for p in before), "B's own views do not change with the correlation"
+        own = " ".join(views[p] for p in before).replace('"correlation_id": null', "")
+        assert "correlat" not in own and "not_entitled" not in own, "no trace of the correlation decision"
+        assert all(views[p].startswith(("403 ", "404 ")) for p in probes), "every probe refused"
