@@ -13,20 +13,20 @@ Faust as DESIGN.md allows it beside the alert path: at least once, one event at 
   what failed; here the streams are `noack()` and an `Acker` acknowledges each event, in order, after its
   records' delivery. A failed delivery or an unexpected exception acknowledges nothing more, and the
   service stops (`failed`): faust's commit can never pass an event whose work is not done.
-- **Faust counts only what an Acker acknowledged, never takes a record for read, and fetches nothing while
-  it seeks** (`count_handled_only`). After every assignment faust's recovery resumes the stream partitions,
-  seeks them to their committed offsets, then resumes flow control, which empties the agents' queues.
-  Records fetched in between reached a queue and were emptied from it unhandled, while the consumer's read
-  offset moved past them: fetched again after the seek they were dropped as already read; when the fetch in
-  hand went on past the seek, the jump was taken for a gap in the log, counted as acknowledged and
-  committed; and a record fetched after the seek (a no-op when the position was there already) was never
-  fetched again, and faust, which commits past one missing offset, committed past it once the next was
-  handled. A restarted correlator missed records that way: alerts never indexed, sightings never
-  recorded. So the flow stops while recovery seeks (it resumes it after emptying the queues), the read
-  offset is never read back (a record read twice is handled twice, as a replay: same sightings, same
-  correlation ids), and a stream's own acknowledgements of the events it skips (fetched before a rebalance,
-  or while flow control is suspended) are refused: they are fetched again and handled then. Our input
-  topics have no transactional writer, so no gaps of control records for faust to count.
+- **Faust counts only what an Acker acknowledged, never takes a record for read, and never empties an
+  agent's queue** (`count_handled_only`). After every assignment faust's recovery resumes the stream
+  partitions, seeks them to their committed offsets, then resumes flow control, which empties the agents'
+  queues. Records fetched in between reached a queue and were emptied from it unhandled, while the
+  consumer's read offset moved past them: fetched again after the seek they were dropped as already read;
+  when the fetch in hand went on past the seek, the jump was taken for a gap in the log, counted as
+  acknowledged and committed; and a record fetched after a seek that was a no-op (the position there
+  already) was never fetched again, and faust, which commits past one missing offset, committed past it
+  once the next was handled. A restarted correlator missed records that way: alerts never indexed,
+  sightings never recorded. So the queues are never emptied (an event fetched before a rebalance is
+  skipped by its stream, which compares generations), the read offset is never read back (a record read
+  twice is handled twice, as a replay: same sightings, same correlation ids), and a stream's own
+  acknowledgements of the events it skips are refused: they are fetched again after the seek and handled
+  then. Our input topics have no transactional writer, so no gaps of control records for faust to count.
 - **The index is written with its changelog entry's future in hand**: the table's store is set and its
   changelog sent by this module (`Index.put`), not by `table[key] = value`, which sends without returning
   what was sent. An entry's changelog partition is the partition its key has on correlator.sightings (the
@@ -193,8 +193,8 @@ class _NeverRead(dict[Any, Any]):
 def count_handled_only(app: faust.App) -> weakref.WeakSet[Any]:
     """Make the app's consumer count an acknowledgement only for a message in the returned set, which the
     Ackers fill once a message's handling is done, never drop a record as read before or count a jump in
-    offsets as acknowledged, and fetch nothing while recovery seeks (module docstring). Call before the app
-    starts: its fetcher binds the read offsets when it starts."""
+    offsets as acknowledged, and never empty an agent's queue of what it fetched (module docstring). Call
+    before the app starts: its fetcher binds the read offsets, and its agents make their queues, at start."""
     consumer = app.consumer
     handled: weakref.WeakSet[Any] = weakref.WeakSet()
     faust_ack = consumer.ack
@@ -205,21 +205,12 @@ def count_handled_only(app: faust.App) -> weakref.WeakSet[Any]:
         handled.discard(message)
         return bool(faust_ack(message))
 
-    faust_seek = consumer.perform_seek
-
-    async def perform_seek() -> None:
-        # Recovery resumes the partitions, seeks, then empties the queues and resumes the flow: a record
-        # fetched while the seek runs (the seek then a no-op, the position being there already) would be
-        # emptied from its queue and never fetched again. Stopped here, nothing is fetched until recovery
-        # resumes the flow, after emptying the queues, from the position sought.
-        consumer.stop_flow()
-        await faust_seek()
-
     # The instance's attributes: faust reaches them as `consumer.ack` (from the stream and the message),
-    # `consumer._read_offset` (the fetcher, the seeks) and `consumer.perform_seek` (recovery, the fetcher).
+    # `consumer._read_offset` (the fetcher, the seeks) and `flow_control.manage_queue` (each agent's queue,
+    # made when the agent starts: registered, it would be emptied whenever flow control resumes).
     consumer.ack = ack  # type: ignore[method-assign]
     consumer._read_offset = _NeverRead()  # type: ignore[attr-defined]
-    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    app.flow_control.manage_queue = lambda queue: None  # type: ignore[method-assign]
     return handled
 
 
