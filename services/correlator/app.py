@@ -13,6 +13,20 @@ Faust as DESIGN.md allows it beside the alert path: at least once, one event at 
   what failed; here the streams are `noack()` and an `Acker` acknowledges each event, in order, after its
   records' delivery. A failed delivery or an unexpected exception acknowledges nothing more, and the
   service stops (`failed`): faust's commit can never pass an event whose work is not done.
+- **Faust counts only what an Acker acknowledged, never takes a record for read, and never empties an
+  agent's queue** (`count_handled_only`). After every assignment faust's recovery resumes the stream
+  partitions, seeks them to their committed offsets, then resumes flow control, which empties the agents'
+  queues. Records fetched in between reached a queue and were emptied from it unhandled, while the
+  consumer's read offset moved past them: fetched again after the seek they were dropped as already read;
+  when the fetch in hand went on past the seek, the jump was taken for a gap in the log, counted as
+  acknowledged and committed; and a record fetched after a seek that was a no-op (the position there
+  already) was never fetched again, and faust, which commits past one missing offset, committed past it
+  once the next was handled. A restarted correlator missed records that way: alerts never indexed,
+  sightings never recorded. So the queues are never emptied (an event fetched before a rebalance is
+  skipped by its stream, which compares generations), the read offset is never read back (a record read
+  twice is handled twice, as a replay: same sightings, same correlation ids), and a stream's own
+  acknowledgements of the events it skips are refused: they are fetched again after the seek and handled
+  then. Our input topics have no transactional writer, so no gaps of control records for faust to count.
 - **The index is written with its changelog entry's future in hand**: the table's store is set and its
   changelog sent by this module (`Index.put`), not by `table[key] = value`, which sends without returning
   what was sent. An entry's changelog partition is the partition its key has on correlator.sightings (the
@@ -26,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -165,18 +180,58 @@ class Index:
         return len(self.table.data)
 
 
+class _NeverRead(dict[Any, Any]):
+    """The consumer's read offsets, which faust still writes but which answer None: nothing counts as read."""
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+    def get(self, key: Any, default: Any = None) -> None:
+        return None
+
+
+def count_handled_only(app: faust.App) -> weakref.WeakSet[Any]:
+    """Make the app's consumer count an acknowledgement only for a message in the returned set, which the
+    Ackers fill once a message's handling is done, never drop a record as read before or count a jump in
+    offsets as acknowledged, and never empty an agent's queue of what it fetched (module docstring). Call
+    before the app starts: its fetcher binds the read offsets, and its agents make their queues, at start."""
+    consumer = app.consumer
+    handled: weakref.WeakSet[Any] = weakref.WeakSet()
+    faust_ack = consumer.ack
+
+    def ack(message: Any) -> bool:
+        if message not in handled:
+            return False
+        handled.discard(message)
+        return bool(faust_ack(message))
+
+    # The instance's attributes: faust reaches them as `consumer.ack` (from the stream and the message),
+    # `consumer._read_offset` (the fetcher, the seeks) and `flow_control.manage_queue` (each agent's queue,
+    # made when the agent starts: registered, it would be emptied whenever flow control resumes).
+    consumer.ack = ack  # type: ignore[method-assign]
+    consumer._read_offset = _NeverRead()  # type: ignore[attr-defined]
+    app.flow_control.manage_queue = lambda queue: None  # type: ignore[method-assign]
+    return handled
+
+
 class Acker:
     """Acknowledges an agent's events in order, each once its deliveries succeeded (module docstring).
 
-    `done[(topic, partition)]` is the offset after the last event acknowledged, for the lag metric.
+    `done[(topic, partition)]` is the offset after the last event acknowledged, for the lag metric; `handled`
+    is `count_handled_only`'s set, where an event's message goes just before it is acknowledged.
     """
 
     def __init__(
-        self, stream: StreamT[Any], failed: Callable[[BaseException], None], done: dict[tuple[str, int], int]
+        self,
+        stream: StreamT[Any],
+        failed: Callable[[BaseException], None],
+        done: dict[tuple[str, int], int],
+        handled: weakref.WeakSet[Any],
     ) -> None:
         self._stream = stream
         self._failed = failed
         self._done = done
+        self._handled = handled
         self._queue: asyncio.Queue[tuple[EventT[Any], Deliveries]] = asyncio.Queue(MAX_UNACKED)
 
     async def put(self, event: EventT[Any], deliveries: Deliveries) -> None:
@@ -193,6 +248,7 @@ class Acker:
             except Exception as exc:
                 self._failed(exc)
                 return
+            self._handled.add(event.message)
             await self._stream.ack(event)
             message = event.message
             self._done[(message.topic, message.partition)] = message.offset + 1
@@ -211,13 +267,15 @@ def add_agent(
     handler: Handler,
     failed: Callable[[BaseException], None],
     done: dict[tuple[str, int], int],
+    handled: weakref.WeakSet[Any],
 ) -> None:
-    """An agent over `topic` that hands each event to `handler` and acknowledges it through an Acker. An
-    exception from the handler acknowledges nothing more: it is reported to `failed`, and the agent stops."""
+    """An agent over `topic` that hands each event to `handler` and acknowledges it through an Acker (whose
+    acknowledgements are the only ones faust counts: `count_handled_only`'s `handled`). An exception from the
+    handler acknowledges nothing more: it is reported to `failed`, and the agent stops."""
 
     async def agent(stream: Any) -> None:
         manual = stream.noack()  # acknowledged by the Acker only
-        acker = Acker(manual, failed, done)
+        acker = Acker(manual, failed, done, handled)
         acking = asyncio.create_task(acker.run(), name=f"{name}.acker")
         try:
             async for event in manual.events():

@@ -39,7 +39,16 @@ from services.common.quarantine import noted, quarantined, source_key
 from services.common.records import AlertEnriched, IndicatorIndexed, IndicatorSighted, Sighting, utcnow
 from services.common.sightings import index_key, sightings_of, thread_of
 from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, CORRELATOR_SIGHTINGS, RECORDS_QUARANTINE
-from services.correlator.app import Deliveries, Index, add_agent, new_app, partition_counts, partition_problems, topics
+from services.correlator.app import (
+    Deliveries,
+    Index,
+    add_agent,
+    count_handled_only,
+    new_app,
+    partition_counts,
+    partition_problems,
+    topics,
+)
 from services.correlator.correlation import correlated
 from services.correlator.index import expired, record
 from services.correlator.settings import CorrelatorSettings
@@ -107,8 +116,15 @@ class Correlator:
         app = new_app(self.settings, self._datadir)
         self._topics = topics(app)
         self._index = Index(app)
+        handled = count_handled_only(app)
         add_agent(
-            app, self._topics[ALERTS_ENRICHED], "correlator.index_alerts", self.index_alert, self._fail, self._done
+            app,
+            self._topics[ALERTS_ENRICHED],
+            "correlator.index_alerts",
+            self.index_alert,
+            self._fail,
+            self._done,
+            handled,
         )
         add_agent(
             app,
@@ -117,6 +133,7 @@ class Correlator:
             self.record_sighting,
             self._fail,
             self._done,
+            handled,
         )
         self._app = app
         INDEX_VALUES.set_function(lambda: len(self._index) if self._index is not None else 0)

@@ -196,6 +196,21 @@ def enriched_alert(origin: str, values: list[Indicator], n: int) -> AlertEnriche
     )
 
 
+def small_world() -> tuple[list[AlertEnriched], set[str]]:
+    """90 alerts of three agencies, alert n from its originator in turn with two of six fresh phone values (a
+    small world: many pairs share one), and the ids of the correlations they make."""
+    agencies = [f"IQ-{uuid.uuid4().hex[:4].upper()}", f"JO-{uuid.uuid4().hex[:4].upper()}", "KW-X"]
+    values = [Indicator(type="phone", value=fresh_phone()[1]) for _ in range(6)]
+    alerts = [enriched_alert(agencies[n % 3], [values[n % 6], values[(n * 5 + 1) % 6]], n) for n in range(90)]
+    expected = {
+        correlation_id(x.alert_id, y.alert_id, "phone", v.value)
+        for x, y in combinations(alerts, 2)
+        if x.origin != y.origin
+        for v in set(x.alert.indicators) & set(y.alert.indicators)
+    }
+    return alerts, expected
+
+
 @pytest.mark.timeout(300)
 async def test_a_correlator_killed_mid_stream_misses_nothing_after_its_restart(
     kafka: KafkaSettings, codec: Codec, tmp_path: Path
@@ -204,16 +219,7 @@ async def test_a_correlator_killed_mid_stream_misses_nothing_after_its_restart(
     expected correlation is on the topic, a repeat carries the same id and content, and alerts after the
     restart correlate with those before it (the index was rebuilt from its changelog)."""
     principal = (await service_principals(kafka))["correlator"]
-    agencies = [f"IQ-{uuid.uuid4().hex[:4].upper()}", f"JO-{uuid.uuid4().hex[:4].upper()}", "KW-X"]
-    values = [Indicator(type="phone", value=fresh_phone()[1]) for _ in range(6)]
-    # Alert n: its originator in turn, two of the six values (a small world: many pairs share one).
-    alerts = [enriched_alert(agencies[n % 3], [values[n % 6], values[(n * 5 + 1) % 6]], n) for n in range(90)]
-    expected = {
-        correlation_id(x.alert_id, y.alert_id, "phone", v.value)
-        for x, y in combinations(alerts, 2)
-        if x.origin != y.origin
-        for v in set(x.alert.indicators) & set(y.alert.indicators)
-    }
+    alerts, expected = small_world()
     mine = {a.alert_id for a in alerts}
     ops = free_port()
     log = tmp_path / "correlator.log"
@@ -287,6 +293,64 @@ async def test_a_correlator_killed_mid_stream_misses_nothing_after_its_restart(
     assert any(c.a.alert_id in crossing and c.b.alert_id not in crossing for c in after_restart)
     assert re.search(r'^rctc_correlations_total\{kind="phone",outcome="found"\} [1-9]', metrics, re.MULTILINE)
     assert re.search(r"^rctc_correlator_index_values [1-9]", metrics, re.MULTILINE)
+
+
+@pytest.mark.timeout(300)
+async def test_partitions_moving_between_two_correlators_lose_no_correlation(
+    kafka: KafkaSettings, codec: Codec, tmp_path: Path
+) -> None:
+    """Two correlators in one group, alerts arriving throughout: a second worker joins (the partitions are
+    split), then the first is killed with SIGKILL (its partitions stay with the dead member until its session
+    times out, then move to the survivor, which already holds the others). Every expected correlation is on
+    the topic: no rebalance passes an alert or a sighting that was not handled."""
+    principal = (await service_principals(kafka))["correlator"]
+    alerts, expected = small_world()
+    mine = {a.alert_id for a in alerts}
+    log = tmp_path / "correlators.log"
+
+    async def start() -> tuple[asyncio.subprocess.Process, int]:
+        ops = free_port()
+        process = await start_service("correlator", principal, log_to=log, RCTC_OPS__PORT=str(ops))
+        await eventually(lambda: serves_ready(ops), within_s=60)
+        return process, ops
+
+    async def feed(batch: list[AlertEnriched]) -> None:
+        for a in batch:
+            await produce_all(kafka, "test-feed", ALERTS_ENRICHED, [(a.alert_id.encode(), codec.encode(a))])
+            await asyncio.sleep(0.05)
+
+    await starts_after_the_backlog(kafka)
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        first, _ = await start()
+        processes.append(first)
+        # Scenario: alerts arrive all along; a second worker joins (a rebalance splits the partitions), then the
+        # first dies without leaving (a second rebalance, once its session is over, gives the survivor all).
+        feeding = asyncio.create_task(feed(alerts[:45]))
+        second, _ = await start()
+        processes.append(second)
+        await feeding
+        feeding = asyncio.create_task(feed(alerts[45:]))
+        await asyncio.sleep(1.0)
+        first.send_signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+        await feeding
+
+        async def all_found() -> set[str] | None:
+            found = {c.correlation_id for c in await correlations_between(kafka, codec, mine)}
+            return found if found >= expected else None
+
+        try:
+            found = await eventually(all_found, within_s=90)
+        except TimeoutError:
+            found = {c.correlation_id for c in await correlations_between(kafka, codec, mine)}
+        assert second.returncode is None, "the survivor still runs"
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert expected == found, f"{len(expected - found)} of {len(expected)} correlations missed"
 
 
 class Failing(Correlator):

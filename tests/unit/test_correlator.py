@@ -8,16 +8,20 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
+from pathlib import Path
 
+from faust.types.tuples import ConsumerMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.records import Indicator, Sighting, Subject
+from services.common.settings import KafkaSettings
 from services.common.sightings import Mention, indicator_value, name_value, sightings_of, thread_of
 from services.common.topics import ALERTS_CORRELATED, ALERTS_ENRICHED, CORRELATOR_INDEX_CHANGELOG, CORRELATOR_SIGHTINGS
-from services.correlator.app import partition_problems
+from services.correlator.app import count_handled_only, new_app, partition_problems
 from services.correlator.correlation import correlated, correlation_id
 from services.correlator.index import expired, record
+from services.correlator.settings import CorrelatorSettings
 from tests.unit.samples import enriched, sample_alert
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -317,3 +321,21 @@ def test_the_app_refuses_topics_whose_partitions_do_not_line_up() -> None:
     assert apart.startswith("alerts.enriched has 6 partitions and alerts.correlated 3")
     missing = {k: v for k, v in declared.items() if k != CORRELATOR_SIGHTINGS}
     assert partition_problems(missing) == ["correlator.sightings does not exist: run `rctc topics apply`"]
+
+
+async def test_faust_counts_only_handled_events_and_never_takes_a_record_for_read(tmp_path: Path) -> None:
+    """An event a stream skipped and acknowledged itself (a rebalance, a recovery) is not counted as done, one
+    an Acker put in `handled` is; and a record the fetcher passed on is never taken for read, so its copy
+    fetched again after a seek reaches the agents instead of being dropped (services/correlator/app.py)."""
+    app = new_app(CorrelatorSettings(kafka=KafkaSettings(security_protocol="PLAINTEXT")), tmp_path)
+    handled = count_handled_only(app)
+    skipped, done = (ConsumerMessage(ALERTS_ENRICHED, 0, offset, 0.0, 0, [], b"k", b"v", None) for offset in (7, 6))
+    for message in (skipped, done):
+        message.incref()
+    handled.add(done)
+    skipped.ack(app.consumer)  # what Event.ack does for an event the stream skipped
+    done.ack(app.consumer)
+    assert (skipped.acked, done.acked) == (False, True)
+    app.consumer._read_offset[skipped.tp] = 7  # what the fetcher does once it passed offset 7 on
+    assert app.consumer._read_offset[skipped.tp] is None
+    app.consumer._thread.thread_loop.close()  # the consumer's thread has a loop of its own, never started here
