@@ -122,6 +122,8 @@ class Router:
     name = "router"
     # A partition's backlog holds at most this many transactions' worth of records before it is paused.
     BACKLOG_TRANSACTIONS = 4
+    # How long a correlation waits for its partition's routing to pass its horizon (_correlated_partition).
+    CORRELATION_WAIT_S = 30.0
 
     def __init__(self, settings: RouterSettings, codec: Codec) -> None:
         self.settings = settings
@@ -287,6 +289,8 @@ class Router:
                     self._routed.forget(tp.partition)
                 self._backlog(tp).clear()
                 self._resent_here.pop(tp, None)
+                self._through.pop(tp, None)
+                self._horizons.pop(tp.partition, None)  # what waited is read again by the next owner
 
     async def _fresh_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
         old = self._producers.pop(tp, None)
@@ -815,7 +819,7 @@ class Router:
         A correlation is found once its alerts are on alerts.enriched, and can reach here before the router has
         routed them: each record waits until routing has passed what alerts.enriched held when the record was
         first read (its horizon), so its thread is read as routed. A record whose horizon routing cannot reach
-        while the partition is quiet (a transaction's marker ends it) is decided anyway after WAIT_S.
+        while the partition is quiet (a transaction's marker ends it) is decided anyway after CORRELATION_WAIT_S.
         """
         assert self._routed is not None and self._correlated is not None
         partition = tp.partition
@@ -837,7 +841,10 @@ class Router:
         outputs = Outputs()
         decisions: list[AlertRouted] = []
         decided: set[str] = set()
-        lines = [await self._correlation(record, partition, outputs, decisions, decided) for record in ready]
+        # A thread's latest version, read once per batch: one alert correlates with many (a value shared by several
+        # agencies, several values shared by one pair), and each correlation would read it back again.
+        versions: dict[str, AlertEnriched | None] = {}
+        lines = [await self._correlation(record, partition, outputs, decisions, decided, versions) for record in ready]
         next_offset = ready[-1].offset + 1
         try:
             p = self._producers[tp]
@@ -856,8 +863,17 @@ class Router:
             RECORDS.labels(self.name, ALERTS_CORRELATED, line["outcome"]).inc()
         return len(ready)
 
-    # How long a correlation waits for its partition's routing to pass its horizon (_correlated_partition).
-    CORRELATION_WAIT_S = 30.0
+    async def _thread_version(
+        self, partition: int, root: str, versions: dict[str, AlertEnriched | None]
+    ) -> tuple[Thread | None, AlertEnriched | None]:
+        """The thread as the routed log knows it and its latest routed version (None if either is unknown)."""
+        assert self._routed is not None
+        thread = self._routed.threads(partition).get(root)
+        if thread is None:
+            return None, None
+        if root not in versions:
+            versions[root] = await self._latest_version(partition, root)
+        return thread, versions[root]
 
     async def _correlation(
         self,
@@ -866,6 +882,7 @@ class Router:
         outputs: Outputs,
         decisions: list[AlertRouted],
         decided: set[str],
+        versions: dict[str, AlertEnriched | None],
     ) -> dict[str, Any]:
         """One phase of one correlation (router/correlation.py) added to the transaction; its log line."""
         assert self._routed is not None
@@ -882,9 +899,7 @@ class Router:
         context = {"correlation_id": found.correlation_id, "kind": found.kind, "partition": partition}
         registry = self.registry.current
         if found.candidates is None:
-            side = found.a
-            thread = self._routed.threads(partition).get(side.thread_id)
-            version = await self._latest_version(partition, side.thread_id) if thread is not None else None
+            thread, version = await self._thread_version(partition, found.a.thread_id, versions)
             second = correlation.first_phase(found, thread, version, registry)
             if second.candidates:  # nobody may be told of a: nothing for b's owner to decide
                 outputs.add(ALERTS_CORRELATED, self.codec.encode(second), key=found.b.thread_id.encode(), headers=[])
@@ -897,11 +912,10 @@ class Router:
         if self._routed.decided_correlation(partition, found.correlation_id) or found.correlation_id in decided:
             return {"event": "correlation.duplicate", "outcome": "duplicate", **context}
         side = found.b
-        thread = self._routed.threads(partition).get(side.thread_id)
-        version = await self._latest_version(partition, side.thread_id) if thread is not None else None
-        recipients = correlation.told(found, thread, version, registry) if version is not None else []
+        thread, version = await self._thread_version(partition, side.thread_id, versions)
         if version is None:
             return {"event": "correlation.decided", "outcome": "thread_unknown", "told": [], **context}
+        recipients = correlation.told(found, thread, version, registry)
         decision = self._copies(
             outputs,
             version,

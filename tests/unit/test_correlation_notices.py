@@ -24,7 +24,7 @@ from services.common.records import (
     Indicator,
     SharedAlert,
 )
-from services.common.registry import Registry
+from services.common.registry import AgencyEntry, Agreement, Registry, Subscription
 from services.common.sightings import indicator_value
 from services.router import correlation
 from services.router.policy import decide, embargoed, fan_out
@@ -32,7 +32,15 @@ from services.router.redaction import shared_copy
 from services.router.threads import Thread, advanced
 from tests.unit.samples import enriched, sample_alert
 from tests.unit.test_alert_life import evolved, routed_of
-from tests.unit.test_sharing_properties import NAMES, NOW, alerts, entitled, open_registries, registries
+from tests.unit.test_sharing_properties import (
+    NAMES,
+    NOW,
+    alerts,
+    entitled,
+    open_registries,
+    registries,
+    registry_of,
+)
 
 
 def with_value(alert: Alert, value: str, in_summary: bool) -> Alert:
@@ -129,15 +137,7 @@ def test_told_exactly_the_agencies_that_read_the_value_in_both_alerts(data: st.D
 
 
 def open_world() -> Registry:
-    """Three agencies, each sharing everything with the others: IQ redacts nothing, KW's copies lose indicators."""
-    registry = open_registries_example()
-    return registry
-
-
-def open_registries_example() -> Registry:
-    from services.common.registry import AgencyEntry, Agreement, Subscription
-    from tests.unit.test_sharing_properties import registry_of
-
+    """Four agencies sharing everything with each other, except that KW's copies lose their indicators."""
     codes = {"IQ-A": "IQ", "JO-B": "JO", "KW-C": "KW", "SA-D": "SA"}
     agencies = [
         AgencyEntry(code=code, name=code, country=country, subscriptions=[Subscription(categories=["*"])])
