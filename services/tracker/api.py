@@ -1,6 +1,8 @@
 """The tracker's internal HTTP API, for the gateway only. It moves data: who may see what is decided by the
 ledger (state.py), what a request may carry by services/common/internal.py.
 
+    GET /internal/alerts?viewer_kind=...&viewer=...[&since=ISO8601&state=S&origin=CODE&limit=N]
+                        routed alerts newest first, with what each awaits (operators only: 403); ETag, 304
     GET /internal/alerts/{alert_id}?viewer_kind=agency|operator&viewer=NAME      status as that viewer sees it
     GET /internal/alerts/{alert_id}/routing?viewer_kind=...&viewer=...           the decision, same rule
     GET /internal/alerts/{alert_id}/recipient?agency=CODE                        is CODE a recipient, its state
@@ -14,12 +16,15 @@ ledger (state.py), what a request may carry by services/common/internal.py.
 Every request carries the internal credential (401 without it); a query parameter that is unknown, repeated
 or missing is a 400, and so is a page that services/common/pages.py refuses; an alert, request or correlation
 id that is not a canonical UUID is a 404. Each check comes before any work,
-and every answer, these included, is a JSON body `{error, message}`.
+and every answer, these included, is a JSON body `{error, message}`. The list of alerts answers with
+`ETag: "<ledger.version>"`, and 304 without a body to a request whose `If-None-Match` is that tag: the
+operators' console asks every second, and the ledger has usually not changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,7 +34,8 @@ from pydantic import SecretStr
 from services.common.internal import is_alert_id, presented, query_problem
 from services.common.logs import get_logger
 from services.common.pages import key_of, limit_of, page_problem
-from services.tracker.state import Ledger, Viewer
+from services.common.records import utcnow
+from services.tracker.state import LIST_LIMIT, Ledger, Viewer
 
 log = get_logger("rctc.tracker")
 
@@ -41,6 +47,7 @@ VIEWER = frozenset({"viewer_kind", "viewer"})
 # The query parameters of each route: (allowed, required).
 QUERIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "/internal/outstanding": (frozenset({"agency"}), frozenset()),
+    "/internal/alerts": (VIEWER | {"since", "state", "origin", "limit"}, VIEWER),
     "/internal/alerts/{alert_id}": (VIEWER, VIEWER),
     "/internal/alerts/{alert_id}/routing": (VIEWER, VIEWER),
     "/internal/alerts/{alert_id}/recipient": (frozenset({"agency"}), frozenset({"agency"})),
@@ -71,6 +78,7 @@ class InternalApi:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/internal/outstanding", self._outstanding)
+        app.router.add_get("/internal/alerts", self._alert_list)
         app.router.add_get("/internal/alerts/{alert_id}", self._status)
         app.router.add_get("/internal/alerts/{alert_id}/routing", self._routing)
         app.router.add_get("/internal/alerts/{alert_id}/recipient", self._recipient)
@@ -116,6 +124,32 @@ class InternalApi:
 
     async def _outstanding(self, request: web.Request) -> web.Response:
         return web.json_response({"outstanding": self._ledger.outstanding(request.query.get("agency"))})
+
+    async def _alert_list(self, request: web.Request) -> web.Response:
+        viewer = _viewer(request)
+        if viewer is None:
+            return _error(400, "bad_request", "viewer_kind is agency or operator, and viewer is named")
+        query = request.query
+        since = _time(query.get("since"))
+        if since is None and "since" in query:
+            return _error(400, "bad_request", "since is an ISO 8601 time with its offset, such as 2026-12-03T10:00Z")
+        limit = query.get("limit", str(LIST_LIMIT))
+        if not (limit.isascii() and limit.isdigit()) or len(limit) > 6:
+            return _error(400, "bad_request", "limit is a whole number")
+        # Read before the list is built, and nothing awaits in between: the tag is the version the body shows.
+        etag = f'"{self._ledger.version}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        status, body = self._ledger.alert_list(
+            viewer,
+            now=utcnow(),
+            since=since,
+            state=query.get("state"),
+            origin=query.get("origin"),
+            limit=int(limit),
+        )
+        headers = {"ETag": etag} if status == 200 else None
+        return web.json_response(body, status=status, dumps=_dumps, headers=headers)
 
     async def _status(self, request: web.Request) -> web.Response:
         return await self._as_viewer(request, self._ledger.status)
@@ -185,3 +219,13 @@ def _viewer(request: web.Request) -> Viewer | None:
     if kind not in ("agency", "operator") or not name:
         return None
     return Viewer(kind, name)  # type: ignore[arg-type]
+
+
+def _time(text: str | None) -> datetime | None:
+    """An ISO 8601 time with its offset (`Z` too), or None: a time without one would be compared with the
+    ledger's UTC times as if it were one."""
+    try:
+        at = datetime.fromisoformat(text) if text is not None else None
+    except ValueError:
+        return None
+    return at if at is not None and at.utcoffset() is not None else None

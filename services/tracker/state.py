@@ -4,6 +4,10 @@ Pure: no I/O.
     ledger = Ledger()
     ledger.apply_routed(routed); ledger.apply_attempt(attempt); ledger.apply_ack(ack)
     status, body = ledger.status(alert_id, Viewer("agency", "JO-GID"))
+    status, body = ledger.alert_list(Viewer("operator", "desk"), now=utcnow(), state="overdue")
+
+`ledger.version` counts the changes folded in (every apply_* that changed something adds one): a reader that
+polls (the operators' console, through GET /internal/alerts and its ETag) asks again only when it moved.
 
 States of a recipient: `delivered` once its copy is committed to its own topic (the router does that in
 the routing transaction), `acknowledged` once it acks. The webhook channel is tracked beside the state
@@ -28,8 +32,9 @@ else, and the originator when the stage marked nothing, gets the answer for an u
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -239,6 +244,12 @@ class OnwardView(msgspec.Struct, kw_only=True, gc=False):
 _REQUESTER_SEES = frozenset(OnwardView.__struct_fields__) - {"refusal", "alert_id"}
 
 
+# Ledger.alert_list: the states an operator filters by, and how many alerts it lists by default and at most.
+ALERT_STATES = ("open", "overdue", "escalated", "settled")
+LIST_LIMIT = 100
+LIST_MAX = 1000
+
+
 # The stages that refuse a version before it is routed (alerts.rejected also records dead deliveries that a
 # replay dropped, stage `replay`, of alerts that were routed).
 REFUSING_STAGES = frozenset({"enricher", "router"})
@@ -269,6 +280,8 @@ class Ledger:
         self._onward_thread: dict[str, list[str]] = {}  # thread id -> its requests
         # The duty desk's view of correlations and of whom the router told of each (bounded).
         self.correlations = CorrelationDesk(correlations)
+        # Changes folded in so far (the module's docstring): one more for every apply_* that changed something.
+        self.version = 0
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -281,16 +294,20 @@ class Ledger:
             # First: whom the router told of a correlation, not a version of `alert_id`. Folded into the
             # alert's views it would replace the later alert's recipients and start waits nobody owes.
             self.correlations.apply_decision(routed)
+            self.version += 1
             return
         if routed.onward is not None:
             self._apply_onward(routed)
+            self.version += 1
             if routed.alert_id not in self.alerts:
                 return  # a step about a version read before this tracker's window: only the request is kept
         if routed.request_id is not None and routed.alert_id in self.alerts:
             self._apply_resent(routed)
+            self.version += 1
             return
         if routed.alert_id in self.alerts:
             return  # routed again after a replay: the first decision stands
+        self.version += 1
         self.partition_of[routed.alert_id] = partition
         recipients = {d.agency: _row(routed, d) for d in routed.decisions if d.delivered}
         self.alerts[routed.alert_id] = AlertState(
@@ -429,7 +446,9 @@ class Ledger:
 
     def apply_correlated(self, found: AlertCorrelated) -> bool:
         """A correlation for the duty desk; False when it changes nothing (correlations.py)."""
-        return self.correlations.apply_correlated(found)
+        changed = self.correlations.apply_correlated(found)
+        self.version += changed
+        return changed
 
     def correlation_page(
         self, viewer: Viewer, limit: int, before: Key | None, agency: str | None, kind: str | None
@@ -453,6 +472,7 @@ class Ledger:
         if rejected.stage in REFUSING_STAGES and rejected.alert_id not in self.refused:
             # Kept as read: of scalars only, msgspec keeps it out of the collector's reach (test_tracker_state.py).
             self.refused[rejected.alert_id] = rejected
+            self.version += 1
 
     def apply_attempt(self, attempt: DeliveryAttempted) -> None:
         self._apply(attempt)
@@ -528,11 +548,71 @@ class Ledger:
             for due, a, r in pending
         ]
 
+    def alert_list(
+        self,
+        viewer: Viewer,
+        *,
+        now: datetime,
+        since: datetime | None = None,
+        state: str | None = None,
+        origin: str | None = None,
+        limit: int = LIST_LIMIT,
+    ) -> tuple[int, dict[str, Any]]:
+        """The routed alerts, newest `routed_at` first, at most `limit` (1 to LIST_MAX), for operators only.
+
+        Each is its status as an operator sees it, plus what a desk scans for: `awaiting` (recipients that owe
+        an acknowledgement: a deadline, and their row not ended), `overdue` (of those, past the deadline at
+        `now`), `escalation_level` (the highest of the rows not ended) and `thread_id`. `since` keeps those
+        routed at or after it, `origin` one originator's, `state` one of ALERT_STATES:
+
+        | state | the alert |
+        |---|---|
+        | open | awaits at least one acknowledgement |
+        | overdue | awaits one past its deadline |
+        | escalated | awaits one whose recipient was escalated (reminded, or the duty desk called) |
+        | settled | awaits none |
+
+        An overdue row changes at `now` without a record: its escalation, raised at the deadline by the tracker,
+        is the change that moves `version` (an ETag made of it stays honest within the escalation loop's beat).
+        """
+        if viewer.kind != "operator":
+            return 403, {"error": "forbidden", "message": "only operators list alerts"}
+        if state is not None and state not in ALERT_STATES:
+            return 400, {"error": "bad_request", "message": f"state is one of {', '.join(ALERT_STATES)}"}
+        if not 1 <= limit <= LIST_MAX:
+            return 400, {"error": "bad_request", "message": f"limit is between 1 and {LIST_MAX}"}
+
+        def chosen() -> Iterator[tuple[AlertState, _Waits]]:
+            for alert in self.alerts.values():
+                if (since is not None and alert.routed_at < since) or (origin is not None and alert.origin != origin):
+                    continue
+                waits = _waits_of(alert, now)
+                if state is None or _in_state(waits, state):
+                    yield alert, waits
+
+        newest = heapq.nlargest(limit, chosen(), key=lambda item: (item[0].routed_at, item[0].alert_id))
+        listed = []
+        for alert, waits in newest:
+            item: dict[str, Any] = msgspec.to_builtins(alert)
+            item.update(
+                awaiting=waits.awaiting,
+                overdue=waits.overdue,
+                escalation_level=waits.escalation_level,
+                thread_id=self._root_of(alert.alert_id),
+            )
+            listed.append(item)
+        return 200, {"alerts": listed}
+
     def _apply(self, record: Early) -> bool:
         alert = self.alerts.get(record.alert_id)
         if alert is None:
-            self._early.add(record)
+            self._early.add(record)  # nothing to see yet: counted when its alert's routing folds it in
             return True
+        changed = self._fold(alert, record)
+        self.version += changed
+        return changed
+
+    def _fold(self, alert: AlertState, record: Early) -> bool:
         recipient = alert.recipients.get(record.agency)
         if recipient is None:
             self._not_recipient += 1
@@ -647,6 +727,40 @@ def _row(routed: AlertRouted, d: RoutingDecision) -> RecipientState:
         webhook=WebhookStatus() if "webhook" in d.channels else None,
         ack_due=d.ack_due,
     )
+
+
+@dataclass(frozen=True)
+class _Waits:
+    """What an alert still awaits at a time (Ledger.alert_list)."""
+
+    awaiting: int
+    overdue: int
+    escalation_level: int  # the highest of the rows not ended
+    escalated: bool  # a row awaiting an acknowledgement was escalated
+
+
+def _waits_of(alert: AlertState, now: datetime) -> _Waits:
+    awaiting = overdue = level = 0
+    escalated = False
+    for row in alert.recipients.values():
+        if row.state in ENDED:
+            continue
+        level = max(level, row.escalation_level)
+        if row.ack_due is not None:
+            awaiting += 1
+            overdue += row.ack_due < now
+            escalated = escalated or row.escalation_level > 0
+    return _Waits(awaiting, overdue, level, escalated)
+
+
+def _in_state(waits: _Waits, state: str) -> bool:
+    if state == "open":
+        return waits.awaiting > 0
+    if state == "overdue":
+        return waits.overdue > 0
+    if state == "escalated":
+        return waits.escalated
+    return waits.awaiting == 0  # settled
 
 
 _NOTICE_RECIPIENT_SEES = frozenset({"alert_id", "origin", "msg_type", "routed_at"})

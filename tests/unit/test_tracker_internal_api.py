@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgspec
 import pydantic
 import pytest
 from aiohttp import web
@@ -34,6 +35,7 @@ ROUTES = [
     f"/internal/alerts/{ALERT}/recipient?agency={RECIPIENT}",
     "/internal/outstanding",
     "/internal/correlations?viewer_kind=operator&viewer=desk&limit=5&agency=JO-B&kind=phone",
+    "/internal/alerts?viewer_kind=operator&viewer=desk&state=open&origin=IQ-A&limit=5&since=2026-01-01T00:00Z",
 ]
 
 
@@ -117,6 +119,15 @@ async def test_the_internal_credential_opens_every_route(tracker: str, route: st
         "/internal/correlations?viewer_kind=operator&viewer=desk&before=yesterday",
         "/internal/correlations?viewer_kind=operator&viewer=desk&page=2",
         f"/internal/correlations/{ALERT}?viewer_kind=operator&viewer=desk&agency=JO-B",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&since=yesterday",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&since=2026-01-01T00:00:00",  # no offset
+        "/internal/alerts?viewer_kind=operator&viewer=desk&limit=0",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&limit=1001",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&limit=-1",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&limit=1&limit=2",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&state=closed",
+        "/internal/alerts?viewer_kind=operator&viewer=desk&page=2",
+        "/internal/alerts?viewer=desk",
     ],
 )
 async def test_unknown_repeated_or_missing_query_parameters_are_400(tracker: str, raw: str) -> None:
@@ -144,6 +155,45 @@ async def test_correlations_are_refused_to_an_agency_viewer_even_with_the_creden
         await get(tracker, f"/internal/correlations/{ALERT}?{VIEW}", GOOD),
     ]
     assert [(status, body["error"]) for status, _, body in answers] == [(403, "forbidden")] * 2
+
+
+async def test_the_list_of_alerts_is_refused_to_an_agency_viewer(tracker: str) -> None:
+    """Only operators list alerts, whatever the credential's holder asks as."""
+    status, _, body = await get(tracker, f"/internal/alerts?{VIEW}", GOOD)
+    assert (status, body["error"]) == (403, "forbidden")
+
+
+async def test_the_list_of_alerts_carries_the_ledgers_version_and_a_matching_if_none_match_is_304() -> None:
+    """ETag is the ledger's version in quotes; the same tag back is a 304 without a body until the ledger changes."""
+    ledger = Ledger()
+    ledger.apply_routed(routed(ALERT, ORIGIN, RECIPIENT, STRANGER))
+
+    async def answer(query: Any) -> Answer:
+        return query()  # type: ignore[no-any-return]
+
+    runner = web.AppRunner(InternalApi(ledger, answer, TOKEN).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{bound_port(runner)}/internal/alerts?viewer_kind=operator&viewer=desk"
+    seen = []
+    try:
+        async with aiohttp.ClientSession(headers=GOOD) as http:
+            for tag in (None, '"1"', '"0"', "AFTER"):
+                if tag == "AFTER":
+                    ledger.apply_routed(routed(ALERT.replace("5b", "6b"), ORIGIN, RECIPIENT, STRANGER))
+                    tag = '"1"'
+                async with http.get(url, headers={"If-None-Match": tag} if tag else {}) as r:
+                    body = await r.read()
+                    listed = [a["alert_id"] for a in msgspec.json.decode(body)["alerts"]] if body else None
+                    seen.append((r.status, r.headers.get("ETag"), listed))
+    finally:
+        await runner.cleanup()
+    assert seen == [
+        (200, '"1"', [ALERT]),
+        (304, '"1"', None),
+        (200, '"1"', [ALERT]),
+        (200, '"2"', [ALERT.replace("5b", "6b"), ALERT]),  # routed at the same time: by id, descending
+    ]
 
 
 @pytest.mark.parametrize(
