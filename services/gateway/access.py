@@ -3,6 +3,7 @@
     path_problem(request.match_info)              # None, or why the path names nothing (answered 404)
     outstanding_scope(principal, query.items())   # whose outstanding acks, or the refusal
     correlations_query(principal, query.items())  # the page of correlations asked for, or the refusal
+    alerts_query(principal, query.items())        # the list of alerts asked for, or the refusal
     desk_refusal(principal)                       # None for an operator; 403 for anyone else
 
 | rule | answer |
@@ -15,6 +16,11 @@
 | an operator names an agency, or nobody | that agency's, or everyone's |
 | an agency asks for correlations (/v1/correlations, any id) | 403 `forbidden`, before anything else (below) |
 | /v1/correlations: a parameter unknown, repeated or out of its form (pages.py; agency, kind) | 400 `bad_query` |
+| an agency lists alerts (GET /v1/alerts) | 403 `forbidden`, before anything else |
+| GET /v1/alerts: a parameter unknown, repeated or out of its form (since, state, origin, limit) | 400 `bad_query` |
+
+The list of alerts names every originator and every recipient: an agency reads its own alerts one by one
+(GET /v1/alerts/{id}) and what it owes (/v1/acks/outstanding).
 
 An agency learns of a correlation only through its own alert.correlated notice: the duty desk's view names
 both originators and every agency told.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.common.internal import is_alert_id, query_problem
 from services.common.pages import page_problem
@@ -116,3 +123,46 @@ def correlations_query(principal: Principal, query: Iterable[tuple[str, str]]) -
     if problem is not None:
         return Refusal(400, "bad_query", problem)
     return CorrelationsQuery(params)
+
+
+ALERT_STATES = ("open", "overdue", "escalated", "settled")  # services/tracker/state.py says what each means
+ALERTS_MAX = 1000
+_LIMIT = re.compile(r"[1-9][0-9]{0,3}")
+
+
+@dataclass(frozen=True)
+class AlertsQuery:
+    """The list of alerts as the tracker's internal API takes it (only the parameters given)."""
+
+    params: dict[str, str]
+
+
+def alerts_query(principal: Principal, query: Iterable[tuple[str, str]]) -> AlertsQuery | Refusal:
+    """The list of GET /v1/alerts an operator asks for; an agency is refused before its query is read."""
+    if principal[0] != "operator":
+        return Refusal(403, "forbidden", "only operators list alerts; an agency reads its own by id")
+    items = list(query)
+    problem = query_problem((name for name, _ in items), allowed={"since", "state", "origin", "limit"})
+    params = dict(items)
+    if problem is None and "since" in params and not _has_offset(params["since"]):
+        problem = "since is an ISO 8601 time with its offset, such as 2026-12-03T10:00:00Z"
+    if problem is None and "state" in params and params["state"] not in ALERT_STATES:
+        problem = f"state is one of {', '.join(ALERT_STATES)}"
+    if problem is None and "origin" in params and not _AGENCY.fullmatch(params["origin"]):
+        problem = "origin is an agency's code, such as JO-GID"
+    if (
+        problem is None
+        and "limit" in params
+        and not (_LIMIT.fullmatch(params["limit"]) and int(params["limit"]) <= ALERTS_MAX)
+    ):
+        problem = f"limit is a whole number from 1 to {ALERTS_MAX}"
+    if problem is not None:
+        return Refusal(400, "bad_query", problem)
+    return AlertsQuery(params)
+
+
+def _has_offset(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).utcoffset() is not None
+    except ValueError:
+        return False

@@ -33,7 +33,14 @@ from services.common.registry import CredentialsView, RegistryView
 from services.common.registry.model import Principal, Registry
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED, REQUESTS_ONWARD
 from services.gateway import intake
-from services.gateway.access import Refusal, correlations_query, desk_refusal, outstanding_scope, path_problem
+from services.gateway.access import (
+    Refusal,
+    alerts_query,
+    correlations_query,
+    desk_refusal,
+    outstanding_scope,
+    path_problem,
+)
 from services.gateway.idempotency import KeyReuseGuard
 from services.gateway.ratelimit import RateLimiter, retry_after
 from services.gateway.settings import HttpSettings
@@ -118,6 +125,7 @@ class GatewayApi:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/alerts", self.submit_alert),
+            web.get("/v1/alerts", self.alert_list),
             web.post("/v1/alerts/{alert_id}/ack", _checked(self.acknowledge)),
             web.get("/v1/alerts/{alert_id}", _checked(self.alert_status)),
             web.get("/v1/alerts/{alert_id}/routing", _checked(self.alert_routing)),
@@ -444,6 +452,25 @@ class GatewayApi:
             return error(503, "unavailable", "the tracker cannot answer now; retry")
         return web.json_response(body)
 
+    async def alert_list(self, request: web.Request) -> web.Response:
+        """Routed alerts newest first with what each awaits, for operators only (access.py). The tracker's ETag
+        passes through, and a request naming it in If-None-Match gets the tracker's 304 (a console polls this)."""
+        principal = self._principal(request)
+        query = alerts_query(principal, request.query.items())
+        if isinstance(query, Refusal):
+            return error(query.status, query.error, query.message)
+        viewer = {"viewer_kind": principal[0], "viewer": principal[1]}
+        tag = request.headers.get("If-None-Match")
+        status, body, etag = await self._tracker_fetch(
+            ("alerts",), {**viewer, **query.params}, {"If-None-Match": tag} if tag else {}
+        )
+        headers = {"ETag": etag} if etag else {}
+        if status == 304:
+            return web.Response(status=304, headers=headers)
+        if status != 200:
+            return error(503, "unavailable", "the tracker cannot answer now; retry")
+        return web.json_response(body, headers=headers)
+
     async def correlations(self, request: web.Request) -> web.Response:
         """The duty desk's view: correlations newest first, for operators only (access.py)."""
         principal = self._principal(request)
@@ -491,16 +518,27 @@ class GatewayApi:
         """GET the tracker's /internal/<segments> with `params` quoted by yarl (segments are fixed names and
         validated alert ids). Any status but 200, 403 and 404 is the gateway's or the deployment's fault (a wrong
         internal token is a 401 here): logged, and the caller gets a 503."""
+        status, body, _ = await self._tracker_fetch(segments, params)
+        return status, body
+
+    async def _tracker_fetch(
+        self, segments: tuple[str, ...], params: dict[str, str], headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, str | None]:
+        """_tracker_get with request headers, and the answer's ETag; a 304 (asked for with If-None-Match) has
+        no body."""
         url = self._tracker_url.joinpath("internal", *segments).with_query(params)
         try:
-            async with self._tracker.get(url, allow_redirects=False) as response:
+            async with self._tracker.get(url, allow_redirects=False, headers=headers) as response:
+                etag = response.headers.get("ETag")
+                if response.status == 304 and headers and "If-None-Match" in headers:
+                    return 304, None, etag
                 if response.status not in (200, 403, 404):
                     log.error("tracker.refused", path=url.path, status=response.status, body=await response.text())
-                    return 503, None
-                return response.status, await response.json()
+                    return 503, None, None
+                return response.status, await response.json(), etag
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("tracker.unavailable", path=url.path, error=repr(exc))
-            return 503, None
+            return 503, None, None
 
 
 def _checked(

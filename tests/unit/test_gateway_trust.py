@@ -270,7 +270,7 @@ async def test_the_tracker_is_called_with_the_credential_and_the_principal_as_vi
     ("method", "path", "principal", "expected"),
     [
         ("GET", "/nope", ORIGIN, (404, "not_found", None)),
-        ("GET", "/v1/alerts", ORIGIN, (405, "method_not_allowed", "POST")),
+        ("PUT", "/v1/alerts", ORIGIN, (405, "method_not_allowed", "GET,HEAD,POST")),
         ("DELETE", f"/v1/alerts/{ALERT}", ORIGIN, (405, "method_not_allowed", "GET,HEAD")),
         ("PUT", "/v1/acks/outstanding", OPERATOR, (405, "method_not_allowed", "GET,HEAD")),
         ("GET", f"/v1/alerts/{ALERT}/ack", RECIPIENT, (405, "method_not_allowed", "POST")),

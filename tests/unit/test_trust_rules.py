@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from services.common.internal import is_alert_id, presented, query_problem, token_problem
 from services.common.registry.model import Principal
-from services.gateway.access import Refusal, Scope, outstanding_scope, path_problem
+from services.gateway.access import AlertsQuery, Refusal, Scope, alerts_query, outstanding_scope, path_problem
 
 
 @given(st.uuids())
@@ -119,6 +119,41 @@ def test_an_agency_never_scopes_beyond_itself(name: str, query: list[tuple[str, 
     """For every query an agency can send, the answer is its own acks or a refusal."""
     scope = outstanding_scope(("agency", name), query)
     assert isinstance(scope, Refusal) or scope == Scope(name)
+
+
+@pytest.mark.parametrize(
+    ("principal", "query", "expected"),
+    [
+        (OPERATOR, [], AlertsQuery({})),
+        (
+            OPERATOR,
+            [("since", "2026-12-03T10:00:00+03:00"), ("state", "overdue"), ("origin", "IQ-A"), ("limit", "1000")],
+            AlertsQuery({"since": "2026-12-03T10:00:00+03:00", "state": "overdue", "origin": "IQ-A", "limit": "1000"}),
+        ),
+        (OPERATOR, [("since", "2026-12-03T10:00:00Z")], AlertsQuery({"since": "2026-12-03T10:00:00Z"})),
+        (
+            OPERATOR,
+            [("since", "2026-12-03T10:00:00")],
+            Refusal(400, "bad_query", "since is an ISO 8601 time with its offset, such as 2026-12-03T10:00:00Z"),
+        ),
+        (
+            OPERATOR,
+            [("state", "open"), ("state", "settled")],
+            Refusal(400, "bad_query", "query parameter 'state' given more than once"),
+        ),
+        (OPERATOR, [("limit", "1001")], Refusal(400, "bad_query", "limit is a whole number from 1 to 1000")),
+        (OPERATOR, [("origin", "iq-a")], Refusal(400, "bad_query", "origin is an agency's code, such as JO-GID")),
+        (AGENCY, [], Refusal(403, "forbidden", "only operators list alerts; an agency reads its own by id")),
+        (
+            AGENCY,
+            [("debug", "1")],
+            Refusal(403, "forbidden", "only operators list alerts; an agency reads its own by id"),
+        ),
+    ],
+)
+def test_alerts_query(principal: Principal, query: list[tuple[str, str]], expected: AlertsQuery | Refusal) -> None:
+    """Only an operator lists alerts (an agency is refused before its query is read); each parameter in its form."""
+    assert alerts_query(principal, query) == expected
 
 
 TOKEN = SecretStr("k" * 40)
