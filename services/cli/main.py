@@ -115,7 +115,7 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="the Avro record schemas and their fingerprints")
     p.set_defaults(run=_schemas)
 
-    from services.cli import audit, correlations, deliveries, devrun, quarantine, security, watchlist
+    from services.cli import alerts, audit, correlations, deliveries, devrun, quarantine, security, watchlist
     from services.demo import feed, receivers
 
     devrun.add_parser(sub)
@@ -125,6 +125,7 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     quarantine.add_parser(sub, _kafka)
     watchlist.add_parser(sub, _kafka)
     correlations.add_parser(sub, settings)
+    alerts.add_parser(sub, settings, _kafka)
     demo = sub.add_parser("demo", help="demo webhook receivers and alert feed").add_subparsers(metavar="ACTION")
     receivers.add_parser(demo)
     feed.add_parser(demo)

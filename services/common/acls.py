@@ -11,7 +11,10 @@ are active. A suspended or removed agency has no ACL at all, so it loses access 
 | principal              | topics                                   | groups, transactional ids                 |
 |------------------------|------------------------------------------|-------------------------------------------|
 | `service-<name>`       | what topics.yaml lists for it (literal)  | its own, under the client-id prefix       |
-| `operator-cli`         | what topics.yaml lists for `operator`    | none (it reads by assignment)             |
+| `operator-cli`         | what topics.yaml lists for `operator`;   | describe the groups under the client-id   |
+|                        | describe every other declared topic      | prefix (`rctc lag`); no READ: it reads by |
+|                        | (the retry tiers: their groups' lag)     | assignment, and must not commit offsets   |
+|                        |                                          | into a service's group                    |
 | `agency-<CODE>`        | what topics.yaml's `agency_topics` give  | prefixed `agency-<CODE>.` (the dot ends   |
 |   (active only)        | `agency` on its own topics: read         | the code: `agency-IQ-NAB2.` is not under  |
 |                        | `agency.<CODE>.alerts` and `.rejections`,| `agency-IQ-NAB.`)                         |
@@ -19,8 +22,9 @@ are active. A suspended or removed agency has no ACL at all, so it loses access 
 |                        | (literal names)                          |                                           |
 
 Every topic ACL is LITERAL: a prefixed `agency.IQ-NAB` would also match `agency.IQ-NAB2.alerts`. READ and
-WRITE imply DESCRIBE on Kafka, so describing needs no ACL of its own. The bootstrap admin is a super user
-and has none.
+WRITE imply DESCRIBE on Kafka, so describing needs an ACL of its own only where neither is given: the
+operator's on groups and on the topics it neither reads nor writes, so that `rctc lag` (services/common/lag.py)
+sees every group's offsets and every topic's end. The bootstrap admin is a super user and has none.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ OPERATOR = "operator-cli"
 
 Resource = Literal["topic", "group", "transactional_id"]
 Pattern = Literal["literal", "prefixed"]
-Operation = Literal["read", "write"]
+Operation = Literal["read", "write", "describe"]
 
 
 @dataclass(frozen=True, order=True)
@@ -154,6 +158,13 @@ def desired_acls(declarations: Declarations, agencies: Iterable[AgencyAccess], *
             principal = agency_principal(agency.code)
             wanted.add(Acl(principal, "group", prefix, "prefixed", "read"))
             wanted.add(Acl(principal, "transactional_id", prefix, "prefixed", "write"))
+    # The operator sees every group's lag (services/common/lag.py): it describes this system's groups and the
+    # declared topics it does not already read or write. Never READ on a group: that would let it commit offsets.
+    wanted.add(Acl(OPERATOR, "group", f"{client_id_prefix}-", "prefixed", "describe"))
+    seen_by_operator = {a.name for a in wanted if a.principal == OPERATOR and a.resource == "topic"}
+    for spec in declarations.topics:
+        if spec.name not in seen_by_operator:
+            wanted.add(Acl(OPERATOR, "topic", spec.name, "literal", "describe"))
     for service, resources in _service_groups(client_id_prefix).items():
         for resource, name, pattern in resources:
             operation: Operation = "read" if resource == "group" else "write"

@@ -42,7 +42,7 @@ _RESOURCES = {
     "transactional_id": ResourceType.TRANSACTIONAL_ID,
 }
 _PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
-_OPERATIONS = {"read": AclOperation.READ, "write": AclOperation.WRITE}
+_OPERATIONS = {"read": AclOperation.READ, "write": AclOperation.WRITE, "describe": AclOperation.DESCRIBE}
 _MECHANISMS = {"SCRAM-SHA-512": ScramMechanism.SCRAM_SHA_512, "SCRAM-SHA-256": ScramMechanism.SCRAM_SHA_256}
 # RFC 7677 asks for at least 4096 iterations; the broker accepts up to 16384.
 SCRAM_ITERATIONS = 8192

@@ -33,7 +33,9 @@ from services.cli.local_broker import LocalBroker
 from services.cli.security import apply_acls
 from services.common.acls import AgencyAccess
 from services.common.codec import Codec
+from services.common.kafka import commit_at_end
 from services.common.kafka_admin import SecurityAdmin, confluent_config
+from services.common.lag import fetch_lag
 from services.common.registry.publish import publish_registry
 from services.common.topics import DECLARATIONS, apply_topics, load_declarations
 from tests.support.world import Cast, agreement, registry
@@ -70,6 +72,8 @@ def expected(principal: str, codes: list[str], active: set[str]) -> dict[str, se
             if own_code is not None and code == own_code and own_code in active:
                 who.add("agency")
             ops = {op for op, holders in access.items() if who & holders}
+            if principal == "operator-cli":
+                ops.add("describe")  # every declared topic, for `rctc lag` (services/common/acls.py)
             if ops:
                 allowed[topic] = ops
     return allowed
@@ -380,3 +384,42 @@ async def test_an_agency_submits_only_on_its_own_topic_and_reads_only_its_own_re
     reads = await asyncio.to_thread(read_outcomes, config, [own], f"agency-{a}.rejections")
     seen = await asyncio.to_thread(described, config)
     assert (reads, own in seen, other in seen) == ({own: True}, True, False)
+
+
+def commit_refused(config: dict[str, Any], group: str, topic: str) -> bool:
+    """Whether committing an offset for `group` is refused (GROUP_AUTHORIZATION_FAILED)."""
+    c = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+        return False
+    except KafkaException as exc:
+        assert exc.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED, exc
+        return True
+    finally:
+        c.close()
+
+
+async def test_the_operator_sees_every_groups_lag_and_commits_into_none(world: World) -> None:
+    """`rctc lag` as operator-cli: it lists and describes this system's groups (the router's, committed at the end
+    of a retry tier it does not read, and of alerts.routed), reads their offsets and the topics' ends, and may
+    not commit into a service's group; an agency's group it may not even describe."""
+    w = world
+    operator = w.config("operator-cli")
+    group = f"{PREFIX}-router"
+    await commit_at_end(w.admin, group, ["alerts.routed", "deliveries.retry.5s"])
+    agency_group = f"agency-{w.codes[0]}.analysts"
+    await commit_at_end(w.admin, agency_group, [f"agency.{w.codes[0]}.alerts"])
+    settings = w.admin.model_copy(
+        update={"username": "operator-cli", "password": SecretStr(w.passwords["operator-cli"])}
+    )
+    rows = await fetch_lag(settings)
+    assert [(r.group, r.topic, r.lag, r.end > 0) for r in rows] == [
+        (group, "alerts.routed", 0, True),
+        (group, "deliveries.retry.5s", 0, True),
+    ]
+    allowed = [
+        await asyncio.to_thread(group_allowed, operator, group),
+        await asyncio.to_thread(group_allowed, operator, agency_group),
+    ]
+    refused = await asyncio.to_thread(commit_refused, operator, group, "alerts.routed")
+    assert (allowed, refused) == ([True, False], True)

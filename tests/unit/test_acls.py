@@ -74,3 +74,18 @@ def test_the_tracker_reads_correlations_and_no_agency_may() -> None:
         "service-router write",
         "service-tracker read",
     ]
+
+
+def test_the_operator_describes_this_systems_groups_and_every_declared_topic_and_reads_no_group() -> None:
+    """`rctc lag` needs every group's offsets and every topic's end: the operator may describe the groups under
+    the client-id prefix (never read them: READ would let it commit offsets into a service's group) and every
+    declared topic, by its own describe ACL where it neither reads nor writes the topic (the retry tiers)."""
+    declarations = load_declarations()
+    wanted = desired_acls(declarations, [AgencyAccess("IQ-NAB", True)], client_id_prefix="rctc")
+    operator = [a for a in wanted if a.principal == "operator-cli"]
+    assert sorted(str(a) for a in operator if a.resource != "topic") == ["operator-cli describe group rctc-*"]
+    topics = {a.name for a in operator if a.resource == "topic"}
+    assert topics >= {t.name for t in declarations.all_for(["IQ-NAB"])}
+    describe_only = sorted(a.name for a in operator if a.operation == "describe" and a.resource == "topic")
+    assert describe_only == sorted(t.name for t in declarations.topics if t.name.startswith("deliveries.retry."))
+    assert [a for a in wanted if a.operation == "describe" and a.principal != "operator-cli"] == []

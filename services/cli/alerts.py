@@ -1,0 +1,174 @@
+"""`rctc alerts list`, `rctc acks outstanding` and `rctc lag`: what an operator looks at first.
+
+    rctc alerts list --since 2h --state overdue --token OPERATOR_TOKEN   # through the gateway, newest first
+    rctc alerts list --origin IQ-NAB --limit 20 --json                    # one JSON document: the alerts as dicts
+    rctc acks outstanding --agency JO-GID                                 # acknowledgements still owed
+    rctc lag                                                              # every group's lag, from the brokers
+
+A table on a terminal (plain text in a pipe), times shown in ISO 8601 and relative to now ("in 4m", "3m ago");
+`--json` prints the rows as the gateway (or, for lag, services/common/lag.py) gives them, for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from services.cli.render import print_json, table, when
+from services.cli.settings import CliSettings
+from services.common.lag import fetch_lag
+from services.common.records import utcnow
+from services.common.settings import KafkaSettings
+
+STATES = ("open", "overdue", "escalated", "settled")  # services/tracker/state.py says what each means
+_AGO = re.compile(r"([1-9][0-9]*)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def since_argument(text: str, now: datetime | None = None) -> datetime:
+    """`--since`: a time ago (`30m`, `2h`, `7d`, `45s`) or an ISO 8601 time (without an offset: local time)."""
+    ago = _AGO.fullmatch(text)
+    if ago is not None:
+        return (now or utcnow()) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a time ago (30m, 2h, 7d) nor an ISO 8601 time") from None
+    return at.astimezone() if at.tzinfo is None else at
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError("a whole number from 1 to 1000")
+    return int(text)
+
+
+def add_parser(sub: Any, settings: CliSettings, kafka: Callable[[argparse.Namespace], KafkaSettings]) -> None:
+    alerts = sub.add_parser("alerts", help="routed alerts and what they await (operators)").add_subparsers(
+        metavar="ACTION"
+    )
+    p = alerts.add_parser("list", help="routed alerts, newest first, with what each still awaits")
+    p.add_argument("--since", type=since_argument, help="routed at or after: ISO 8601, or ago (30m, 2h, 7d)")
+    p.add_argument("--state", choices=STATES, help="open, overdue, escalated (awaiting an escalated ack), settled")
+    p.add_argument("--origin", help="only this agency's alerts")
+    p.add_argument("--limit", type=_limit, default=100, help="at most this many (1 to 1000, default 100)")
+    _output_arguments(p, settings)
+    p.set_defaults(run=lambda a: asyncio.run(list_alerts(a)))
+
+    acks = sub.add_parser("acks", help="acknowledgements (operators)").add_subparsers(metavar="ACTION")
+    p = acks.add_parser("outstanding", help="acknowledgements still expected, soonest deadline first")
+    p.add_argument("--agency", help="only this agency's")
+    _output_arguments(p, settings)
+    p.set_defaults(run=lambda a: asyncio.run(outstanding(a)))
+
+    p = sub.add_parser("lag", help="how far behind each consumer group of this system is, per topic")
+    p.add_argument("--json", action="store_true", help="one JSON document: the rows as objects")
+    p.set_defaults(run=lambda a: asyncio.run(lag(kafka(a), as_json=a.json)))
+
+
+def _output_arguments(p: argparse.ArgumentParser, settings: CliSettings) -> None:
+    p.add_argument("--gateway", default=settings.gateway_url, help="env RCTC_GATEWAY_URL")
+    p.add_argument("--token", default=settings.token, help="an operator's token (env RCTC_TOKEN)")
+    p.add_argument("--json", action="store_true", help="one JSON document: the rows as objects")
+
+
+async def _get(args: argparse.Namespace, path: tuple[str, ...], params: dict[str, str]) -> tuple[int, Any]:
+    url = URL(args.gateway).joinpath("v1", *path).with_query(params)
+    headers = {"Authorization": f"Bearer {args.token}"}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+def _refused(status: int, body: Any) -> int:
+    message = body.get("message") if isinstance(body, dict) else body
+    print(f"rctc: {status}: {message}", file=sys.stderr)
+    return 1
+
+
+def _no_token(args: argparse.Namespace) -> bool:
+    if not args.token:
+        print("rctc: an operator's token is needed (--token or RCTC_TOKEN)", file=sys.stderr)
+    return not args.token
+
+
+async def list_alerts(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 2
+    given = {
+        "since": args.since.isoformat() if args.since else None,
+        "state": args.state,
+        "origin": args.origin,
+        "limit": str(args.limit),
+    }
+    status, body = await _get(args, ("alerts",), {k: v for k, v in given.items() if v is not None})
+    if status != 200:
+        return _refused(status, body)
+    alerts = body["alerts"]
+    if args.json:
+        print_json(alerts)
+        return 0
+    now = utcnow()
+    rows = [
+        [
+            when(a["routed_at"], now),
+            a["alert_id"],
+            a["origin"],
+            a["msg_type"],
+            a["severity"],
+            len(a["recipients"]),
+            a["awaiting"],
+            a["overdue"],
+            a["escalation_level"],
+        ]
+        for a in alerts
+    ]
+    columns = ["routed", "alert", "origin", "type", "severity", "recipients", "awaiting", "overdue", "escalation"]
+    table(columns, rows, title=f"{len(alerts)} alerts" + (f" ({args.state})" if args.state else ""))
+    return 0
+
+
+async def outstanding(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 2
+    status, body = await _get(args, ("acks", "outstanding"), {"agency": args.agency} if args.agency else {})
+    if status != 200:
+        return _refused(status, body)
+    owed = body["outstanding"]
+    if args.json:
+        print_json(owed)
+        return 0
+    now = utcnow()
+    rows = [
+        [
+            when(o["ack_due"], now),
+            o["agency"],
+            o["alert_id"],
+            o["origin"],
+            o["severity"],
+            o["state"],
+            o["escalation_level"],
+        ]
+        for o in owed
+    ]
+    columns = ["due", "agency", "alert", "origin", "severity", "state", "escalation"]
+    table(columns, rows, title=f"{len(owed)} acknowledgements outstanding")
+    return 0
+
+
+async def lag(kafka: KafkaSettings, *, as_json: bool) -> int:
+    rows = await fetch_lag(kafka)
+    if as_json:
+        print_json([dataclasses.asdict(r) for r in rows])
+        return 0
+    columns = ["group", "topic", "partitions", "committed", "end", "lag"]
+    table(columns, [[r.group, r.topic, r.partitions, r.committed, r.end, r.lag] for r in rows], title="consumer lag")
+    return 0
