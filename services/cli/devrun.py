@@ -84,7 +84,8 @@ def children(
 ) -> list[Child]:
     python = sys.executable
     common = {"RCTC_LOG__FORMAT": "console"}
-    # The gateway -> tracker credential: only these two children get it (services/common/internal.py).
+    # The gateway's and the console's credential to the tracker: only these three children get it
+    # (services/common/internal.py).
     internal = {"RCTC_INTERNAL_TOKEN": internal_token}
 
     def service(name: str, ops: int, **extra: str) -> Child:
@@ -102,6 +103,13 @@ def children(
             "gateway",
             ports["ops"] + 1,
             RCTC_HTTP__PORT=str(ports["gateway"]),
+            RCTC_TRACKER_URL=f"http://127.0.0.1:{ports['tracker']}",
+            **internal,
+        ),
+        service(
+            "console",
+            ports["ops"] + 8,
+            RCTC_HTTP__PORT=str(ports["console"]),
             RCTC_TRACKER_URL=f"http://127.0.0.1:{ports['tracker']}",
             **internal,
         ),
@@ -176,6 +184,7 @@ def supervise(args: argparse.Namespace) -> int:
         ports = {
             "gateway": args.gateway_port,
             "tracker": args.gateway_port + 5,
+            "console": args.gateway_port + 10,
             "receivers": 8701,
             "ops": args.ops_port,
         }
@@ -207,7 +216,8 @@ async def _run_children(kids: list[Child], args: argparse.Namespace) -> int:
         )
         pumps.append(asyncio.create_task(_pump(kid, COLOURS[i % len(COLOURS)], width)))
     print(
-        f"rctc dev: up. Gateway http://127.0.0.1:{args.gateway_port}, operator token demo-duty-desk. "
+        f"rctc dev: up. Gateway http://127.0.0.1:{args.gateway_port}, console "
+        f"http://127.0.0.1:{args.gateway_port + 10}/console/ (operator token demo-duty-desk). "
         "Ctrl-C stops everything.",
         flush=True,
     )

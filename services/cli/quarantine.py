@@ -40,13 +40,18 @@ def add_parser(sub: Any, kafka: Callable[[argparse.Namespace], KafkaSettings]) -
     p.set_defaults(run=lambda a: asyncio.run(show_quarantined(kafka(a), a.offset)))
 
 
-async def list_quarantined(kafka: KafkaSettings, topic: str | None, limit: int) -> int:
-    codec = Codec.from_directory()
+async def latest_quarantined(kafka: KafkaSettings, codec: Codec, topic: str | None, limit: int) -> list[dict[str, Any]]:
+    """The latest `limit` entries' summaries (from `topic` only, if named), oldest first; the console's too."""
     latest: deque[dict[str, Any]] = deque(maxlen=max(limit, 0))
     async for r in read_to_end(kafka, RECORDS_QUARANTINE, name="quarantine-list"):
         entry = summary(r, codec)
         if topic is None or entry.get("source_topic") == topic:
             latest.append(entry)
+    return list(latest)
+
+
+async def list_quarantined(kafka: KafkaSettings, topic: str | None, limit: int) -> int:
+    latest = await latest_quarantined(kafka, Codec.from_directory(), topic, limit)
     for entry in latest:
         print(json.dumps(entry))
     if not latest:

@@ -11,6 +11,8 @@ are active. A suspended or removed agency has no ACL at all, so it loses access 
 | principal              | topics                                   | groups, transactional ids                 |
 |------------------------|------------------------------------------|-------------------------------------------|
 | `service-<name>`       | what topics.yaml lists for it (literal)  | its own, under the client-id prefix       |
+| `service-console`      | and, like `operator-cli`, describe the   | and describe the system's groups (its lag |
+|                        | other declared topics                    | page)                                     |
 | `operator-cli`         | what topics.yaml lists for `operator`;   | describe the groups under the client-id   |
 |                        | describe every other declared topic      | prefix (`rctc lag`); no READ: it reads by |
 |                        | (the retry tiers: their groups' lag)     | assignment, and must not commit offsets   |
@@ -35,7 +37,7 @@ from typing import Literal
 
 from services.common.topics import Declarations, TopicSpec
 
-SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker", "correlator")
+SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker", "correlator", "console")
 OPERATOR = "operator-cli"
 
 Resource = Literal["topic", "group", "transactional_id"]
@@ -158,13 +160,15 @@ def desired_acls(declarations: Declarations, agencies: Iterable[AgencyAccess], *
             principal = agency_principal(agency.code)
             wanted.add(Acl(principal, "group", prefix, "prefixed", "read"))
             wanted.add(Acl(principal, "transactional_id", prefix, "prefixed", "write"))
-    # The operator sees every group's lag (services/common/lag.py): it describes this system's groups and the
-    # declared topics it does not already read or write. Never READ on a group: that would let it commit offsets.
-    wanted.add(Acl(OPERATOR, "group", f"{client_id_prefix}-", "prefixed", "describe"))
-    seen_by_operator = {a.name for a in wanted if a.principal == OPERATOR and a.resource == "topic"}
-    for spec in declarations.topics:
-        if spec.name not in seen_by_operator:
-            wanted.add(Acl(OPERATOR, "topic", spec.name, "literal", "describe"))
+    # The operator and the console (its lag page) see every group's lag (services/common/lag.py): they describe
+    # this system's groups and the declared topics they do not already read or write. Never READ on a group:
+    # that would let them commit offsets.
+    for watcher in (OPERATOR, service_principal("console")):
+        wanted.add(Acl(watcher, "group", f"{client_id_prefix}-", "prefixed", "describe"))
+        seen = {a.name for a in wanted if a.principal == watcher and a.resource == "topic"}
+        for spec in declarations.topics:
+            if spec.name not in seen:
+                wanted.add(Acl(watcher, "topic", spec.name, "literal", "describe"))
     for service, resources in _service_groups(client_id_prefix).items():
         for resource, name, pattern in resources:
             operation: Operation = "read" if resource == "group" else "write"

@@ -9,8 +9,9 @@ ledger (state.py), what a request may carry by services/common/internal.py.
     GET /internal/outstanding[?agency=CODE]                                      acks still expected
     GET /internal/onward?viewer_kind=...&viewer=...                              onward-sharing requests it sees
     GET /internal/onward/{request_id}?viewer_kind=...&viewer=...                 one of them
-    GET /internal/correlations?viewer_kind=...&viewer=...[&limit=N&before=CURSOR&agency=CODE&kind=K]
+    GET /internal/correlations?viewer_kind=...&viewer=...[&limit=N&before=CURSOR&agency=CODE&kind=K&thread=ID]
                                                           correlations newest first (operators only: 403)
+    GET /internal/webhooks                                each agency's webhook copies by status, last failure
     GET /internal/correlations/{correlation_id}?viewer_kind=...&viewer=...       one of them (operators only)
 
 Every request carries the internal credential (401 without it); a query parameter that is unknown, repeated
@@ -53,7 +54,8 @@ QUERIES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "/internal/alerts/{alert_id}/recipient": (frozenset({"agency"}), frozenset({"agency"})),
     "/internal/onward": (VIEWER, VIEWER),
     "/internal/onward/{request_id}": (VIEWER, VIEWER),
-    "/internal/correlations": (VIEWER | {"limit", "before", "agency", "kind"}, VIEWER),
+    "/internal/correlations": (VIEWER | {"limit", "before", "agency", "kind", "thread"}, VIEWER),
+    "/internal/webhooks": (frozenset(), frozenset()),
     "/internal/correlations/{correlation_id}": (VIEWER, VIEWER),
 }
 
@@ -85,6 +87,7 @@ class InternalApi:
         app.router.add_get("/internal/onward", self._onward_list)
         app.router.add_get("/internal/onward/{request_id}", self._onward_one)
         app.router.add_get("/internal/correlations", self._correlation_list)
+        app.router.add_get("/internal/webhooks", self._webhooks)
         app.router.add_get("/internal/correlations/{correlation_id}", self._correlation_one)
         return app
 
@@ -186,8 +189,13 @@ class InternalApi:
             key_of(before) if before is not None else None,
             query.get("agency"),
             query.get("kind"),
+            query.get("thread"),
         )
         return web.json_response(body, status=status, dumps=_dumps)
+
+    async def _webhooks(self, request: web.Request) -> web.Response:
+        # Counts of delivery states and a failure class: nothing of any alert, for the operators' console.
+        return web.json_response(self._ledger.webhook_tally())
 
     async def _correlation_one(self, request: web.Request) -> web.Response:
         viewer = _viewer(request)

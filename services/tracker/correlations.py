@@ -94,6 +94,8 @@ class CorrelationDesk:
         self.views: dict[str, CorrelationView] = {}
         self._order: list[Key] = []  # (found_at in microseconds, correlation_id) of every view, ascending
         self._early: OrderedDict[str, tuple[AlertRouted, ...]] = OrderedDict()
+        # Thread id -> the correlations either of whose sides is that thread (an alert's page in the console).
+        self._of_thread: dict[str, dict[str, None]] = {}
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -117,12 +119,19 @@ class CorrelationDesk:
             found_at=found.found_at,
         )
         self.views[view.correlation_id] = view
+        for side in (view.a, view.b):
+            self._of_thread.setdefault(side.thread_id, {})[view.correlation_id] = None
         insort(self._order, order_key(view.found_at, view.correlation_id))
         for decision in self._early.pop(view.correlation_id, ()):
             self._fold(view, decision)
         while len(self._order) > self.limits.correlations:
             _, oldest = self._order.pop(0)
-            del self.views[oldest]
+            gone = self.views.pop(oldest)
+            for side in (gone.a, gone.b):
+                ids = self._of_thread.get(side.thread_id, {})
+                ids.pop(oldest, None)
+                if not ids:
+                    self._of_thread.pop(side.thread_id, None)
             self.evicted += 1
         return True
 
@@ -148,14 +157,28 @@ class CorrelationDesk:
         view.notified = tuple(sorted(told.values(), key=lambda n: n.agency))
 
     def page(
-        self, limit: int, before: Key | None = None, agency: str | None = None, kind: str | None = None
+        self,
+        limit: int,
+        before: Key | None = None,
+        agency: str | None = None,
+        kind: str | None = None,
+        thread: str | None = None,
     ) -> tuple[list[CorrelationView], str | None]:
         """Up to `limit` views, newest first, older than `before` and matching the filters (`agency`: either
-        originator or a notified agency); and the cursor of the next page (None: this is the last)."""
-        end = bisect_left(self._order, before) if before is not None else len(self._order)
+        originator or a notified agency; `thread`: either side's thread); and the cursor of the next page
+        (None: this is the last)."""
+        if thread is not None:  # from the thread's index: a page about one alert costs its correlations only
+            keys = sorted(
+                order_key(v.found_at, v.correlation_id)
+                for v in map(self.views.__getitem__, self._of_thread.get(thread, ()))
+            )
+            order = keys
+        else:
+            order = self._order
+        end = bisect_left(order, before) if before is not None else len(order)
         found: list[CorrelationView] = []
         for i in range(end - 1, -1, -1):
-            view = self.views[self._order[i][1]]
+            view = self.views[order[i][1]]
             if (kind is None or view.kind == kind) and (agency is None or view.concerns(agency)):
                 found.append(view)
                 if len(found) > limit:

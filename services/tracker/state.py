@@ -53,6 +53,7 @@ from services.common.records import (
     RoutingDecision,
 )
 from services.tracker.correlations import CorrelationDesk, CorrelationLimits
+from services.tracker.webhooks import WebhookTally
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
 
@@ -282,6 +283,7 @@ class Ledger:
         self.correlations = CorrelationDesk(correlations)
         # Changes folded in so far (the module's docstring): one more for every apply_* that changed something.
         self.version = 0
+        self.webhooks = WebhookTally()
 
     @property
     def dropped(self) -> dict[str, int]:
@@ -451,12 +453,19 @@ class Ledger:
         return changed
 
     def correlation_page(
-        self, viewer: Viewer, limit: int, before: Key | None, agency: str | None, kind: str | None
+        self,
+        viewer: Viewer,
+        limit: int,
+        before: Key | None,
+        agency: str | None,
+        kind: str | None,
+        thread: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Correlations newest first, for operators only (`agency`: either originator or a notified agency)."""
+        """Correlations newest first, for operators only (`agency`: either originator or a notified agency;
+        `thread`: either side's thread)."""
         if viewer.kind != "operator":
             return _desk_only()
-        views, after = self.correlations.page(limit, before, agency, kind)
+        views, after = self.correlations.page(limit, before, agency, kind, thread)
         return 200, {"correlations": msgspec.to_builtins(views), "next": after}
 
     def correlation(self, correlation_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
@@ -640,6 +649,7 @@ class Ledger:
         recipient.webhook = hook
         if hook.status == "delivered":
             return False  # a late duplicate of an earlier success
+        before = hook.status
         hook.webhook_id = record.webhook_id
         hook.attempts = max(hook.attempts, record.attempt)
         hook.last_status_code = record.status_code
@@ -651,7 +661,12 @@ class Ledger:
                 recipient.state = "delivered"
         elif record.outcome in ("retrying", "dead"):
             hook.status = record.outcome
+        self.webhooks.moved(record.agency, before, hook.status, record)
         return True
+
+    def webhook_tally(self) -> dict[str, Any]:
+        """Each agency's webhook copies by status and its last failure class (the console's endpoints page)."""
+        return {"agencies": self.webhooks.all()}
 
     def recipient(self, alert_id: str, agency: str) -> tuple[int, dict[str, Any]]:
         """`agency`'s row of the alert; for a non-recipient the answer for an unknown alert, so that the two

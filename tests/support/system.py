@@ -28,6 +28,9 @@ from services.common.ops import free_port
 from services.common.runner import running
 from services.common.settings import KafkaSettings
 from services.common.topics import load_declarations
+from services.console.service import Console
+from services.console.service import build as build_console
+from services.console.settings import ConsoleHttpSettings, ConsoleSettings
 from services.correlator.service import Correlator
 from services.correlator.service import build as build_correlator
 from services.correlator.settings import CorrelatorSettings
@@ -64,6 +67,7 @@ class System:
     router_settings: RouterSettings | None = None
     router_stack: AsyncExitStack | None = None
     correlator: Correlator | None = None
+    console: Console | None = None
 
     @property
     def url(self) -> str:
@@ -95,9 +99,11 @@ async def system(
     tracker: dict[str, Any] | None = None,
     internal_token: SecretStr | None = None,
     correlator: dict[str, Any] | None = None,
+    console: dict[str, Any] | None = None,
 ) -> AsyncIterator[System]:
     """Start tracker, enricher, router, auditor, dispatcher and gateway (in that order); stop them in reverse.
-    With `correlator` (its settings' overrides, `{}` for none), the correlator too, after the enricher.
+    With `correlator` (its settings' overrides, `{}` for none), the correlator too, after the enricher; with
+    `console` likewise the operator console, last.
 
     The dicts override each service's settings (tests shrink time with retry_time_scale, ack_deadline_scale).
     The gateway and the tracker share one internal credential, fresh for each system unless one is given.
@@ -149,6 +155,17 @@ async def system(
             )
             gateway = build_gateway(gateway_settings, codec)
             await stack.enter_async_context(running(gateway))
+            console_service = None
+            if console is not None:
+                console_settings = ConsoleSettings(
+                    **common("console"),
+                    http=ConsoleHttpSettings(port=0),
+                    tracker_url=f"http://127.0.0.1:{tracker_settings.http.port}",
+                    internal_token=token,
+                    **console,
+                )
+                console_service = build_console(console_settings, codec)
+                await stack.enter_async_context(running(console_service))
             system_ = System(
                 auditor,
                 gateway,
@@ -163,6 +180,7 @@ async def system(
                 router_settings,
                 router_stack,
                 correlator_service,
+                console_service,
             )
             yield system_
     finally:

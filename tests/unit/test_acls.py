@@ -69,6 +69,7 @@ def test_the_tracker_reads_correlations_and_no_agency_may() -> None:
     )
     assert on_topic == [
         "operator-cli read",
+        "service-console describe",  # its lag page: the topic's end offsets, never a record
         "service-correlator write",
         "service-router read",
         "service-router write",
@@ -88,4 +89,10 @@ def test_the_operator_describes_this_systems_groups_and_every_declared_topic_and
     assert topics >= {t.name for t in declarations.all_for(["IQ-NAB"])}
     describe_only = sorted(a.name for a in operator if a.operation == "describe" and a.resource == "topic")
     assert describe_only == sorted(t.name for t in declarations.topics if t.name.startswith("deliveries.retry."))
-    assert [a for a in wanted if a.operation == "describe" and a.principal != "operator-cli"] == []
+    # The console's lag page the same, and nobody else describes anything.
+    console = [a for a in wanted if a.principal == "service-console"]
+    assert [str(a) for a in console if a.resource == "group"] == ["service-console describe group rctc-*"]
+    assert {a.name for a in console if a.resource == "topic"} >= {t.name for t in declarations.topics}
+    assert [
+        a for a in wanted if a.operation == "describe" and a.principal not in ("operator-cli", "service-console")
+    ] == []

@@ -110,6 +110,14 @@ class CredentialsView(_VersionedView[CredentialsPublished, Credentials]):
         principal = credentials.authenticate(token)
         return principal if principal is not None and registry.knows(principal) else None
 
+    def holder_of(self, digest: str, registry: Registry) -> Principal | None:
+        """As `authenticate`, for a token known only by its SHA-256 (model.token_digest)."""
+        credentials = self.at(registry.version)
+        if credentials is None:
+            return None
+        principal = credentials.holder_of(digest)
+        return principal if principal is not None and registry.knows(principal) else None
+
 
 class WebhookSecretsView(_VersionedView[WebhookSecretsPublished, dict[str, list[str]]]):
     """The dispatcher's: each endpoint's signing secrets, by the registry version they belong to."""

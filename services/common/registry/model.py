@@ -381,4 +381,14 @@ class Credentials:
             return None
         # Looked up by the token's SHA-256, so timing reveals nothing about stored tokens. aiohttp hands over
         # header bytes that are not UTF-8 as surrogates: hashed as they came, they match no stored token.
-        return self._tokens.get(hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest())
+        return self.holder_of(token_digest(token))
+
+    def holder_of(self, digest: str) -> Principal | None:
+        """The principal whose token has this SHA-256 (hex), or None. The console keeps a session's digest, not
+        its token, and asks this again on every request, so a revoked token ends its sessions."""
+        return self._tokens.get(digest)
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) the registry stores for a bearer token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()

@@ -1,0 +1,47 @@
+"""The alerts' contents the console shows (title, category, TLP, priority), from alerts.enriched, and the
+versions of each thread. Read from the topic's start at every start, then followed; bounded to the most
+recent `limit` alerts (an older alert's page still shows its states, from the tracker, without its title).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from services.common.codec import Codec
+from services.common.follower import TopicFollower
+from services.common.records import AlertEnriched
+from services.common.settings import KafkaSettings
+from services.common.topics import ALERTS_ENRICHED
+from services.console.views import Content, content_of
+
+
+class Contents(TopicFollower[AlertEnriched]):
+    topic = ALERTS_ENRICHED
+    kind = AlertEnriched
+
+    def __init__(self, kafka: KafkaSettings, codec: Codec, *, limit: int) -> None:
+        super().__init__(kafka, codec, name="console", label="contents")
+        self.limit = limit
+        self.by_id: OrderedDict[str, Content] = OrderedDict()
+        self._threads: dict[str, dict[str, None]] = {}  # thread id -> its alert ids, in arrival order
+
+    async def apply(self, values: list[AlertEnriched]) -> None:
+        for enriched in values:
+            self.add(content_of(enriched))
+
+    def add(self, content: Content) -> None:
+        self.by_id[content.alert_id] = content
+        self.by_id.move_to_end(content.alert_id)
+        self._threads.setdefault(content.thread_id, {})[content.alert_id] = None
+        while len(self.by_id) > self.limit:
+            _, old = self.by_id.popitem(last=False)
+            versions = self._threads.get(old.thread_id, {})
+            versions.pop(old.alert_id, None)
+            if not versions:
+                self._threads.pop(old.thread_id, None)
+
+    def thread(self, alert_id: str) -> list[Content]:
+        """The versions of `alert_id`'s thread the console holds (the alert itself among them)."""
+        own = self.by_id.get(alert_id)
+        thread_id = own.thread_id if own is not None else alert_id
+        return [self.by_id[i] for i in self._threads.get(thread_id, {}) if i in self.by_id]
