@@ -244,12 +244,13 @@ def test_the_compose_job_scrapes_every_service_at_its_ops_port() -> None:
 
 
 def test_the_k8s_job_finds_every_service_pod_at_its_ops_port() -> None:
-    """Every service's pods carry the annotations prometheus-k8s.yml keeps, at the port named `ops`, which is
+    """Every service's pods carry the annotation prometheus-k8s.yml keeps and one port of the name it keeps,
     the port the pods' RCTC_OPS__PORT opens; the job looks in the manifest's namespace."""
     (job,) = yaml.safe_load(SCRAPE_K8S.read_text())["scrape_configs"]
     (discovery,) = job["kubernetes_sd_configs"]
-    keep = next(r for r in job["relabel_configs"] if r.get("action") == "keep")
-    assert keep["source_labels"] == ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]
+    keeps = {r["source_labels"][0]: r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"}
+    scrape = keeps["__meta_kubernetes_pod_annotation_prometheus_io_scrape"]
+    port_name = keeps["__meta_kubernetes_pod_container_port_name"]
     documents = k8s_documents()
     env = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rctc-env")["data"]
     deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
@@ -259,7 +260,7 @@ def test_the_k8s_job_finds_every_service_pod_at_its_ops_port() -> None:
         assert [deployments[name]["metadata"]["namespace"]] == discovery["namespaces"]["names"]
         assert name == pod["metadata"]["labels"]["app"]
         annotations = pod["metadata"]["annotations"]
-        assert re.fullmatch(keep["regex"], annotations["prometheus.io/scrape"])
+        assert re.fullmatch(scrape, annotations["prometheus.io/scrape"])
         (container,) = pod["spec"]["containers"]
-        ops = next(p["containerPort"] for p in container["ports"] if p["name"] == "ops")
+        (ops,) = [p["containerPort"] for p in container["ports"] if re.fullmatch(port_name, p["name"])]
         assert str(ops) == annotations["prometheus.io/port"] == env["RCTC_OPS__PORT"]
