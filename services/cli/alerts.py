@@ -15,14 +15,11 @@ import argparse
 import asyncio
 import dataclasses
 import re
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
+from services.cli.gateway import gateway_arguments, get, no_token, refused
 from services.cli.render import print_json, table, when
 from services.cli.settings import CliSettings
 from services.common.lag import fetch_lag
@@ -76,46 +73,34 @@ def add_parser(sub: Any, settings: CliSettings, kafka: Callable[[argparse.Namesp
 
 
 def _output_arguments(p: argparse.ArgumentParser, settings: CliSettings) -> None:
-    p.add_argument("--gateway", default=settings.gateway_url, help="env RCTC_GATEWAY_URL")
-    p.add_argument("--token", default=settings.token, help="an operator's token (env RCTC_TOKEN)")
+    gateway_arguments(p, settings)
     p.add_argument("--json", action="store_true", help="one JSON document: the rows as objects")
 
 
-async def _get(args: argparse.Namespace, path: tuple[str, ...], params: dict[str, str]) -> tuple[int, Any]:
-    url = URL(args.gateway).joinpath("v1", *path).with_query(params)
-    headers = {"Authorization": f"Bearer {args.token}"}
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
-        return response.status, await response.json(content_type=None)
-
-
-def _refused(status: int, body: Any) -> int:
-    message = body.get("message") if isinstance(body, dict) else body
-    print(f"rctc: {status}: {message}", file=sys.stderr)
-    return 1
-
-
-def _no_token(args: argparse.Namespace) -> bool:
-    if not args.token:
-        print("rctc: an operator's token is needed (--token or RCTC_TOKEN)", file=sys.stderr)
-    return not args.token
+async def _rows(args: argparse.Namespace, path: tuple[str, ...], params: dict[str, str], key: str) -> list[Any] | int:
+    """The gateway's rows under `key`, printed as JSON and returned as 0 with --json; an exit code on a refusal."""
+    if no_token(args):
+        return 2
+    status, body = await get(args, path, params)
+    if status != 200:
+        return refused(status, body)
+    rows: list[Any] = body[key]
+    if args.json:
+        print_json(rows)
+        return 0
+    return rows
 
 
 async def list_alerts(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 2
     given = {
         "since": args.since.isoformat() if args.since else None,
         "state": args.state,
         "origin": args.origin,
         "limit": str(args.limit),
     }
-    status, body = await _get(args, ("alerts",), {k: v for k, v in given.items() if v is not None})
-    if status != 200:
-        return _refused(status, body)
-    alerts = body["alerts"]
-    if args.json:
-        print_json(alerts)
-        return 0
+    alerts = await _rows(args, ("alerts",), {k: v for k, v in given.items() if v is not None}, "alerts")
+    if isinstance(alerts, int):
+        return alerts
     now = utcnow()
     rows = [
         [
@@ -137,15 +122,10 @@ async def list_alerts(args: argparse.Namespace) -> int:
 
 
 async def outstanding(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 2
-    status, body = await _get(args, ("acks", "outstanding"), {"agency": args.agency} if args.agency else {})
-    if status != 200:
-        return _refused(status, body)
-    owed = body["outstanding"]
-    if args.json:
-        print_json(owed)
-        return 0
+    params = {"agency": args.agency} if args.agency else {}
+    owed = await _rows(args, ("acks", "outstanding"), params, "outstanding")
+    if isinstance(owed, int):
+        return owed
     now = utcnow()
     rows = [
         [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -13,6 +14,7 @@ import msgspec
 
 from services.auditor.checkpoints import Finding, new_signing_key, settled, verify_trail
 from services.auditor.export import partner_share
+from services.cli import render
 from services.cli.security import write_secret
 from services.common.codec import Codec
 from services.common.errors import CodecError
@@ -32,10 +34,15 @@ async def entries(kafka: KafkaSettings, topic: str) -> list[tuple[int, AuditReco
 
 
 async def _read(
-    kafka: KafkaSettings, codec: Codec, topic: str, kind: type[T], unreadable: list[Finding]
+    kafka: KafkaSettings,
+    codec: Codec,
+    topic: str,
+    kind: type[T],
+    unreadable: list[Finding],
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[int, T]]:
     found: list[tuple[int, T]] = []
-    async for r in read_to_end(kafka, topic, name="audit"):
+    async for r in read_to_end(kafka, topic, name="audit", progress=progress):
         try:
             found.append((r.offset, codec.decode(r.value, kind)))
         except CodecError as exc:
@@ -54,8 +61,11 @@ class Trail(NamedTuple):
     checkpoints: list[tuple[int, AuditCheckpointed]]
 
 
-async def read_trail(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> Trail:
-    """The trail on `topic` held to the checkpoints on `checkpoints_topic` and the registry's audit keys."""
+async def read_trail(
+    kafka: KafkaSettings, topic: str, checkpoints_topic: str, *, progress: Callable[[int, int], None] | None = None
+) -> Trail:
+    """The trail on `topic` held to the checkpoints on `checkpoints_topic` and the registry's audit keys.
+    `progress` is told (read, to read) of the entries, the long part."""
     codec = Codec.from_directory()
     published = await latest_published(kafka, codec)
     keys = Registry(published).audit_keys if published is not None else {}
@@ -63,7 +73,7 @@ async def read_trail(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -
     # Checkpoints, then entries, then checkpoints again: a live auditor commits each head with its entries,
     # so every entry read has its checkpoint in the second read (checkpoints.settled).
     first = await _read(kafka, codec, checkpoints_topic, AuditCheckpointed, [])
-    found = await _read(kafka, codec, topic, AuditRecorded, unreadable)
+    found = await _read(kafka, codec, topic, AuditRecorded, unreadable, progress)
     again = await _read(kafka, codec, checkpoints_topic, AuditCheckpointed, unreadable)
     last_seq = max((e.seq for _, e in found), default=0)
     held = settled(again, len(first), last_seq)
@@ -76,10 +86,12 @@ async def read_trail(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -
     return Trail(unreadable + report.problems, report.notes, summary, found, held)
 
 
-async def check(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> tuple[list[Finding], list[Finding], str]:
+async def check(
+    kafka: KafkaSettings, topic: str, checkpoints_topic: str, *, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[Finding], list[Finding], str]:
     """(problems, notes, summary) of the trail on `topic` held to the checkpoints on `checkpoints_topic` and
     the registry's audit keys."""
-    trail = await read_trail(kafka, topic, checkpoints_topic)
+    trail = await read_trail(kafka, topic, checkpoints_topic, progress=progress)
     return trail.problems, trail.notes, trail.summary
 
 
@@ -110,7 +122,8 @@ def add_parser(sub: Any, kafka: Any) -> None:
 
 
 def _verify(kafka: KafkaSettings, topic: str, checkpoints_topic: str) -> int:
-    problems, notes, summary = asyncio.run(check(kafka, topic, checkpoints_topic))
+    with render.progress(f"reading {topic}") as step:
+        problems, notes, summary = asyncio.run(check(kafka, topic, checkpoints_topic, progress=step))
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

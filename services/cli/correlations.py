@@ -13,9 +13,7 @@ import asyncio
 import sys
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
+from services.cli.gateway import gateway_arguments, get, no_token, refused
 from services.cli.settings import CliSettings
 from services.common.internal import is_alert_id
 
@@ -29,30 +27,12 @@ def add_parser(sub: Any, settings: CliSettings) -> None:
     p.add_argument("--kind", help="only those of this kind (phone, crypto_wallet, subject_name, ...)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1 to 200, default 50)")
     p.add_argument("--before", help="the cursor a previous list printed: the page after it")
-    _gateway_arguments(p, settings)
+    gateway_arguments(p, settings)
     p.set_defaults(run=lambda a: asyncio.run(list_correlations(a)))
     p = correlations.add_parser("show", help="one correlation, and whom the router told of it")
     p.add_argument("correlation_id")
-    _gateway_arguments(p, settings)
+    gateway_arguments(p, settings)
     p.set_defaults(run=lambda a: asyncio.run(show_correlation(a)))
-
-
-def _gateway_arguments(p: argparse.ArgumentParser, settings: CliSettings) -> None:
-    p.add_argument("--gateway", default=settings.gateway_url, help="env RCTC_GATEWAY_URL")
-    p.add_argument("--token", default=settings.token, help="an operator's token (env RCTC_TOKEN)")
-
-
-async def _get(args: argparse.Namespace, segments: tuple[str, ...], params: dict[str, str]) -> tuple[int, Any]:
-    url = URL(args.gateway).joinpath("v1", *segments).with_query(params)
-    headers = {"Authorization": f"Bearer {args.token}"}
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
-        return response.status, await response.json()
-
-
-def _refused(status: int, body: Any) -> int:
-    message = body.get("message") if isinstance(body, dict) else body
-    print(f"rctc: {status}: {message}", file=sys.stderr)
-    return 1
 
 
 def _line(c: dict[str, Any]) -> str:
@@ -61,19 +41,13 @@ def _line(c: dict[str, Any]) -> str:
     return f"{c['found_at']}  {c['correlation_id']}  {c['kind']:<18} {sides}  told: {told}"
 
 
-def _no_token(args: argparse.Namespace) -> bool:
-    if not args.token:
-        print("rctc: an operator's token is needed (--token or RCTC_TOKEN)", file=sys.stderr)
-    return not args.token
-
-
 async def list_correlations(args: argparse.Namespace) -> int:
-    if _no_token(args):
+    if no_token(args):
         return 2
     given = {"agency": args.agency, "kind": args.kind, "limit": str(args.limit), "before": args.before}
-    status, body = await _get(args, ("correlations",), {k: v for k, v in given.items() if v is not None})
+    status, body = await get(args, ("correlations",), {k: v for k, v in given.items() if v is not None})
     if status != 200:
-        return _refused(status, body)
+        return refused(status, body)
     for c in body["correlations"]:
         print(_line(c))
     if not body["correlations"]:
@@ -84,14 +58,14 @@ async def list_correlations(args: argparse.Namespace) -> int:
 
 
 async def show_correlation(args: argparse.Namespace) -> int:
-    if _no_token(args):
+    if no_token(args):
         return 2
     if not is_alert_id(args.correlation_id):
         print(f"rctc: {args.correlation_id!r} is not a correlation id (a UUID)", file=sys.stderr)
         return 2
-    status, c = await _get(args, ("correlations", args.correlation_id), {})
+    status, c = await get(args, ("correlations", args.correlation_id), {})
     if status != 200:
-        return _refused(status, c)
+        return refused(status, c)
     print(f"correlation {c['correlation_id']}: {c['kind']} {c['value']!r}, found {c['found_at']}")
     for side in ("a", "b"):
         s = c[side]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.cli import render
 from services.common.codec import Codec
 from services.common.kafka import read_decoded
 from services.common.records import AlertEnriched, utcnow
@@ -25,7 +26,9 @@ async def simulate(kafka: KafkaSettings, file: Path, last: int) -> int:
         draft_doc, version=current.version + 1, published_at=utcnow(), published_by="simulation", source=file.name
     )
     draft = Registry(published)
-    alerts = [a async for _, a in read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="simulate")]
+    with render.progress(f"reading {ALERTS_ENRICHED}") as step:
+        enriched = read_decoded(kafka, codec, ALERTS_ENRICHED, AlertEnriched, name="simulate", progress=step)
+        alerts = [a async for _, a in enriched]
     recent = sorted({a.alert_id: a for a in alerts}.values(), key=lambda a: a.submitted_at)[-last:]
     changes = compare(recent, Registry(current), draft)
     for change in changes:

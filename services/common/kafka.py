@@ -254,10 +254,14 @@ async def replay_from_beginning(
             await poll(500)
 
 
-async def read_to_end(kafka: KafkaSettings, topic: str, *, name: str) -> AsyncIterator[ConsumerRecord]:
+async def read_to_end(
+    kafka: KafkaSettings, topic: str, *, name: str, progress: Callable[[int, int], None] | None = None
+) -> AsyncIterator[ConsumerRecord]:
     """Every committed record of `topic` from its beginning up to its end when called, partition by partition.
 
-    For tools and checks that read a whole topic once (audit verification, simulations, tests).
+    For tools and checks that read a whole topic once (audit verification, simulations, tests). `progress` is
+    told (offsets read, offsets to read) after each batch: offsets, not records, as a transaction's markers and
+    aborted records take offsets too.
     """
     c = consumer(kafka, name, group=None)
     await c.start()
@@ -265,24 +269,40 @@ async def read_to_end(kafka: KafkaSettings, topic: str, *, name: str) -> AsyncIt
         partitions = await partitions_of(c, [topic])
         c.assign(partitions)
         await c.seek_to_beginning(*partitions)
+        starts = await c.beginning_offsets(partitions)
         ends = await c.end_offsets(partitions)
+        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        done = 0
+        if progress is not None:
+            progress(0, total)
         for tp in partitions:
             async with asyncio.timeout(60):
                 while await c.position(tp) < ends[tp]:
                     for records in (await c.getmany(tp, timeout_ms=500)).values():
                         for record in records:
                             yield record
+                    if progress is not None:
+                        progress(done + min(await c.position(tp), ends[tp]) - starts[tp], total)
+            done += ends[tp] - starts[tp]
+        if progress is not None:
+            progress(total, total)
     finally:
         await c.stop()
 
 
 async def read_decoded(
-    kafka: KafkaSettings, codec: Codec, topic: str, into: type[T], *, name: str
+    kafka: KafkaSettings,
+    codec: Codec,
+    topic: str,
+    into: type[T],
+    *,
+    name: str,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AsyncIterator[tuple[ConsumerRecord, T]]:
     """`read_to_end`'s records that decode as `into`, with their record. One that does not is logged
     (`record.unreadable`) and skipped: a tool reading a whole topic must not stop at a record the services
     have already set aside in records.quarantine."""
-    async for record in read_to_end(kafka, topic, name=name):
+    async for record in read_to_end(kafka, topic, name=name, progress=progress):
         try:
             value = codec.decode(record.value, into)
         except CodecError as exc:

@@ -4,7 +4,9 @@ pieces they are made of (relative times, --since, the progress bar's silence off
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -259,3 +261,20 @@ def test_no_progress_bar_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> N
     with progress("reading") as step:
         assert step is None
     assert capsys.readouterr() == ("", "")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_on_a_terminal_shows_what_it_was_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the callback feeds a bar on stderr (and nothing goes to stdout); it is gone when done."""
+    err, out = Terminal(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    with progress("reading audit.events") as step:
+        assert step is not None
+        step(0, 40)
+        step(25, 40)
+    assert ("reading audit.events" in err.getvalue(), "25/40" in err.getvalue(), out.getvalue()) == (True, True, "")

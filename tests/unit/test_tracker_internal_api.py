@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -39,10 +40,9 @@ ROUTES = [
 ]
 
 
-@pytest.fixture
-async def tracker() -> AsyncIterator[str]:
-    ledger = Ledger()
-    ledger.apply_routed(routed(ALERT, ORIGIN, RECIPIENT, STRANGER))
+@asynccontextmanager
+async def served(ledger: Ledger) -> AsyncIterator[str]:
+    """The internal API over `ledger` on loopback (its base URL), answering at once (nothing to read first)."""
 
     async def answer(query: Any) -> Answer:
         return query()  # type: ignore[no-any-return]
@@ -54,6 +54,14 @@ async def tracker() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{bound_port(runner)}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def tracker() -> AsyncIterator[str]:
+    ledger = Ledger()
+    ledger.apply_routed(routed(ALERT, ORIGIN, RECIPIENT, STRANGER))
+    async with served(ledger) as url:
+        yield url
 
 
 async def get(base: str, raw: str, headers: dict[str, str], method: str = "GET") -> tuple[int, str, dict[str, Any]]:
@@ -167,27 +175,17 @@ async def test_the_list_of_alerts_carries_the_ledgers_version_and_a_matching_if_
     """ETag is the ledger's version in quotes; the same tag back is a 304 without a body until the ledger changes."""
     ledger = Ledger()
     ledger.apply_routed(routed(ALERT, ORIGIN, RECIPIENT, STRANGER))
-
-    async def answer(query: Any) -> Answer:
-        return query()  # type: ignore[no-any-return]
-
-    runner = web.AppRunner(InternalApi(ledger, answer, TOKEN).app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{bound_port(runner)}/internal/alerts?viewer_kind=operator&viewer=desk"
     seen = []
-    try:
-        async with aiohttp.ClientSession(headers=GOOD) as http:
-            for tag in (None, '"1"', '"0"', "AFTER"):
-                if tag == "AFTER":
-                    ledger.apply_routed(routed(ALERT.replace("5b", "6b"), ORIGIN, RECIPIENT, STRANGER))
-                    tag = '"1"'
-                async with http.get(url, headers={"If-None-Match": tag} if tag else {}) as r:
-                    body = await r.read()
-                    listed = [a["alert_id"] for a in msgspec.json.decode(body)["alerts"]] if body else None
-                    seen.append((r.status, r.headers.get("ETag"), listed))
-    finally:
-        await runner.cleanup()
+    async with served(ledger) as base, aiohttp.ClientSession(headers=GOOD) as http:
+        url = f"{base}/internal/alerts?viewer_kind=operator&viewer=desk"
+        for tag in (None, '"1"', '"0"', "AFTER"):
+            if tag == "AFTER":
+                ledger.apply_routed(routed(ALERT.replace("5b", "6b"), ORIGIN, RECIPIENT, STRANGER))
+                tag = '"1"'
+            async with http.get(url, headers={"If-None-Match": tag} if tag else {}) as r:
+                body = await r.read()
+                listed = [a["alert_id"] for a in msgspec.json.decode(body)["alerts"]] if body else None
+                seen.append((r.status, r.headers.get("ETag"), listed))
     assert seen == [
         (200, '"1"', [ALERT]),
         (304, '"1"', None),
