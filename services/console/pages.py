@@ -43,6 +43,7 @@ from prometheus_client import Counter, Gauge
 from services.common.errors import RctcError
 from services.common.internal import is_alert_id
 from services.common.logs import get_logger
+from services.common.records import EndpointState
 from services.common.registry.model import token_digest
 from services.console.sessions import Session
 from services.console.tracker import TrackerUnavailable
@@ -189,7 +190,7 @@ class Pages:
     def _error(self, request: web.Request, status: int, message: str) -> web.Response:
         if request.path.startswith("/console/stream/"):
             return web.Response(text=message, status=status, content_type="text/plain")
-        return self._render(request, "error.html", status=status, page="", message=message)
+        return self._render(request, "error.html", status=status, page="", message=message, code=status)
 
     # -- log in, log out ----------------------------------------------------------------------------------
 
@@ -344,7 +345,7 @@ class Pages:
                     f", dropped {len(result.dropped)} no longer permitted" if result.dropped else ""
                 )
             else:
-                state = "active" if action == "enable" else "disabled"
+                state: EndpointState = "active" if action == "enable" else "disabled"
                 await change_endpoint(kafka, agency, state, f"{action}d by {session.operator} (console)", by=by)
                 notice = f"{agency}: {state}"
             session.flash = (notice, None)
@@ -481,7 +482,9 @@ async def _harden(request: web.Request, response: web.StreamResponse) -> None:
     h["Content-Security-Policy"] = _CSP
     h["X-Content-Type-Options"] = "nosniff"
     h["X-Frame-Options"] = "DENY"
-    h["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with a form's POST, and
+    # the same-origin check above could tell the console's own forms from nobody's. Nothing leaves the site.
+    h["Referrer-Policy"] = "same-origin"
     h["Cache-Control"] = "no-store"
     h["Cross-Origin-Opener-Policy"] = "same-origin"
     h["Cross-Origin-Resource-Policy"] = "same-origin"

@@ -110,7 +110,7 @@ async def test_the_console_shows_an_alert_live_and_acts_on_endpoints(
         assert await heading.evaluate("el => getComputedStyle(el).direction") == "rtl"
         assert await row.locator("img").count() == 0
         await expect(row.locator("td").nth(2)).to_have_text(origin.code)
-        await expect(row.locator(".tlp")).to_have_text("TLP:AMBER")
+        await expect(row.locator(".tlp")).to_have_text("AMBER")
         acking_cell = row.locator(f'.cell[data-agency="{acking.code}"]')
         hooked_cell = row.locator(f'.cell[data-agency="{hooked.code}"]')
         await expect(acking_cell).to_have_attribute("data-state", "delivered", timeout=LIVE_MS)
