@@ -117,7 +117,7 @@ async def list_alerts(args: argparse.Namespace) -> int:
         for a in alerts
     ]
     columns = ["routed", "alert", "origin", "type", "severity", "recipients", "awaiting", "overdue", "escalation"]
-    table(columns, rows, title=f"{len(alerts)} alerts" + (f" ({args.state})" if args.state else ""))
+    table(columns, rows, title=_count(len(alerts), "alert") + (f" ({args.state})" if args.state else ""))
     return 0
 
 
@@ -140,8 +140,12 @@ async def outstanding(args: argparse.Namespace) -> int:
         for o in owed
     ]
     columns = ["due", "agency", "alert", "origin", "severity", "state", "escalation"]
-    table(columns, rows, title=f"{len(owed)} acknowledgements outstanding")
+    table(columns, rows, title=_count(len(owed), "acknowledgement") + " outstanding")
     return 0
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 async def lag(kafka: KafkaSettings, *, as_json: bool) -> int:

@@ -53,6 +53,7 @@ from services.common.records import (
     RoutingDecision,
 )
 from services.tracker.correlations import CorrelationDesk, CorrelationLimits
+from services.tracker.waits import ALERT_STATES, Waits, in_state, waits_of
 from services.tracker.webhooks import WebhookTally
 
 Early = DeliveryAttempted | AckSubmitted | EscalationRaised
@@ -245,8 +246,7 @@ class OnwardView(msgspec.Struct, kw_only=True, gc=False):
 _REQUESTER_SEES = frozenset(OnwardView.__struct_fields__) - {"refusal", "alert_id"}
 
 
-# Ledger.alert_list: the states an operator filters by, and how many alerts it lists by default and at most.
-ALERT_STATES = ("open", "overdue", "escalated", "settled")
+# Ledger.alert_list: how many alerts it lists by default and at most.
 LIST_LIMIT = 100
 LIST_MAX = 1000
 
@@ -572,14 +572,8 @@ class Ledger:
         Each is its status as an operator sees it, plus what a desk scans for: `awaiting` (recipients that owe
         an acknowledgement: a deadline, and their row not ended), `overdue` (of those, past the deadline at
         `now`), `escalation_level` (the highest of the rows not ended) and `thread_id`. `since` keeps those
-        routed at or after it, `origin` one originator's, `state` one of ALERT_STATES:
-
-        | state | the alert |
-        |---|---|
-        | open | awaits at least one acknowledgement |
-        | overdue | awaits one past its deadline |
-        | escalated | awaits one whose recipient was escalated (reminded, or the duty desk called) |
-        | settled | awaits none |
+        routed at or after it, `origin` one originator's, `state` those open, overdue, escalated or settled
+        (waits.py has the table).
 
         An overdue row changes at `now` without a record: its escalation, raised at the deadline by the tracker,
         is the change that moves `version` (an ETag made of it stays honest within the escalation loop's beat).
@@ -591,12 +585,12 @@ class Ledger:
         if not 1 <= limit <= LIST_MAX:
             return 400, {"error": "bad_request", "message": f"limit is between 1 and {LIST_MAX}"}
 
-        def chosen() -> Iterator[tuple[AlertState, _Waits]]:
+        def chosen() -> Iterator[tuple[AlertState, Waits]]:
             for alert in self.alerts.values():
                 if (since is not None and alert.routed_at < since) or (origin is not None and alert.origin != origin):
                     continue
-                waits = _waits_of(alert, now)
-                if state is None or _in_state(waits, state):
+                waits = waits_of(alert.recipients.values(), now, ENDED)
+                if state is None or in_state(waits, state):
                     yield alert, waits
 
         newest = heapq.nlargest(limit, chosen(), key=lambda item: (item[0].routed_at, item[0].alert_id))
@@ -742,40 +736,6 @@ def _row(routed: AlertRouted, d: RoutingDecision) -> RecipientState:
         webhook=WebhookStatus() if "webhook" in d.channels else None,
         ack_due=d.ack_due,
     )
-
-
-@dataclass(frozen=True)
-class _Waits:
-    """What an alert still awaits at a time (Ledger.alert_list)."""
-
-    awaiting: int
-    overdue: int
-    escalation_level: int  # the highest of the rows not ended
-    escalated: bool  # a row awaiting an acknowledgement was escalated
-
-
-def _waits_of(alert: AlertState, now: datetime) -> _Waits:
-    awaiting = overdue = level = 0
-    escalated = False
-    for row in alert.recipients.values():
-        if row.state in ENDED:
-            continue
-        level = max(level, row.escalation_level)
-        if row.ack_due is not None:
-            awaiting += 1
-            overdue += row.ack_due < now
-            escalated = escalated or row.escalation_level > 0
-    return _Waits(awaiting, overdue, level, escalated)
-
-
-def _in_state(waits: _Waits, state: str) -> bool:
-    if state == "open":
-        return waits.awaiting > 0
-    if state == "overdue":
-        return waits.overdue > 0
-    if state == "escalated":
-        return waits.escalated
-    return waits.awaiting == 0  # settled
 
 
 _NOTICE_RECIPIENT_SEES = frozenset({"alert_id", "origin", "msg_type", "routed_at"})
