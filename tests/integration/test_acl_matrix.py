@@ -40,7 +40,7 @@ from services.common.registry.publish import publish_registry
 from services.common.topics import DECLARATIONS, apply_topics, load_declarations
 from tests.support.world import Cast, agreement, registry
 
-SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker", "correlator")
+SERVICES = ("gateway", "enricher", "router", "auditor", "dispatcher", "tracker", "correlator", "console")
 PREFIX = "acl"
 
 
@@ -72,8 +72,8 @@ def expected(principal: str, codes: list[str], active: set[str]) -> dict[str, se
             if own_code is not None and code == own_code and own_code in active:
                 who.add("agency")
             ops = {op for op, holders in access.items() if who & holders}
-            if principal == "operator-cli":
-                ops.add("describe")  # every declared topic, for `rctc lag` (services/common/acls.py)
+            if principal == "operator-cli" or (principal == "service-console" and code is None):
+                ops.add("describe")  # every declared topic, for `rctc lag` and the console's lag page (acls.py)
             if ops:
                 allowed[topic] = ops
     return allowed
