@@ -24,6 +24,7 @@ raw bytes may hold secrets that the quarantine's readers may not read, only logg
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar, Generic, TypeVar
 
 import msgspec
@@ -43,6 +44,8 @@ class TopicFollower(Generic[T]):
     kind: type[T]
     # False for topics whose raw bytes may hold secrets: an unreadable record is then only logged and counted.
     quarantine_unreadable: ClassVar[bool] = True
+    # How far back the state reaches, in seconds (None: the whole topic, as a compacted topic's state needs).
+    history_s: float | None = None
 
     def __init__(self, kafka: KafkaSettings, codec: Codec, *, name: str, label: str) -> None:
         self._kafka = kafka
@@ -72,7 +75,8 @@ class TopicFollower(Generic[T]):
         c = consumer(self._kafka, f"{self._name}-{self._label}", group=None, follower=True)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        await replay_from_beginning(c, await partitions_of(c, [self.topic]), self._poll)
+        since_ms = None if self.history_s is None else int((time.time() - self.history_s) * 1000)
+        await replay_from_beginning(c, await partitions_of(c, [self.topic]), self._poll, since_ms=since_ms)
         self.loaded = True
 
     async def run(self, stopping: asyncio.Event) -> None:

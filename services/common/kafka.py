@@ -230,8 +230,12 @@ async def replay_from_beginning(
     poll: Callable[[int], Awaitable[None]],
     *,
     first: Iterable[str] = (),
+    since_ms: int | None = None,
 ) -> None:
     """Assign `partitions`, seek to their beginning and call `poll` until each is read to its current end.
+
+    With `since_ms` (a time in ms since the epoch), from the first record at or after it instead: a follower
+    that needs only recent history (the console's alert contents) need not read a month of the topic at start.
 
     How a follower (the registry view, endpoint states, the tracker) rebuilds its state before serving. The
     partitions of the `first` topics are read to their end before any other is fetched: the tracker reads
@@ -239,8 +243,14 @@ async def replay_from_beginning(
     their alert by the thousand and overflow the bounded buffer that holds such early records.
     """
     c.assign(partitions)
-    await c.seek_to_beginning(*partitions)
     ends = await c.end_offsets(partitions)
+    if since_ms is None:
+        await c.seek_to_beginning(*partitions)
+    else:
+        found = await c.offsets_for_times({tp: since_ms for tp in partitions})
+        for tp in partitions:
+            # None: nothing that recent on the partition, so nothing of it to read before the end.
+            c.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
     leading = {tp for tp in partitions if tp.topic in set(first)}
     rest = [tp for tp in partitions if tp not in leading]
     if leading and rest:

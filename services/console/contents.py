@@ -1,6 +1,7 @@
 """The alerts' contents the console shows (title, category, TLP, priority), from alerts.enriched, and the
-versions of each thread. Read from the topic's start at every start, then followed; bounded to the most
-recent `limit` alerts (an older alert's page still shows its states, from the tracker, without its title).
+versions of each thread. At every start, the last `history_s` of the topic is read (not the month it keeps:
+an acknowledgement is awaited for hours, not weeks), then it is followed; bounded to the most recent `limit`
+alerts. An older alert's page still shows its states, from the tracker, without its title.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ class Contents(TopicFollower[AlertEnriched]):
     topic = ALERTS_ENRICHED
     kind = AlertEnriched
 
-    def __init__(self, kafka: KafkaSettings, codec: Codec, *, limit: int) -> None:
+    def __init__(self, kafka: KafkaSettings, codec: Codec, *, limit: int, history_s: float) -> None:
         super().__init__(kafka, codec, name="console", label="contents")
         self.limit = limit
+        self.history_s = history_s
         self.by_id: OrderedDict[str, Content] = OrderedDict()
         self._threads: dict[str, dict[str, None]] = {}  # thread id -> its alert ids, in arrival order
 

@@ -45,7 +45,7 @@ class Console:
         self.registry = RegistryView(kafka, codec, name="console")
         self.credentials = CredentialsView(kafka, codec, name="console")
         self.endpoints = EndpointStates(kafka, codec, name="console")
-        self.contents = Contents(kafka, codec, limit=settings.contents_limit)
+        self.contents = Contents(kafka, codec, limit=settings.contents_limit, history_s=settings.contents_history_s)
         self.tracker = TrackerClient(settings.tracker_url, settings.internal_token)
         s = settings.sessions
         self.sessions = Sessions(idle_s=s.idle_s, max_s=s.max_s, limit=s.limit)

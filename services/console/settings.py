@@ -38,5 +38,7 @@ class ConsoleSettings(ServiceSettings):
     slow_refresh_s: float = 5.0
     # At most this many alerts on "now" (those still awaiting an acknowledgement, most recent first).
     board_limit: int = 200
-    # Alert contents kept for the pages (title, category, TLP, priority), most recent first.
+    # Alert contents kept for the pages (title, category, TLP, priority): at most this many, of at most this
+    # far back (alerts.enriched is read from there at start).
     contents_limit: int = 50_000
+    contents_history_s: float = 7 * 24 * 3600
