@@ -71,6 +71,10 @@ _PUBLIC = frozenset({"/console/login", "/console/static/console.css", "/console/
 _TOKEN_MAX = 512  # longer than any token `rctc token` makes: a bigger field is not a token
 _HEARTBEAT_S = 15.0  # a comment line on a quiet stream, so proxies and the browser keep it open
 ACTIONS_ALLOWED = ("enable", "disable", "replay")
+_NO_COOKIE = (
+    "Your browser did not keep the session cookie. The console's cookie is Secure: serve it over HTTPS (or on "
+    "127.0.0.1), or, in a lab behind plain HTTP only, set RCTC_SESSIONS__SECURE_COOKIE=false."
+)
 
 
 def templates() -> jinja2.Environment:
@@ -138,6 +142,11 @@ class Pages:
             if session is None:
                 if request.path.startswith("/console/stream/") or request.method == "POST":
                     return self._error(request, 401, "Your session has ended: log in again.")
+                if "login" in request.query:
+                    # Just logged in, yet no cookie came back: the browser refused a Secure cookie over plain
+                    # HTTP from a host it does not count as secure (anything but loopback). Say so, rather
+                    # than send the operator round the login page for ever.
+                    return self._render(request, "login.html", status=401, page="login", problem=_NO_COOKIE)
                 raise web.HTTPSeeOther("/console/login")
             if request.method == "POST":
                 form = await request.post()
@@ -247,7 +256,7 @@ class Pages:
         sid, _ = self.c.sessions.open(name, token_digest(token), time.monotonic())
         LOGINS.labels("ok").inc()
         log.info("console.login", operator=name, peer=peer)
-        response = web.HTTPSeeOther("/console/now")
+        response = web.HTTPSeeOther("/console/now?login")
         response.set_cookie(self.cookie, sid, path="/", httponly=True, samesite="Strict", secure=self._secure)
         raise response
 

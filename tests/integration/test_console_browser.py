@@ -90,7 +90,7 @@ async def test_the_console_shows_an_alert_live_and_acts_on_endpoints(
 
         # The operator's token: a session cookie the page's script cannot read, sent to this site only.
         assert await log_in(page, base, OPERATOR) == 200
-        assert page.url == f"{base}/now"
+        assert page.url == f"{base}/now?login"
         [cookie] = [c for c in await page.context.cookies() if "rctc" in c["name"]]
         assert cookie["name"] == "__Host-rctc-console"
         assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"], cookie["path"]) == (True, "Strict", True, "/")
@@ -170,6 +170,9 @@ async def test_the_console_shows_an_alert_live_and_acts_on_endpoints(
         assert page.url == f"{base}/login"
         await page.goto(f"{base}/now")
         assert page.url == f"{base}/login"
+        # Arriving from a log-in without the cookie (a browser that refused it) is told why, not sent round.
+        await page.goto(f"{base}/now?login")
+        await expect(page.locator(".problem")).to_contain_text("did not keep the session cookie")
 
 
 def _alerts_received(rcv: Receivers, agency: str) -> list[str]:
