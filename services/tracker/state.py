@@ -283,6 +283,12 @@ class Ledger:
         self.correlations = CorrelationDesk(correlations)
         # Changes folded in so far (the module's docstring): one more for every apply_* that changed something.
         self.version = 0
+        # The alerts that may still await an acknowledgement, oldest first: what alert_list walks for the states
+        # that need one (open, overdue, escalated), instead of every alert the tracker holds. The console asks
+        # for "open" every second; a year of alerts would cost each ask a walk of millions of settled rows.
+        # An alert found settled there leaves it (nothing makes a settled alert await again but a resend,
+        # which puts it back through _track_waits).
+        self._open: dict[str, None] = {}
         self.webhooks = WebhookTally()
 
     @property
@@ -418,6 +424,8 @@ class Ledger:
         for row in self.alerts[alert_id].recipients.values():
             if row.state not in ENDED:
                 waits.setdefault(row.agency, {})[alert_id] = None
+                if row.ack_due is not None:
+                    self._open[alert_id] = None
 
     def _end_earlier_waits(self, routed: AlertRouted) -> None:
         """A later version ends the waits for an agency's earlier copies of its thread: a withdrawal or a
@@ -585,11 +593,17 @@ class Ledger:
         if not 1 <= limit <= LIST_MAX:
             return 400, {"error": "bad_request", "message": f"limit is between 1 and {LIST_MAX}"}
 
+        awaiting_only = state in ("open", "overdue", "escalated")
+
         def chosen() -> Iterator[tuple[AlertState, Waits]]:
-            for alert in self.alerts.values():
+            candidates = (self.alerts[i] for i in list(self._open)) if awaiting_only else self.alerts.values()
+            for alert in candidates:
                 if (since is not None and alert.routed_at < since) or (origin is not None and alert.origin != origin):
                     continue
                 waits = waits_of(alert.recipients.values(), now, ENDED)
+                if awaiting_only and not waits.awaiting:
+                    del self._open[alert.alert_id]  # settled: it awaits nothing, now or later
+                    continue
                 if state is None or in_state(waits, state):
                     yield alert, waits
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from services.common.records import AckSubmitted, AlertRouted, EscalationRaised, RoutingDecision
-from services.tracker.state import Ledger, Viewer
+from services.tracker.state import ENDED, Ledger, Viewer
+from services.tracker.waits import in_state, waits_of
 
 AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 DESK = Viewer("operator", "desk")
@@ -191,3 +193,35 @@ def test_the_version_counts_changes_and_only_changes() -> None:
         step()
         versions.append(ledger.version)
     assert versions == [1, 1, 2, 2, 2, 3, 3, 3, 5]
+
+
+def _walked(ledger: Ledger, state: str, now: datetime) -> list[str]:
+    """The ids a walk of every alert finds in `state` (what the index of open alerts must agree with)."""
+    return sorted(
+        (a.alert_id for a in ledger.alerts.values() if in_state(waits_of(a.recipients.values(), now, ENDED), state)),
+        key=lambda i: (ledger.alerts[i].routed_at, i),
+        reverse=True,
+    )
+
+
+@pytest.mark.parametrize("state", ["open", "overdue", "escalated"])
+def test_the_awaiting_states_come_from_the_index_of_open_alerts_and_agree_with_a_walk(state: str) -> None:
+    ledger = desk_ledger()
+    for now in (AT, AT + timedelta(minutes=30), AT + timedelta(hours=5)):
+        _, body = ledger.alert_list(DESK, now=now, state=state, limit=1000)
+        assert [a["alert_id"] for a in body["alerts"]] == _walked(ledger, state, now)
+
+
+def test_a_settled_alert_leaves_the_index_and_a_resend_puts_its_new_wait_back() -> None:
+    ledger = desk_ledger()
+    ledger.alert_list(DESK, now=AT, state="open")
+    assert "a1" not in ledger._open and "a4" not in ledger._open  # acked; nothing owed
+    assert {"a2", "a3"} <= set(ledger._open)
+    ledger.apply_ack(ack("a3", "JO-B"))
+    ledger.alert_list(DESK, now=AT, state="open")
+    assert "a3" not in ledger._open
+    # A resend gives SY-S a copy of a1 that it owes an acknowledgement for: a1 awaits again.
+    resent = routed("a1", 0, due={"SY-S": 60})
+    ledger.apply_routed(msgspec.structs.replace(resent, request_id="r-1"))
+    _, body = ledger.alert_list(DESK, now=AT, state="open", limit=1000)
+    assert "a1" in [a["alert_id"] for a in body["alerts"]]
