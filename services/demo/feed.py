@@ -67,8 +67,9 @@ SCENARIOS: list[tuple[str, dict[str, Any]]] = [
             "tlp": "GREEN",
             "source_reliability": "C",
             "information_credibility": 3,
-            "title": "Charity front moving funds through exchange houses",
-            "summary": "Transfers organised by Hassan Farouk to IBAN EG380019000500000000263180002 and wallet "
+            # Written in Arabic, as an Egyptian service would: the console and the receivers show it right to left.
+            "title": "جمعية خيرية واجهة لتحويل الأموال عبر شركات الصرافة",
+            "summary": "تحويلات نظمها حسن فاروق إلى IBAN EG380019000500000000263180002 والمحفظة "
             "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh.",
             "affected_countries": ["EG"],
             "subjects": [
