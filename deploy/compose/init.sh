@@ -4,7 +4,7 @@
 #
 #   init.sh                         make what is missing
 #   init.sh --rotate NAME ...       replace a service's Kafka password (NAME: gateway, router, ...) or the
-#                                   gateway/tracker credential (NAME: internal-token); then run `bootstrap`
+#                                   tracker's internal credential (NAME: internal-token); then run `bootstrap`
 #                                   and restart the services concerned (deploy/README.md, Rotation)
 #
 # Writes, under RCTC_INIT_ROOT (default /var/lib/rctc; one compose volume per directory):
@@ -14,7 +14,7 @@
 #   admin/     the bootstrap's: admin.password, ca.pem, registry.yaml (the demo registry with the auditor's
 #              public key added, as `make run` does)
 #   secrets/<service>/   each service's alone: kafka.password, ca.pem; the auditor's signing.key; the
-#              gateway's and the tracker's internal-token
+#              internal-token of the gateway, the tracker and the console
 set -euo pipefail
 
 deploy="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -83,11 +83,15 @@ for service in "${services[@]}"; do
   if missing "$dir/kafka.password" || rotating "$service"; then put "$dir/kafka.password" openssl rand -hex 32; fi
 done
 
-# The gateway -> tracker credential (services/common/internal.py): one random value, in both their volumes.
-if missing "$secrets/gateway/internal-token" || missing "$secrets/tracker/internal-token" || rotating internal-token; then
+# The credential of the tracker's internal API (services/common/internal.py), which the gateway and the console
+# call it with: one random value, kept in the gateway's volume and copied into the tracker's and the console's at
+# every run (a volume set made before the console existed gets the value the other two already share).
+if missing "$secrets/gateway/internal-token" || rotating internal-token; then
   put "$secrets/gateway/internal-token" openssl rand -hex 32
-  put "$secrets/tracker/internal-token" cat "$secrets/gateway/internal-token"
 fi
+for service in tracker console; do
+  put "$secrets/$service/internal-token" cat "$secrets/gateway/internal-token"
+done
 
 # The auditor's signing key, made once and never replaced here (its checkpoints would no longer verify; key
 # rotation is in deploy/README.md), and its public half for the registry.

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from services.auditor.settings import AuditorSettings
+from services.console.settings import ConsoleSettings
 from services.correlator.settings import CorrelatorSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.enricher.settings import EnricherSettings
@@ -44,6 +45,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "dispatcher": DispatcherSettings,
     "tracker": TrackerSettings,
     "correlator": CorrelatorSettings,
+    "console": ConsoleSettings,
 }
 # Names of variables that carry a secret: their value is a file's path (or, in Kubernetes, comes from a Secret),
 # never the secret itself.

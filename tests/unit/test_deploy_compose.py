@@ -24,8 +24,6 @@ from services.auditor.settings import AuditorSettings
 from services.cli.settings import CliSettings
 from services.common.acls import SERVICES, service_principal
 from services.common.registry.document import load_registry
-from services.gateway.settings import GatewaySettings
-from services.tracker.settings import TrackerSettings
 from tests.support.deploy import (
     BOOTSTRAP,
     INIT,
@@ -122,10 +120,13 @@ def test_the_compose_broker_is_secured_as_the_local_one(volumes: Path) -> None:
     assert set(template) == set(props)
 
 
-def test_only_the_gateway_is_published_and_the_broker_is_not(volumes: Path) -> None:
-    """No broker port leaves the compose network; the gateway's is published on the host's loopback only."""
+def test_only_the_gateway_and_the_console_are_published_and_the_broker_is_not(volumes: Path) -> None:
+    """No broker port leaves the compose network; the gateway's and the console's are published on the host's
+    loopback only, each at the port its service listens on."""
     published = {name: body.get("ports", []) for name, body in compose_services().items() if body.get("ports")}
-    assert published == {"gateway": ["127.0.0.1:8080:8080"]}
+    assert published == {"gateway": ["127.0.0.1:8080:8080"], "console": ["127.0.0.1:8090:8090"]}
+    for name, (spec,) in published.items():
+        assert spec.rsplit(":", 1)[1] == compose_services()[name]["environment"]["RCTC_HTTP__PORT"]
 
 
 def test_nothing_in_the_deploy_files_is_plaintext(volumes: Path) -> None:
@@ -201,12 +202,41 @@ def test_the_auditor_signs_with_the_key_the_registry_lists(volumes: Path, monkey
     assert mounting == ["init", "bootstrap", "auditor"]
 
 
-def test_the_gateway_and_the_tracker_share_one_internal_token(volumes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both read the same random credential from their own volumes, through the environment only."""
-    gateway = build(GatewaySettings, container_env(volumes, "gateway"), monkeypatch)
-    tracker = build(TrackerSettings, container_env(volumes, "tracker"), monkeypatch)
-    assert gateway.internal_token.get_secret_value() == tracker.internal_token.get_secret_value()
-    assert "RCTC_INTERNAL_TOKEN" not in compose_services()["gateway"]["environment"]
+def test_the_gateway_the_console_and_the_tracker_share_one_internal_token(
+    volumes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three read the same random credential from their own volumes, through the environment only, and the
+    two callers find the tracker at its compose name and port."""
+    tokens = {
+        name: build(SETTINGS[name], container_env(volumes, name), monkeypatch).internal_token.get_secret_value()
+        for name in ("gateway", "console", "tracker")
+    }
+    assert len(set(tokens.values())) == 1
+    assert [n for n in tokens if "RCTC_INTERNAL_TOKEN" in compose_services()[n]["environment"]] == []
+    tracker = f"http://tracker:{compose_services()['tracker']['environment']['RCTC_HTTP__PORT']}"
+    callers = [compose_services()[n]["environment"]["RCTC_TRACKER_URL"] for n in ("gateway", "console")]
+    assert [tracker, tracker] == callers
+
+
+def test_init_writes_a_missing_internal_token_as_the_one_the_others_share(volumes: Path, tmp_path: Path) -> None:
+    """A volume set made before the console existed: init gives the console the token the gateway and the tracker
+    already hold, rather than a new one that would part them until both restart."""
+    token = volumes / "secrets" / "console" / "internal-token"
+    shared = (volumes / "secrets" / "gateway" / "internal-token").read_text()
+    token.unlink()
+    done = run_init(volumes, tmp_path / "bin")
+    assert done.returncode == 0, done.stderr
+    assert [shared, shared] == [token.read_text(), (volumes / "secrets" / "tracker" / "internal-token").read_text()]
+
+
+def test_init_rotates_the_internal_token_of_all_three_at_once(volumes: Path, tmp_path: Path) -> None:
+    """--rotate internal-token gives the gateway, the tracker and the console one new value, the same."""
+    paths = [volumes / "secrets" / name / "internal-token" for name in ("gateway", "tracker", "console")]
+    before = paths[0].read_text()
+    done = run_init(volumes, tmp_path / "bin", "--rotate", "internal-token")
+    assert done.returncode == 0, done.stderr
+    after = {path.read_text() for path in paths}
+    assert len(after) == 1 and before not in after
 
 
 def test_the_compose_bootstrap_installs_the_passwords_the_services_read(

@@ -217,3 +217,33 @@ def test_the_bootstrap_job_installs_the_passwords_the_deployments_read(
         assert operator_secrets[f"rctc-kafka-{name}"]["password"] == installed.read_text()
     registry = load_registry(Path(script_env["RCTC_BOOTSTRAP_REGISTRY"]))
     assert len(registry.audit.public_keys) == 1
+
+
+def test_only_the_gateway_and_the_console_reach_the_trackers_internal_api() -> None:
+    """The two callers hold the internal credential and find the tracker's Service; the tracker's NetworkPolicy
+    lets them alone reach its internal port (its ops port stays open for Prometheus); the console may reach only
+    the tracker, Kafka and DNS, and its Service is ClusterIP, never published."""
+    documents = k8s_documents()
+    services_ = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "Service"}
+    policies = {
+        d["spec"]["podSelector"]["matchLabels"]["app"]: d["spec"] for d in documents if d["kind"] == "NetworkPolicy"
+    }
+    (tracker_port,) = [p["port"] for p in services_["tracker"]["ports"]]
+    holders = sorted(name for name, spec in pods() if ("rctc-internal", "token") in set(secret_refs(spec)))
+    assert holders == ["console", "gateway", "tracker"]
+    for caller in ("gateway", "console"):
+        env = {v["name"]: v.get("value") for v in pod(caller)["containers"][0]["env"]}
+        assert f"http://tracker.rctc.svc:{tracker_port}" == env["RCTC_TRACKER_URL"]
+    internal, ops = policies["tracker"]["ingress"]
+    assert sorted(peer["podSelector"]["matchLabels"]["app"] for peer in internal["from"]) == ["console", "gateway"]
+    assert ([{"port": tracker_port}], [{"port": int(config_maps()["rctc-env"]["RCTC_OPS__PORT"])}]) == (
+        internal["ports"],
+        ops["ports"],
+    )
+    assert "from" not in ops
+    egress = policies["console"]["egress"]
+    assert (["Egress"], [{"port": tracker_port}]) == (policies["console"]["policyTypes"], egress[0]["ports"])
+    kafka_port = int(config_maps()["rctc-env"]["RCTC_KAFKA__BOOTSTRAP_SERVERS"].rsplit(":", 1)[1])
+    assert [{"port": kafka_port}] == egress[1]["ports"]
+    assert (services_["console"]["type"], services_["console"]["ports"][0]["port"]) == ("ClusterIP", 8090)
+    assert [name for name, spec in services_.items() if spec.get("type", "ClusterIP") != "ClusterIP"] == []

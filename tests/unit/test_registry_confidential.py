@@ -117,9 +117,10 @@ def test_webhook_secrets_are_those_of_the_registry_version_only(codec: Codec) ->
     assert (view.of("IQ-A", v1), view.versions) == (None, tuple(range(3, 3 + KEEP_VERSIONS)))
 
 
-def test_only_the_dispatcher_reads_the_secrets_and_only_the_gateway_the_credentials() -> None:
-    """deploy/topics.yaml gives each secret topic one reading service and the operator only the write: the
-    ACL matrix (tests/integration/test_acl_matrix.py) follows the declaration, this pins the declaration."""
+def test_only_the_dispatcher_reads_the_secrets_and_only_the_gateway_and_the_console_the_credentials() -> None:
+    """deploy/topics.yaml gives the secrets one reading service and the token hashes the two that check a bearer
+    token (the gateway, and the console for its operators' log-in), and the operator only the write: the ACL
+    matrix (tests/integration/test_acl_matrix.py) follows the declaration, this pins the declaration."""
     acls = desired_acls(load_declarations(), [], client_id_prefix="rctc")
     readers = {
         topic: sorted(a.principal for a in acls if (a.resource, a.name, a.operation) == ("topic", topic, "read"))
@@ -130,7 +131,7 @@ def test_only_the_dispatcher_reads_the_secrets_and_only_the_gateway_the_credenti
         for topic in (REGISTRY_CREDENTIALS, REGISTRY_WEBHOOK_SECRETS)
     }
     assert readers == {
-        REGISTRY_CREDENTIALS: [service_principal("gateway")],
+        REGISTRY_CREDENTIALS: [service_principal("console"), service_principal("gateway")],
         REGISTRY_WEBHOOK_SECRETS: [service_principal("dispatcher")],
     }
     assert writers == {REGISTRY_CREDENTIALS: ["operator-cli"], REGISTRY_WEBHOOK_SECRETS: ["operator-cli"]}
