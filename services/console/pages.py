@@ -277,7 +277,7 @@ class Pages:
         if status != 200:
             return status, {"message": (body or {}).get("message", "no such alert")}
         routing_status, routing, _ = await self.c.tracker.get(("alerts", alert_id, "routing"), viewer)
-        thread = self.c.contents.thread(alert_id)
+        thread = self.c.contents.thread(alert_id, body.get("origin"))
         thread_id = body.get("thread_id") or (thread[0].thread_id if thread else alert_id)
         _, correlated, _ = await self.c.tracker.get(("correlations",), {**viewer, "thread": thread_id, "limit": "100"})
         view = alert_page(

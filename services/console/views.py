@@ -44,8 +44,12 @@ class Content:
 
     @property
     def thread_id(self) -> str:
-        """The thread's first alert id: an Update or Cancel names it first among its references."""
-        return self.references[0] if self.references else self.alert_id
+        """The thread's first alert id: an Update or Cancel names it first among its references.
+
+        An Alert is a thread of its own whatever it references, as the router and the tracker count it
+        (router/threads.py): any agency may put any id in `references`, and the console must not file a
+        hostile agency's Alert among the versions of another agency's thread."""
+        return self.references[0] if self.msg_type != "Alert" and self.references else self.alert_id
 
 
 def content_of(enriched: AlertEnriched) -> Content:
