@@ -264,12 +264,14 @@ class Pages:
         """Render "now" again from the latest board (called after each poll of the tracker)."""
         rows = now_rows(self.c.board, self.c.contents.by_id)
         self.now_html = self._env.get_template("_now.html").render(
-            rows=rows, stale=not self.c.board_ok, server_now=_now_iso()
+            rows=rows, stale=not self.c.board_ok, full=self.c.board_full, server_now=_now_iso()
         )
 
     async def _now(self, request: web.Request) -> web.Response:
         rows = now_rows(self.c.board, self.c.contents.by_id)
-        return self._render(request, "now.html", page="now", rows=rows, stale=not self.c.board_ok)
+        return self._render(
+            request, "now.html", page="now", rows=rows, stale=not self.c.board_ok, full=self.c.board_full
+        )
 
     async def _alert_view(self, request: web.Request, alert_id: str) -> tuple[int, dict[str, Any]]:
         viewer = {"viewer_kind": "operator", "viewer": request[SESSION].operator}

@@ -37,7 +37,7 @@ REBOUND = "console.evil.test"
 
 @asynccontextmanager
 async def console_system(
-    kafka: KafkaSettings, codec: Codec, cast: Cast, doc_agencies: list[Agency]
+    kafka: KafkaSettings, codec: Codec, cast: Cast, doc_agencies: list[Agency], **console: int
 ) -> AsyncIterator[System]:
     """The whole system with the console, under a registry of `doc_agencies` and the operator's token."""
     doc = registry(doc_agencies, [agreement(f"RED-{cast.suffix}", [a.code for a in doc_agencies])], OPERATOR)
@@ -46,7 +46,7 @@ async def console_system(
         kafka,
         codec,
         dispatcher={"retry_time_scale": 0.01},
-        console={"refresh_s": 0.3, "slow_refresh_s": 1.0},
+        console={"refresh_s": 0.3, "slow_refresh_s": 1.0, **console},
     ) as sys_:
         c = sys_.console
         assert c is not None
@@ -447,3 +447,34 @@ async def test_a_malicious_site_cannot_frame_forge_or_read_the_console(kafka: Ka
                 "fetch('/console/stream/endpoints', {credentials: 'include'}).then(r => r.status)"
             )
             assert status == 401
+
+
+async def test_a_flooding_agency_cannot_push_other_agencies_alerts_off_now(kafka: KafkaSettings, codec: Codec) -> None:
+    """The tracker lists the newest open alerts up to the board's limit: a hostile agency that submits that
+    many after another agency's alert must not hide it from "now" (each agency's newest stay on the board)."""
+    cast = Cast()
+    victim, hostile, third = cast.agency("IQ-V", "IQ"), cast.agency("XX-H", "JO"), cast.agency("SA-T", "SA")
+    async with (
+        console_system(kafka, codec, cast, [victim, hostile, third], board_limit=3, board_origin_limit=1) as sys_,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+    ):
+        base = _base(sys_)
+        console = sys_.console
+        assert console is not None
+
+        async def submit(agency: str, title: str) -> str:
+            body = alert_json(severity="Severe", urgency="Immediate", affected_countries=["IQ"], title=title)
+            async with http.post(f"{sys_.url}/v1/alerts", json=body, headers=cast.bearer(agency)) as r:
+                assert r.status == 202, await r.text()
+                alert_id: str = (await r.json())["alert_id"]
+                return alert_id
+
+        own = await submit(victim.code, "Convoy at the border")
+        await eventually(lambda: own in [a["alert_id"] for a in console.board])
+        flood = [await submit(hostile.code, f"Noise {i}") for i in range(4)]
+        await eventually(lambda: flood[-1] in [a["alert_id"] for a in console.board], within_s=30)
+        sid = _sid(await _login(http, base, OPERATOR))
+        async with http.get(f"{base}/console/now", headers={"Cookie": f"__Host-rctc-console={sid}"}) as r:
+            html = await r.text()
+        assert f'data-alert="{own}"' in html
+        assert "more are open than the board holds" in html

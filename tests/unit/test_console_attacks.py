@@ -15,6 +15,7 @@ from services.common.settings import KafkaSettings
 from services.console.contents import Contents
 from services.console.pages import Pages, _event
 from services.console.tracker import internal_url
+from services.console.views import board_of
 from tests.unit.test_console_views import content
 
 VICTIM = "11111111-1111-4111-8111-111111111111"
@@ -115,3 +116,12 @@ def test_a_post_is_same_origin_only_when_it_says_so(headers: dict[str, str], exp
     """Login CSRF and cross-site actions: a POST names this console's origin, or it is refused."""
     request = make_mocked_request("POST", "/console/login", headers={"Host": "console.example:8090", **headers})
     assert expected == Pages._same_origin(request)
+
+
+def test_each_origins_newest_stay_on_the_board_beside_the_newest_of_all() -> None:
+    """An agency's flood fills the tracker's newest-first list; the per-origin lists keep the others' alerts,
+    each once."""
+    flood = [{"alert_id": f"h{i}", "origin": "XX"} for i in range(3)]
+    victim = [{"alert_id": "v1", "origin": "IQ"}]
+    expected = ["h0", "h1", "h2", "v1"]
+    assert expected == [a["alert_id"] for a in board_of(flood, [flood[:1], victim])]
