@@ -205,7 +205,9 @@ class Pages:
     async def _login(self, request: web.Request) -> web.Response:
         peer = request.remote or "?"
         if len(self._attempts) > 10_000:
-            self._attempts.retain(())
+            # Forget the addresses, never the bucket for everyone: otherwise attempts from 10,000 addresses
+            # (each costs a bucket, even refused) would refill it, and the cap on all attempts would not hold.
+            self._attempts.retain(("*",))
         if self._attempts.admit(peer, per_second=0.5, burst=10) or self._attempts.admit("*", per_second=20, burst=100):
             LOGINS.labels("rate_limited").inc()
             return self._render(request, "login.html", status=429, page="login", problem="Too many attempts: wait.")

@@ -5,6 +5,7 @@ Each asserts the secure outcome."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -13,9 +14,9 @@ from yarl import URL
 from services.common.codec import Codec
 from services.common.settings import KafkaSettings
 from services.console.contents import Contents
-from services.console.pages import Pages, _event
+from services.console.pages import Pages, _event, templates
 from services.console.tracker import internal_url
-from services.console.views import board_of
+from services.console.views import alert_page, board_of
 from tests.unit.test_console_views import content
 
 VICTIM = "11111111-1111-4111-8111-111111111111"
@@ -125,3 +126,37 @@ def test_each_origins_newest_stay_on_the_board_beside_the_newest_of_all() -> Non
     victim = [{"alert_id": "v1", "origin": "IQ"}]
     expected = ["h0", "h1", "h2", "v1"]
     assert expected == [a["alert_id"] for a in board_of(flood, [flood[:1], victim])]
+
+
+def test_a_refusal_quoting_the_senders_text_keeps_its_direction_to_itself() -> None:
+    """An Update's reference is any text (a right-to-left override among it): the refusal that quotes it is
+    isolated in <bdi>, so it cannot reorder the page's words around it."""
+    reference = "\u202eeurt si trela siht"
+    status = {
+        "origin": "XX",
+        "recipients": {},
+        "rejected": {
+            "stage": "router",
+            "reason": "thread_unknown",
+            "error": "thread_unknown",
+            "message": f"Update refers to {reference}, which was not routed here",
+        },
+    }
+    page = alert_page(VICTIM, status, None, {}, [], [])
+    html = templates().get_template("_alert.html").render(view=page, thread_id=VICTIM, server_now="")
+    assert f'<bdi dir="auto">Update refers to {reference}, which was not routed here</bdi>' in html
+    assert '<bdi dir="auto">thread_unknown</bdi>' in html
+
+
+async def test_log_in_attempts_from_many_addresses_do_not_refill_the_bucket_for_everyone() -> None:
+    """Past 10,000 addresses the per-address buckets are forgotten, not the one that caps all attempts."""
+    console = SimpleNamespace(settings=SimpleNamespace(sessions=SimpleNamespace(secure_cookie=True)))
+    pages = Pages(console)  # type: ignore[arg-type]
+    while not pages._attempts.admit("*", per_second=20, burst=100):
+        pass  # the bucket for everyone is empty
+    for i in range(10_001):
+        pages._attempts.admit(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", per_second=0.5, burst=10)
+    transport = SimpleNamespace(get_extra_info=lambda name, default=None: ("192.0.2.1", 40000))
+    request = make_mocked_request("POST", "/console/login", transport=transport)
+    response = await pages._login(request)
+    assert response.status == 429
