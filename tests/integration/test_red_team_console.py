@@ -137,6 +137,20 @@ async def test_network_attacker_without_an_operator_token_gets_nothing(kafka: Ka
         ) as r:
             assert r.status == 303
 
+        # With the operator's session but not its form token (a forged form, a browser that sends no Origin
+        # check would stop): refused, the endpoint untouched; an oversized form: refused before it is read.
+        session_cookie = {"Cookie": f"__Host-rctc-console={sid}", "Origin": base}
+        for form in ({"csrf": "guessed"}, {}, {"csrf": ""}, {"csrf": "x" * 16_000}):
+            async with http.post(
+                f"{base}/console/endpoints/{agency.code}/disable", data=form, headers=session_cookie
+            ) as r:
+                assert r.status in (403, 413), form
+        async with http.post(
+            f"{base}/console/endpoints/{agency.code}/disable", data={"csrf": "x" * 100_000}, headers=session_cookie
+        ) as r:
+            assert r.status == 413
+        assert console.endpoints.current.get(agency.code) is None
+
         # The operator's session does not open with the agency's Authorization header either.
         async with http.get(f"{base}/console/now", headers=cast.bearer(agency.code), allow_redirects=False) as r:
             assert r.status == 303
