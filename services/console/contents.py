@@ -42,8 +42,15 @@ class Contents(TopicFollower[AlertEnriched]):
             if not versions:
                 self._threads.pop(old.thread_id, None)
 
-    def thread(self, alert_id: str) -> list[Content]:
-        """The versions of `alert_id`'s thread the console holds (the alert itself among them)."""
+    def thread(self, alert_id: str, origin: str | None = None) -> list[Content]:
+        """The versions of `alert_id`'s thread the console holds (the alert itself among them), from the
+        alert's own origin (`origin`: the tracker's word, for an alert whose content is not held).
+
+        Only that origin's: alerts.enriched holds versions before the router decides on them, and the router
+        refuses an Update or Cancel of another agency's thread (router/policy.py, `not_originator`); without
+        this a hostile agency's refused "Update" would be listed as a version of its victim's alert."""
         own = self.by_id.get(alert_id)
         thread_id = own.thread_id if own is not None else alert_id
-        return [self.by_id[i] for i in self._threads.get(thread_id, {}) if i in self.by_id]
+        origin = own.origin if own is not None else origin
+        versions = (self.by_id[i] for i in self._threads.get(thread_id, {}) if i in self.by_id)
+        return [v for v in versions if origin is None or v.origin == origin]

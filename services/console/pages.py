@@ -214,7 +214,9 @@ class Pages:
     async def _login(self, request: web.Request) -> web.Response:
         peer = request.remote or "?"
         if len(self._attempts) > 10_000:
-            self._attempts.retain(())
+            # Forget the addresses, never the bucket for everyone: otherwise attempts from 10,000 addresses
+            # (each costs a bucket, even refused) would refill it, and the cap on all attempts would not hold.
+            self._attempts.retain(("*",))
         if self._attempts.admit(peer, per_second=0.5, burst=10) or self._attempts.admit("*", per_second=20, burst=100):
             LOGINS.labels("rate_limited").inc()
             return self._render(request, "login.html", status=429, page="login", problem="Too many attempts: wait.")
@@ -273,12 +275,14 @@ class Pages:
         """Render "now" again from the latest board (called after each poll of the tracker)."""
         rows = now_rows(self.c.board, self.c.contents.by_id)
         self.now_html = self._env.get_template("_now.html").render(
-            rows=rows, stale=not self.c.board_ok, server_now=_now_iso()
+            rows=rows, stale=not self.c.board_ok, full=self.c.board_full, server_now=_now_iso()
         )
 
     async def _now(self, request: web.Request) -> web.Response:
         rows = now_rows(self.c.board, self.c.contents.by_id)
-        return self._render(request, "now.html", page="now", rows=rows, stale=not self.c.board_ok)
+        return self._render(
+            request, "now.html", page="now", rows=rows, stale=not self.c.board_ok, full=self.c.board_full
+        )
 
     async def _alert_view(self, request: web.Request, alert_id: str) -> tuple[int, dict[str, Any]]:
         viewer = {"viewer_kind": "operator", "viewer": request[SESSION].operator}
@@ -286,7 +290,7 @@ class Pages:
         if status != 200:
             return status, {"message": (body or {}).get("message", "no such alert")}
         routing_status, routing, _ = await self.c.tracker.get(("alerts", alert_id, "routing"), viewer)
-        thread = self.c.contents.thread(alert_id)
+        thread = self.c.contents.thread(alert_id, body.get("origin"))
         thread_id = body.get("thread_id") or (thread[0].thread_id if thread else alert_id)
         _, correlated, _ = await self.c.tracker.get(("correlations",), {**viewer, "thread": thread_id, "limit": "100"})
         view = alert_page(

@@ -30,6 +30,7 @@ from services.console.pages import Pages
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
 from services.console.tracker import TrackerClient, TrackerUnavailable
+from services.console.views import board_of
 from services.dispatcher.endpoints import EndpointStates
 
 log = get_logger("rctc.console")
@@ -52,6 +53,7 @@ class Console:
         # The tracker's latest answer for "now" (alerts awaiting acknowledgements) and its ETag.
         self.board: list[dict[str, Any]] = []
         self.board_ok = False
+        self.board_full = False  # the tracker's newest open alerts filled the board: more are open
         self._board_etag: str | None = None
         self.closing = asyncio.Event()  # set at stop: every open stream ends
         self.pages = Pages(self)
@@ -105,13 +107,28 @@ class Console:
             try:
                 status, body, etag = await self.tracker.get(("alerts",), params, self._board_etag)
                 if status == 200:
-                    self.board, self._board_etag = body["alerts"], etag
+                    newest = body["alerts"]
+                    self.board_full = len(newest) >= self.settings.board_limit
+                    by_origin = await self._board_by_origin(params) if self.board_full else []
+                    self.board, self._board_etag = board_of(newest, by_origin), etag
                 self.board_ok = status in (200, 304)
             except TrackerUnavailable:
                 self.board_ok = False
             self.pages.board_changed()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.settings.refresh_s)
+
+    async def _board_by_origin(self, params: dict[str, str]) -> list[list[dict[str, Any]]]:
+        """Each agency's newest open alerts, when the newest of all filled the board (views.board_of says why).
+        Only then: one request per agency, at most once per change of the tracker's ledger."""
+        lists = []
+        limit = str(self.settings.board_origin_limit)
+        registry = self.registry.current
+        for code in sorted(registry.agencies if registry is not None else ()):
+            status, body, _ = await self.tracker.get(("alerts",), {**params, "origin": code, "limit": limit})
+            if status == 200:
+                lists.append(body["alerts"])
+        return lists
 
     async def _end_dropped_sessions(self, stopping: asyncio.Event) -> None:
         """End the sessions of operators a new registry version no longer lists, at once rather than at their

@@ -38,6 +38,8 @@ class ConsoleSettings(ServiceSettings):
     slow_refresh_s: float = 5.0
     # At most this many alerts on "now" (those still awaiting an acknowledgement, most recent first).
     board_limit: int = 200
+    # When those fill the board, each agency's newest this many too, so one agency's flood hides nobody else's.
+    board_origin_limit: int = 20
     # Alert contents kept for the pages (title, category, TLP, priority): at most this many, of at most this
     # far back (alerts.enriched is read from there at start).
     contents_limit: int = 50_000

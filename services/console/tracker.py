@@ -24,6 +24,20 @@ class TrackerUnavailable(Exception):
     pass
 
 
+def internal_url(base: URL, segments: tuple[str, ...], params: dict[str, str]) -> URL:
+    """The URL of GET /internal/<segments>?<params>, each segment one path segment whatever it holds.
+
+    yarl's joinpath splits a segment at "/" and resolves "." and "..", so an unchecked alert id such as
+    "../webhooks" would reach another route of the internal API with the console's credential. The callers
+    validate alert ids; this refuses what would escape anyway, so one missed check cannot become a request
+    the console never meant (ValueError: a bug of the caller's, not the tracker's).
+    """
+    for segment in segments:
+        if not segment or segment in (".", "..") or any(c in segment for c in "/\\?#%"):
+            raise ValueError(f"not one path segment: {segment!r}")
+    return base.joinpath("internal", *segments).with_query(params)
+
+
 class TrackerClient:
     TIMEOUT_S = 5.0
 
@@ -47,7 +61,7 @@ class TrackerClient:
     ) -> tuple[int, Any, str | None]:
         """(status, JSON body or None for a 304, ETag) of GET /internal/<segments>; TrackerUnavailable else."""
         assert self._session is not None, "start() first"
-        url = self._url.joinpath("internal", *segments).with_query(params)
+        url = internal_url(self._url, segments, params)
         headers = {"If-None-Match": etag} if etag else {}
         try:
             async with self._session.get(url, headers=headers, allow_redirects=False) as response:

@@ -44,8 +44,12 @@ class Content:
 
     @property
     def thread_id(self) -> str:
-        """The thread's first alert id: an Update or Cancel names it first among its references."""
-        return self.references[0] if self.references else self.alert_id
+        """The thread's first alert id: an Update or Cancel names it first among its references.
+
+        An Alert is a thread of its own whatever it references, as the router and the tracker count it
+        (router/threads.py): any agency may put any id in `references`, and the console must not file a
+        hostile agency's Alert among the versions of another agency's thread."""
+        return self.references[0] if self.msg_type != "Alert" and self.references else self.alert_id
 
 
 def content_of(enriched: AlertEnriched) -> Content:
@@ -116,6 +120,21 @@ def cells_of(recipients: Mapping[str, Mapping[str, Any]]) -> tuple[Cell, ...]:
         for code, r in recipients.items()
     ]
     return tuple(sorted(cells, key=lambda c: (not c.awaited, c.ack_due or "", _STATE_ORDER.get(c.state, 2), c.agency)))
+
+
+def board_of(newest: list[dict[str, Any]], by_origin: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """ "Now"'s alerts: the tracker's newest open alerts and, beside them, each origin's newest, once each.
+
+    The tracker lists the newest `limit` open alerts. A hostile agency that submits that many alerts in a
+    minute (its rate limit allows it) would push every other agency's open alerts, the escalated and
+    overdue among them, off the duty desk's wall screen; asked origin by origin as well (when the first list
+    was full), each agency keeps its own newest on the board whatever another floods.
+    """
+    board = {a["alert_id"]: a for a in newest}
+    for alerts in by_origin:
+        for a in alerts:
+            board.setdefault(a["alert_id"], a)
+    return list(board.values())
 
 
 def now_rows(alerts: Iterable[Mapping[str, Any]], contents: Mapping[str, Content]) -> list[NowRow]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import aiohttp
 import msgspec
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from services.common.codec import Codec
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
 from services.demo.receivers import Receivers
-from tests.support.browser import chromium
+from tests.support.browser import chromium, log_in
 from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, registry
 
@@ -23,16 +23,6 @@ OPERATOR = "operator-token-console"
 SCALE = 0.006  # 30 min (Severe 1 h x Immediate 0.5) -> 10.8 s
 LIVE_MS = 30_000  # how long a page may take to show what the pipeline did
 ARABIC_AGENCY = "دائرة المخابرات العامة"
-
-
-async def log_in(page: Page, base: str, token: str) -> int:
-    await page.goto(f"{base}/login")
-    await page.fill("#token", token)
-    async with page.expect_navigation() as navigation:
-        await page.click("button[type=submit]")
-    response = await navigation.value
-    assert response is not None
-    return response.status
 
 
 async def test_the_console_shows_an_alert_live_and_acts_on_endpoints(

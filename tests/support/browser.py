@@ -11,7 +11,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -36,3 +36,14 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def log_in(page: Page, base: str, token: str) -> int:
+    """Log in on the console at `base` (".../console") through its form; the status of the page it leads to."""
+    await page.goto(f"{base}/login")
+    await page.fill("#token", token)
+    async with page.expect_navigation() as navigation:
+        await page.click("button[type=submit]")
+    response = await navigation.value
+    assert response is not None
+    return response.status
