@@ -77,7 +77,7 @@ def test_no_file_names_a_path_outside_the_repository() -> None:
         for marker in OUTSIDE
         if marker in line
     )
-    assert [] == found
+    assert found == []
 
 
 def test_every_relative_markdown_link_names_a_tracked_file() -> None:
@@ -90,7 +90,7 @@ def test_every_relative_markdown_link_names_a_tracked_file() -> None:
         for target in relative_links(text)
         if not resolves(page, target, files)
     )
-    assert [] == broken
+    assert broken == []
 
 
 def test_the_readme_links_the_architecture() -> None:
