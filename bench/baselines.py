@@ -135,7 +135,8 @@ async def baseline_http(receivers: TimedReceivers, n: int, payload: bytes) -> di
 
 
 async def baseline_consume_post(bench: Bench, items: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """Not the issue's baseline: raw aiokafka and aiohttp doing what DESIGN.md asks of a delivery besides the POST.
+    """Not the issue's baseline: raw aiokafka and aiohttp doing what a delivery needs besides the POST
+    (docs/architecture.md, Guarantees).
 
     Each webhook request is read from a topic, its body POSTed unsigned to its agency's receiver (the same
     path and receiving work as the dispatcher's), 64 at a time, and an outcome record written for it once

@@ -1,7 +1,7 @@
 """The raw pass-through again, as a faust-streaming agent: does Faust belong on the path an alert takes?
 
-DESIGN.md keeps plain aiokafka on that path and Faust beside it; the issue asks for the measurement. The
-agent does what the raw aiokafka baseline does (each record of bench.in out again as the router's 21
+docs/architecture.md (Services) keeps plain aiokafka on that path and Faust beside it; the issue asks for the
+measurement. The agent does what the raw aiokafka baseline does (each record of bench.in out again as the router's 21
 records; here 20 to bench.out and the 21st to bench.faust.done, by which the harness times it), in Faust's
 at-least-once mode with the services' producer settings where Faust has them (acks all, no linger, 512 KB
 batches). It runs as its own worker process (`python -m bench.faust_passthrough APP_ID`, with the Kafka

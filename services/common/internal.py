@@ -1,6 +1,6 @@
 """The trust boundary between services: the internal credential, identifiers and query strings. Pure.
 
-Nothing inside the system is trusted because of where it came from (DESIGN.md, security model). The
+Nothing inside the system is trusted because of where it came from (docs/architecture.md, Security model). The
 gateway calls the tracker's internal API with a shared secret that both read from `RCTC_INTERNAL_TOKEN`,
 builds its URLs from identifiers it has validated, and puts caller-chosen values only in query parameters
 that the URL library quotes; the tracker checks all three again:

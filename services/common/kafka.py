@@ -2,7 +2,7 @@
 
 - Producers are idempotent with acks=all: a retried send never duplicates and an acknowledged one survives
   a broker failure (with min.insync.replicas=2 in production).
-- Consumers never auto-commit: a service commits only what it has fully handled (DESIGN.md, Guarantees),
+- Consumers never auto-commit: a service commits only what it has fully handled (docs/architecture.md, Guarantees),
   and reads committed records only, so it never sees a router transaction that was aborted.
 """
 

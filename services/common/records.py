@@ -397,7 +397,7 @@ class AuditCheckpointed(Record, kw_only=True):
 
 
 def recipient_key(alert_id: str, agency: str) -> bytes:
-    """The Kafka key of a per-recipient record: `alert_id:agency` (DESIGN.md, Data on Kafka)."""
+    """The Kafka key of a per-recipient record: `alert_id:agency` (docs/architecture.md, Topics)."""
     return f"{alert_id}:{agency}".encode()
 
 

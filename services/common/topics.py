@@ -62,7 +62,7 @@ WATCHLIST_ENTRIES = "watchlist.entries"
 
 
 def agency_topic(code: str) -> str:
-    """The agency's own topic, `agency.<CODE>.alerts` (DESIGN.md, Delivery)."""
+    """The agency's own topic, `agency.<CODE>.alerts` (docs/architecture.md, Topics)."""
     return f"agency.{code}.alerts"
 
 

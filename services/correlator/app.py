@@ -4,7 +4,7 @@
      (key thread)      (one record       (key kind:value)      (the index: a table      (key a's thread)
                         per value)                              backed by correlator.index.changelog)
 
-Faust as DESIGN.md allows it beside the alert path: at least once, one event at a time per agent
+Faust as docs/architecture.md (Services) allows it beside the alert path: at least once, one event at a time per agent
 (concurrency 1), never its exactly-once mode. What faust does not give, and this module adds:
 
 - **An event is acknowledged only once every record its handling produced is on the broker** (the sightings,

@@ -2,7 +2,7 @@
 
     verdicts = decide(enriched, registry)     # one Verdict per agency in the registry, origin included
 
-An agency B receives alert X from originator A only when every rule holds (DESIGN.md, Sharing agreements);
+An agency B receives alert X from originator A only when every rule holds (docs/architecture.md, Sharing rules);
 the first rule that fails is the recorded reason, so an operator reading `alerts.routed` sees exactly why:
 
     agency_inactive      B is suspended in the registry

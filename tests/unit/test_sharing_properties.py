@@ -1,8 +1,9 @@
 """The sharing rules, tried against random registries and alerts (hypothesis).
 
 The router must never give an agency an alert or a field its agreements do not allow, and must give
-every entitled agency its copy. These tests state DESIGN.md's rules a second time, independently of
-services/router/policy.py, as a set-based oracle, and require the router's decision to equal it exactly.
+every entitled agency its copy. These tests state the sharing rules (docs/architecture.md, Sharing rules) a
+second time, independently of services/router/policy.py, as a set-based oracle, and require the router's
+decision to equal it exactly.
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def may_be_asked(registry: Registry, origin: str, b: AgencyEntry, alert: Alert) 
 
 
 def entitled(registry: Registry, origin: str, alert: Alert) -> dict[str, set[str]]:
-    """The oracle: every agency DESIGN.md entitles to the alert, with the ids of the agreements permitting it."""
+    """The oracle: every agency the sharing rules entitle to the alert, with the ids of the agreements permitting it."""
     result: dict[str, set[str]] = {}
     for b in registry.agencies.values():
         if not may_be_asked(registry, origin, b, alert):
