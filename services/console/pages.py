@@ -167,7 +167,13 @@ class Pages:
         session = self.c.sessions.find(sid, time.monotonic())
         if session is None:
             return None
-        holder = self.c.credentials.holder_of(session.token_sha256, self.c.registry.current)
+        registry = self.c.registry.current
+        if self.c.credentials.at(registry.version) is None:
+            # This registry version's credentials are not read yet: the two topics are followed apart, and for
+            # a moment after an apply one may lead. The session stands as last judged (for that moment) rather
+            # than every operator being logged out by a republish; it is judged again at the next request.
+            return session
+        holder = self.c.credentials.holder_of(session.token_sha256, registry)
         if holder != ("operator", session.operator):
             self.c.sessions.close(sid)
             log.info("console.session_ended", operator=session.operator, reason="credential_not_in_force")

@@ -33,7 +33,7 @@ def test_an_alert_that_references_another_agencys_alert_is_a_thread_of_its_own()
 def test_another_agencys_update_is_not_listed_among_the_victims_versions(codec: Codec) -> None:
     """The router refuses an Update of another agency's thread, but alerts.enriched holds it: the victim's
     page lists its own origin's versions only, and the hostile Update's page does not list the victim's."""
-    contents = Contents(KafkaSettings(), codec, limit=100)
+    contents = Contents(KafkaSettings(), codec, limit=100, history_s=3600)
     own = content(VICTIM, "Convoy at the border")
     update = content("33333333-3333-4333-8333-333333333333", "Convoy turned back", references=(VICTIM,))
     spoof = dataclasses.replace(
@@ -160,3 +160,44 @@ async def test_log_in_attempts_from_many_addresses_do_not_refill_the_bucket_for_
     request = make_mocked_request("POST", "/console/login", transport=transport)
     response = await pages._login(request)
     assert response.status == 429
+
+
+def _console_with(credentials_read: bool, holder: tuple[str, str] | None) -> tuple[Pages, str]:
+    """A console whose registry is at version 2, with (or without yet) that version's credentials, and one
+    operator's session; `holder` is whom the session's token belongs to under version 2."""
+    from services.console.sessions import Sessions
+
+    sessions = Sessions(idle_s=60, max_s=600, limit=10)
+    credentials = SimpleNamespace(
+        at=lambda version: object() if credentials_read else None,
+        holder_of=lambda digest, registry: holder,
+    )
+    console = SimpleNamespace(
+        settings=SimpleNamespace(sessions=SimpleNamespace(secure_cookie=True)),
+        sessions=sessions,
+        credentials=credentials,
+        registry=SimpleNamespace(current=SimpleNamespace(version=2)),
+    )
+    pages = Pages(console)  # type: ignore[arg-type]
+    import time
+
+    sid, _ = sessions.open("duty", "d" * 64, time.monotonic())
+    return pages, sid
+
+
+@pytest.mark.parametrize(
+    ("credentials_read", "holder", "kept"),
+    [
+        (True, ("operator", "duty"), True),
+        (True, None, False),  # revoked, or the operator removed
+        (True, ("agency", "duty"), False),  # the token is now an agency's
+        (False, None, True),  # the version's credentials not read yet: judged at the next request
+    ],
+)
+def test_a_session_ends_when_its_token_is_not_in_force_and_only_then(
+    credentials_read: bool, holder: tuple[str, str] | None, kept: bool
+) -> None:
+    pages, sid = _console_with(credentials_read, holder)
+    request = make_mocked_request("GET", "/console/now", headers={"Cookie": f"{pages.cookie}={sid}"})
+    assert (pages.session_of(request) is not None) is kept
+    assert (len(pages.c.sessions) == 1) is kept  # an ended session is gone, not just refused once
