@@ -7,10 +7,11 @@ alerts. An older alert's page still shows its states, from the tracker, without 
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import timedelta
 
 from services.common.codec import Codec
 from services.common.follower import TopicFollower
-from services.common.records import AlertEnriched
+from services.common.records import AlertEnriched, utcnow
 from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_ENRICHED
 from services.console.views import Content, content_of
@@ -28,8 +29,13 @@ class Contents(TopicFollower[AlertEnriched]):
         self._threads: dict[str, dict[str, None]] = {}  # thread id -> its alert ids, in arrival order
 
     async def apply(self, values: list[AlertEnriched]) -> None:
+        # By submission time too, not only where the start seeks to: the seek goes by the broker's time index,
+        # which finds the first record at or after a time, and a record with an older time written after it
+        # (a replay, a late producer) is read all the same.
+        cutoff = utcnow() - timedelta(seconds=self.history_s) if self.history_s is not None else None
         for enriched in values:
-            self.add(content_of(enriched))
+            if cutoff is None or enriched.submitted_at >= cutoff:
+                self.add(content_of(enriched))
 
     def add(self, content: Content) -> None:
         self.by_id[content.alert_id] = content
