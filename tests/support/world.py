@@ -142,7 +142,7 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
 
 
 async def create_topic(kafka: KafkaSettings, name: str, partitions: int = 1, **configs: str) -> None:
-    """A topic outside deploy/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
+    """A topic outside services/common/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
     admin = kafka_admin(kafka, "test-admin")
     await admin.start()
     try:
