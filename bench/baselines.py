@@ -21,7 +21,7 @@ from services.common.kafka import admin as kafka_admin
 from services.common.kafka import consumer, group_id, produce_all, producer
 
 # The router's output layout, on topics of the benchmark's own: ten agency topics, the webhook requests and
-# the decisions, with the partition counts of deploy/topics.yaml.
+# the decisions, with the partition counts of services/common/topics.yaml.
 AGENCY_TOPICS = [f"bench.agency.{i}" for i in range(RECIPIENTS)]
 LAYOUT = [NewTopic("bench.in", 6, 1), NewTopic("bench.out", 6, 1), NewTopic("bench.webhook", 6, 1)]
 LAYOUT += [NewTopic("bench.routed", 6, 1)] + [NewTopic(t, 3, 1) for t in AGENCY_TOPICS]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Kafka bootstrap of docker-compose (service `bootstrap`) and Kubernetes (Job `rctc-bootstrap`), run as the
 # cluster's admin (RCTC_KAFKA__USERNAME=admin, its password from RCTC_KAFKA__PASSWORD_FILE). In order:
-#   1. the topics of deploy/topics.yaml;
+#   1. the topics of services/common/topics.yaml;
 #   2. each service's principal `service-<name>` with the password in $RCTC_BOOTSTRAP_SECRETS/<name>/kafka.password
 #      (made where the secret lives: compose's init, the operator's Kubernetes Secret; installed as given, so a
 #      second run changes nothing and a rotated file takes effect);

@@ -9,5 +9,5 @@ from services.common.codec import Codec
 
 @pytest.fixture(scope="session")
 def codec() -> Codec:
-    """The codec over the schemas in schemas/, as every service builds it."""
+    """The codec over the schemas in services/common/schemas/, as every service builds it."""
     return Codec.from_directory()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from services.auditor.checkpoints import key_id, load_signing_key, new_signing_key, public_bytes
-from services.cli.local_broker import LocalBroker
+from services.cli.local_broker import NOT_A_CHECKOUT, SCRIPT, LocalBroker
 from services.cli.security import write_secret
 from services.common.acls import SERVICES, service_principal
 from services.common.kafka_admin import SecurityAdmin
@@ -156,12 +156,17 @@ async def _pump(child: Child, colour: str, width: int) -> None:
 
 
 def supervise(args: argparse.Namespace) -> int:
+    # A developer's command: the broker script, the demo registry and watchlist are the checkout's, not the
+    # package's. Every other command works from an installed wheel.
+    if not SCRIPT.is_file():
+        print(f"rctc dev: {NOT_A_CHECKOUT}", file=sys.stderr)
+        return 2
     state = Path(args.state_dir).resolve()
     kafka_dir = state / "kafka"
     print(f"rctc dev: starting Kafka in {kafka_dir}", flush=True)
     broker = LocalBroker.start(kafka_dir, args.kafka_port)
     # The set-up (topics, registry, ACLs, passwords) is the bootstrap admin's; each service then connects as
-    # its own principal, allowed only what deploy/topics.yaml gives it.
+    # its own principal, allowed only what services/common/topics.yaml gives it.
     kafka = broker.admin_settings()
     # For `rctc` commands run by hand beside it (services/cli/settings.py reads this file): as the admin, who
     # may also apply registries and ACLs and make agency credentials.
@@ -251,8 +256,9 @@ async def _terminate(kid: Child, grace: float = 15.0) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    dev = sub.add_parser("dev", help="run the whole system locally").add_subparsers(metavar="ACTION")
-    p = dev.add_parser("up", help="broker, topics, demo registry, services, receivers and feed (make run)")
+    dev = sub.add_parser("dev", help="run the whole system locally (from a checkout of the repository)")
+    dev_actions = dev.add_subparsers(metavar="ACTION")
+    p = dev_actions.add_parser("up", help="broker, topics, demo registry, services, receivers and feed (make run)")
     p.add_argument("--state-dir", default=str(ROOT / ".run"), help="where the broker keeps its data")
     p.add_argument("--registry", type=Path, default=ROOT / "deploy" / "registry" / "demo.yaml")
     p.add_argument("--kafka-port", type=int, default=9092)

@@ -23,8 +23,14 @@ from typing import Any
 
 from services.common.settings import KafkaSettings
 
+# A checkout's root: the broker script is a developer's tool, not package data, so an installed wheel (where
+# this is site-packages' parent) has none and `start` says so (NOT_A_CHECKOUT).
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "kafka" / "kafka-local.sh"
+NOT_A_CHECKOUT = (
+    f"the local Kafka broker is started by deploy/kafka/kafka-local.sh of a checkout of the repository, and there is "
+    f"none at {ROOT}: this is an installed package. Run it from a checkout (`make install`, then `make run`)."
+)
 ADMIN = "admin"
 
 
@@ -54,6 +60,8 @@ class LocalBroker:
         `settings` are broker settings added when the directory is first made; `plaintext` is the
         benchmark's alone (the module's docstring). `reauth_ms`: how long a SASL session lasts before it must
         re-authenticate (the script's default, 10 minutes, if None; fixed when the directory is made)."""
+        if not SCRIPT.is_file():
+            raise BrokerStartError(NOT_A_CHECKOUT)
         if reauth_ms is not None:
             settings = {**(settings or {}), "connections.max.reauth.ms": str(reauth_ms)}
         command = [str(SCRIPT), "start", "--dir", str(directory), "--port", str(port)]

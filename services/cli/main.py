@@ -26,7 +26,7 @@ from services.common.codec import Codec
 from services.common.errors import RctcError
 from services.common.internal import is_alert_id
 from services.common.logs import configure_logging
-from services.common.registry import load_registry
+from services.common.registry import RegistryDocument, load_registry, parse_registry
 from services.common.registry.publish import latest_published, publish_registry
 from services.common.settings import KafkaSettings, LogSettings
 from services.common.topics import apply_topics, load_declarations
@@ -62,7 +62,9 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    topics = sub.add_parser("topics", help="topics declared in deploy/topics.yaml").add_subparsers(metavar="ACTION")
+    topics = sub.add_parser("topics", help="the topics services/common/topics.yaml declares").add_subparsers(
+        metavar="ACTION"
+    )
     p = topics.add_parser("apply", help="create missing topics and report drift")
     p.add_argument("--replication-factor", type=int, default=None, help="override (1 for a single broker)")
     p.add_argument("--grow", action="store_true", help="raise partition counts to the declared ones")
@@ -72,10 +74,10 @@ def _parser(settings: CliSettings) -> argparse.ArgumentParser:
         metavar="ACTION"
     )
     p = registry.add_parser("validate", help="check a registry file and print every problem")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", help="the registry file, or - to read it from standard input")
     p.set_defaults(run=_registry_validate)
     p = registry.add_parser("apply", help="validate a registry file and publish it to registry.config")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", help="the registry file, or - to read it from standard input")
     p.add_argument("--replication-factor", type=int, default=None, help="for agency topics it creates")
     p.set_defaults(run=_registry_apply)
     p = registry.add_parser("show", help="print the registry in force")
@@ -153,20 +155,31 @@ def _topics_apply(args: argparse.Namespace) -> int:
     return 3 if report.drift else 0
 
 
+def _read_registry(file: str) -> tuple[RegistryDocument, str]:
+    """The registry document in `file`, or on standard input for `-`, and the name it is published under. The
+    registry is the operator's input, never a file assumed beside the code: a deployment pipes it from where it
+    keeps it (a Secret, a configuration repository) as readily as it names a path."""
+    if file == "-":
+        return parse_registry(sys.stdin.read(), source="<stdin>"), "<stdin>"
+    path = Path(file)
+    return load_registry(path), path.name
+
+
 def _registry_validate(args: argparse.Namespace) -> int:
-    doc = load_registry(args.file)
+    doc, _ = _read_registry(args.file)
+    shown = "<stdin>" if args.file == "-" else args.file
     print(
-        f"{args.file}: valid: {len(doc.agencies)} agencies, {len(doc.agreements)} agreements, "
+        f"{shown}: valid: {len(doc.agencies)} agencies, {len(doc.agreements)} agreements, "
         f"{len(doc.operators)} operators"
     )
     return 0
 
 
 def _registry_apply(args: argparse.Namespace) -> int:
-    doc = load_registry(args.file)
+    doc, source = _read_registry(args.file)
     result = asyncio.run(
         publish_registry(
-            _kafka(args), Codec.from_directory(), doc, source=args.file.name, replication_factor=args.replication_factor
+            _kafka(args), Codec.from_directory(), doc, source=source, replication_factor=args.replication_factor
         )
     )
     for name in result.topics.created:

@@ -47,7 +47,7 @@ class CredentialError(RctcError):
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], kafka: KafkaOf) -> None:
-    acls = sub.add_parser("acls", help="the brokers' ACLs, computed from deploy/topics.yaml and the registry")
+    acls = sub.add_parser("acls", help="the brokers' ACLs, computed from services/common/topics.yaml and the registry")
     actions = acls.add_subparsers(metavar="ACTION")
     p = actions.add_parser("apply", help="create the ACLs that are missing and delete those that should not be")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if the brokers differ")

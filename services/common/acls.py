@@ -3,7 +3,7 @@
     wanted = desired_acls(load_declarations(), agencies, client_id_prefix="rctc")
     plan = reconcile(wanted, on_the_broker)          # what to create, what to delete
 
-The rules come from two places and nowhere else: `deploy/topics.yaml` says, per topic, which principals
+The rules come from two places and nowhere else: `services/common/topics.yaml` says, per topic, which principals
 write and read it (services by name, `operator` for the `rctc` command line, `services` for every service,
 `agency` for the agency an agency topic belongs to), and the registry says which agencies exist and which
 are active. A suspended or removed agency has no ACL at all, so it loses access with the next apply.
@@ -135,7 +135,7 @@ def _principals(role: str, agency: AgencyAccess | None) -> list[str]:
         return [agency_principal(agency.code)] if agency.active else []
     if role in SERVICES:
         return [service_principal(role)]
-    raise ValueError(f"unknown principal {role!r} in deploy/topics.yaml")
+    raise ValueError(f"unknown principal {role!r} in services/common/topics.yaml")
 
 
 def _topic_acls(spec: TopicSpec, agency: AgencyAccess | None = None) -> list[Acl]:

@@ -30,7 +30,8 @@ import json
 import struct
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
 
 import fastavro
@@ -40,7 +41,9 @@ import msgspec
 from services.common.avro_writer import Writer, compile_writer
 from services.common.errors import CodecError, UnknownSchemaError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+# Package data (pyproject's package-data), read through importlib.resources: an installed wheel finds its
+# schemas wherever it is installed, as the source tree does, with no copy beside the code to keep in step.
+SCHEMA_DIR: Traversable = files("services.common") / "schemas"
 NAMESPACE = "rctc"
 MAGIC = b"\xc3\x01"
 # Files that only define types others reference; they are not records of their own on any topic.
@@ -67,29 +70,35 @@ def legacy_fingerprint(schema: Schema) -> bytes:
     return fingerprint(schema)[::-1]
 
 
-def load_schema_file(path: Path, schema_dir: Path = SCHEMA_DIR) -> Schema:
+def schema_files(directory: Traversable, prefix: str = f"{NAMESPACE}.") -> list[Traversable]:
+    """The `.avsc` files in `directory` whose names start with `prefix`, by name (a Traversable has no glob)."""
+    found = [path for path in directory.iterdir() if path.name.startswith(prefix) and path.name.endswith(".avsc")]
+    return sorted(found, key=lambda path: path.name)
+
+
+def load_schema_file(path: Traversable, schema_dir: Traversable = SCHEMA_DIR) -> Schema:
     """Load one .avsc with the library types it references (rctc.Alert's enums and records) expanded."""
     named: dict[str, Schema] = {}
     for name in LIBRARY_SCHEMAS:
-        fastavro.parse_schema(json.loads((schema_dir / f"{NAMESPACE}.{name}.avsc").read_text()), named)
-    schema = json.loads(path.read_text())
+        fastavro.parse_schema(json.loads((schema_dir / f"{NAMESPACE}.{name}.avsc").read_text("utf-8")), named)
+    schema = json.loads(path.read_text("utf-8"))
     # Expanding writes out every named type where it is used; a type used twice in one record (AlertCorrelated's
     # `a` and `b`) is then defined twice, which no Avro parser accepts: keep its first definition and name it
     # after that, as the file itself and Avro's canonical form do.
     return _parse(_defined_once(_parse(schema, named, expand=True), set()))
 
 
-def writer_schemas(schema_dir: Path = SCHEMA_DIR) -> dict[bytes, Schema]:
+def writer_schemas(schema_dir: Traversable = SCHEMA_DIR) -> dict[bytes, Schema]:
     """Every record schema, current and superseded (history/), self-contained (the library types it uses
     written out), by the fingerprint a record names it with: the specification's order, and the reversed
     one written before issue 14. For `GET /v1/schemas/{fingerprint}`, so an agency can decode any record."""
     paths = [
         path
-        for path in sorted(schema_dir.glob(f"{NAMESPACE}.*.avsc"))
+        for path in schema_files(schema_dir)
         if path.name.removesuffix(".avsc").removeprefix(f"{NAMESPACE}.") not in LIBRARY_SCHEMAS
     ]
     found: dict[bytes, Schema] = {}
-    for path in [*paths, *sorted((schema_dir / "history").glob("*.avsc"))]:
+    for path in [*paths, *schema_files(schema_dir / "history", "")]:
         schema = load_schema_file(path, schema_dir)
         found[fingerprint(schema)] = _unparsed(schema)
     for fp, schema in list(found.items()):
@@ -143,17 +152,17 @@ class Codec:
             self._compiled[id(head)], self._compiled[id(last)] = compile_writer(head), compile_writer(last)
 
     @classmethod
-    def from_directory(cls, schema_dir: Path = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
+    def from_directory(cls, schema_dir: Traversable = SCHEMA_DIR, older: Iterable[Schema] = ()) -> Codec:
         """The current schemas in `schema_dir`, and every superseded one in its `history/` (named
         `<record>.<fingerprint>.avsc`): records written before a schema changed stay readable, resolved to the
         current version, so an upgraded service reads what its predecessor wrote (tests/unit/test_codec.py)."""
         current: dict[str, Schema] = {}
-        for path in sorted(schema_dir.glob(f"{NAMESPACE}.*.avsc")):
+        for path in schema_files(schema_dir):
             name = path.name.removesuffix(".avsc")
             if name.removeprefix(f"{NAMESPACE}.") in LIBRARY_SCHEMAS:
                 continue
             current[name] = load_schema_file(path, schema_dir)
-        history = [load_schema_file(path, schema_dir) for path in sorted((schema_dir / "history").glob("*.avsc"))]
+        history = [load_schema_file(path, schema_dir) for path in schema_files(schema_dir / "history", "")]
         return cls(current, [*history, *older])
 
     def schema_for(self, record_type: type[msgspec.Struct]) -> Schema:
@@ -167,7 +176,7 @@ class Codec:
         try:
             schema, fp = self._current[name]
         except KeyError:
-            raise CodecError(f"no schema for {name} in schemas/") from None
+            raise CodecError(f"no schema for {name} in services/common/schemas/") from None
         if last is None:
             return self._write(name, schema, record, MAGIC + fp)
         head = self._split_of(name)[0]

@@ -4,7 +4,7 @@
     ├── CodecError                  a record could not be encoded or decoded
     │   └── UnknownSchemaError      its writer schema fingerprint is not one we know
     ├── RegistryError               a registry document is invalid (carries line and field)
-    ├── TopicDriftError             the broker's topics differ from deploy/topics.yaml
+    ├── TopicDriftError             the broker's topics differ from services/common/topics.yaml
     ├── ConfigurationError          settings that cannot work (a SASL_SSL client without a principal)
     └── NotReadyError               a dependency (the broker, the registry) is not there yet
 
@@ -30,7 +30,7 @@ class UnknownSchemaError(CodecError):
         super().__init__(
             f"unknown writer schema (CRC-64-AVRO fingerprint {fingerprint.hex()}): "
             "the record was written by a newer or foreign producer, or by a schema changed without keeping its "
-            "previous version in schemas/history/"
+            "previous version in services/common/schemas/history/"
         )
 
 

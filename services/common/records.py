@@ -1,8 +1,9 @@
 """The records that travel on Kafka, as typed Python values.
 
-Each top-level class has the name of its Avro record in schemas/ (`AlertSubmitted` is `rctc.AlertSubmitted`):
-events are past tense, requests imperative. Field names and types mirror the .avsc files; the codec turns
-one into the other, and tests/unit/test_codec.py checks that every class round-trips through its schema.
+Each top-level class has the name of its Avro record in services/common/schemas/ (`AlertSubmitted` is
+`rctc.AlertSubmitted`): events are past tense, requests imperative. Field names and types mirror the .avsc
+files; the codec turns one into the other, and tests/unit/test_codec.py checks that every class round-trips
+through its schema.
 """
 
 from __future__ import annotations

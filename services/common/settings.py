@@ -122,4 +122,3 @@ class ServiceSettings(BaseSettings):
     shutdown_timeout_s: float = 10.0
     # uvloop when it is installed (the `fast` extra, in the image and `make install`): measured in bench/.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
-    schema_dir: Path | None = None

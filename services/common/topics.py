@@ -1,4 +1,4 @@
-"""Topic names, and creating topics from their declaration in deploy/topics.yaml.
+"""Topic names, and creating topics from their declaration in services/common/topics.yaml.
 
     declarations = load_declarations()
     report = await apply_topics(kafka_settings, declarations.all_for(agency_codes), replication_factor=1)
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import yaml
@@ -23,7 +24,9 @@ from services.common.errors import NotReadyError
 from services.common.kafka import admin as kafka_admin
 from services.common.settings import KafkaSettings
 
-DECLARATIONS = Path(__file__).resolve().parents[2] / "deploy" / "topics.yaml"
+# Package data beside this module, like the schemas (codec.py): `rctc topics apply` from an installed wheel
+# creates what this file declares, wherever it runs.
+DECLARATIONS: Traversable = files("services.common") / "topics.yaml"
 
 ALERTS_SUBMITTED = "alerts.submitted"
 ALERTS_ENRICHED = "alerts.enriched"
@@ -102,7 +105,7 @@ class TopicSpec:
     partitions: int
     replication_factor: int
     config: dict[str, str] = field(default_factory=dict)
-    # Who may write and read it (deploy/topics.yaml; services/common/acls.py turns them into ACLs).
+    # Who may write and read it (topics.yaml; services/common/acls.py turns them into ACLs).
     writers: tuple[str, ...] = ()
     readers: tuple[str, ...] = ()
 
@@ -126,7 +129,7 @@ class Declarations:
         return [*self.topics, *(s for c in agency_codes for s in self.for_agency(c))]
 
 
-def load_declarations(path: Path = DECLARATIONS) -> Declarations:
+def load_declarations(path: Traversable = DECLARATIONS) -> Declarations:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     defaults = data.get("defaults", {})
 

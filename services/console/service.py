@@ -9,7 +9,7 @@ Server-Sent Events. An alert's page polls that alert alone, while it is open.
 
 Actions (enable or disable an endpoint, replay its dead deliveries) go through the functions `rctc
 endpoints` and `rctc deliveries replay` use (services/cli/deliveries.py), as this service's own Kafka
-principal, `service-console`, with the ACLs deploy/topics.yaml gives it; the operator who acted is named in
+principal, `service-console`, with the ACLs services/common/topics.yaml gives it; the operator who acted is named in
 what they write and in the console's log line.
 """
 

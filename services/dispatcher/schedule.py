@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import Final
 
-# Tier name -> its delay in seconds. Names are part of the topic names: change them with deploy/topics.yaml.
+# Tier name -> its delay in seconds. Names are part of the topic names: change them with services/common/topics.yaml.
 TIERS: Final[dict[str, float]] = {"5s": 5, "30s": 30, "2m": 120, "10m": 600, "1h": 3600}
 
 # Delays before the 2nd, 3rd, ... attempt; the length bounds the attempts (one more than delays).

@@ -48,7 +48,7 @@ copy, the tracker keeps acks in memory). The whole body is capped first (HttpSet
 | problems reported in one answer    | 200 (then one summary)  | the answer must stay smaller than a hostile body   |
 
 Records agencies write to Kafka themselves have a size cap too: AGENCY_RECORD_MAX_BYTES (acks) and
-AGENCY_SUBMISSION_MAX_BYTES (submissions), the `max.message.bytes` of their topics in deploy/topics.yaml.
+AGENCY_SUBMISSION_MAX_BYTES (submissions), the `max.message.bytes` of their topics in services/common/topics.yaml.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ MAX_RELEASE_STEPS = 8
 MAX_PROBLEMS = 200
 
 # What an agency may write to its own topics (agency.<CODE>.acks): the broker refuses larger batches
-# (`max.message.bytes` in deploy/topics.yaml, kept equal by a unit test) and a consumer treats a larger
+# (`max.message.bytes` in services/common/topics.yaml, kept equal by a unit test) and a consumer treats a larger
 # value as unusable. 64 KiB is twenty times the largest ack the gateway itself accepts.
 AGENCY_RECORD_MAX_BYTES = 64 * 1024
 # What an agency may write to its submissions topic (agency.<CODE>.submissions): room for every body the

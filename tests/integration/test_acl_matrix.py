@@ -1,4 +1,4 @@
-"""Zero trust on the secured broker: every principal may do exactly what deploy/topics.yaml and the registry
+"""Zero trust on the secured broker: every principal may do exactly what services/common/topics.yaml and the registry
 say, and nothing else.
 
 On a broker of its own (ACLs are cluster-wide: this module owns them all), with the ACLs `rctc registry

@@ -7,7 +7,8 @@ their ACLs as `rctc acls apply` makes them, a SCRAM password for the reading age
 the admin), and every kind of record an agency's topic holds: three alerts shared with the reader (content),
 the tracker's reminder of the first one's overdue acknowledgement, and the notice that the third was
 cancelled (both without content: `alert` is null). Each fenced block of the guide runs as written, in a
-directory that holds the repository's `schemas/` and `deploy/`, with the agency's settings in the environment.
+directory that holds the repository's schemas as `schemas/` and its `deploy/`, with the agency's settings in
+the environment.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.support.world import Cast, agreement, alert_json, eventually, read_to
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ROOT = SCHEMA_DIR.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "agencies.md"
 JAVA = ROOT / "deploy" / "agency-examples" / "java"
 JAVA_SOURCE = JAVA / "src" / "main" / "java" / "example" / "AlertReader.java"
@@ -125,7 +126,7 @@ async def onboarded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[O
         await SecurityAdmin(admin).set_password(f"agency-{reader.code}", password)
 
         workdir = tmp_path_factory.mktemp("agency-workdir")
-        (workdir / "schemas").symlink_to(ROOT / "schemas")
+        (workdir / "schemas").symlink_to(ROOT / "services" / "common" / "schemas")
         (workdir / "deploy").symlink_to(ROOT / "deploy")
         secret = workdir / "password"
         secret.write_text(password + "\n")
@@ -195,9 +196,9 @@ def written(onboarded: Onboarded) -> list[tuple[str, str]]:
 
 async def test_kcat_connects_as_the_agency_and_reads_its_copies(onboarded: Onboarded) -> None:
     """kcat, with the agency's settings file: it sees only its own four topics, reads a key per record (the
-    thread's first alert id: the reminder and the notice share their thread's key), the
-    first record's header is C3 01 and AlertShared's fingerprint as schemas/FINGERPRINTS lists it, and the
-    gateway serves that schema by it to the agency's token."""
+    thread's first alert id: the reminder and the notice share their thread's key), the first record's header
+    is C3 01 and AlertShared's fingerprint as services/common/schemas/FINGERPRINTS lists it, and the gateway
+    serves that schema by it to the agency's token."""
     assert shutil.which("kcat"), "kcat is not installed (apt-get install kcat; .ci/run installs it)"
     code = onboarded.code
     status, listed, err = await onboarded.run("kcat-librdkafka", "kcat-config", "kcat-list")

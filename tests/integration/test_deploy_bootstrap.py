@@ -9,7 +9,6 @@ The scripts run as compose and the Kubernetes Job run them, with `rctc` and `pyt
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from services.common.registry.document import load_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import load_declarations
 from tests.support.deploy import BOOTSTRAP, run_init, shim_env
-from tests.support.world import eventually, serves_ready, start_service
+from tests.support.world import ready_then_stopped, start_service
 
 
 class Deployment:
@@ -122,17 +121,4 @@ async def test_the_auditor_starts_as_its_principal_with_inits_key(deployment: De
     process = await start_service(
         "auditor", settings, log_to=log, RCTC_SIGNING_KEY_FILE=str(key), RCTC_OPS__PORT=str(ops_port)
     )
-    try:
-
-        async def ready() -> bool:
-            assert process.returncode is None, log.read_text()
-            return await serves_ready(ops_port)
-
-        await eventually(ready, within_s=60)
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            assert await process.wait() == 0, log.read_text()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    await ready_then_stopped(process, ops_port, log)

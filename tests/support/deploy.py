@@ -1,17 +1,20 @@
-"""Reading the deployment files (docker-compose.yml, deploy/k8s/rctc.yaml) and running their scripts here.
+"""Reading the deployment files (Dockerfile, docker-compose.yml, deploy/k8s/rctc.yaml) and running their scripts here.
 
 docker-compose's `init` and `bootstrap` are shell scripts that call `rctc` and `python`; they run here with
 those two names pointing at this checkout (a directory of shims put first on PATH), so what the tests check
-is what the scripts make, not a description of it.
+is what the scripts make, not a description of it. `containers()` lists every container the deploy files run
+from the image, with its command and the RCTC_ variables it gets, for checks that hold for all of them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from services.router.settings import RouterSettings
 from services.tracker.settings import TrackerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s" / "rctc.yaml"
 INIT = ROOT / "deploy" / "compose" / "init.sh"
@@ -131,3 +135,91 @@ def strings(node: Any) -> Iterator[str]:
 
 def code_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+
+
+def dockerfile_instructions(text: str | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, its arguments) of the Dockerfile, continuation lines joined and comments dropped: enough of
+    the format for the checks hadolint does not make (tests/unit/test_dockerfile.py)."""
+    lines = (DOCKERFILE.read_text() if text is None else text).splitlines()
+    joined = re.sub(r"\\\n", " ", "\n".join(line for line in lines if not line.lstrip().startswith("#")))
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            instruction, _, arguments = line.strip().partition(" ")
+            found.append((instruction.upper(), arguments.strip()))
+    return found
+
+
+def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The instructions of the image's last stage, the one that is run."""
+    starts = [i for i, (instruction, _) in enumerate(instructions) if instruction == "FROM"]
+    return instructions[starts[-1] :]
+
+
+def image_env() -> dict[str, str]:
+    """The variables the image's ENV lines set (`ENV a=1 b=2`)."""
+    env: dict[str, str] = {}
+    for instruction, arguments in final_stage(dockerfile_instructions()):
+        if instruction == "ENV":
+            for pair in shlex.split(arguments):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def image_command() -> list[str]:
+    """The image's CMD, exec form (a JSON list)."""
+    (cmd,) = [a for i, a in final_stage(dockerfile_instructions()) if i == "CMD"]
+    argv: list[str] = yaml.safe_load(cmd)
+    return argv
+
+
+@dataclass
+class Container:
+    """A container that a deploy file runs from the image: where it is declared, its command, and its RCTC_
+    variables: `own` set for it alone, `shared` from a source it shares with others (the image's ENV, the
+    Kubernetes ConfigMap), so checked through every service that gets them."""
+
+    where: str
+    argv: list[str]
+    own: dict[str, str] = field(default_factory=dict)
+    shared: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str | None:
+        """The module it runs: `services.<name>` for `python -m services.<name>` (also inside `sh -c`), and
+        `services.cli.main` for `rctc`; None for a script."""
+        text = " ".join(self.argv)
+        found = re.search(r"python -m ([\w.]+)", text)
+        if found:
+            return found.group(1)
+        return "services.cli.main" if self.argv[0] == "rctc" else None
+
+
+def _rctc_env(env: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in env.items() if k.startswith("RCTC_")}
+
+
+def containers() -> list[Container]:
+    """Every container of docker-compose.yml and deploy/k8s/rctc.yaml that runs the image, and the image's own
+    default command."""
+    found = [Container("Dockerfile CMD", image_command(), shared=_rctc_env(image_env()))]
+    for name, body in compose()["services"].items():
+        if "build" not in body:
+            continue  # the broker's own image
+        argv = [*body.get("entrypoint", []), *body.get("command", [])] or image_command()
+        own = _rctc_env(body.get("environment", {}))
+        own |= {n: "(from a mounted file)" for n in re.findall(r"export (RCTC_\w+)=", " ".join(argv))}
+        found.append(Container(f"compose {name}", argv, own, _rctc_env(image_env())))
+    maps = {d["metadata"]["name"]: d["data"] for d in k8s_documents() if d["kind"] == "ConfigMap"}
+    for doc in k8s_documents():
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            shared = _rctc_env(image_env())
+            for ref in c.get("envFrom", []):
+                shared |= _rctc_env(maps[ref["configMapRef"]["name"]])
+            own = _rctc_env({v["name"]: v.get("value", "(from a Secret)") for v in c.get("env", [])})
+            argv = [*c.get("command", []), *c.get("args", [])] or image_command()
+            found.append(Container(f"k8s {doc['kind']} {doc['metadata']['name']}", argv, own, shared))
+    return found

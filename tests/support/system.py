@@ -3,7 +3,7 @@ correlator, the seventh, when a test asks for it: it is beside the alert path, a
 
 Each is built by its own `build` function from settings, exactly as its entry point does, and run with
 `services.common.runner.running`, the start/stop the real processes use. Each connects as its own principal
-(`service-<name>`) with the ACLs deploy/topics.yaml gives it, as deployed, so a topic a service uses and the
+(`service-<name>`) with the ACLs services/common/topics.yaml gives it, as deployed, so a topic a service uses and the
 declaration forgot fails here. One difference: tests make agencies on the fly, so the router's and the
 gateway's (and the tracker's) access to agency topics is granted by prefix (`agency.`) instead of topic by topic.
 """

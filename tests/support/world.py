@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import os
 import secrets
+import signal
 import sys
 import uuid
 from collections import Counter
@@ -142,7 +143,7 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
 
 
 async def create_topic(kafka: KafkaSettings, name: str, partitions: int = 1, **configs: str) -> None:
-    """A topic outside deploy/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
+    """A topic outside services/common/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
     admin = kafka_admin(kafka, "test-admin")
     await admin.start()
     try:
@@ -224,3 +225,27 @@ async def start_service(
     finally:
         if log_to:
             os.close(out)  # the child has its own copy
+
+
+async def ready_then_stopped(process: asyncio.subprocess.Process, ops_port: int, log: Path) -> None:
+    """A started service becomes ready (/readyz answers 200 before the process ends), then stops on SIGTERM
+    with exit 0; killed if it has not ended, so no test leaves it behind. `log`, its output, says why on
+    failure."""
+
+    def output() -> str:  # read only when an assertion fails, its message
+        return log.read_text()
+
+    try:
+
+        async def ready() -> bool:
+            assert process.returncode is None, output()
+            return await serves_ready(ops_port)
+
+        await eventually(ready, within_s=60)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0, output()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -1,4 +1,4 @@
-"""The least-privilege ACLs computed from deploy/topics.yaml and the registry (services/common/acls.py)."""
+"""The least-privilege ACLs computed from services/common/topics.yaml and the registry (services/common/acls.py)."""
 
 from __future__ import annotations
 

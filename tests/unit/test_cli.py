@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 from pathlib import Path
 
@@ -49,6 +50,19 @@ def test_validate_says_why_a_grading_is_no_minimum(tmp_path: Path, capsys: pytes
         f"{bad}:{line}: $.agencies[0].subscriptions[0].min_source_reliability: F means the source cannot be judged, "
         "which is no minimum: a minimum source reliability is A (best) to E"
     ) in err
+
+
+def test_validate_reads_standard_input_for_a_dash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-` is the registry on standard input: summarised as such, and its problems named at `<stdin>`'s lines."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(DEMO.read_text()))
+    code, out, _ = run(["registry", "validate", "-"], capsys)
+    assert (code, out) == (0, "<stdin>: valid: 8 agencies, 5 agreements, 1 operators\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(DEMO.read_text().replace("max_tlp: AMBER\n", "max_tlp: AMBR\n", 1)))
+    code, _, err = run(["registry", "validate", "-"], capsys)
+    line = DEMO.read_text().splitlines().index("    max_tlp: AMBER") + 1
+    assert code == 1 and f"<stdin>:{line}: $.agreements[0].max_tlp:" in err
 
 
 def test_token_prints_the_hash_the_registry_stores(capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,3 +113,15 @@ def test_a_failed_set_up_step_ends_dev_up_in_one_line(
     assert (code, stopped) == (1, [True])
     assert "rctc dev: `rctc topics apply --replication-factor 1` failed (exit 1)\n" in err
     assert "Traceback" not in err
+
+
+def test_dev_up_outside_a_checkout_says_it_needs_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Installed from a wheel there is no broker script: `dev up` says it is a checkout's command, exit 2, and
+    starts nothing."""
+    monkeypatch.setattr(devrun, "SCRIPT", tmp_path / "deploy" / "kafka" / "kafka-local.sh")
+    monkeypatch.setattr(devrun.LocalBroker, "start", lambda *_: pytest.fail("a broker was started"))
+    code, out, err = run(["dev", "up", "--state-dir", str(tmp_path)], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("rctc dev: the local Kafka broker is started by deploy/kafka/kafka-local.sh of a checkout")

@@ -6,6 +6,7 @@ import copy
 import io
 import struct
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -22,7 +23,7 @@ from services.common.registry.document import load_registry
 from services.common.registry.model import RegistryPublished
 from tests.unit.samples import sample_alert
 
-ROOT = SCHEMA_DIR.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rabin64(data: bytes) -> int:
@@ -169,7 +170,7 @@ def test_wrong_record_type_and_garbage_are_refused(codec: Codec) -> None:
 
 
 def test_every_record_type_has_a_schema(codec: Codec) -> None:
-    """Every record class on a topic has its schema in schemas/ (the class name is the record name)."""
+    """Every record class on a topic has its schema in services/common/schemas/ (the class name is the record name)."""
     from services.cli.tail import AGENCY_RECORD_TYPES, RECORD_TYPES
 
     for kind in {*RECORD_TYPES.values(), *AGENCY_RECORD_TYPES.values()}:
@@ -193,8 +194,8 @@ def test_a_record_encoded_in_parts_is_the_record_encoded_whole(codec: Codec) -> 
 
 def test_every_superseded_schema_in_history_still_reads_into_the_current_type(codec: Codec) -> None:
     """Records written before a schema changed (a broker's retained topics, `make run`'s own data) stay
-    readable: each file in schemas/history/ is named by its fingerprint, the codec knows it as a writer, and
-    Avro resolves what it wrote to the current schema (new fields take their defaults)."""
+    readable: each file in services/common/schemas/history/ is named by its fingerprint, the codec knows it as a
+    writer, and Avro resolves what it wrote to the current schema (new fields take their defaults)."""
     history = sorted((SCHEMA_DIR / "history").glob("*.avsc"))
     assert history  # the schemas that changed since the record types were first written
     for path in history:
@@ -231,7 +232,8 @@ def written_by(schema: Any, value: Any) -> Any:
 
 
 def old_snapshot(codec: Codec, fp: str) -> tuple[bytes, dict[str, Any]]:
-    """The demo registry as the RegistryPublished schema `fp` in schemas/history/ wrote it, and its value."""
+    """The demo registry as the RegistryPublished schema `fp` in services/common/schemas/history/ wrote it, and its
+    value."""
     old = load_schema_file(SCHEMA_DIR / "history" / f"rctc.RegistryPublished.{fp}.avsc")
     doc = load_registry(ROOT / "deploy" / "registry" / "demo.yaml")
     # Agencies and operators as the file states them: token hashes and secrets, which old schemas published.
@@ -282,20 +284,21 @@ def test_a_registry_snapshot_that_carried_secrets_reads_without_them(codec: Code
 
 
 def test_a_changed_schema_leaves_its_previous_version_in_history(codec: Codec) -> None:
-    """schemas/FINGERPRINTS pins every record type's current schema: changing one fails here until its
-    previous version is kept in schemas/history/ and the new fingerprint listed (records already on the
-    topics were written with the old one)."""
+    """services/common/schemas/FINGERPRINTS pins every record type's current schema: changing one fails here until
+    its previous version is kept in history/ beside it and the new fingerprint listed (records already on the topics
+    were written with the old one)."""
     listed = dict(
         line.split()
         for line in (SCHEMA_DIR / "FINGERPRINTS").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     )
     current = codec.fingerprints()
-    assert set(listed) == set(current), "a record type was added or removed: list it in schemas/FINGERPRINTS"
+    assert set(listed) == set(current), "a record type was added or removed: list it in FINGERPRINTS"
     changed = sorted(name for name in current if current[name] != listed[name])
     assert not changed, (
-        f"{changed} changed: keep each previous version as schemas/history/<record>.<listed fingerprint>.avsc "
-        "(git show HEAD:schemas/<record>.avsc), then list the new fingerprint in schemas/FINGERPRINTS"
+        f"{changed} changed: keep each previous version as services/common/schemas/history/<record>.<listed "
+        "fingerprint>.avsc (git show HEAD:services/common/schemas/<record>.avsc), then list the new fingerprint in "
+        "services/common/schemas/FINGERPRINTS"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,7 +25,7 @@ CODEC = Codec.from_directory()
 
 def _valid() -> list[msgspec.Struct]:
     at = utcnow()
-    doc = load_registry(SCHEMA_DIR.parent / "deploy" / "registry" / "demo.yaml")
+    doc = load_registry(Path(__file__).resolve().parents[2] / "deploy" / "registry" / "demo.yaml")
     return [
         AlertSubmitted(alert_id="a-1", origin="IQ-NAB", submitted_at=at, alert=sample_alert()),
         enriched(sample_alert()),

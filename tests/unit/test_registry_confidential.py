@@ -118,8 +118,8 @@ def test_webhook_secrets_are_those_of_the_registry_version_only(codec: Codec) ->
 
 
 def test_only_the_dispatcher_reads_the_secrets_and_only_the_gateway_and_the_console_the_credentials() -> None:
-    """deploy/topics.yaml gives the secrets one reading service and the token hashes the two that check a bearer
-    token (the gateway, and the console for its operators' log-in), and the operator only the write: the ACL
+    """services/common/topics.yaml gives the secrets one reading service and the token hashes the two that check a
+    bearer token (the gateway, and the console for its operators' log-in), and the operator only the write: the ACL
     matrix (tests/integration/test_acl_matrix.py) follows the declaration, this pins the declaration."""
     acls = desired_acls(load_declarations(), [], client_id_prefix="rctc")
     readers = {

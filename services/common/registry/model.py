@@ -2,7 +2,7 @@
 
 `RegistryDocument` is what an operator writes in YAML, secrets included. `rctc registry apply` splits it
 (`split`) into three records of one version, each on its own compacted topic, so that no secret travels
-where more than its one consumer may read it (deploy/topics.yaml says who reads what):
+where more than its one consumer may read it (services/common/topics.yaml says who reads what):
 
     | record                  | topic                    | holds                             | read by        |
     |-------------------------|--------------------------|-----------------------------------|----------------|
