@@ -810,7 +810,8 @@ class Ledger:
     def retire(self, now: datetime) -> list[AlertRetired]:
         """Remove every alert settled and routed a retention or more before `now` (retention.py) from every
         structure, with the onward requests of its thread once none of the thread's alerts is held and the
-        request is over; return their summaries, oldest routing first. Nothing without a retention."""
+        request is over; return their summaries, in the order the alerts were folded in. Nothing without a
+        retention."""
         if self.retention is None:
             return []
         cutoff = now - self.retention
@@ -830,6 +831,7 @@ class Ledger:
         this tracker before a restart, retired it)."""
         if summary.alert_id in self.alerts:
             self._forget(summary.alert_id)
+        self._early.pop(summary.alert_id)  # records read before it, about an alert this tracker never held
         if summary.alert_id not in self.retired:
             self.retired[summary.alert_id] = pack(summary)
             self.version += 1
