@@ -240,7 +240,9 @@ async def replay_from_beginning(
     How a follower (the registry view, endpoint states, the tracker) rebuilds its state before serving. The
     partitions of the `first` topics are read to their end before any other is fetched: the tracker reads
     every decision before the acks and deliveries that refer to them, which would otherwise arrive ahead of
-    their alert by the thousand and overflow the bounded buffer that holds such early records.
+    their alert by the thousand and overflow the bounded buffer that holds such early records. Several `first`
+    topics are read one after another, in the order given: the tracker reads the summaries of the alerts it
+    retired before their decisions, which it then skips instead of rebuilding.
     """
     c.assign(partitions)
     ends = await c.end_offsets(partitions)
@@ -251,9 +253,11 @@ async def replay_from_beginning(
         for tp in partitions:
             # None: nothing that recent on the partition, so nothing of it to read before the end.
             c.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
-    leading = {tp for tp in partitions if tp.topic in set(first)}
-    rest = [tp for tp in partitions if tp not in leading]
-    if leading and rest:
+    for topic in dict.fromkeys(first):
+        leading = [tp for tp in partitions if tp.topic == topic]
+        rest = [tp for tp in partitions if tp.topic != topic]
+        if not leading or not rest:
+            continue
         c.pause(*rest)
         for tp in leading:
             while await c.position(tp) < ends[tp]:

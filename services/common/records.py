@@ -367,6 +367,31 @@ class EscalationRaised(Record, kw_only=True):
     kind: str = "ack_deadline"
 
 
+class RetiredRecipient(msgspec.Struct, kw_only=True, gc=False):
+    agency: str
+    state: str
+    event: str | None = None
+    acknowledged_at: datetime | None = None
+    response: str | None = None
+    ack_channel: str | None = None
+    escalation_level: int = 0
+    webhook: str | None = None
+
+
+# Out of the collector's reach like AlertRouted: the tracker keeps one per retired alert (tracker/retention.py).
+class AlertRetired(Record, kw_only=True, gc=False):
+    alert_id: str
+    thread_id: str
+    origin: str
+    msg_type: MsgType
+    severity: Severity
+    urgency: Urgency
+    routed_at: datetime
+    registry_version: int
+    retired_at: datetime
+    recipients: tuple[RetiredRecipient, ...]
+
+
 class AuditRecorded(Record, kw_only=True):
     seq: int = 0
     prev_hash: str = ""

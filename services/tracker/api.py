@@ -14,6 +14,9 @@ ledger (state.py), what a request may carry by services/common/internal.py.
     GET /internal/webhooks                                each agency's webhook copies by status, last failure
     GET /internal/correlations/{correlation_id}?viewer_kind=...&viewer=...       one of them (operators only)
 
+An alert retired (retention.py) answers its status, routing and recipient queries from its summary, by the same
+rules; it is no longer listed by GET /internal/alerts nor counted in /internal/outstanding.
+
 Every request carries the internal credential (401 without it); a query parameter that is unknown, repeated
 or missing is a 400, and so is a page that services/common/pages.py refuses; an alert, request or correlation
 id that is not a canonical UUID is a 404. Each check comes before any work,

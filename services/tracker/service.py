@@ -12,6 +12,14 @@ whose transactional id is fixed by that partition (`tracker-escalations-<n>`). A
 one, then reads alerts.escalations to its end before it raises anything, so a rebalance neither doubles
 nor drops an escalation. Scheduled releases (an embargo's end, a downgrade) are issued the same way, by
 partitions of alerts.scheduled (releases.py).
+
+What it holds does not grow for ever: every `retire_check_s` the ledger retires the alerts settled for longer
+than `retention_s` (retention.py) and the tracker writes their summaries to the compacted alerts.retired. Each
+replica retires from its own memory and writes what it retired (a summary is the same whoever writes it, and
+the topic keeps one per alert); a replica reading one another wrote drops that alert too. At start the
+summaries are read first, then the decisions: those of retired alerts, and the records about them, are skipped,
+so a restart holds no more than the tracker held before it. A summary that failed to be written is written
+again after a restart: the alert is rebuilt from its records and retired again.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,6 +46,7 @@ from services.common.records import (
     AckSubmitted,
     AlertCorrelated,
     AlertRejected,
+    AlertRetired,
     AlertRouted,
     DeliveryAttempted,
     EscalationRaised,
@@ -49,6 +58,7 @@ from services.common.topics import (
     ALERTS_CORRELATED,
     ALERTS_ESCALATIONS,
     ALERTS_REJECTED,
+    ALERTS_RETIRED,
     ALERTS_ROUTED,
     DELIVERIES_EVENTS,
 )
@@ -60,8 +70,17 @@ from services.tracker.state import Ledger
 
 log = get_logger("rctc.tracker")
 # alerts.rejected: the versions refused before routing, whose originator asks about them (state.py);
-# alerts.correlated: what the correlator found, for the duty desk (correlations.py).
-TOPICS = (ALERTS_ROUTED, DELIVERIES_EVENTS, ACKS_SUBMITTED, ALERTS_ESCALATIONS, ALERTS_REJECTED, ALERTS_CORRELATED)
+# alerts.correlated: what the correlator found, for the duty desk (correlations.py); alerts.retired: what is
+# kept of the alerts retired (retention.py).
+TOPICS = (
+    ALERTS_RETIRED,
+    ALERTS_ROUTED,
+    DELIVERIES_EVENTS,
+    ACKS_SUBMITTED,
+    ALERTS_ESCALATIONS,
+    ALERTS_REJECTED,
+    ALERTS_CORRELATED,
+)
 
 TIME_TO_ACK = Histogram(
     "rctc_time_to_ack_seconds",
@@ -74,6 +93,8 @@ OUTSTANDING = Gauge("rctc_outstanding_acks", "Acknowledgements expected and not 
 # acks): a rising not_a_recipient is an agency acking what it never received, early_evicted a flood of acks for
 # alerts that were never routed.
 DROPPED = Gauge("rctc_tracker_records_dropped", "Ack and delivery records the tracker gave up, by reason.", ["reason"])
+HELD = Gauge("rctc_tracker_held", "Entries the tracker's ledger holds, by structure (retention bounds them).", ["kind"])
+RETIRED = Counter("rctc_tracker_retired_total", "Alerts the tracker retired to alerts.retired.")
 ESCALATIONS = Counter("rctc_escalations_total", "Escalations raised, by kind and level.", ["kind", "level"])
 
 
@@ -97,7 +118,8 @@ class Tracker:
     def __init__(self, settings: TrackerSettings, codec: Codec) -> None:
         self.settings = settings
         self.codec = codec
-        self.ledger = Ledger()
+        self.ledger = Ledger(retention=timedelta(seconds=settings.retention_s))
+        self._retirer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._runner: web.AppRunner | None = None
         self._caught_up = False
@@ -118,7 +140,10 @@ class Tracker:
         c = consumer(self.settings.kafka, "tracker", group=None, follower=True, batch_bytes=64 * 1024)
         self._consumer = c  # kept before start, so stop() closes it even if start fails
         await c.start()
-        await replay_from_beginning(c, await partitions_of(c, TOPICS), self._poll, first=[ALERTS_ROUTED])
+        # The summaries first, then the decisions: an alert already retired is not rebuilt (retention.py).
+        await replay_from_beginning(
+            c, await partitions_of(c, TOPICS), self._poll, first=[ALERTS_RETIRED, ALERTS_ROUTED]
+        )
         self._caught_up = True
         # Joins the ownership group only once caught up: it never owns a deadline whose escalation it has
         # not read yet.
@@ -131,6 +156,8 @@ class Tracker:
             follower=True,
         )
         await self._owner.start()
+        self._retirer = producer(self.settings.kafka, "tracker-retired")
+        await self._retirer.start()
         app = InternalApi(self.ledger, self._answer, self.settings.internal_token).app()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -143,6 +170,7 @@ class Tracker:
             tasks.create_task(self._follow(stopping))
             tasks.create_task(self._keep_membership(stopping))
             tasks.create_task(self._escalate_loop(stopping))
+            tasks.create_task(self._retire_loop(stopping))
             tasks.create_task(self.registry.run(stopping))
             tasks.create_task(self.releases.run(stopping))
 
@@ -228,6 +256,31 @@ class Tracker:
                 reminded=[w.topic for w in writes[due][1:]],
             )
 
+    async def _retire_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self._retire(utcnow())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.settings.retire_check_s)
+
+    async def _retire(self, now: datetime) -> None:
+        """Retire what is settled and old, and write the summaries (a failed write: the docstring)."""
+        assert self._retirer is not None
+        summaries = self.ledger.retire(now)
+        if summaries:
+            try:
+                sent = [
+                    await self._retirer.send(ALERTS_RETIRED, self.codec.encode(s), key=s.alert_id.encode())
+                    for s in summaries
+                ]
+                await asyncio.gather(*sent)
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("retire.unwritten", alerts=len(summaries), error=repr(exc))
+            else:
+                RETIRED.inc(len(summaries))
+                log.info("alerts.retired", alerts=len(summaries), held=len(self.ledger.alerts))
+        for kind, count in self.ledger.sizes().items():
+            HELD.labels(kind).set(count)
+
     async def _caught_up_with(self, *topics: str) -> None:
         assert self._consumer is not None
         partitions = [tp for tp in self._consumer.assignment() if tp.topic in topics]
@@ -254,6 +307,8 @@ class Tracker:
         for p in list(self._escalators.values()):
             await p.stop()
         self._escalators.clear()
+        if self._retirer is not None:
+            await self._retirer.stop()
         if self._consumer is not None:
             await self._consumer.stop()
         await self.registry.stop()
@@ -304,6 +359,8 @@ class Tracker:
             self.ledger.apply_escalation(self.codec.decode(value, EscalationRaised))
         elif topic == ALERTS_REJECTED:
             self.ledger.apply_rejected(self.codec.decode(value, AlertRejected))
+        elif topic == ALERTS_RETIRED:
+            self.ledger.apply_retired(self.codec.decode(value, AlertRetired))
         elif topic == ALERTS_CORRELATED:
             self.ledger.apply_correlated(self.codec.decode(value, AlertCorrelated))
         else:

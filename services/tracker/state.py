@@ -24,6 +24,16 @@ it goes to the duty desk's view of correlations (correlations.py) and nowhere el
 status, routing or waits (it would replace the later alert's recipients with the agencies told of the
 correlation). Only operators see that view: an agency learns of a correlation through its own notice.
 
+Retention (retention.py has the rules): `ledger.retire(now)` removes every settled alert older than the ledger's
+retention from every structure and returns what is kept of each (AlertRetired), which the service writes to
+the compacted alerts.retired; `apply_retired` folds such a summary in (at start, read before anything else;
+later, one another replica wrote), dropping the alert's state if held. A retired alert's status, routing and
+recipient queries answer from its summary by the same visibility rules. A record about a retired alert read
+afterwards (its routing and acks replayed at start, a late ack, a resend of it) changes nothing and is counted
+(`dropped["retired"]`): replayed, it would rebuild what was retired; late, the summary already says how the
+alert ended, and an ack weeks after its deadline is kept on acks.submitted only. A resend of a retired alert is
+not tracked either (a limit: an operator resends recent alerts; its copy is still delivered and audited).
+
 A version refused before it was routed (alerts.rejected: the enricher or the router) has no recipients. Its
 originator sees it refused with the code and message the refusing stage marked as safe to tell it
 (router/refusals.py: nothing of another agency's thread), operators with the full reason as well; anyone
@@ -36,7 +46,7 @@ import heapq
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -47,12 +57,14 @@ from services.common.records import (
     AckSubmitted,
     AlertCorrelated,
     AlertRejected,
+    AlertRetired,
     AlertRouted,
     DeliveryAttempted,
     EscalationRaised,
     RoutingDecision,
 )
 from services.tracker.correlations import CorrelationDesk, CorrelationLimits
+from services.tracker.retention import pack, retirable, summary_of, unpack
 from services.tracker.waits import ALERT_STATES, Waits, in_state, waits_of
 from services.tracker.webhooks import WebhookTally
 
@@ -257,8 +269,22 @@ REFUSING_STAGES = frozenset({"enricher", "router"})
 
 
 class Ledger:
-    def __init__(self, early: EarlyLimits | None = None, correlations: CorrelationLimits | None = None) -> None:
+    def __init__(
+        self,
+        early: EarlyLimits | None = None,
+        correlations: CorrelationLimits | None = None,
+        retention: timedelta | None = None,
+    ) -> None:
         self.alerts: dict[str, AlertState] = {}
+        # How long a settled alert is held after its routing (retention.py); None: for ever.
+        self.retention = retention
+        # What is kept of the alerts retired (by this ledger, or read from alerts.retired), by alert id, packed
+        # (retention.py: a year of them is most of what the tracker holds); summary() unpacks one.
+        self.retired: dict[str, bytes] = {}
+        self._late = 0  # records about retired alerts, changing nothing
+        # First alert id of a thread -> how many of its alerts are held: its onward requests are retired with
+        # the last of them.
+        self._thread_held: Counter[str] = Counter()
         # Versions refused before routing, by alert id: `error` and `message` are what the originator may be told.
         self.refused: dict[str, AlertRejected] = {}
         self.routing: dict[str, AlertRouted] = {}
@@ -295,7 +321,22 @@ class Ledger:
     def dropped(self) -> dict[str, int]:
         """Records given up, by reason: from an agency that did not receive the (known) alert they name, so
         refused for good; and early records evicted from the bounded buffer before their alert was routed."""
-        return {"not_a_recipient": self._not_recipient, "early_evicted": self._early.evicted}
+        return {"not_a_recipient": self._not_recipient, "early_evicted": self._early.evicted, "retired": self._late}
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each structure holds (what retention bounds; the tracker publishes them)."""
+        return {
+            "alerts": len(self.alerts),
+            "routing": len(self.routing),
+            "resends": len(self.resends),
+            "partition_of": len(self.partition_of),
+            "waits": sum(len(alerts) for agencies in self._waits.values() for alerts in agencies.values()),
+            "open": len(self._open),
+            "onward": len(self.onward),
+            "early": len(self._early),
+            "refused": len(self.refused),
+            "retired": len(self.retired),
+        }
 
     def apply_routed(self, routed: AlertRouted, partition: int = 0) -> None:
         if routed.correlation_id is not None:
@@ -303,6 +344,9 @@ class Ledger:
             # alert's views it would replace the later alert's recipients and start waits nobody owes.
             self.correlations.apply_decision(routed)
             self.version += 1
+            return
+        if routed.alert_id in self.retired and routed.onward is None:
+            self._late += 1  # its routing replayed, or a resend of it (the module's docstring)
             return
         if routed.onward is not None:
             self._apply_onward(routed)
@@ -329,6 +373,7 @@ class Ledger:
             recipients=recipients,
         )
         self.routing[routed.alert_id] = routed
+        self._thread_held[self._root_of(routed.alert_id)] += 1
         self._end_earlier_waits(routed)
         self._track_waits(routed.alert_id)
         if routed.msg_type == "Cancel":
@@ -622,6 +667,9 @@ class Ledger:
 
     def _apply(self, record: Early) -> bool:
         alert = self.alerts.get(record.alert_id)
+        if alert is None and record.alert_id in self.retired:
+            self._late += 1
+            return False
         if alert is None:
             self._early.add(record)  # nothing to see yet: counted when its alert's routing folds it in
             return True
@@ -681,20 +729,31 @@ class Ledger:
         also take the same time (the tracker reads up to the end of alerts.routed before it says 404)."""
         alert = self.alerts.get(alert_id)
         row = alert.recipients.get(agency) if alert is not None else None
-        if row is None:
+        if row is not None:
+            return 200, {
+                "alert_id": alert_id,
+                "agency": agency,
+                "recipient": True,
+                "state": row.state,
+                "thread_id": self._root_of(alert_id),
+            }
+        summary = self.summary(alert_id)
+        kept = next((r for r in summary.recipients if r.agency == agency), None) if summary is not None else None
+        if summary is None or kept is None:
             return unknown(alert_id)
         return 200, {
             "alert_id": alert_id,
             "agency": agency,
             "recipient": True,
-            "state": row.state,
-            "thread_id": self._root_of(alert_id),
+            "state": kept.state,
+            "thread_id": summary.thread_id,
         }
 
     def status(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         alert = self.alerts.get(alert_id)
         if alert is None:
-            return self._refusal(alert_id, viewer)
+            summary = self.summary(alert_id)
+            return self._refusal(alert_id, viewer) if summary is None else _retired_status(summary, viewer)
         if viewer.kind == "operator" or viewer.name == alert.origin:
             return 200, msgspec.to_builtins(alert)
         own = alert.recipients.get(viewer.name)
@@ -724,7 +783,7 @@ class Ledger:
     def routing_of(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
         routed = self.routing.get(alert_id)
         if routed is None:
-            return unknown(alert_id)
+            return self._retired_routing(alert_id, viewer)
         if viewer.kind == "operator" or viewer.name == routed.origin:
             body: dict[str, Any] = msgspec.to_builtins(routed)
             if alert_id in self.resends:
@@ -735,6 +794,114 @@ class Ledger:
             return unknown(alert_id)
         # A recipient knows the alert exists (it holds a copy), so it may be told why it cannot see more.
         return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+
+    def _retired_routing(self, alert_id: str, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+        """A retired alert's routing: its summary for the originator and operators (the decision itself, with
+        the refusals, stays on alerts.routed); to a recipient the same 403 as before, to anyone else `unknown`."""
+        summary = self.summary(alert_id)
+        if summary is None:
+            return unknown(alert_id)
+        if viewer.kind == "operator" or viewer.name == summary.origin:
+            return _retired_status(summary, viewer)
+        if any(r.agency == viewer.name for r in summary.recipients):
+            return 403, {"error": "forbidden", "message": "only the originator and operators see the routing decision"}
+        return unknown(alert_id)
+
+    def retire(self, now: datetime) -> list[AlertRetired]:
+        """Remove every alert settled and routed a retention or more before `now` (retention.py) from every
+        structure, with the onward requests of its thread once none of the thread's alerts is held and the
+        request is over; return their summaries, in the order the alerts were folded in. Nothing without a
+        retention."""
+        if self.retention is None:
+            return []
+        cutoff = now - self.retention
+        # Every alert is looked at (a time comparison for the young): alerts.routed is read partition by
+        # partition, so the order alerts were folded in is not quite that of routed_at.
+        leaving = [a for a in self.alerts.values() if retirable(a, cutoff, ENDED)]
+        summaries = [summary_of(a, self._root_of(a.alert_id), now) for a in leaving]
+        for summary in summaries:
+            self._forget(summary.alert_id)
+            self.retired[summary.alert_id] = pack(summary)
+        self._retire_onward(cutoff)
+        self.version += bool(summaries)
+        return summaries
+
+    def apply_retired(self, summary: AlertRetired) -> None:
+        """A summary read from alerts.retired: kept, and the alert's state dropped if held (another replica, or
+        this tracker before a restart, retired it)."""
+        if summary.alert_id in self.alerts:
+            self._forget(summary.alert_id)
+        self._early.pop(summary.alert_id)  # records read before it, about an alert this tracker never held
+        if summary.alert_id not in self.retired:
+            self.retired[summary.alert_id] = pack(summary)
+            self.version += 1
+
+    def summary(self, alert_id: str) -> AlertRetired | None:
+        """What is kept of a retired alert, or None if it was not retired."""
+        held = self.retired.get(alert_id)
+        return None if held is None else unpack(held)
+
+    def _forget(self, alert_id: str) -> None:
+        """Drop a held alert from every structure that names it."""
+        root = self._root_of(alert_id)
+        alert = self.alerts.pop(alert_id)
+        del self.routing[alert_id]
+        self.resends.pop(alert_id, None)
+        self.partition_of.pop(alert_id, None)
+        self._open.pop(alert_id, None)
+        thread = self._waits.get(root, {})
+        for agency in alert.recipients:
+            waiting = thread.get(agency)
+            if waiting is not None:
+                waiting.pop(alert_id, None)
+                if not waiting:
+                    del thread[agency]
+        if not thread:
+            self._waits.pop(root, None)
+        self._early.pop(alert_id)  # none should wait for a held alert; dropped all the same
+        self._thread_held[root] -= 1
+        if self._thread_held[root] <= 0:
+            del self._thread_held[root]
+
+    def _retire_onward(self, cutoff: datetime) -> None:
+        """Onward requests that are over (refused, revoked, cancelled) and were decided before `cutoff`, of
+        threads none of whose alerts is held any more. One still requested or approved is kept: it can move."""
+        over = [
+            v
+            for v in self.onward.values()
+            if v.state in ("refused", "revoked", "cancelled")
+            and v.decided_at is not None
+            and v.decided_at <= cutoff
+            and v.thread_id not in self._thread_held
+        ]
+        for view in over:
+            del self.onward[view.request_id]
+            for party in (view.origin, view.requester):
+                mine = self._onward_of.get(party)
+                if mine is not None:
+                    mine.pop(view.request_id, None)
+                    if not mine:
+                        del self._onward_of[party]
+            requests = self._onward_thread.get(view.thread_id)
+            if requests is not None and view.request_id in requests:
+                requests.remove(view.request_id)
+                if not requests:
+                    del self._onward_thread[view.thread_id]
+
+
+def _retired_status(summary: AlertRetired, viewer: Viewer) -> tuple[int, dict[str, Any]]:
+    """A retired alert's status from its summary, by the rules of Ledger.status: the originator and operators see
+    every recipient, a recipient its own row and what its copy let it see, anyone else `unknown`."""
+    body: dict[str, Any] = msgspec.to_builtins(summary)
+    rows = {r["agency"]: r for r in body.pop("recipients")}
+    if viewer.kind == "operator" or viewer.name == summary.origin:
+        return 200, {**body, "recipients": rows}
+    own = next((r for r in summary.recipients if r.agency == viewer.name), None)
+    if own is None:
+        return unknown(summary.alert_id)
+    shown = _RECIPIENT_SEES if own.event in CONTENT_EVENTS else _NOTICE_RECIPIENT_SEES
+    seen = {name: value for name, value in body.items() if name in shown or name == "retired_at"}
+    return 200, {**seen, "recipients": {viewer.name: rows[viewer.name]}}
 
 
 def _row(routed: AlertRouted, d: RoutingDecision) -> RecipientState:
