@@ -35,7 +35,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common.codec import Codec
-from services.common.records import AckSubmitted, AlertRouted, DeliveryAttempted, EscalationRaised, RoutingDecision
+from services.common.records import (
+    AckResponse,
+    AckSubmitted,
+    AlertRouted,
+    DeliveryAttempted,
+    EscalationRaised,
+    RoutingDecision,
+)
 from services.demo.feed import SCENARIOS
 from services.router.deadlines import ack_due
 from services.tracker.state import Ledger
@@ -44,6 +51,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 INTERVAL_S = 4.0  # the feed's --interval default
 RECIPIENTS = 8
 ACK_SHARE = 0.7  # services/demo/feed.py acknowledge_some
+RESPONSES: tuple[AckResponse, ...] = ("actioned", "no_nexus", "request_info")
 AGENCIES = [
     f"{c}-{s}"
     for c, s in zip(["IQ", "JO", "SA", "AE", "EG", "KW", "LB", "TR", "QA", "BH", "OM"], "ABCDEFGHIJK", strict=True)
@@ -118,7 +126,7 @@ def alerts(days: float, seed: int = 7) -> Iterator[tuple[datetime, Record]]:
             ]
             if rng.random() < ACK_SHARE:
                 acked = at + timedelta(seconds=3)
-                response = rng.choice(["actioned", "no_nexus", "request_info"])
+                response: AckResponse = rng.choice(RESPONSES)
                 ack = AckSubmitted(
                     ack_id=str(seq),
                     alert_id=alert_id,

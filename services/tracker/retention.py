@@ -24,7 +24,7 @@ attempt recorded) does not hold an alert: the dispatcher writes every attempt, s
 retention is one whose events were lost, and would otherwise be held for ever.
 
 The retention must stay well inside the 30 days deliveries.events, acks.submitted and alerts.escalations keep
-their records (deploy/topics.yaml): an alert is retired while what settled it can still be read, so a tracker
+their records (services/common/topics.yaml): an alert is retired while what settled it can still be read, so a tracker
 restarted around the retirement rebuilds it settled and retires it again, instead of rebuilding it from its
 routing alone as unacknowledged. Hence 7 days by default.
 
