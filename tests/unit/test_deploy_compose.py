@@ -338,3 +338,10 @@ def test_init_hands_each_volume_to_the_user_that_mounts_it() -> None:
     assert 'chown -R 1000:1000 "$broker"' in init
     assert f'chown -R {image_uid} "$admin" "$secrets"' in init
     assert "user" not in compose_services()["bootstrap"]  # the image's own user, who owns admin/ and secrets/
+
+
+def test_only_the_demo_processes_are_behind_the_demo_profile() -> None:
+    """`docker compose up` runs a center's system; `--profile demo` adds the demo receivers and feed, which post
+    alerts with the demo registry's tokens and must never run beside a real registry by default."""
+    profiled = {name: body.get("profiles") for name, body in compose_services().items() if body.get("profiles")}
+    assert profiled == {"receivers": ["demo"], "feed": ["demo"]}
