@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import aiohttp
 import msgspec
+import pytest
 from playwright.async_api import expect
 
 from services.common.codec import Codec
@@ -25,6 +26,7 @@ LIVE_MS = 30_000  # how long a page may take to show what the pipeline did
 ARABIC_AGENCY = "دائرة المخابرات العامة"
 
 
+@pytest.mark.timeout(300)  # a dozen steps through the whole pipeline and a browser: about a minute on two quiet cores
 async def test_the_console_shows_an_alert_live_and_acts_on_endpoints(
     kafka: KafkaSettings, codec: Codec, receivers: tuple[str, Receivers]
 ) -> None:
