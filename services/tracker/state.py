@@ -893,7 +893,12 @@ def _retired_status(summary: AlertRetired, viewer: Viewer) -> tuple[int, dict[st
     """A retired alert's status from its summary, by the rules of Ledger.status: the originator and operators see
     every recipient, a recipient its own row and what its copy let it see, anyone else `unknown`."""
     body: dict[str, Any] = msgspec.to_builtins(summary)
-    rows = {r["agency"]: r for r in body.pop("recipients")}
+    # In the shape of a held alert's rows (docs/openapi.yaml, AlertStatus): the webhook is an object there, and
+    # a client must not have to tell a retired alert's answer from a held one's to read it.
+    rows = {
+        r["agency"]: {**r, "webhook": {"status": r["webhook"]} if r["webhook"] else None}
+        for r in body.pop("recipients")
+    }
     if viewer.kind == "operator" or viewer.name == summary.origin:
         return 200, {**body, "recipients": rows}
     own = next((r for r in summary.recipients if r.agency == viewer.name), None)

@@ -4,6 +4,7 @@ status, routing and recipient queries answer from the summary by the same visibi
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import msgspec
 
@@ -246,3 +247,30 @@ def test_onward_requests_leave_with_their_threads_last_alert_once_over() -> None
 
     assert list(ledger.onward) == ["r-open"]
     assert [r["request_id"] for r in ledger.onward_requests(Viewer("agency", "JO-B"))] == ["r-open"]
+
+
+def test_a_retired_alerts_status_has_the_shape_the_api_documents() -> None:
+    """The public GET /v1/alerts/{id} answer (docs/openapi.yaml, AlertStatus) is the same shape for a held alert and
+    a retired one, for operators and for a recipient."""
+    import jsonschema
+    import yaml
+    from referencing import Registry, Resource
+
+    spec = yaml.safe_load(Path(__file__).resolve().parents[2].joinpath("docs", "openapi.yaml").read_text())
+    registry = Registry().with_resource("urn:api", Resource.from_contents({**spec, "$schema": DRAFT}))
+    validator = jsonschema.Draft202012Validator({"$ref": "urn:api#/components/schemas/AlertStatus"}, registry=registry)
+    ledger = settled_ledger()
+    def wire(body: object) -> object:
+        return msgspec.json.decode(msgspec.json.encode(body))  # as the API sends it
+
+    for viewer in (OPERATOR, Viewer("agency", "JO-B")):
+        validator.validate(wire(ledger.status("a1", viewer)[1]))
+    ledger.retire(AT + RETENTION)
+    for viewer in (OPERATOR, Viewer("agency", "JO-B"), Viewer("agency", "IQ-A")):
+        status, body = ledger.status("a1", viewer)
+        assert status == 200 and "retired_at" in body
+        validator.validate(wire(body))
+    assert ledger.status("a1", OPERATOR)[1]["recipients"]["JO-B"]["webhook"] == {"status": "delivered"}
+
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
