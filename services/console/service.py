@@ -119,9 +119,15 @@ class Console:
                 await asyncio.wait_for(stopping.wait(), self.settings.refresh_s)
 
     async def _board_by_origin(self, params: dict[str, str]) -> list[list[dict[str, Any]]]:
-        """Each agency's newest open alerts, when the newest of all filled the board (views.board_of says why).
-        Only then: one request per agency, at most once per change of the tracker's ledger."""
-        lists = []
+        """The escalated alerts and each agency's newest open ones, when the newest of all filled the board
+        (views.board_of says why). Only then: a request per agency and one more, at most once per change of the
+        tracker's ledger."""
+        # The escalated first, whoever sent them: the alerts the duty desk must act on stay on the board even when
+        # their agency's newest are others.
+        status, body, _ = await self.tracker.get(
+            ("alerts",), {**params, "state": "escalated", "limit": str(self.settings.board_limit)}
+        )
+        lists = [body["alerts"]] if status == 200 else []
         limit = str(self.settings.board_origin_limit)
         registry = self.registry.current
         for code in sorted(registry.agencies if registry is not None else ()):
