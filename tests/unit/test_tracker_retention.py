@@ -260,6 +260,7 @@ def test_a_retired_alerts_status_has_the_shape_the_api_documents() -> None:
     registry = Registry().with_resource("urn:api", Resource.from_contents({**spec, "$schema": DRAFT}))
     validator = jsonschema.Draft202012Validator({"$ref": "urn:api#/components/schemas/AlertStatus"}, registry=registry)
     ledger = settled_ledger()
+
     def wire(body: object) -> object:
         return msgspec.json.decode(msgspec.json.encode(body))  # as the API sends it
 
