@@ -42,6 +42,11 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+    # Its log is read as it comes: on the suite's shared broker the enricher first works through what earlier
+    # tests left on alerts.submitted, a line each, and a pipe nobody reads fills (64 KiB) and blocks the
+    # process's next write, so that it could not even log its way out on SIGTERM.
+    assert process.stdout is not None
+    drained = asyncio.create_task(process.stdout.read())
     try:
         await eventually(lambda: serves_ready(ops_port), within_s=60)
         ids = [f"life-{uuid.uuid4()}" for _ in range(20)]
@@ -72,7 +77,7 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             code = await process.wait()
-        output = (await process.stdout.read()).decode() if process.stdout else ""
+        output = (await drained).decode()
         assert code == 0, output
         assert '"service.stopped"' in output
 
@@ -94,3 +99,4 @@ async def test_enricher_process_drains_commits_and_exits_zero_on_sigterm(kafka: 
         if process.returncode is None:
             process.kill()
             await process.wait()
+        await drained
