@@ -27,7 +27,7 @@ from services.common.topics import (
 )
 from tests.integration.test_correlator import fresh_phone, starts_after_the_backlog
 from tests.support.system import system
-from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
+from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry, settled
 
 
 def body(phone_written: str, **more: Any) -> dict[str, Any]:
@@ -99,8 +99,8 @@ async def test_cap_count_oracle_reveals_an_alert_the_attacker_was_not_sent(kafka
             await eventually(lambda f=first: sighted(kafka, codec, f), within_s=60)
             mine = {await submit(http, sys_.url, cast, atk, body(written)) for _ in range(CAP)}
             await eventually(lambda m=mine: sighted(kafka, codec, m), within_s=60)
-            await asyncio.sleep(8)  # the router's notices
-            results[case] = len(await notices_of(kafka, codec, atk, value))
+            # The router's notices, counted once they stop arriving (A is told of its own and C's alert in both).
+            results[case] = len(await settled(lambda v=value: notices_of(kafka, codec, atk, v)))
     # Found on 8392c35: with_victim CAP-2, control CAP-1 (A learns of an alert it was never sent). Secure: equal.
     assert results["with_victim"] == results["control"], results
 
@@ -119,15 +119,22 @@ async def test_flooding_a_value_hides_correlations_between_other_agencies(kafka:
         b_id = await submit(http, sys_.url, cast, vic, body(written))
         c_id = await submit(http, sys_.url, cast, par, body(written))
         await eventually(lambda: sighted(kafka, codec, {b_id, c_id}), within_s=60)
-        await asyncio.sleep(8)
-        pair = [
-            r
-            for _, r in await read_topic(kafka, codec, ALERTS_CORRELATED, AlertCorrelated)
-            if {r.a.alert_id, r.b.alert_id} == {b_id, c_id}
-        ]
-        told = await notices_of(kafka, codec, vic, value), await notices_of(kafka, codec, par, value)
+
+        async def pair_and_told() -> tuple[list[AlertCorrelated], tuple[Counter[str], Counter[str]]] | None:
+            pair = [
+                r
+                for _, r in await read_topic(kafka, codec, ALERTS_CORRELATED, AlertCorrelated)
+                if {r.a.alert_id, r.b.alert_id} == {b_id, c_id}
+            ]
+            told = await notices_of(kafka, codec, vic, value), await notices_of(kafka, codec, par, value)
+            return (pair, told) if pair and all(told) else None
+
+        try:
+            found = await eventually(pair_and_told, within_s=90)
+        except TimeoutError:
+            found = None
         # Found on 8392c35: no correlation and no notice (the flood hid B and C's correlation).
-        assert pair and all(told), "one agency's flood must not hide other agencies' correlation"
+        assert found, "one agency's flood must not hide other agencies' correlation"
 
 
 async def test_update_into_a_held_thread_suppresses_its_owner_correlation(kafka: KafkaSettings, codec: Codec) -> None:
@@ -149,10 +156,14 @@ async def test_update_into_a_held_thread_suppresses_its_owner_correlation(kafka:
             await asyncio.sleep(3)
             upd = await submit(http, sys_.url, cast, par, body(written, msg_type="Update", references=[thread]))
             await eventually(lambda i=upd: sighted(kafka, codec, {i}), within_s=60)
-            await asyncio.sleep(8)
-            results[case] = len(await notices_of(kafka, codec, par, value)) + len(
-                await notices_of(kafka, codec, vic, value)
-            )
+
+            async def told(v: str = value) -> int:
+                return len(await notices_of(kafka, codec, par, v)) + len(await notices_of(kafka, codec, vic, v))
+
+            try:
+                results[case] = await settled(told)
+            except TimeoutError:
+                results[case] = 0
     # Found on 8392c35: attacked 0, control 2 (the injected Update made C's real one a repeat).
     assert results["attacked"] == results["control"] == 2, results
 
@@ -188,15 +199,19 @@ async def test_an_update_after_the_window_pruned_its_thread_tells_the_same_pair_
         await asyncio.sleep(max(0.0, 36 - (loop.time() - start)))
         u = await submit(http, sys_.url, cast, atk, body(written, msg_type="Update", references=[t]))
         await eventually(lambda: sighted(kafka, codec, {u}), within_s=30)
-        await asyncio.sleep(8)
-        about_t_w = Counter(
-            s.correlation.correlation_id
-            for _, s in await read_topic(kafka, codec, agency_topic(atk), AlertShared)
-            if s.event_type == "alert.correlated"
-            and s.correlation is not None
-            and s.correlation.value == value
-            and set(s.correlation.thread_ids) == {t, w}
-        )
+
+        async def about() -> Counter[str]:
+            return Counter(
+                s.correlation.correlation_id
+                for _, s in await read_topic(kafka, codec, agency_topic(atk), AlertShared)
+                if s.event_type == "alert.correlated"
+                and s.correlation is not None
+                and s.correlation.value == value
+                and set(s.correlation.thread_ids) == {t, w}
+            )
+
+        # Counted once the notices stop arriving, and no sooner than the second one took on 8392c35.
+        about_t_w = await settled(about, quiet_s=8)
         # Found on 8392c35: two ids, one notice each (told twice about the same threads and value).
         assert len(about_t_w) == 1, about_t_w
 

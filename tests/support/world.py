@@ -142,6 +142,23 @@ async def eventually(check: Any, within_s: float = 20.0) -> Any:
             await asyncio.sleep(0.1)
 
 
+async def settled(check: Any, quiet_s: float = 5.0, within_s: float = 90.0) -> Any:
+    """Poll `check()` until it returns a truthy value that then stays the same for `quiet_s`: for outcomes that
+    arrive one by one (notices), where a fixed sleep reads a partial count on a loaded machine."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(within_s):
+        last, since = None, loop.time()
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result != last:
+                last, since = result, loop.time()
+            elif result and loop.time() - since >= quiet_s:
+                return result
+            await asyncio.sleep(0.2)
+
+
 async def create_topic(kafka: KafkaSettings, name: str, partitions: int = 1, **configs: str) -> None:
     """A topic outside services/common/topics.yaml, for a test's own use (configs such as `retention.ms`)."""
     admin = kafka_admin(kafka, "test-admin")
