@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from bench.baselines import (
@@ -46,27 +45,14 @@ from bench.pipeline import pipeline
 from bench.report import write_report
 from bench.saturation import delivery_backlog, dispatcher_saturation, router_saturation
 from bench.security_cost import security_cost
-from bench.workload import RECIPIENTS, Bench, bench_registry, enriched_record
+from bench.workload import RECIPIENTS, enriched_record, prepared
 from services.common import gc_pauses
 from services.common.codec import Codec
 from services.common.logs import configure_logging
 from services.common.records import utcnow
-from services.common.registry.publish import publish_registry
 from services.common.settings import LogSettings
-from services.common.topics import apply_topics, load_declarations
 from services.router.payload import recipient_copy, webhook_request
 from services.router.policy import Verdict
-
-
-async def prepared(broker: Broker, codec: Codec, receivers: TimedReceivers, out: Path) -> Bench:
-    """Topics and the benchmark's registry on a fresh broker."""
-    kafka = broker.settings(client_id_prefix="bench")
-    await apply_topics(kafka, list(load_declarations().topics), replication_factor=1)
-    doc, codes, secrets = bench_registry(receivers.port)
-    for code, keys in secrets.items():
-        receivers.receivers.register(code, keys)
-    await publish_registry(kafka, codec, doc, source="bench", replication_factor=1)
-    return Bench(kafka, codec, receivers, codes, out, broker.pid())
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -109,6 +109,49 @@ class Latencies:
         return result
 
 
+@dataclass
+class Load:
+    """Alerts POSTed to the gateway at a constant rate, each on time (not after the previous answer), and the
+    wait for every copy and webhook of them."""
+
+    http: aiohttp.ClientSession
+    gateway: str
+    measured: Latencies
+    copies: Arrivals
+    receivers: TimedReceivers
+    fan_out: int
+    hooks_before: int  # webhooks the receivers had before this load's first alert
+
+    async def submit(self, i: int) -> None:
+        body = alert_submission(title=f"bench {i}", affected_countries=["IQ"])
+        t = time.time()
+        async with self.http.post(self.gateway, json=body, headers={"Authorization": f"Bearer {ORIGIN_TOKEN}"}) as r:
+            r.raise_for_status()
+            self.measured.submitted[(await r.json())["alert_id"]] = t
+
+    async def run(self, per_second: float, duration: float, offset: int) -> set[str]:
+        """Submit at a constant rate; the ids sent."""
+        before = set(self.measured.submitted)
+        count = int(per_second * duration)
+        start = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            delay = start + i / per_second - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.submit(offset + i)))
+        await asyncio.gather(*tasks)
+        return set(self.measured.submitted) - before
+
+    async def arrived(self, total_alerts: int) -> None:
+        """Wait (bounded) for every copy and webhook; what is still missing then is counted as lost."""
+        with contextlib.suppress(TimeoutError):
+            await self.copies.until(total_alerts * self.fan_out, within_s=300)
+            async with asyncio.timeout(120):
+                while len(self.receivers.arrived) < self.hooks_before + total_alerts * self.fan_out:
+                    await asyncio.sleep(0.05)
+
+
 def recovery_s(windows: list[dict[str, Any]], topic_ms: float, webhook_ms: float) -> float | None:
     """When latency was back under the given p99s for good: the start of the first window from which every
     later window's p99 met them, or None if the last one still did not."""
@@ -297,6 +340,22 @@ def cores_busy(before: dict[str, float], after: dict[str, float], seconds: float
     return busy
 
 
+def per_1000_alerts(running: list[Service], bench: Bench, broker_cpu_at_mark: float, alerts: int) -> dict[str, Any]:
+    """CPU seconds per 1,000 alerts of each service (since its `mark()`), of all of them (`total`) and of the
+    broker (TLS, SCRAM and the authorizer are mostly its work: bench/security_cost.py); peak memory."""
+    usage = {s.name: s.usage() for s in running}
+    per = {n: round(cpu / alerts * 1000, 2) for n, (cpu, _) in usage.items()}
+    per["total"] = round(sum(c for c, _ in usage.values()) / alerts * 1000, 2)
+    result: dict[str, Any] = {
+        "cpu_s_per_1000_alerts": per,
+        "peak_rss_mb": {n: round(r, 1) for n, (_, r) in usage.items()},
+    }
+    if bench.broker_pid:
+        broker_used = cpu_seconds(bench.broker_pid) - broker_cpu_at_mark
+        result["broker_cpu_s_per_1000_alerts"] = round(broker_used / alerts * 1000, 2)
+    return result
+
+
 async def pipeline(
     bench: Bench, rate: float, seconds: float, burst: bool, *, logs: str = "pipeline", full: bool = True
 ) -> dict[str, Any]:
@@ -326,35 +385,8 @@ async def pipeline(
             aiohttp.ClientSession() as http,
             TransactionProbe(bench, rate=PROBE_RATE) as probe,
         ):
-
-            async def submit(i: int) -> None:
-                body = alert_submission(title=f"bench {i}", affected_countries=["IQ"])
-                t = time.time()
-                async with http.post(gateway, json=body, headers={"Authorization": f"Bearer {ORIGIN_TOKEN}"}) as r:
-                    r.raise_for_status()
-                    measured.submitted[(await r.json())["alert_id"]] = t
-
-            async def load(per_second: float, duration: float, offset: int) -> set[str]:
-                """Submit at a constant rate (each on time, not after the previous answer); the ids sent."""
-                before = set(measured.submitted)
-                count = int(per_second * duration)
-                start = time.perf_counter()
-                tasks = []
-                for i in range(count):
-                    delay = start + i / per_second - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(submit(offset + i)))
-                await asyncio.gather(*tasks)
-                return set(measured.submitted) - before
-
-            async def arrived(total_alerts: int) -> None:
-                """Wait (bounded) for every copy and webhook; what is still missing then is counted as lost."""
-                with contextlib.suppress(TimeoutError):
-                    await copies.until(total_alerts * len(codes), within_s=300)
-                    async with asyncio.timeout(120):
-                        while len(receivers.arrived) < hooks_before + total_alerts * len(codes):
-                            await asyncio.sleep(0.05)
+            loader = Load(http, gateway, measured, copies, receivers, len(codes), hooks_before)
+            load, arrived = loader.run, loader.arrived
 
             done_before = 0  # alerts submitted so far whose copies and webhooks all arrived
 
@@ -417,14 +449,7 @@ async def pipeline(
             result["warm_up"] = measured.summary(warm_up, len(codes))
             result["steady"] = measured.summary(steady, len(codes))
             result["steady"].update(rate_per_second=rate, seconds=seconds, alerts=len(steady))
-            usage = {s.name: s.usage() for s in running}
-            result["cpu_s_per_1000_alerts"] = {n: round(cpu / len(steady) * 1000, 2) for n, (cpu, _) in usage.items()}
-            result["cpu_s_per_1000_alerts"]["total"] = round(sum(c for c, _ in usage.values()) / len(steady) * 1000, 2)
-            result["peak_rss_mb"] = {n: round(rss, 1) for n, (_, rss) in usage.items()}
-            # The broker's share: TLS, SCRAM and the authorizer are mostly its work (bench/security_cost.py).
-            if bench.broker_pid:
-                broker_used = cpu_seconds(bench.broker_pid) - broker_cpu
-                result["broker_cpu_s_per_1000_alerts"] = round(broker_used / len(steady) * 1000, 2)
+            result.update(per_1000_alerts(running, bench, broker_cpu, len(steady)))
             # The harness (load, receivers, readers) shares the cores: if it is busy, latencies are its own.
             result["harness_cpu_s"] = round(cpu_seconds(os.getpid()) - own_cpu, 2)
             result["_raw"] = measured.of(steady)
@@ -436,12 +461,18 @@ async def pipeline(
                 half_rate = round(sustained / 2, 1)
                 between_steps()  # before the probe records: a collection here would delay what it is timing
                 await probe.resume("half")
+                for s in running:
+                    s.mark()
+                broker_cpu = cpu_seconds(bench.broker_pid) if bench.broker_pid else 0.0
                 half, _, busy = await step(half_rate, HALF_S, 400_000)
                 probe.label = None
                 result["half_saturation"] = measured.summary(half, len(codes))
                 result["half_saturation"].update(
                     rate_per_second=half_rate, seconds=HALF_S, alerts=len(half), cores_busy=busy
                 )
+                # Issue 19's measure: CPU per alert at half saturation, where per-batch overhead is amortised
+                # as on a busy day (the probe's transactions are the broker's too, a few percent of it).
+                result["half_saturation"].update(per_1000_alerts(running, bench, broker_cpu, len(half)))
                 result["half_saturation_hops"] = await hops(bench, measured, half)
                 result["half_saturation_probe"] = await probe.summary("half")
             between_steps()

@@ -15,13 +15,15 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import Service, TimedReceivers, service_env
+from bench.harness import Broker, Service, TimedReceivers, service_env
 from services.common.codec import Codec
 from services.common.kafka import consumer, partitions_of
 from services.common.records import AlertEnriched, utcnow
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
 from services.common.registry.model import Operator, RateLimit
+from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
+from services.common.topics import apply_topics, load_declarations
 from services.demo.samples import alert_submission
 
 RECIPIENTS = 10
@@ -155,3 +157,14 @@ class Arrivals:
             while len(self.seen) < count:
                 await asyncio.sleep(0.02)
         return max(self.seen.values())
+
+
+async def prepared(broker: Broker, codec: Codec, receivers: TimedReceivers, out: Path) -> Bench:
+    """Topics and the benchmark's registry on a fresh broker."""
+    kafka = broker.settings(client_id_prefix="bench")
+    await apply_topics(kafka, list(load_declarations().topics), replication_factor=1)
+    doc, codes, secrets = bench_registry(receivers.port)
+    for code, keys in secrets.items():
+        receivers.receivers.register(code, keys)
+    await publish_registry(kafka, codec, doc, source="bench", replication_factor=1)
+    return Bench(kafka, codec, receivers, codes, out, broker.pid())

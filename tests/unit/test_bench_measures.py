@@ -87,3 +87,25 @@ def test_the_ramp_climbs_until_a_rate_fails_then_narrows_between_the_two() -> No
     assert sustained is not None and failed is not None
     assert sustained <= 100 < failed <= sustained * 1.15
     assert len(rates) <= 8
+
+
+def test_hot_frames_names_own_time_and_the_projects_functions_by_time_under_them() -> None:
+    from bench.cost import hot_frames
+    from bench.harness import ROOT
+
+    root, loop = f"{ROOT}/", "run (asyncio/runners.py:118)"
+    collapsed = "\n".join(
+        [
+            f"{loop};_handle (services/enricher/service.py:40);extract ({root}services/enricher/indicators.py:9) 6",
+            f"{loop};_handle (services/enricher/service.py:41);decode ({root}services/common/codec.py:250) 3",
+            "run (asyncio/runners.py:118) 1",
+            "not a stack line",
+        ]
+    )
+    found = hot_frames(collapsed)
+    assert found["samples"] == 10
+    assert found["own"][0] == ["extract (services/enricher/indicators.py)", 0.6]
+    # Two lines of one function are one entry; frames outside services/ are never "under".
+    under = dict(found["under"])
+    assert under["_handle (services/enricher/service.py)"] == 0.9
+    assert not any("asyncio" in name for name in under)
