@@ -105,15 +105,15 @@ def _function(frame: str) -> str:
     return f"{name} ({path})"
 
 
-async def cost(rates: list[float], seconds: float, profile: bool, out: Path) -> dict[str, Any]:
+async def cost(rates: list[float], seconds: float, profile: bool, out: Path, log_level: str) -> dict[str, Any]:
     codec = Codec.from_directory()
     receivers = TimedReceivers()
     await receivers.start()
-    report: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "steps": []}
+    report: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "log_level": log_level, "steps": []}
     try:
         with Broker(keep_logs_in=out / "logs" / "broker") as broker:
             bench = await prepared(broker, codec, receivers, out)
-            running, ports = services(bench, "cost")
+            running, ports = services(bench, "cost", log_level)
             for s in running:
                 await s.start()
             try:
@@ -195,12 +195,19 @@ def main() -> None:
     parser.add_argument("--rates", default="20,80", help="constant rates to hold, alerts/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=30, help="how long each rate is held")
     parser.add_argument("--profile", action="store_true", help="sample each service with py-spy during each step")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["info", "warning"],
+        help="the services' (info: a line per unit of work, as production logs; make bench keeps warnings only)",
+    )
     args = parser.parse_args()
     configure_logging(LogSettings(level="warning"), "bench")
     gc_pauses.settle()
     out = ROOT / "bench" / "results" / ("cost-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     began = time.time()
-    report = asyncio.run(cost([float(r) for r in args.rates.split(",")], args.seconds, args.profile, out))
+    rates = [float(r) for r in args.rates.split(",")]
+    report = asyncio.run(cost(rates, args.seconds, args.profile, out, args.log_level))
     report["seconds"] = round(time.time() - began)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cost.json").write_text(json.dumps(report, indent=2))

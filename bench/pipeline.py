@@ -241,11 +241,14 @@ def _signing_key() -> Path:
     return path
 
 
-def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
+def services(bench: Bench, step: str, log_level: str = "warning") -> tuple[list[Service], dict[str, int]]:
+    """The six services' processes (not started) and their ports. At `log_level` "info" they log as production
+    does, a line per unit of work (to logs/<step>/); the benchmark's default keeps warnings only."""
     prefix = f"p{uuid.uuid4().hex[:6]}"
     ops = {name: free_port() for name in ("tracker", "enricher", "router", "auditor", "dispatcher", "gateway")}
     tracker_http, gateway_http = free_port(), free_port()
     internal = {"RCTC_INTERNAL_TOKEN": secrets.token_urlsafe(32)}  # gateway -> tracker, as make run does
+    level = {"RCTC_LOG__LEVEL": log_level}
     made = [
         bench.service(
             step,
@@ -254,13 +257,19 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
             RCTC_OPS__PORT=str(ops["tracker"]),
             RCTC_HTTP__PORT=str(tracker_http),
             **internal,
+            **level,
         ),
-        bench.service(step, "enricher", prefix, RCTC_OPS__PORT=str(ops["enricher"])),
-        bench.service(step, "router", prefix, RCTC_OPS__PORT=str(ops["router"])),
+        bench.service(step, "enricher", prefix, RCTC_OPS__PORT=str(ops["enricher"]), **level),
+        bench.service(step, "router", prefix, RCTC_OPS__PORT=str(ops["router"]), **level),
         bench.service(
-            step, "auditor", prefix, RCTC_OPS__PORT=str(ops["auditor"]), RCTC_SIGNING_KEY_FILE=str(_signing_key())
+            step,
+            "auditor",
+            prefix,
+            RCTC_OPS__PORT=str(ops["auditor"]),
+            RCTC_SIGNING_KEY_FILE=str(_signing_key()),
+            **level,
         ),
-        bench.service(step, "dispatcher", prefix, RCTC_OPS__PORT=str(ops["dispatcher"])),
+        bench.service(step, "dispatcher", prefix, RCTC_OPS__PORT=str(ops["dispatcher"]), **level),
         bench.service(
             step,
             "gateway",
@@ -269,6 +278,7 @@ def services(bench: Bench, step: str) -> tuple[list[Service], dict[str, int]]:
             RCTC_HTTP__PORT=str(gateway_http),
             RCTC_TRACKER_URL=f"http://127.0.0.1:{tracker_http}",
             **internal,
+            **level,
         ),
     ]
     return made, {**ops, "gateway_http": gateway_http}

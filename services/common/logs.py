@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from structlog.typing import EventDict
 
 from services.common.settings import LogSettings
 
@@ -86,7 +87,7 @@ def _named(make: Any) -> Any:
     return factory
 
 
-def _add_logger_name(logger: Any, _: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_logger_name(logger: Any, _: str, event: EventDict) -> EventDict:
     event["logger"] = logger.name
     return event
 
@@ -94,7 +95,7 @@ def _add_logger_name(logger: Any, _: str, event: dict[str, Any]) -> dict[str, An
 _ENCODER = msgspec.json.Encoder()
 
 
-def _json_bytes(event: dict[str, Any], **_: Any) -> bytes:
+def _json_bytes(event: EventDict, **_: Any) -> bytes:
     """One JSON line's bytes; what msgspec cannot encode (an exception object, a set) as its str()."""
     try:
         return _ENCODER.encode(event)
@@ -120,14 +121,14 @@ def _demote_transient_kafka_errors(record: logging.LogRecord) -> bool:
 
 
 def _add_service(service: str) -> Any:
-    def processor(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    def processor(_: Any, __: str, event: EventDict) -> EventDict:
         event.setdefault("service", service)
         return event
 
     return processor
 
 
-def _identity(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _identity(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
