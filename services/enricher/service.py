@@ -55,7 +55,15 @@ class Enricher:
         assert self._consumer is not None
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.watchlist.run(stopping))
-            tasks.create_task(consume_batches(self._consumer, self.handle_batch, stopping, service=self.name))
+            tasks.create_task(
+                consume_batches(
+                    self._consumer,
+                    self.handle_batch,
+                    stopping,
+                    service=self.name,
+                    commit_interval_s=self.settings.commit_interval_s,
+                )
+            )
 
     async def stop(self) -> None:
         if self._consumer is not None:

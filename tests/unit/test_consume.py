@@ -142,3 +142,73 @@ async def test_fail_fast_keeps_the_first_crash() -> None:
     assert len(logs) == 2
     with pytest.raises(LookupError, match="first"):
         raise_if_crashed(stopping)
+
+
+async def test_with_a_commit_interval_handled_batches_are_committed_together_and_when_the_input_runs_dry() -> None:
+    """Three batches of one record inside the interval: one commit of all three once a poll comes back empty,
+    never an offset whose batch was not handled."""
+    stopping = asyncio.Event()
+
+    class StopsWhenCommitted(FakeConsumer):
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            await super().commit(offsets)
+            stopping.set()
+
+    consumer = StopsWhenCommitted([record(0), record(1), record(2)])
+    handled: list[int] = []
+
+    async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        handled.extend(r.offset for r in records)
+
+    await asyncio.wait_for(
+        consume_batches(
+            cast(AIOKafkaConsumer, consumer), handle, stopping, service="test", max_records=1, commit_interval_s=60
+        ),
+        5,
+    )
+    assert handled == [0, 1, 2]
+    assert consumer.committed == [{TP: 3}]
+
+
+async def test_with_a_commit_interval_what_was_handled_is_committed_on_the_way_out() -> None:
+    consumer = FakeConsumer([record(0), record(1)])
+    stopping = asyncio.Event()
+
+    async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        if records[-1].offset == 1:
+            stopping.set()
+
+    await asyncio.wait_for(
+        consume_batches(
+            cast(AIOKafkaConsumer, consumer), handle, stopping, service="test", max_records=1, commit_interval_s=60
+        ),
+        5,
+    )
+    assert consumer.committed == [{TP: 2}]
+
+
+async def test_a_commit_that_meets_an_outage_is_kept_for_the_next_one() -> None:
+    """The records were handled: only the commit failed, so the next commit carries their offsets."""
+
+    class Flaky(FakeConsumer):
+        failed = False
+
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            if not self.failed:
+                self.failed = True
+                raise KafkaConnectionError("broker away")
+            await super().commit(offsets)
+
+    consumer = Flaky([record(0), record(1)])
+    stopping = asyncio.Event()
+
+    async def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        if records[-1].offset == 1:
+            stopping.set()
+
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(
+            consume_batches(cast(AIOKafkaConsumer, consumer), handle, stopping, service="test", max_records=1), 5
+        )
+    assert consumer.committed == [{TP: 2}]
+    assert [e["event"] for e in logs] == ["batch.commit_retrying"]
