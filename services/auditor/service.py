@@ -34,6 +34,7 @@ from services.common.errors import CodecError
 from services.common.kafka import consumer, group_id, producer
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, RECORDS
+from services.common.outputs import Outputs
 from services.common.quarantine import Quarantine, noted
 from services.common.records import AlertRouted, AuditCheckpointed, AuditRecorded, utcnow
 from services.common.registry.model import Registry
@@ -190,6 +191,9 @@ class Auditor:
         try:
             async with self._producer.transaction():
                 now = utcnow()
+                # One ready batch per partition (services/common/outputs.py), not a send() per entry: ten
+                # entries an alert, each a future and an append, were the auditor's largest cost (issue 19).
+                outputs = Outputs()
                 for records in batches.values():
                     for r in records:
                         try:
@@ -197,21 +201,26 @@ class Auditor:
                         except CodecError as exc:
                             # Set aside in this transaction: written exactly once, and the chain goes on.
                             topic, key, value = self.quarantine.entry(r, str(exc), self.name)
-                            await self._producer.send(topic, value, key=key)
+                            outputs.add(topic, value, key=key, headers=[])
                             refused.append((r, str(exc)))
                             continue
                         for entry in entries_for(decision, now):
                             head = seal(entry, head)
-                            await self._producer.send(
-                                AUDIT_EVENTS, self.codec.encode(head), key=entry.alert_id.encode(), partition=0
+                            outputs.add(
+                                AUDIT_EVENTS,
+                                self.codec.encode(head),
+                                key=entry.alert_id.encode(),
+                                headers=[],
+                                partition=0,
                             )
                             count += 1
                 if count and head is not None:
                     # In the transaction that moves the head: it becomes visible signed, or not at all.
                     checkpoint = sign(self._key, head, signed_at=now)
-                    await self._producer.send(
-                        CHECKPOINTS_TP.topic, self.codec.encode(checkpoint), key=CHECKPOINT_KEY, partition=0
+                    outputs.add(
+                        CHECKPOINTS_TP.topic, self.codec.encode(checkpoint), key=CHECKPOINT_KEY, headers=[], partition=0
                     )
+                await outputs.write(self._producer)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 await self._producer.send_offsets_to_transaction(offsets, self._group)
         except (KafkaError, TimeoutError, OSError) as exc:
