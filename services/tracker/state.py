@@ -576,12 +576,21 @@ class Ledger:
         return owed
 
     def outstanding_counts(self) -> dict[str, int]:
-        """How many acknowledgements each agency still owes (for the metric, without building rows)."""
+        """How many acknowledgements each agency still owes (for the metric, without building rows).
+
+        Asked every escalation check (a second): it walks the alerts that may still await an ack (`_open`),
+        not every alert held, which grew with the retention period (issue 19). One found awaiting nothing
+        leaves the index, as in alert_list (the same condition: a row not ended that has an ack deadline)."""
         counts: dict[str, int] = {}
-        for alert in self.alerts.values():
-            for r in alert.recipients.values():
+        for alert_id in list(self._open):
+            alert = self.alerts.get(alert_id)
+            owed = False
+            for r in alert.recipients.values() if alert is not None else ():
                 if r.ack_due is not None and r.state not in ENDED:
                     counts[r.agency] = counts.get(r.agency, 0) + 1
+                    owed = True
+            if not owed:
+                del self._open[alert_id]
         return counts
 
     def outstanding(self, agency: str | None) -> list[dict[str, Any]]:

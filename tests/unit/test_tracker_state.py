@@ -20,7 +20,7 @@ from services.common.records import (
 )
 from services.router.deadlines import ack_due
 from services.tracker.escalation import escalation_for
-from services.tracker.state import EarlyLimits, Ledger, Viewer
+from services.tracker.state import ENDED, EarlyLimits, Ledger, Viewer
 
 AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -270,6 +270,29 @@ def test_outstanding_lists_soonest_first() -> None:
     ledger.apply_routed(routed_with_deadline("soon", due_minutes=10))
     assert [o["alert_id"] for o in ledger.outstanding("JO-B")] == ["soon", "late"]
     assert ledger.outstanding_counts() == {"JO-B": 2, "KW-C": 2}
+
+
+def test_outstanding_counts_walk_only_what_may_still_await_and_match_a_walk_of_everything() -> None:
+    """The counts come from the index of alerts that may await an ack; acks and a cancel move them exactly as a
+    walk of every alert would, and a settled alert leaves the index."""
+    ledger = Ledger()
+    for alert_id in ("a", "b", "c"):
+        ledger.apply_routed(routed_with_deadline(alert_id))
+    ledger.apply_routed(routed_with_deadline("c-cancel", "Cancel", ("c",), due_minutes=None))
+    ledger.apply_ack(ack("JO-B", "a"))
+    ledger.apply_ack(ack("KW-C", "a"))
+    ledger.apply_ack(ack("JO-B", "b"))
+
+    def every_alert() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for alert in ledger.alerts.values():
+            for r in alert.recipients.values():
+                if r.ack_due is not None and r.state not in ENDED:
+                    counts[r.agency] = counts.get(r.agency, 0) + 1
+        return counts
+
+    assert ledger.outstanding_counts() == every_alert() == {"KW-C": 1}
+    assert "a" not in ledger._open and "b" in ledger._open
 
 
 def test_deadline_policy() -> None:
