@@ -1,1 +1,2 @@
-"""The auditor: a tamper-evident, hash-chained audit trail of every sharing decision and delivery."""
+"""The auditor: a tamper-evident, hash-chained audit trail of every sharing decision, agency by agency, with
+the hash of each copy sent (webhook attempts are on deliveries.events, not in the trail)."""

@@ -5,8 +5,8 @@
 An agency B receives alert X from originator A only when every rule holds (docs/architecture.md, Sharing rules);
 the first rule that fails is the recorded reason, so an operator reading `alerts.routed` sees exactly why:
 
-    agency_inactive      B is suspended in the registry
     originator           B submitted X
+    agency_inactive      B is suspended in the registry
     origin_unknown       A is not an active agency of the registry
     not_releasable       X names releasable_to (or originator control) and B is not in it
     not_subscribed       no subscription of B matches X (category, place, minimum severity), and B's country
