@@ -858,6 +858,9 @@ class Ledger:
         self.resends.pop(alert_id, None)
         self.partition_of.pop(alert_id, None)
         self._open.pop(alert_id, None)
+        for row in alert.recipients.values():
+            if row.webhook is not None:
+                self.webhooks.forgotten(row.agency, row.webhook.status)
         thread = self._waits.get(root, {})
         for agency in alert.recipients:
             waiting = thread.get(agency)

@@ -8,6 +8,7 @@ Counted as rows move rather than by walking the ledger when asked: the page is r
 a walk costs every row of every alert the tracker holds. `dead` is the copies whose latest attempt died
 (a replay that delivers one takes it back out); `last_failure` is the dispatcher's failure class
 (dispatcher/outcome.py: http_5xx, timeout, tls_error...) or the receiver's status code, never its body.
+The counts cover the alerts the tracker holds: a retired alert's rows leave them (`forgotten`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class WebhookTally:
                 counts[after] += 1
         if attempt.outcome != "delivered":
             self._last_failure[agency] = attempt
+
+    def forgotten(self, agency: str, status: str) -> None:
+        """A held row leaves the ledger (retired): its webhook no longer counts, as after a restart, which skips
+        retired alerts. The counts cover the alerts the tracker holds."""
+        if status != "pending" and agency in self._counts:
+            self._counts[agency][status] -= 1
 
     def of(self, agency: str) -> dict[str, Any]:
         counts = self._counts.get(agency, Counter())

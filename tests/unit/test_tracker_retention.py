@@ -176,6 +176,27 @@ def test_a_rebuild_reads_the_summaries_first_and_skips_the_retired_alert() -> No
     assert old.status("a1", OPERATOR) == new.status("a1", OPERATOR)
 
 
+def test_the_webhook_tally_is_the_same_after_retiring_as_after_a_rebuild() -> None:
+    """A retired alert's delivered webhook leaves the endpoints page's counts at once, as a restarted tracker
+    (which skips retired alerts) would count them; the held alert's webhook still counts."""
+    old = settled_ledger()
+    old.apply_routed(awaited("a2"))
+    old.apply_attempt(attempt("dead", 5, alert_id="a2"))
+    assert old.webhook_tally()["agencies"]["JO-B"]["delivered"] == 1
+    [summary] = old.retire(AT + RETENTION)
+
+    new = Ledger(retention=RETENTION)
+    new.apply_retired(summary)
+    for alert_id in ("a1", "a2"):
+        new.apply_routed(awaited(alert_id))
+    new.apply_attempt(attempt("delivered", 1))
+    new.apply_attempt(attempt("dead", 5, alert_id="a2"))
+
+    counts = {k: old.webhook_tally()["agencies"]["JO-B"][k] for k in ("dead", "retrying", "delivered")}
+    assert counts == {"dead": 1, "retrying": 0, "delivered": 0}
+    assert counts == {k: new.webhook_tally()["agencies"]["JO-B"][k] for k in ("dead", "retrying", "delivered")}
+
+
 def test_a_summary_read_drops_the_alert_another_replica_retired() -> None:
     """A summary read while the alert is held (another replica retired it first) replaces its state."""
     ledger = settled_ledger()
