@@ -159,17 +159,24 @@ def test_records_about_a_retired_alert_change_nothing_and_are_counted() -> None:
     assert ledger.dropped["retired"] == 3
 
 
+def rebuilt(summary: AlertRetired) -> Ledger:
+    """A restarted tracker: a new ledger given the summary first, then a1 and a2 routed and a1's webhook
+    delivered, read again from the topics' beginning."""
+    new = Ledger(retention=RETENTION)
+    new.apply_retired(summary)
+    for alert_id in ("a1", "a2"):
+        new.apply_routed(awaited(alert_id))
+    new.apply_attempt(attempt("delivered", 1))
+    return new
+
+
 def test_a_rebuild_reads_the_summaries_first_and_skips_the_retired_alert() -> None:
     """A new ledger given the summary, then the topics from their beginning, holds only what was not retired."""
     old = settled_ledger()
     old.apply_routed(awaited("a2"))
     [summary] = old.retire(AT + RETENTION)
 
-    new = Ledger(retention=RETENTION)
-    new.apply_retired(summary)
-    for alert_id in ("a1", "a2"):
-        new.apply_routed(awaited(alert_id))
-    new.apply_attempt(attempt("delivered", 1))
+    new = rebuilt(summary)
     new.apply_ack(ack("JO-B"))
 
     assert list(new.alerts) == ["a2"]
@@ -185,11 +192,7 @@ def test_the_webhook_tally_is_the_same_after_retiring_as_after_a_rebuild() -> No
     assert old.webhook_tally()["agencies"]["JO-B"]["delivered"] == 1
     [summary] = old.retire(AT + RETENTION)
 
-    new = Ledger(retention=RETENTION)
-    new.apply_retired(summary)
-    for alert_id in ("a1", "a2"):
-        new.apply_routed(awaited(alert_id))
-    new.apply_attempt(attempt("delivered", 1))
+    new = rebuilt(summary)
     new.apply_attempt(attempt("dead", 5, alert_id="a2"))
 
     counts = {k: old.webhook_tally()["agencies"]["JO-B"][k] for k in ("dead", "retrying", "delivered")}
