@@ -92,21 +92,19 @@ def _add_logger_name(logger: Any, _: str, event: EventDict) -> EventDict:
     return event
 
 
-_ENCODER = msgspec.json.Encoder()
+# What msgspec cannot encode (an exception object, a path, a type), at any depth, as its str(): a log call never
+# raises for the values it is given.
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 
 def _json_bytes(event: EventDict, **_: Any) -> bytes:
-    """One JSON line's bytes; what msgspec cannot encode (an exception object, a set) as its str()."""
+    """One JSON line's bytes; a value msgspec still refuses (a dict keyed by tuples) goes as its str()."""
     try:
         return _ENCODER.encode(event)
-    except TypeError:
-        return _ENCODER.encode({k: _plain(v) for k, v in event.items()})
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool | list | dict | tuple):
-        return value
-    return str(value)
+    except (TypeError, ValueError):
+        return _ENCODER.encode(
+            {str(k): v if isinstance(v, str | int | float | bool) else str(v) for k, v in event.items()}
+        )
 
 
 _TRANSIENT = ("GroupCoordinatorNotAvailableError", "NotCoordinatorForGroupError", "CoordinatorLoadInProgressError")
