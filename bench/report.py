@@ -26,6 +26,15 @@ def _seconds(value: float | None) -> str:
     return "not within the run" if value is None else f"{value} s"
 
 
+def _cpu(step: dict[str, Any]) -> str:
+    """All services' CPU seconds per 1,000 alerts, each service's, and the broker's (issue 19)."""
+    per = step.get("cpu_s_per_1000_alerts")
+    if not per:
+        return "not measured"
+    services = ", ".join(f"{k} {v}" for k, v in per.items() if k != "total")
+    return f"{per['total']} all services ({services}); broker {step.get('broker_cpu_s_per_1000_alerts')}"
+
+
 def _latency(figures: dict[str, Any]) -> str:
     if not figures.get("count"):
         return "no samples"
@@ -89,7 +98,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"| where the time goes at half of saturation | {_hops(p.get('half_saturation_hops', {}))} | |",
         f"| a raw transaction of one alert's outputs beside the half-saturation step, send to readable | "
         f"{_latency(p.get('half_saturation_probe', {}).get('send_to_readable', {}))} | |",
-        f"| CPU per 1,000 alerts fanned out | {p['cpu_s_per_1000_alerts']['total']} s (all services) | |",
+        f"| CPU-s per 1,000 alerts at {s['rate_per_second']}/s | {_cpu(p)} | |",
+        f"| CPU-s per 1,000 alerts at half of saturation | {_cpu(h)} | at most 6 (all services; issue 19) |",
         f"| peak memory | {', '.join(f'{k} {v} MB' for k, v in p['peak_rss_mb'].items())} | |",
     ]
     lines += correlator_rows(report)

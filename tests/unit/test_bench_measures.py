@@ -109,3 +109,11 @@ def test_hot_frames_names_own_time_and_the_projects_functions_by_time_under_them
     under = dict(found["under"])
     assert under["_handle (services/enricher/service.py)"] == 0.9
     assert not any("asyncio" in name for name in under)
+
+
+def test_the_report_gives_each_services_cpu_per_alert_and_the_brokers_or_says_it_was_not_measured() -> None:
+    from bench.report import _cpu
+
+    step = {"cpu_s_per_1000_alerts": {"router": 4.5, "gateway": 2.0, "total": 6.5}, "broker_cpu_s_per_1000_alerts": 9.1}
+    assert _cpu(step) == "6.5 all services (router 4.5, gateway 2.0); broker 9.1"
+    assert _cpu({}) == "not measured"  # no half-saturation step (no saturation found)
