@@ -32,10 +32,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from services.common.kafka import offsets_after
+from services.common.kafka import AnyGroupConsumer, offsets_after
 from services.common.logs import get_logger
 from services.common.metrics import BATCH_FAILURES, LOOP_CRASHES
 
@@ -53,7 +53,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 async def consume_batches(
-    consumer: AIOKafkaConsumer,
+    consumer: AnyGroupConsumer,
     handle: BatchHandler,
     stopping: asyncio.Event,
     *,
@@ -103,7 +103,7 @@ async def consume_batches(
                 await _commit(consumer, done, service)
 
 
-async def _commit(consumer: AIOKafkaConsumer, done: dict[TopicPartition, int], service: str) -> None:
+async def _commit(consumer: AnyGroupConsumer, done: dict[TopicPartition, int], service: str) -> None:
     """Commit what was handled. After a rebalance it is dropped (the partition's new owner fetches those records
     again); after an outage it is kept for the next commit (the records were handled: only the commit failed)."""
     offsets = {tp: o for tp, o in done.items() if tp in consumer.assignment()}
@@ -174,7 +174,7 @@ def _first_offsets(records: list[ConsumerRecord]) -> dict[str, int]:
     return first
 
 
-async def _rewind(consumer: AIOKafkaConsumer, records: list[ConsumerRecord], service: str, exc: BaseException) -> None:
+async def _rewind(consumer: AnyGroupConsumer, records: list[ConsumerRecord], service: str, exc: BaseException) -> None:
     first: dict[TopicPartition, int] = {}
     for r in records:
         tp = TopicPartition(r.topic, r.partition)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.producer import sender as aiokafka_sender
 
-from services.common import tracing
+from services.common import librdkafka, tracing
 from services.common.codec import Codec
 from services.common.errors import CodecError, ConfigurationError, NotReadyError
 from services.common.logs import get_logger
@@ -87,6 +87,29 @@ def producer(settings: KafkaSettings, name: str, *, transactional_id: str | None
     return AIOKafkaProducer(**options)
 
 
+# A plain producer or a group consumer on either client (hot_producer, hot_consumer): what Outbox, Quarantine,
+# learn_topics and consume_batches take.
+AnyProducer: TypeAlias = AIOKafkaProducer | librdkafka.Producer
+AnyGroupConsumer: TypeAlias = AIOKafkaConsumer | librdkafka.GroupConsumer
+
+
+def hot_producer(settings: KafkaSettings, name: str) -> AnyProducer:
+    """A plain idempotent producer on the hot path's client (`KafkaSettings.hot_path_client`)."""
+    if settings.hot_path_client == "librdkafka":
+        return librdkafka.Producer(settings, name)
+    return producer(settings, name)
+
+
+def hot_consumer(
+    settings: KafkaSettings, name: str, *topics: str, group: str, pattern: str | None = None
+) -> AnyGroupConsumer:
+    """A group consumer of `topics` (or of the topics matching `pattern`) on the hot path's client, for
+    `consume_batches` (no rebalance listener)."""
+    if settings.hot_path_client == "librdkafka":
+        return librdkafka.GroupConsumer(settings, name, *topics, group=group, pattern=pattern)
+    return consumer(settings, name, *topics, group=group, pattern=pattern)
+
+
 def consumer(
     settings: KafkaSettings,
     name: str,
@@ -126,7 +149,7 @@ def consumer(
     return c
 
 
-async def learn_topics(p: AIOKafkaProducer, topics: Iterable[str], within_s: float = 5.0) -> None:
+async def learn_topics(p: AnyProducer, topics: Iterable[str], within_s: float = 5.0) -> None:
     """Fetch the partitions of the topics a producer is about to write to, before a record waits for them.
 
     aiokafka asks for a topic's metadata at the first send to it, one round trip after another, so the
@@ -172,7 +195,7 @@ class Outbox:
     round trip per record.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, codec: Codec, writer: GroupWriter | None = None) -> None:
+    def __init__(self, producer: AnyProducer, codec: Codec, writer: GroupWriter | None = None) -> None:
         self._producer = producer
         self._codec = codec
         # With a writer, records go out with other tasks' in ready batches (services/common/outputs.py).

@@ -33,7 +33,8 @@ from confluent_kafka.admin import (
 )
 
 from services.common.acls import Acl
-from services.common.errors import ConfigurationError, RctcError
+from services.common.errors import RctcError
+from services.common.librdkafka import confluent_config
 from services.common.settings import KafkaSettings
 
 _RESOURCES = {
@@ -50,33 +51,6 @@ SCRAM_ITERATIONS = 8192
 
 class AdminError(RctcError):
     """The brokers refused or failed an admin request; the message says which and why."""
-
-
-def confluent_config(settings: KafkaSettings, name: str) -> dict[str, Any]:
-    """librdkafka's configuration for the same connection `services.common.kafka.connection` makes."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": f"{settings.client_id_prefix}-{name}",
-        "security.protocol": settings.security_protocol,
-    }
-    if settings.security_protocol == "PLAINTEXT":
-        return config
-    if settings.ca_file is not None:
-        config["ssl.ca.location"] = str(settings.ca_file)
-    if settings.cert_file is not None and settings.key_file is not None:
-        config["ssl.certificate.location"] = str(settings.cert_file)
-        config["ssl.key.location"] = str(settings.key_file)
-    if settings.security_protocol == "SASL_SSL":
-        if not settings.username or settings.password is None:
-            raise ConfigurationError("a SASL_SSL Kafka connection needs a principal (RCTC_KAFKA__USERNAME, ...)")
-        config.update(
-            {
-                "sasl.mechanisms": settings.sasl_mechanism,
-                "sasl.username": settings.username,
-                "sasl.password": settings.password.get_secret_value(),
-            }
-        )
-    return config
 
 
 def _binding(acl: Acl) -> AclBinding:

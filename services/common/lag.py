@@ -28,7 +28,8 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from services.common.kafka_admin import AdminError, confluent_config
+from services.common.kafka_admin import AdminError
+from services.common.librdkafka import confluent_config
 from services.common.settings import KafkaSettings
 
 

@@ -44,6 +44,7 @@ from prometheus_client import Counter
 
 from services.common.codec import Codec
 from services.common.consume import RETRYABLE
+from services.common.kafka import AnyProducer
 from services.common.kafka import producer as new_producer
 from services.common.logs import get_logger
 from services.common.records import Quarantined, utcnow
@@ -105,7 +106,7 @@ class Quarantine:
 
     def __init__(
         self,
-        producer: AIOKafkaProducer | None,
+        producer: AnyProducer | None,
         codec: Codec,
         *,
         kafka: KafkaSettings | None = None,
@@ -153,7 +154,7 @@ class Quarantine:
             own, self._own = self._own, None
             await own.stop()
 
-    async def _writer(self) -> AIOKafkaProducer:
+    async def _writer(self) -> AnyProducer:
         if self._producer is not None:
             return self._producer
         if self._own is None:

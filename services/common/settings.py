@@ -71,6 +71,10 @@ class KafkaSettings(Section):
     # are not returned to read_committed readers until it commits, and the broker does not always answer
     # the held fetch at the commit, so this bounds the latency every transactional hop adds (bench/).
     fetch_max_wait_ms: int = 50
+    # The client of the hot path's plain producers and group consumers (the enricher's, the gateway's): librdkafka
+    # costs a third to a fifth of aiokafka's CPU per request (services/common/librdkafka.py says why and what
+    # stays the same); aiokafka is kept for what librdkafka is not wired for here (transactions, followers).
+    hot_path_client: Literal["librdkafka", "aiokafka"] = "librdkafka"
 
     @model_validator(mode="after")
     def _credentials(self) -> Self:

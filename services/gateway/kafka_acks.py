@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import consume_batches
 from services.common.errors import CodecError
-from services.common.kafka import Outbox, consumer
+from services.common.kafka import AnyProducer, Outbox, consumer
 from services.common.logs import get_logger
 from services.common.quarantine import Quarantine
 from services.common.records import AckSubmitted, recipient_key, utcnow
@@ -32,7 +32,7 @@ log = get_logger("rctc.gateway.acks")
 
 class KafkaAcks:
     def __init__(
-        self, kafka: KafkaSettings, codec: Codec, producer: AIOKafkaProducer, registry: RegistryView | None = None
+        self, kafka: KafkaSettings, codec: Codec, producer: AnyProducer, registry: RegistryView | None = None
     ) -> None:
         self._kafka = kafka
         self._codec = codec

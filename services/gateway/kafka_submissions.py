@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from services.common import tracing
 from services.common.codec import Codec
 from services.common.consume import consume_batches
 from services.common.errors import CodecError
-from services.common.kafka import Outbox, consumer
+from services.common.kafka import AnyGroupConsumer, AnyProducer, Outbox, hot_consumer
 from services.common.logs import get_logger
 from services.common.quarantine import Quarantine
 from services.common.records import Problem, SubmissionRejected, SubmitAlert, utcnow
@@ -79,7 +79,7 @@ class KafkaSubmissions:
         self,
         kafka: KafkaSettings,
         codec: Codec,
-        producer: AIOKafkaProducer,
+        producer: AnyProducer,
         registry: RegistryView,
         keys: KeyReuseGuard,
         *,
@@ -92,11 +92,11 @@ class KafkaSubmissions:
         self._keys = keys
         self._max_body_bytes = max_body_bytes
         self._quarantine = Quarantine(producer, codec)
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: AnyGroupConsumer | None = None
 
     async def start(self) -> None:
         # Not a follower: a submission is on the alert's path, and waits no longer than an HTTP one.
-        self._consumer = consumer(self._kafka, GROUP, group=GROUP, pattern=AGENCY_SUBMISSIONS_PATTERN)
+        self._consumer = hot_consumer(self._kafka, GROUP, group=GROUP, pattern=AGENCY_SUBMISSIONS_PATTERN)
         await self._consumer.start()
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -6,11 +6,10 @@ import asyncio
 
 import aiohttp
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 
 from services.common.codec import Codec
 from services.common.internal import bearer
-from services.common.kafka import Outbox, learn_topics, producer
+from services.common.kafka import AnyProducer, Outbox, hot_producer, learn_topics
 from services.common.ops import bound_port
 from services.common.registry import CredentialsView, RegistryView
 from services.common.topics import ACKS_SUBMITTED, ALERTS_SUBMITTED
@@ -29,7 +28,7 @@ class Gateway:
         self.codec = codec
         self.registry = RegistryView(settings.kafka, codec, name="gateway")
         self.credentials = CredentialsView(settings.kafka, codec, name="gateway")
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: AnyProducer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._acks: KafkaAcks | None = None
@@ -39,7 +38,7 @@ class Gateway:
     async def start(self) -> None:
         await self.registry.start()
         await self.credentials.start()
-        self._producer = producer(self.settings.kafka, "gateway")
+        self._producer = hot_producer(self.settings.kafka, "gateway")
         await self._producer.start()
         await learn_topics(self._producer, [ALERTS_SUBMITTED, ACKS_SUBMITTED])
         self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer, self.registry)

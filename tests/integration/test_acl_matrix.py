@@ -34,8 +34,9 @@ from services.cli.security import apply_acls
 from services.common.acls import AgencyAccess
 from services.common.codec import Codec
 from services.common.kafka import commit_at_end
-from services.common.kafka_admin import SecurityAdmin, confluent_config
+from services.common.kafka_admin import SecurityAdmin
 from services.common.lag import fetch_lag
+from services.common.librdkafka import confluent_config
 from services.common.registry.publish import publish_registry
 from services.common.topics import DECLARATIONS, apply_topics, load_declarations
 from tests.support.world import Cast, agreement, registry

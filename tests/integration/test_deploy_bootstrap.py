@@ -19,7 +19,8 @@ from confluent_kafka.admin import AdminClient
 
 from services.cli.local_broker import LocalBroker
 from services.common.acls import SERVICES, AgencyAccess, desired_acls, service_principal
-from services.common.kafka_admin import SecurityAdmin, confluent_config
+from services.common.kafka_admin import SecurityAdmin
+from services.common.librdkafka import confluent_config
 from services.common.ops import free_port
 from services.common.registry.document import load_registry
 from services.common.settings import KafkaSettings

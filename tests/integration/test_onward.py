@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.common.codec import Codec
 from services.common.kafka import group_id, read_to_end
-from services.common.kafka_admin import confluent_config
+from services.common.librdkafka import confluent_config
 from services.common.records import AlertRouted, AlertShared
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings

@@ -22,7 +22,8 @@ from pydantic import SecretStr
 from services.cli.local_broker import LocalBroker
 from services.common.acls import Acl
 from services.common.kafka import connection
-from services.common.kafka_admin import SecurityAdmin, confluent_config
+from services.common.kafka_admin import SecurityAdmin
+from services.common.librdkafka import confluent_config
 from services.common.settings import KafkaSettings
 
 pytestmark = pytest.mark.kafka

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -200,17 +201,26 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, 
 
 async def rctc(*argv: str, kafka: KafkaSettings) -> tuple[int, str, str]:
     """Run the real `rctc` command line in a process, connecting as `kafka` says: (exit code, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli.main",
-        *argv,
-        cwd=ROOT,
-        env={**os.environ, **kafka.as_env()},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
+    env = {**os.environ, **kafka.as_env()}
+    with tempfile.TemporaryDirectory(prefix="rctc-cli-") as folder:
+        if kafka.password_file is None and kafka.password is not None:
+            # rctc also reads .run/rctc.env in the repository's root, where `make run` leaves one naming the local
+            # admin's password file, and a password file wins over a password (KafkaSettings). Given as a file
+            # of its own, this principal's password wins over that one (the environment beats the env file).
+            (Path(folder) / "password").write_text(kafka.password.get_secret_value())
+            env.pop("RCTC_KAFKA__PASSWORD", None)
+            env["RCTC_KAFKA__PASSWORD_FILE"] = str(Path(folder) / "password")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            *argv,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
 
 

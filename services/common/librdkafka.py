@@ -1,0 +1,368 @@
+"""The hot path's Kafka client: librdkafka (confluent-kafka) behind the part of aiokafka's interface we use.
+
+Why. At an alert's pace records travel one at a time, so what a service pays is per request, not per byte.
+aiokafka does Kafka's protocol in Python: on these machines a fetch cycle cost 0.9-1.1 ms of CPU and an
+acknowledged produce 350-410 us, against 0.17 ms and 165-200 us for librdkafka, which does protocol, TLS and
+retries in C on threads of its own (bench/client_cost.py, docs/performance.md "Cost per alert"). The
+enricher, one fetch and one produce per alert, spent about half its CPU in aiokafka.
+
+What stays the same. `Producer` and `GroupConsumer` take the same settings as `services.common.kafka`'s
+factories and speak to the services in aiokafka's terms (`ConsumerRecord`, `TopicPartition`, futures, and
+errors that are `aiokafka.errors.KafkaError`), so `consume_batches`, `Outbox` and `Quarantine` work on
+either client and the retry policy (`consume.RETRYABLE`) is unchanged:
+- keyed records go where Kafka's rule puts them (`murmur2_random` is the Java client's murmur2, as
+  `services/common/partitioner.py`; tests/integration/test_librdkafka.py holds the two equal on a broker);
+- the producer is idempotent with acks=all and no linger, and a record's future resolves only once the
+  broker has acknowledged it;
+- the consumer reads committed records only, commits only what it is given, and joins the group with the
+  same id and the same assignor (roundrobin) as an aiokafka member, so replicas on either client share it.
+
+Threads. librdkafka's handle is not ours to call from two threads at once, and its blocking calls must not
+hold the event loop. Each consumer makes every call from one worker thread of its own (a fetch waits there,
+not in the loop); a seek asked for meanwhile is applied before the next fetch. Each producer has a thread
+that serves delivery reports and hands every report of one poll to the loop in one wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import confluent_kafka
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from services.common.errors import ConfigurationError
+from services.common.logs import get_logger
+from services.common.settings import KafkaSettings
+
+log = get_logger(__name__)
+
+# librdkafka's own lines (connection trouble, retries) go through `logging`, and so out in our JSON format.
+_LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+# Errors of a commit that mean "this member's generation is over" (a rebalance took the partitions): what
+# aiokafka raises as CommitFailedError, which the loops log and drop (the new owner reads those records again).
+_GENERATION_OVER = {
+    confluent_kafka.KafkaError.ILLEGAL_GENERATION,
+    confluent_kafka.KafkaError.UNKNOWN_MEMBER_ID,
+    confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS,
+    confluent_kafka.KafkaError._ASSIGNMENT_LOST,
+}
+
+
+class LibrdkafkaError(KafkaError):  # type: ignore[misc]
+    """An error librdkafka reported, as an aiokafka KafkaError so the services' retry policy applies to it."""
+
+    retriable = True
+
+    def __init__(self, error: confluent_kafka.KafkaError) -> None:
+        super().__init__(f"{error.name()}: {error.str()}")
+        self.code = error.code()
+        self.fatal = error.fatal()
+        self.retriable = error.retriable() or not error.fatal()
+
+
+def confluent_config(settings: KafkaSettings, name: str) -> dict[str, Any]:
+    """librdkafka's configuration for the same connection `services.common.kafka.connection` makes."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"{settings.client_id_prefix}-{name}",
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.security_protocol == "PLAINTEXT":
+        return config
+    if settings.ca_file is not None:
+        config["ssl.ca.location"] = str(settings.ca_file)
+    if settings.cert_file is not None and settings.key_file is not None:
+        config["ssl.certificate.location"] = str(settings.cert_file)
+        config["ssl.key.location"] = str(settings.key_file)
+    if settings.security_protocol == "SASL_SSL":
+        if not settings.username or settings.password is None:
+            raise ConfigurationError("a SASL_SSL Kafka connection needs a principal (RCTC_KAFKA__USERNAME, ...)")
+        config.update(
+            {
+                "sasl.mechanisms": settings.sasl_mechanism,
+                "sasl.username": settings.username,
+                "sasl.password": settings.password.get_secret_value(),
+            }
+        )
+    return config
+
+
+def _error(error: confluent_kafka.KafkaError) -> KafkaError:
+    if error.code() in _GENERATION_OVER:
+        return CommitFailedError(f"{error.name()}: {error.str()}")
+    return LibrdkafkaError(error)
+
+
+def _common(settings: KafkaSettings, name: str) -> dict[str, Any]:
+    config = confluent_config(settings, name)
+    config.update(
+        {
+            # Latency: librdkafka leaves Nagle's algorithm on by default, which holds small requests back.
+            "socket.nagle.disable": True,
+            "logger": _LIBRDKAFKA_LOG,
+            "error_cb": _log_error,
+        }
+    )
+    return config
+
+
+def _log_error(error: confluent_kafka.KafkaError) -> None:
+    # Transport errors are retried by librdkafka itself; a fatal one (a fenced idempotent producer) is not, and
+    # every later send fails with it, which is where the services see it.
+    log.warning("kafka.client_error", client="librdkafka", error=error.name(), detail=error.str(), fatal=error.fatal())
+
+
+class Producer:
+    """An idempotent producer (acks=all) with aiokafka's `send` / `send_and_wait` / `flush` / `partitions_for`."""
+
+    def __init__(self, settings: KafkaSettings, name: str) -> None:
+        self._config = _common(settings, name)
+        self._config.update(
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": settings.linger_ms,
+                "batch.size": settings.max_batch_bytes,
+                "compression.type": settings.compression_type or "none",
+                "request.timeout.ms": settings.request_timeout_ms,
+                # A record not acknowledged within this fails its future, as aiokafka's request timeout does.
+                "message.timeout.ms": settings.request_timeout_ms,
+                "retry.backoff.ms": settings.retry_backoff_ms,
+                "partitioner": "murmur2_random",
+            }
+        )
+        self._producer: confluent_kafka.Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Appended to by the delivery callbacks, which run in the poller thread only (flush() does not poll).
+        self._reports: list[tuple[asyncio.Future[None], confluent_kafka.KafkaError | None]] = []
+        self._unanswered: set[asyncio.Future[None]] = set()
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._producer = confluent_kafka.Producer(self._config)
+        self._poller = threading.Thread(target=self._poll, name="librdkafka-producer", daemon=True)
+        self._poller.start()
+
+    async def stop(self) -> None:
+        if self._producer is None:
+            return
+        await self.flush()
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join)
+        self._producer = None
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[None]:
+        """Queue a record; the future resolves once the broker acknowledged it (or fails with a KafkaError)."""
+        assert self._producer is not None and self._loop is not None, "start() first"
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._unanswered.add(future)
+        future.add_done_callback(self._unanswered.discard)
+        options: dict[str, Any] = {"on_delivery": lambda err, _msg: self._reports.append((future, err))}
+        if headers:
+            options["headers"] = list(headers)
+        if partition is not None:
+            options["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, key, **options)
+                return future
+            except BufferError:
+                # librdkafka's queue is full (the broker is slow or away): wait for room, as aiokafka's send does.
+                await asyncio.sleep(0.01)
+            except confluent_kafka.KafkaException as exc:
+                raise _error(exc.args[0]) from None
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None:
+        await (await self.send(topic, value, key, **kw))
+
+    async def flush(self) -> None:
+        """Wait until every record queued so far has its answer from the broker (each answer is its future's:
+        this raises none of them)."""
+        if self._unanswered:
+            await asyncio.wait(list(self._unanswered))
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The topic's partitions, from the cluster's metadata (learn_topics warms the client with it)."""
+        assert self._producer is not None
+        producer = self._producer
+        metadata = await asyncio.to_thread(producer.list_topics, topic, 5.0)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise LibrdkafkaError(found.error) if found is not None else KafkaError(f"no metadata for {topic}")
+        return set(found.partitions)
+
+    def _poll(self) -> None:
+        assert self._producer is not None and self._loop is not None
+        while not self._stopping.is_set():
+            self._producer.poll(0.1)  # delivery reports are appended to _reports by the callbacks meanwhile
+            if self._reports:
+                reports, self._reports = self._reports, []
+                self._loop.call_soon_threadsafe(_settle, reports)
+
+
+def _settle(reports: Iterable[tuple[asyncio.Future[None], confluent_kafka.KafkaError | None]]) -> None:
+    for future, error in reports:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(_error(error))
+
+
+class GroupConsumer:
+    """A consumer in a group, reading committed records, with aiokafka's `getmany` / `commit` / `seek` /
+    `assignment`. Commits are explicit; nothing is committed automatically."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        name: str,
+        *topics: str,
+        group: str,
+        from_beginning: bool = True,
+        pattern: str | None = None,
+    ) -> None:
+        # librdkafka takes a subscription that starts with "^" as a regular expression.
+        assert pattern is None or pattern.startswith("^"), "a pattern must be anchored"
+        self._topics = [pattern] if pattern is not None else list(topics)
+        self._config = _common(settings, name)
+        self._config.update(
+            {
+                "group.id": f"{settings.client_id_prefix}-{group}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "session.timeout.ms": settings.session_timeout_ms,
+                "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+                # aiokafka's default assignor: replicas on either client can share the group.
+                "partition.assignment.strategy": "roundrobin",
+                # What librdkafka prefetches per partition, bounded: the records wait in memory until handled.
+                "queued.max.messages.kbytes": 16 * 1024,
+                # Pattern subscribers find newly created topics (a new agency's) within this time, as aiokafka's.
+                "topic.metadata.refresh.interval.ms": 30_000,
+            }
+        )
+        self._consumer: confluent_kafka.Consumer | None = None
+        # Every call to the handle is made from this one thread.
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="librdkafka-consumer")
+        self._assigned: frozenset[TopicPartition] = frozenset()
+        # Seeks asked for from the loop, made by the worker before its next fetch.
+        self._seeks: dict[TopicPartition, int] = {}
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        await self._call(self._open)
+
+    def _open(self) -> None:
+        self._consumer = confluent_kafka.Consumer(self._config)
+        self._consumer.subscribe(self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await self._call(consumer.close)  # leaves the group, so its partitions move at once
+        self._worker.shutdown(wait=False)
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return self._assigned
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch `tp` from `offset` next; applied before the next fetch (as aiokafka's seek is). Records of `tp`
+        librdkafka fetched ahead are dropped by the seek, so none from before it is returned after it."""
+        with self._lock:
+            self._seeks[tp] = offset
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
+        messages = await self._call(self._consume, max_records or 500, timeout_ms / 1000)
+        batches: dict[TopicPartition, list[Any]] = {}
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                if error.fatal():
+                    raise _error(error)
+                log.warning("kafka.consume_error", client="librdkafka", error=error.name(), detail=error.str())
+                continue
+            record = _record(m)
+            batches.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+        return batches
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        listed = [confluent_kafka.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+        await self._call(self._commit, listed)
+
+    def _commit(self, listed: list[confluent_kafka.TopicPartition]) -> None:
+        assert self._consumer is not None
+        try:
+            answered = self._consumer.commit(offsets=listed, asynchronous=False)
+        except confluent_kafka.KafkaException as exc:
+            raise _error(exc.args[0]) from None
+        for tp in answered or []:
+            if tp.error is not None:
+                raise _error(tp.error)
+
+    def _consume(self, count: int, timeout_s: float) -> list[confluent_kafka.Message]:
+        assert self._consumer is not None
+        with self._lock:
+            seeks, self._seeks = self._seeks, {}
+        for tp, offset in seeks.items():
+            if tp in self._assigned:  # a rebalance in between took it: the new owner reads from the commit
+                self._consumer.seek(confluent_kafka.TopicPartition(tp.topic, tp.partition, offset))
+        # What is already here, without waiting; else wait for one record and take what came with it. (consume(n,
+        # timeout) itself waits until it has n records or the time is up: 170 ms more per hop at 20 alerts/s.)
+        ready: list[confluent_kafka.Message] = self._consumer.consume(count, 0)
+        if ready:
+            return ready
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(count - 1, 0)] if count > 1 else [first]
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def _on_assign(self, _consumer: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
+        self._assigned = self._assigned | {TopicPartition(p.topic, p.partition) for p in partitions}
+
+    def _on_revoke(self, _consumer: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
+        gone = {TopicPartition(p.topic, p.partition) for p in partitions}
+        self._assigned = self._assigned - gone
+        with self._lock:
+            for tp in gone:
+                self._seeks.pop(tp, None)
+
+
+def _record(m: confluent_kafka.Message) -> ConsumerRecord[bytes, bytes]:
+    timestamp_type, timestamp = m.timestamp()
+    key, value = m.key(), m.value()
+    return ConsumerRecord(
+        topic=m.topic(),
+        partition=m.partition(),
+        offset=m.offset(),
+        timestamp=timestamp,
+        timestamp_type=max(timestamp_type - 1, 0),  # librdkafka counts "not available" as 0, Kafka from 0
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key) if key is not None else -1,
+        serialized_value_size=len(value) if value is not None else -1,
+        headers=tuple(m.headers() or ()),
+    )
