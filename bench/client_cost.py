@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import threading
@@ -114,9 +115,9 @@ async def run(records: int) -> dict[str, Any]:
         for round_ in range(2):
             for client in ("aiokafka", "librdkafka"):
                 topic = topics[1 + round_ * 2 + (client == "librdkafka")]
-                steps.append(("produce", client, lambda c=client: produce_cost(kafka, c, topics[5], records)))
+                steps.append(("produce", client, functools.partial(produce_cost, kafka, client, topics[5], records)))
                 steps.append(
-                    ("consume", client, lambda c=client, t=topic: consume_cost(kafka, c, t, records, writer_cpu))
+                    ("consume", client, functools.partial(consume_cost, kafka, client, topic, records, writer_cpu))
                 )
         for what, client, measure in steps:
             measures[what].setdefault(client, []).append(await measure())

@@ -101,6 +101,11 @@ def _latency(agency: str) -> Any:
     return LATENCY.labels(agency)
 
 
+# check_url is pure in its arguments (addresses are checked again at connect time, by SafeResolver and
+# guarded_socket), so a URL that passed is not parsed again at every delivery: 3% of this service at 80/s
+# (bench/). A refused one raises, which is never cached, so it is refused again each time.
+_check_url = functools.lru_cache(maxsize=4096)(check_url)
+
 USER_AGENT = "RCTC-Alert-Exchange/0.1 (+standard-webhooks)"
 
 
@@ -472,7 +477,7 @@ class Dispatcher:
     async def _attempt(self, request: DeliverWebhook, webhook: WebhookEntry, secrets: list[str]) -> Observed:
         endpoint = (request.agency, webhook.url)
         try:
-            check_url(webhook.url, self._private_allowed(webhook))
+            _check_url(webhook.url, self._private_allowed(webhook))
         except UnsafeDestination as exc:
             return Observed(failure="refused_destination", detail=str(exc))
         # Made once per endpoint (not as setdefault's argument, built and thrown away on every delivery).
