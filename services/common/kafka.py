@@ -100,14 +100,11 @@ def hot_producer(settings: KafkaSettings, name: str) -> AnyProducer:
     return producer(settings, name)
 
 
-def hot_consumer(
-    settings: KafkaSettings, name: str, *topics: str, group: str, pattern: str | None = None
-) -> AnyGroupConsumer:
-    """A group consumer of `topics` (or of the topics matching `pattern`) on the hot path's client, for
-    `consume_batches` (no rebalance listener)."""
+def hot_consumer(settings: KafkaSettings, name: str, *topics: str, group: str) -> AnyGroupConsumer:
+    """A group consumer of `topics` on the hot path's client, for `consume_batches` (no rebalance listener)."""
     if settings.hot_path_client == "librdkafka":
-        return librdkafka.GroupConsumer(settings, name, *topics, group=group, pattern=pattern)
-    return consumer(settings, name, *topics, group=group, pattern=pattern)
+        return librdkafka.GroupConsumer(settings, name, *topics, group=group)
+    return consumer(settings, name, *topics, group=group)
 
 
 def consumer(

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
-from services.common import tracing
+from services.common import librdkafka, tracing
 from services.common.codec import Codec
 from services.common.consume import consume_batches
 from services.common.errors import CodecError
-from services.common.kafka import AnyProducer, Outbox, consumer
+from services.common.kafka import AnyProducer, Outbox
 from services.common.logs import get_logger
 from services.common.quarantine import Quarantine
 from services.common.records import AckSubmitted, recipient_key, utcnow
@@ -41,11 +41,18 @@ class KafkaAcks:
         # (records written before its ACLs went, or on a broker whose ACLs an apply skipped).
         self._registry = registry
         self._quarantine = Quarantine(producer, codec)
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: librdkafka.GroupConsumer | None = None
 
     async def start(self) -> None:
-        self._consumer = consumer(
-            self._kafka, "gateway-acks", group="gateway-acks", pattern=AGENCY_ACKS_PATTERN, follower=True
+        # librdkafka whatever kafka.hot_path_client says, and no headers read: agencies write these topics, and
+        # aiokafka cannot get past a record whose header name is not UTF-8 (services/common/librdkafka.py).
+        self._consumer = librdkafka.GroupConsumer(
+            self._kafka,
+            "gateway-acks",
+            group="gateway-acks",
+            pattern=AGENCY_ACKS_PATTERN,
+            follower=True,
+            read_headers=False,
         )
         await self._consumer.start()
 

@@ -24,11 +24,11 @@ import asyncio
 
 from aiokafka import ConsumerRecord
 
-from services.common import tracing
+from services.common import librdkafka, tracing
 from services.common.codec import Codec
 from services.common.consume import consume_batches
 from services.common.errors import CodecError
-from services.common.kafka import AnyGroupConsumer, AnyProducer, Outbox, hot_consumer
+from services.common.kafka import AnyProducer, Outbox
 from services.common.logs import get_logger
 from services.common.quarantine import Quarantine
 from services.common.records import Problem, SubmissionRejected, SubmitAlert, utcnow
@@ -92,11 +92,16 @@ class KafkaSubmissions:
         self._keys = keys
         self._max_body_bytes = max_body_bytes
         self._quarantine = Quarantine(producer, codec)
-        self._consumer: AnyGroupConsumer | None = None
+        self._consumer: librdkafka.GroupConsumer | None = None
 
     async def start(self) -> None:
-        # Not a follower: a submission is on the alert's path, and waits no longer than an HTTP one.
-        self._consumer = hot_consumer(self._kafka, GROUP, group=GROUP, pattern=AGENCY_SUBMISSIONS_PATTERN)
+        # Not a follower: a submission is on the alert's path, and waits no longer than an HTTP one. librdkafka
+        # whatever kafka.hot_path_client says, and no headers read: agencies write these topics, and aiokafka cannot
+        # get past a record whose header name is not UTF-8 (services/common/librdkafka.py): one agency's record
+        # would stall every agency's Kafka submissions. A submission's trace starts here.
+        self._consumer = librdkafka.GroupConsumer(
+            self._kafka, GROUP, group=GROUP, pattern=AGENCY_SUBMISSIONS_PATTERN, read_headers=False
+        )
         await self._consumer.start()
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -24,7 +24,15 @@ from services.common.settings import KafkaSettings
 from services.common.topics import ALERTS_SUBMITTED, agency_rejection_topic, agency_submission_topic, agency_topic
 from services.gateway.idempotency import alert_id_for
 from tests.support.system import system
-from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry
+from tests.support.world import (
+    Cast,
+    agreement,
+    alert_json,
+    eventually,
+    read_topic,
+    registry,
+    write_with_raw_header_name,
+)
 
 
 def http_body(rejection: SubmissionRejected) -> dict[str, Any]:
@@ -103,3 +111,33 @@ def _essence(copy: AlertShared) -> Any:
 
 async def _has(counter: Any, ids: set[str]) -> bool:
     return ids <= set(await counter)
+
+
+async def test_a_header_name_not_utf8_stalls_no_agencys_kafka_intake(kafka: KafkaSettings, codec: Codec) -> None:
+    """A hostile agency writes, on its own submissions topic, a record whose header name is not UTF-8 (its own
+    client can). On aiokafka every fetch of it raised, so the gateway's one consumer of every agency's
+    submissions would have stopped there for good. The record is taken without its headers, and the next
+    submission of another agency goes through."""
+    cast = Cast()
+    a, b = cast.agency("IQ-A", "IQ"), cast.agency("JO-B", "JO")
+    doc = registry([a, b], [agreement(f"KAFKA-{cast.suffix}", [a.code, b.code])])
+    await publish_registry(kafka, codec, doc, source="test", replication_factor=1)
+    odd = json.dumps(alert_json(title="Odd header", affected_countries=["JO"])).encode()
+    after = json.dumps(alert_json(title="After it", affected_countries=["IQ"])).encode()
+
+    async with system(kafka, codec):
+        await write_with_raw_header_name(
+            kafka, agency_submission_topic(a.code), b"odd-1", codec.encode(SubmitAlert(body=odd)), b"\xff\xfe"
+        )
+        p = producer(kafka, "agency-b")
+        await p.start()
+        try:
+            await p.send_and_wait(agency_submission_topic(b.code), codec.encode(SubmitAlert(body=after)), key=b"b-1")
+        finally:
+            await p.stop()
+        expected = {alert_id_for(a.code, "odd-1"), alert_id_for(b.code, "b-1")}
+
+        async def submitted() -> set[str]:
+            return {s.alert_id for _, s in await read_topic(kafka, codec, ALERTS_SUBMITTED, AlertSubmitted)}
+
+        assert await eventually(lambda: _has(submitted(), expected), within_s=30)

@@ -10,10 +10,10 @@ import pytest
 from aiokafka import TopicPartition
 
 from services.common import librdkafka
-from services.common.kafka import producer, read_to_end
+from services.common.kafka import consumer, producer, read_to_end
 from services.common.partitioner import partition_for
 from services.common.settings import KafkaSettings
-from tests.support.world import create_topic
+from tests.support.world import create_topic, write_with_raw_header_name
 
 
 def _name(what: str) -> str:
@@ -124,3 +124,38 @@ async def test_commits_hold_across_a_restart_and_a_seek_reads_again(kafka: Kafka
     finally:
         await c.stop()
     assert [int(r.value) for r in resumed] == [7, 8, 9]  # type: ignore[attr-defined]
+
+
+async def test_a_record_whose_header_name_is_not_utf8_stalls_aiokafka_and_not_a_reader_without_headers(
+    kafka: KafkaSettings,
+) -> None:
+    """Whoever may write a topic can put any bytes in a header name (an agency, on its submissions and acks
+    topics). aiokafka raises at every fetch of such a record, so its partition never moves again; a reader
+    that reads no headers (the gateway's of agency topics) takes it and the records either side of it."""
+    topic = _name("raw-header")
+    await create_topic(kafka, topic, partitions=1)
+    p = librdkafka.Producer(kafka, "test-rd-raw-header")
+    await p.start()
+    await p.send_and_wait(topic, b"before", key=b"k", headers=[("traceparent", b"00-a")])
+    await write_with_raw_header_name(kafka, topic, b"k", b"odd", b"\xff\xfe-not-utf8")
+    await p.send_and_wait(topic, b"after", key=b"k", headers=[("traceparent", b"00-b")])
+    await p.stop()
+
+    aiokafka_reader = consumer(kafka, "test-rd-raw-header-aiokafka", topic, group=_name("group"))
+    await aiokafka_reader.start()
+    try:  # the failure this reader avoids, shown on the same record
+        with pytest.raises(UnicodeDecodeError):
+            async with asyncio.timeout(30):
+                while True:
+                    await aiokafka_reader.getmany(timeout_ms=200)
+    finally:
+        await aiokafka_reader.stop()
+
+    c = librdkafka.GroupConsumer(kafka, "test-rd-raw-header", topic, group=_name("group"), read_headers=False)
+    await c.start()
+    try:
+        records = await _drain(c, 3)
+        assert not await c.getmany(timeout_ms=500)  # and the reader goes on
+    finally:
+        await c.stop()
+    assert [(r.value, r.headers) for r in records] == [(b"before", ()), (b"odd", ()), (b"after", ())]  # type: ignore[attr-defined]

@@ -24,13 +24,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
+from aiokafka.record import default_records
 
 from services.common.codec import Codec
 from services.common.errors import CodecError
 from services.common.kafka import admin as kafka_admin
-from services.common.kafka import consumer, partitions_of, read_to_end
+from services.common.kafka import connection, consumer, partitions_of, read_to_end
+from services.common.partitioner import partition_for
 from services.common.records import AlertRouted
 from services.common.registry import Agency, Agreement, RegistryDocument, Subscription, Webhook
 from services.common.settings import KafkaSettings
@@ -197,6 +199,39 @@ async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[TopicPartition, 
         return result
     finally:
         await c.stop()
+
+
+class _RawName(str):
+    """A header name that aiokafka's pure-Python batch builder writes as the given bytes, whatever they are."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> _RawName:
+        name = super().__new__(cls, "raw")
+        name.raw = raw
+        return name
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+async def write_with_raw_header_name(kafka: KafkaSettings, topic: str, key: bytes, value: bytes, name: bytes) -> None:
+    """Write one record whose header name is `name`, any bytes, as a hostile writer's own client could: Kafka's
+    clients (aiokafka's too) write names only as UTF-8 text, so this builds the record batch with aiokafka's
+    pure-Python builder, handed a name that encodes to those bytes (this batch only: services running in the
+    test's process keep their own)."""
+    p = AIOKafkaProducer(**connection(kafka), client_id=f"{kafka.client_id_prefix}-test-raw-header", acks="all")
+    await p.start()
+    try:
+        batch = p.create_batch()
+        batch._builder = default_records._DefaultRecordBatchBuilderPy(
+            2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=1 << 20
+        )
+        batch.append(timestamp=None, key=key, value=value, headers=[(_RawName(name), b"\xff")])
+        partition = partition_for(key, sorted(await p.partitions_for(topic)))
+        await (await p.send_batch(batch, topic, partition=partition))
+    finally:
+        await p.stop()
 
 
 async def rctc(*argv: str, kafka: KafkaSettings) -> tuple[int, str, str]:
