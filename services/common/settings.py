@@ -71,8 +71,9 @@ class KafkaSettings(Section):
     # are not returned to read_committed readers until it commits, and the broker does not always answer
     # the held fetch at the commit, so this bounds the latency every transactional hop adds (bench/).
     fetch_max_wait_ms: int = 50
-    # The client of the hot path's plain producers and group consumers (the enricher's, the gateway's): librdkafka
-    # costs a third to a fifth of aiokafka's CPU per request (services/common/librdkafka.py says why and what
+    # The client of the hot path's plain producers and group consumers (the enricher's; the gateway's producer;
+    # the gateway reads agency topics with librdkafka whatever this says, services/gateway/): librdkafka costs
+    # about 0.56 of aiokafka's CPU per request (bench/client_cost.py; services/common/librdkafka.py says what
     # stays the same); aiokafka is kept for what librdkafka is not wired for here (transactions, followers).
     hot_path_client: Literal["librdkafka", "aiokafka"] = "librdkafka"
 
