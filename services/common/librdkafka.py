@@ -17,10 +17,12 @@ either client and the retry policy (`consume.RETRYABLE`) is unchanged:
 - the consumer reads committed records only, commits only what it is given, and joins the group with the
   same id and the same assignor (roundrobin) as an aiokafka member, so replicas on either client share it.
 
-Threads. librdkafka's handle is not ours to call from two threads at once, and its blocking calls must not
-hold the event loop. Each consumer makes every call from one worker thread of its own (a fetch waits there,
-not in the loop); a seek asked for meanwhile is applied before the next fetch. Each producer has a thread
-that serves delivery reports and hands every report of one poll to the loop in one wake-up.
+Threads. A consumer's handle is not ours to call from two threads at once (confluent-kafka serialises its
+calls), and librdkafka's blocking calls must not hold the event loop. Each consumer makes every call from
+one worker thread of its own (a fetch waits there, not in the loop); a seek asked for meanwhile is applied
+before the next fetch. A producer's `produce` is made from the loop (it only queues, and librdkafka takes it
+from any thread); a thread of its own serves the delivery reports and hands every report of one poll to
+the loop in one wake-up.
 """
 
 from __future__ import annotations
