@@ -60,8 +60,6 @@ _GENERATION_OVER = {
 class LibrdkafkaError(KafkaError):  # type: ignore[misc]
     """An error librdkafka reported, as an aiokafka KafkaError so the services' retry policy applies to it."""
 
-    retriable = True
-
     def __init__(self, error: confluent_kafka.KafkaError) -> None:
         super().__init__(f"{error.name()}: {error.str()}")
         self.code = error.code()
@@ -173,7 +171,6 @@ class Producer:
         value: bytes | None = None,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
     ) -> asyncio.Future[None]:
         """Queue a record; the future resolves once the broker acknowledged it (or fails with a KafkaError)."""
         assert self._producer is not None and self._loop is not None, "start() first"
@@ -183,8 +180,6 @@ class Producer:
         options: dict[str, Any] = {"on_delivery": lambda err, _msg: self._reports.append((future, err))}
         if headers:
             options["headers"] = list(headers)
-        if partition is not None:
-            options["partition"] = partition
         while True:
             try:
                 self._producer.produce(topic, value, key, **options)
@@ -243,7 +238,6 @@ class GroupConsumer:
         name: str,
         *topics: str,
         group: str,
-        from_beginning: bool = True,
         pattern: str | None = None,
         follower: bool = False,
         read_headers: bool = True,
@@ -263,7 +257,7 @@ class GroupConsumer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "auto.offset.reset": "earliest",
                 "session.timeout.ms": settings.session_timeout_ms,
                 # As services.common.kafka.consumer's: off the alert's path, an empty fetch may wait 500 ms.
                 "fetch.wait.max.ms": 500 if follower else settings.fetch_max_wait_ms,
