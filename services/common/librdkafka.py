@@ -241,6 +241,7 @@ class GroupConsumer:
         pattern: str | None = None,
         follower: bool = False,
         read_headers: bool = True,
+        max_record_bytes: int | None = None,
     ) -> None:
         # librdkafka takes a subscription that starts with "^" as a regular expression.
         assert pattern is None or pattern.startswith("^"), "a pattern must be anchored"
@@ -250,6 +251,7 @@ class GroupConsumer:
         # never moves again) and confluent-kafka's headers() leaves the error pending, to be raised later at an
         # unrelated line (tests/integration/test_librdkafka.py). Their records are read without headers.
         self._read_headers = read_headers
+        self._max_record_bytes = max_record_bytes
         self._config = _common(settings, name)
         self._config.update(
             {
@@ -269,6 +271,8 @@ class GroupConsumer:
                 "topic.metadata.refresh.interval.ms": 30_000,
             }
         )
+        if max_record_bytes is not None:
+            self._config.update(bounded_fetch(max_record_bytes))
         self._consumer: confluent_kafka.Consumer | None = None
         # Every call to the handle is made from this one thread.
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="librdkafka-consumer")
@@ -309,7 +313,7 @@ class GroupConsumer:
                     raise _error(error)
                 log.warning("kafka.consume_error", client="librdkafka", error=error.name(), detail=error.str())
                 continue
-            record = _record(m, self._read_headers)
+            record = _record(m, self._read_headers, self._max_record_bytes)
             batches.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
         return batches
 
@@ -358,8 +362,42 @@ class GroupConsumer:
                 self._seeks.pop(tp, None)
 
 
-def _record(m: confluent_kafka.Message, read_headers: bool) -> ConsumerRecord[bytes, bytes]:
+def bounded_fetch(max_record_bytes: int) -> dict[str, Any]:
+    """What a reader of topics others write (an agency's) asks of librdkafka, so that what it holds decompressed
+    stays bounded whatever the writer did. The topic's max.message.bytes bounds a batch as written, compressed:
+    a gzip batch of zeros within it inflates about a thousand times (260 KB to 270 MB), and neither client caps
+    gzip (librdkafka caps zstd and lz4 at receive.message.max.bytes). So: a fetch brings at most one such batch
+    (max_record_bytes, or the first batch whole if larger: KIP-74), and no partition is fetched again while
+    more than 1 MiB of what it brought waits to be handed over. librdkafka rounds fetch.max.bytes up to its
+    message.max.bytes, hence that one too."""
+    limit = max(max_record_bytes, 1000)  # librdkafka's least message.max.bytes
+    return {
+        "fetch.max.bytes": limit,
+        "max.partition.fetch.bytes": limit,
+        "message.max.bytes": limit,
+        "queued.max.messages.kbytes": 1024,
+    }
+
+
+def oversized(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The part ("key" or "value") of `record` that was larger than its reader's max_record_bytes, if one was:
+    the reader hands it over empty, with its true size in serialized_key_size / serialized_value_size."""
+    if record.serialized_key_size > len(record.key or b""):
+        return "key"
+    if record.serialized_value_size > len(record.value or b""):
+        return "value"
+    return None
+
+
+def _record(m: confluent_kafka.Message, read_headers: bool, max_bytes: int | None) -> ConsumerRecord[bytes, bytes]:
     key, value = m.key(), m.value()
+    key_size = len(key) if key is not None else -1
+    value_size = len(value) if value is not None else -1
+    # confluent-kafka has already copied both into Python; what is over max_bytes goes no further than here.
+    if max_bytes is not None and key_size > max_bytes:
+        key = b""
+    if max_bytes is not None and value_size > max_bytes:
+        value = b""
     timestamp_type, timestamp = m.timestamp()
     return ConsumerRecord(
         topic=m.topic(),
@@ -370,7 +408,7 @@ def _record(m: confluent_kafka.Message, read_headers: bool) -> ConsumerRecord[by
         key=key,
         value=value,
         checksum=None,
-        serialized_key_size=len(key) if key is not None else -1,
-        serialized_value_size=len(value) if value is not None else -1,
+        serialized_key_size=key_size,
+        serialized_value_size=value_size,
         headers=tuple(m.headers() or ()) if read_headers else (),
     )

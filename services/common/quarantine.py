@@ -80,7 +80,8 @@ def quarantined(record: ConsumerRecord, reason: str, service: str, now: datetime
         offset=record.offset,
         key=None if key is None else key[:MAX_KEY_BYTES],
         value=None if value is None else value[:MAX_VALUE_BYTES],
-        value_size=0 if value is None else len(value),
+        # A reader that drops an oversized value (librdkafka.oversized) says how large it was.
+        value_size=0 if value is None else max(len(value), record.serialized_value_size),
         reason=reason[:MAX_REASON_CHARS],
         service=service,
         quarantined_at=now or utcnow(),

@@ -25,7 +25,7 @@ from services.common.records import AckSubmitted, recipient_key, utcnow
 from services.common.registry import RegistryView
 from services.common.settings import KafkaSettings
 from services.common.topics import ACKS_SUBMITTED, AGENCY_ACKS_PATTERN, agency_of_ack_topic
-from services.gateway.submission import kafka_ack_problem
+from services.gateway.submission import AGENCY_RECORD_MAX_BYTES, kafka_ack_problem
 
 log = get_logger("rctc.gateway.acks")
 
@@ -53,6 +53,7 @@ class KafkaAcks:
             pattern=AGENCY_ACKS_PATTERN,
             follower=True,
             read_headers=False,
+            max_record_bytes=AGENCY_RECORD_MAX_BYTES,  # librdkafka.bounded_fetch: compressed batches inflate
         )
         await self._consumer.start()
 
@@ -73,6 +74,10 @@ class KafkaAcks:
         outbox = Outbox(self._producer, self._codec)
         for record in records:
             agency = agency_of_ack_topic(record.topic)
+            part = librdkafka.oversized(record)
+            if part is not None:
+                await self._quarantine.put(record, f"the record's {part} is larger than an ack may be", "gateway")
+                continue
             try:
                 ack = self._codec.decode(record.value, AckSubmitted)
             except CodecError as exc:

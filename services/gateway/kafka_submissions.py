@@ -42,6 +42,7 @@ from services.common.topics import (
 )
 from services.gateway import intake
 from services.gateway.idempotency import KeyReuseGuard
+from services.gateway.submission import AGENCY_SUBMISSION_MAX_BYTES
 
 log = get_logger("rctc.gateway.submissions")
 
@@ -55,10 +56,27 @@ def unsupported(exc: CodecError) -> intake.Refused:
     )
 
 
+def too_large(record: ConsumerRecord, part: str) -> intake.Refused:
+    """The refusal of a record whose key or value is larger than the topic lets a batch be: it came compressed."""
+    size = record.serialized_key_size if part == "key" else record.serialized_value_size
+    return intake.Refused(
+        413, "too_large", f"the record's {part} is {size} bytes; a submission has at most {AGENCY_SUBMISSION_MAX_BYTES}"
+    )
+
+
+def echoed_key(record: ConsumerRecord) -> bytes | None:
+    """The record's key as a rejection repeats it: only one that could be an idempotency key. A longer one (up
+    to the topic's limit, or far past it compressed) would make the rejection as large, and a rejection the
+    broker refuses is retried for ever: every agency's Kafka intake would stall behind it. The rejection
+    names the record's partition and offset whatever its key."""
+    key = record.key
+    return bytes(key) if key and len(key) <= 4 * intake.MAX_KEY_CHARS else None
+
+
 def rejection(agency: str, record: ConsumerRecord, refusal: intake.Refused) -> SubmissionRejected:
     return SubmissionRejected(
         agency=agency,
-        idempotency_key=intake.record_key(record.key),
+        idempotency_key=intake.record_key(echoed_key(record)),
         partition=record.partition,
         offset=record.offset,
         status=refusal.status,
@@ -70,8 +88,9 @@ def rejection(agency: str, record: ConsumerRecord, refusal: intake.Refused) -> S
 
 
 def rejection_key(record: ConsumerRecord) -> bytes:
-    """The submission's own key, so the agency matches a rejection to what it sent; its position if it had none."""
-    return bytes(record.key) if record.key else f"{record.partition}/{record.offset}".encode()
+    """The submission's own key, so the agency matches a rejection to what it sent; its position if it had none
+    (or one no idempotency key can be: echoed_key)."""
+    return echoed_key(record) or f"{record.partition}/{record.offset}".encode()
 
 
 class KafkaSubmissions:
@@ -99,8 +118,15 @@ class KafkaSubmissions:
         # whatever kafka.hot_path_client says, and no headers read: agencies write these topics, and aiokafka cannot
         # get past a record whose header name is not UTF-8 (services/common/librdkafka.py): one agency's record
         # would stall every agency's Kafka submissions. A submission's trace starts here.
+        # Bounded fetches (librdkafka.bounded_fetch): a compressed batch within the topic's limit can inflate a
+        # thousand times, and each fetch holds at most about one.
         self._consumer = librdkafka.GroupConsumer(
-            self._kafka, GROUP, group=GROUP, pattern=AGENCY_SUBMISSIONS_PATTERN, read_headers=False
+            self._kafka,
+            GROUP,
+            group=GROUP,
+            pattern=AGENCY_SUBMISSIONS_PATTERN,
+            read_headers=False,
+            max_record_bytes=AGENCY_SUBMISSION_MAX_BYTES,
         )
         await self._consumer.start()
 
@@ -126,6 +152,10 @@ class KafkaSubmissions:
             await self._quarantine.put(record, f"a submission on {record.topic}: no such agency", "gateway")
             return
         traceparent = tracing.child_of(tracing.from_headers(record.headers))
+        part = librdkafka.oversized(record)
+        if part is not None:  # as HTTP refuses a body too large (413), not set aside: nothing of it is kept
+            await self._reject(outbox, agency, record, too_large(record, part), traceparent)
+            return
         try:
             request = self._codec.decode(record.value, SubmitAlert)
         except CodecError as exc:

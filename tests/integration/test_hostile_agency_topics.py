@@ -2,9 +2,7 @@
 gateway's readers of those topics (one group over every agency's) must take each one (accept, refuse or set
 it aside) and keep going, for every other agency and for the hostile agency's later records.
 
-A record whose header name is not UTF-8 is tests/integration/test_kafka_submissions.py's. Found by a red-team
-pass and left open (docs/performance.md, README "Not done yet"): a gzip batch under the topic's size limit
-that decompresses to hundreds of MB is taken whole into the gateway's memory and into records.quarantine.
+A record whose header name is not UTF-8 is tests/integration/test_kafka_submissions.py's.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import confluent_kafka
@@ -19,12 +18,20 @@ import confluent_kafka
 from services.common.codec import Codec
 from services.common.kafka import producer
 from services.common.librdkafka import confluent_config
-from services.common.records import AckSubmitted, AlertSubmitted, SubmissionRejected, SubmitAlert, utcnow
+from services.common.records import (
+    AckSubmitted,
+    AlertSubmitted,
+    Quarantined,
+    SubmissionRejected,
+    SubmitAlert,
+    utcnow,
+)
 from services.common.registry.publish import publish_registry
 from services.common.settings import KafkaSettings
 from services.common.topics import (
     ACKS_SUBMITTED,
     ALERTS_SUBMITTED,
+    RECORDS_QUARANTINE,
     agency_ack_topic,
     agency_rejection_topic,
     agency_submission_topic,
@@ -87,9 +94,8 @@ async def send_good(kafka: KafkaSettings, codec: Codec, code: str, key: str, tit
 
 async def test_a_huge_record_key_stalls_no_agencys_kafka_intake(kafka: KafkaSettings, codec: Codec) -> None:
     """A's record key is as long as its topic lets it be (~264 KB): refused (bad_idempotency_key), and the
-    rejection, which carries the key twice (~528 KB), is written, so the reader goes on. (Were the rejections
-    topic's max.message.bytes lowered below that, the write would fail for ever and stall every agency's
-    Kafka intake: the rejection should keep only a bounded part of the key; not done.)"""
+    rejection does not repeat it (its key is the record's position): a rejection as large as the key could be
+    refused by the broker, and would then be retried for ever, stalling every agency's Kafka intake."""
     _cast, a, b = await setup(kafka, codec)
     async with system(kafka, codec):
         raw = raw_producer(kafka, "agency-a-raw")
@@ -98,7 +104,7 @@ async def test_a_huge_record_key_stalls_no_agencys_kafka_intake(kafka: KafkaSett
         after_a = await send_good(kafka, codec, a.code, "a-2", "From A after", "JO")
         assert await eventually(lambda: has(kafka, codec, {after_b, after_a}), within_s=30)
         rejections = await read_topic(kafka, codec, agency_rejection_topic(a.code), SubmissionRejected)
-        assert [r.error for _, r in rejections] == ["bad_idempotency_key"]
+        assert [(k, r.error, r.idempotency_key) for k, r in rejections] == [(b"0/0", "bad_idempotency_key", None)]
 
 
 async def test_odd_submission_records_stall_no_agencys_kafka_intake(kafka: KafkaSettings, codec: Codec) -> None:
@@ -147,6 +153,9 @@ async def test_odd_ack_records_stall_no_agencys_ack_intake(kafka: KafkaSettings,
         produce(raw, topic, None, None)
         produce(raw, topic, b"", b"x" * 60_000)
         produce(raw, topic, b"\x00" * 60_000, None, headers=[(f"h{i}", None) for i in range(500)])
+        # 16 MiB of zeros in a gzip batch of 16 KB: set aside without its value (larger than an ack may be).
+        zipped = raw_producer(kafka, "agency-a-gzip-acks", **{"compression.type": "gzip", "message.max.bytes": 10**9})
+        produce(zipped, topic, bytes(16 * 1024 * 1024), b"zip")
         alert_id = str(uuid.uuid4())
         ack = AckSubmitted(ack_id="ack-b-1", alert_id=alert_id, agency=b.code, channel="kafka", submitted_at=utcnow())
         p = producer(kafka, "agency-b-acks")
@@ -161,6 +170,9 @@ async def test_odd_ack_records_stall_no_agencys_ack_intake(kafka: KafkaSettings,
             return any(x.alert_id == alert_id and x.agency == b.code for _, x in got)
 
         assert await eventually(forwarded, within_s=40)
+        entries = await read_topic(kafka, codec, RECORDS_QUARANTINE, Quarantined)
+        big = [q for _, q in entries if q.topic == topic and q.value_size == 16 * 1024 * 1024]
+        assert len(big) == 1 and big[0].value == b"" and "larger than an ack may be" in big[0].reason
 
 
 async def test_an_open_transaction_on_one_agencys_topic_holds_up_no_other(kafka: KafkaSettings, codec: Codec) -> None:
@@ -190,3 +202,50 @@ async def test_an_open_transaction_on_one_agencys_topic_holds_up_no_other(kafka:
         assert took_a > 15 > took_b  # A's waited for the broker's abort of its transaction; B's did not
         assert alert_id_for(a.code, "in-txn") not in await submitted_ids(kafka, codec)
         del tx
+
+
+def _vm(field: str) -> int:
+    """This process's /proc status `field` (VmRSS, VmHWM), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(field)
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM starts again from VmRSS (Linux 4.0+)
+
+
+BOMB = 192 * 1024 * 1024  # a gzip batch of ~190 KB, under the submissions topic's 260 KB
+
+
+async def test_a_compression_bomb_stays_out_of_the_gateways_memory(kafka: KafkaSettings, codec: Codec) -> None:
+    """A writes gzip batches under its topic's limit that decompress to 192 MiB each (a value of zeros, four
+    times) and one whose key is 16 MiB: each is refused (too_large), B's submission goes
+    through, and the gateway never holds more than about one such batch at a time (the services run in this
+    process: its peak RSS is theirs). Before, a fetch took every bomb at once and copied each value into
+    Python: well over a GiB; and a rejection carried the 16 MiB key, which no topic takes, so the gateway
+    stopped, and after a restart met the same record again: every agency's Kafka intake stalled."""
+    _cast, a, b = await setup(kafka, codec)
+    topic = agency_submission_topic(a.code)
+    bomber = raw_producer(
+        kafka, "agency-a-bomb", **{"compression.type": "gzip", "message.max.bytes": 1_000_000_000, "linger.ms": 0}
+    )
+    for _ in range(4):
+        produce(bomber, topic, bytes(BOMB), b"bomb")
+    produce(bomber, topic, codec.encode(SubmitAlert(body=body("key bomb", "JO"))), b"k" * (16 * 1024 * 1024))
+    del bomber
+    before = _vm("VmRSS")
+    _reset_peak_rss()
+    async with system(kafka, codec):
+        after_b = await send_good(kafka, codec, b.code, "b-1", "From B", "IQ")
+        after_a = await send_good(kafka, codec, a.code, "a-after", "From A after", "JO")
+        assert await eventually(lambda: has(kafka, codec, {after_b, after_a}), within_s=60)
+        rejections = await read_topic(kafka, codec, agency_rejection_topic(a.code), SubmissionRejected)
+        assert [(k, r.error) for k, r in rejections] == [(b"bomb", "too_large")] * 4 + [(b"0/4", "too_large")]
+        assert "key is 16777216 bytes" in rejections[-1][1].message
+        grew = _vm("VmHWM") - before
+    # Bounded: a bomb decompressed (librdkafka) and copied (confluent-kafka) at a time, and the next one's
+    # fetch perhaps under way: 416 MiB measured. Unbounded, one fetch took all four: 993 MiB.
+    assert grew < 3.5 * BOMB, f"the gateway's peak grew by {grew >> 20} MiB reading four {BOMB >> 20} MiB bombs"

@@ -165,3 +165,23 @@ async def test_a_rejection_carries_the_error_body_http_answers(
     headers = {"Authorization": "Bearer ok", "Content-Type": "application/json", "Idempotency-Key": "k"}
     async with http.post("/v1/alerts", data=body, headers=headers) as answer:
         assert (answer.status, await answer.json()) == (rejection.status, http_body(rejection))
+
+
+async def test_what_a_reader_dropped_as_oversized_is_refused_and_no_long_key_is_echoed(codec: Codec) -> None:
+    """A key or value the reader dropped as larger than a submission may be (a compressed batch inflates: see
+    librdkafka.oversized) is refused too_large, saying which part and how large; a key no idempotency key can
+    be is not repeated in the rejection (its key is the record's position): a rejection as large as the key
+    could be refused by the broker, and a rejection that cannot be written stalls every agency's intake."""
+    valid = submit(codec, alert_json())
+    dropped_value = ConsumerRecord(TOPIC, 0, 0, 0, 0, b"k-1", b"", None, 3, 300_000_000, [])
+    dropped_key = ConsumerRecord(TOPIC, 0, 1, 0, 0, b"", valid, None, 16_000_000, len(valid), [])
+    long_key = record(2, valid, b"k" * 1021)
+    producer = await handled(codec, [dropped_value, dropped_key, long_key])
+    rejected = [(k, codec.decode(v, SubmissionRejected)) for t, k, v in producer.sent if t == REJECTIONS]
+    assert [(k, r.error, r.idempotency_key) for k, r in rejected] == [
+        (b"k-1", "too_large", "k-1"),
+        (b"0/1", "too_large", None),
+        (b"0/2", "bad_idempotency_key", None),
+    ]
+    assert "value is 300000000 bytes" in rejected[0][1].message and "key is 16000000 bytes" in rejected[1][1].message
+    assert [t for t, _, _ in producer.sent] == [REJECTIONS] * 3  # nothing else kept of them

@@ -56,3 +56,10 @@ def test_the_transactional_entry_is_keyed_by_where_the_record_was(codec: Codec) 
         b"agency.JO-B.acks/0/41",
         "bad",
     )
+
+
+def test_a_value_the_reader_dropped_keeps_its_true_size() -> None:
+    """A reader bounded by max_record_bytes hands over an oversized value empty, with its size beside it."""
+    dropped = ConsumerRecord("agency.JO-B.acks", 0, 41, 0, 0, b"k", b"", None, 1, 16_777_216, [])
+    entry = quarantined(dropped, "larger than an ack may be", "gateway")
+    assert (entry.value, entry.value_size) == (b"", 16_777_216)
