@@ -22,13 +22,15 @@ calls), and librdkafka's blocking calls must not hold the event loop. Each consu
 one worker thread of its own (a fetch waits there, not in the loop); a seek asked for meanwhile is applied
 before the next fetch. A producer's `produce` is made from the loop (it only queues, and librdkafka takes it
 from any thread); a thread of its own serves the delivery reports and hands every report of one poll to
-the loop in one wake-up.
+the loop in one wake-up. Should that thread stop on an exception, every send waiting and every later one
+fails with PollerFailed, which stops the service rather than leave it waiting for answers that cannot come.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -55,6 +57,12 @@ _GENERATION_OVER = {
     confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS,
     confluent_kafka.KafkaError._ASSIGNMENT_LOST,
 }
+
+
+class PollerFailed(RuntimeError):
+    """A producer's poller thread stopped on an exception: no delivery report reaches a future any more. Not a
+    KafkaError on purpose: a loop would retry that for ever on a producer that can never answer; this stops the
+    service (a bug, consume.py), and a restart makes a new producer."""
 
 
 class LibrdkafkaError(KafkaError):  # type: ignore[misc]
@@ -149,6 +157,7 @@ class Producer:
         self._unanswered: set[asyncio.Future[None]] = set()
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self._failed: PollerFailed | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -174,6 +183,8 @@ class Producer:
     ) -> asyncio.Future[None]:
         """Queue a record; the future resolves once the broker acknowledged it (or fails with a KafkaError)."""
         assert self._producer is not None and self._loop is not None, "start() first"
+        if self._failed is not None:
+            raise self._failed
         future: asyncio.Future[None] = self._loop.create_future()
         self._unanswered.add(future)
         future.add_done_callback(self._unanswered.discard)
@@ -211,11 +222,23 @@ class Producer:
 
     def _poll(self) -> None:
         assert self._producer is not None and self._loop is not None
-        while not self._stopping.is_set():
-            self._producer.poll(0.1)  # delivery reports are appended to _reports by the callbacks meanwhile
-            if self._reports:
-                reports, self._reports = self._reports, []
-                self._loop.call_soon_threadsafe(_settle, reports)
+        try:
+            while not self._stopping.is_set():
+                self._producer.poll(0.1)  # delivery reports are appended to _reports by the callbacks meanwhile
+                if self._reports:
+                    reports, self._reports = self._reports, []
+                    self._loop.call_soon_threadsafe(_settle, reports)
+        except Exception as exc:  # a callback raised (poll() re-raises it): without this thread nothing is answered
+            log.error("kafka.poller_failed", client="librdkafka", error=repr(exc))
+            self._failed = PollerFailed(f"the producer's poller stopped: {exc!r}")
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                self._loop.call_soon_threadsafe(self._fail_unanswered)
+
+    def _fail_unanswered(self) -> None:
+        assert self._failed is not None
+        for future in list(self._unanswered):
+            if not future.done():
+                future.set_exception(self._failed)
 
 
 def _settle(reports: Iterable[tuple[asyncio.Future[None], confluent_kafka.KafkaError | None]]) -> None:

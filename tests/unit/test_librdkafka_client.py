@@ -1,10 +1,17 @@
-"""What a reader of agency-written topics asks of librdkafka, and how it tells a part it dropped as oversized."""
+"""services/common/librdkafka.py without a broker: what a reader of agency-written topics asks of librdkafka,
+how it tells a part it dropped as oversized, and what a producer does when its poller thread dies."""
 
 from __future__ import annotations
 
+import asyncio
+
+import confluent_kafka
+import pytest
 from aiokafka import ConsumerRecord
 
-from services.common.librdkafka import GroupConsumer, bounded_fetch, oversized
+from services.common import librdkafka
+from services.common.librdkafka import GroupConsumer, PollerFailed, bounded_fetch, oversized
+from services.common.ops import free_port
 from services.common.settings import KafkaSettings
 
 PLAIN = KafkaSettings(security_protocol="PLAINTEXT")  # nothing is connected: only the configuration is read
@@ -35,3 +42,25 @@ def test_oversized_names_the_part_handed_over_empty() -> None:
     assert oversized(rec(None, None, -1, -1)) is None
     assert oversized(rec(b"", b"v", 9_000_000, 1)) == "key"
     assert oversized(rec(b"k", b"", 1, 9_000_000)) == "value"
+
+
+async def test_a_poller_that_dies_fails_every_waiting_send_and_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A callback that raises stops the poller thread (poll() re-raises it). Without a guard the futures would
+    wait for ever (reports, even timeouts, come only through poll()) and the service would hang; now each fails
+    with PollerFailed, which no loop retries, and so does every later send."""
+
+    def raising(error: confluent_kafka.KafkaError) -> None:
+        raise ValueError(f"a callback's bug ({error.name()})")
+
+    monkeypatch.setattr(librdkafka, "_log_error", raising)  # called from poll() on the refused connection below
+    settings = KafkaSettings(security_protocol="PLAINTEXT", bootstrap_servers=f"127.0.0.1:{free_port()}")
+    producer = librdkafka.Producer(settings, "t")
+    await producer.start()
+    try:
+        waiting = await producer.send("t", b"v")
+        with pytest.raises(PollerFailed, match="a callback's bug"):
+            await asyncio.wait_for(waiting, 10)
+        with pytest.raises(PollerFailed):
+            await producer.send("t", b"w")
+    finally:
+        await asyncio.wait_for(producer.stop(), 10)
