@@ -33,18 +33,26 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import confluent_kafka
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter
 
 from services.common.errors import ConfigurationError
 from services.common.logs import get_logger
 from services.common.settings import KafkaSettings
 
 log = get_logger(__name__)
+
+CONSUME_ERRORS = Counter(
+    "rctc_kafka_consume_errors_total",
+    "Errors librdkafka handed over in place of a record and went on past, by consumer and error.",
+    ["consumer", "error"],
+)
 
 # librdkafka's own lines (connection trouble, retries) go through `logging`, and so out in our JSON format.
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
@@ -303,6 +311,7 @@ class GroupConsumer:
         # Seeks asked for from the loop, made by the worker before its next fetch.
         self._seeks: dict[TopicPartition, int] = {}
         self._lock = threading.Lock()
+        self._errors = _ErrorLog(name)
 
     async def start(self) -> None:
         await self._call(self._open)
@@ -334,7 +343,7 @@ class GroupConsumer:
             if error is not None:
                 if error.fatal():
                     raise _error(error)
-                log.warning("kafka.consume_error", client="librdkafka", error=error.name(), detail=error.str())
+                self._errors.seen(error, m.topic(), m.partition())
                 continue
             record = _record(m, self._read_headers, self._max_record_bytes)
             batches.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
@@ -383,6 +392,39 @@ class GroupConsumer:
         with self._lock:
             for tp in gone:
                 self._seeks.pop(tp, None)
+
+
+class _ErrorLog:
+    """The log line `kafka.consume_error` for an error librdkafka hands over in place of a record and goes on
+    past (a batch it cannot decompress, a topic the principal may not read): one line the first time an error
+    comes from a partition, then at most one a minute with how many came meanwhile. A writer that can make the
+    error at will (an agency, on its own topic) must not be able to flood the log with it."""
+
+    EVERY_S = 60.0
+
+    def __init__(self, consumer: str) -> None:
+        self._consumer = consumer
+        self._last: dict[tuple[str, str | None, int | None], tuple[float, int]] = {}
+
+    def seen(self, error: confluent_kafka.KafkaError, topic: str | None, partition: int | None) -> None:
+        CONSUME_ERRORS.labels(self._consumer, error.name()).inc()
+        where = (error.name(), topic, partition)
+        now = time.monotonic()
+        logged_at, since = self._last.get(where, (-self.EVERY_S, 0))
+        if now - logged_at < self.EVERY_S:
+            self._last[where] = (logged_at, since + 1)
+            return
+        self._last[where] = (now, 0)
+        log.warning(
+            "kafka.consume_error",
+            client="librdkafka",
+            consumer=self._consumer,
+            error=error.name(),
+            detail=error.str(),
+            topic=topic,
+            partition=partition,
+            repeated=since,
+        )
 
 
 def bounded_fetch(max_record_bytes: int) -> dict[str, Any]:

@@ -64,3 +64,29 @@ async def test_a_poller_that_dies_fails_every_waiting_send_and_the_next(monkeypa
             await producer.send("t", b"w")
     finally:
         await asyncio.wait_for(producer.stop(), 10)
+
+
+def test_a_repeating_consume_error_is_logged_once_a_minute_and_always_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agency can make the same error at will (a batch librdkafka cannot decompress): the first of each per
+    partition is logged, the rest counted into the next line a minute later; the metric counts them all."""
+    lines: list[dict[str, object]] = []
+    monkeypatch.setattr(librdkafka.log, "warning", lambda event, **kw: lines.append({"event": event, **kw}))
+    clock = [1000.0]
+    monkeypatch.setattr(librdkafka.time, "monotonic", lambda: clock[0])
+    errors = librdkafka._ErrorLog("gateway-submissions")
+    bad = confluent_kafka.KafkaError(confluent_kafka.KafkaError._BAD_COMPRESSION)
+    counted = librdkafka.CONSUME_ERRORS.labels("gateway-submissions", bad.name())
+    before = counted._value.get()
+    for _ in range(500):
+        errors.seen(bad, "agency.X.submissions", 0)
+    errors.seen(bad, "agency.Y.submissions", 0)
+    clock[0] += 61
+    errors.seen(bad, "agency.X.submissions", 0)
+    assert [(line["topic"], line["repeated"]) for line in lines] == [
+        ("agency.X.submissions", 0),
+        ("agency.Y.submissions", 0),
+        ("agency.X.submissions", 499),
+    ]
+    assert counted._value.get() - before == 502
