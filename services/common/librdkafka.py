@@ -17,6 +17,11 @@ either client and the retry policy (`consume.RETRYABLE`) is unchanged:
 - the consumer reads committed records only, commits only what it is given, and joins the group with the
   same id and the same assignor (roundrobin) as an aiokafka member, so replicas on either client share it.
 
+Pacing. A consumer given `pace` hands over of each partition only as many records as it allows, and holds the
+partition back (paused, then read again from the first record not handed over) for the time it says: what
+one writer floods a partition with makes way for the other partitions' records meanwhile. The gateway paces
+each agency's topics at its rate limit (services/gateway/ratelimit.py).
+
 Threads. A consumer's handle is not ours to call from two threads at once (confluent-kafka serialises its
 calls), and librdkafka's blocking calls must not hold the event loop. Each consumer makes every call from
 one worker thread of its own (a fetch waits there, not in the loop); a seek asked for meanwhile is applied
@@ -34,7 +39,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import confluent_kafka
@@ -50,7 +55,7 @@ log = get_logger(__name__)
 
 CONSUME_ERRORS = Counter(
     "rctc_kafka_consume_errors_total",
-    "Errors librdkafka handed over in place of a record and went on past, by consumer and error.",
+    "Errors librdkafka handed over in place of a record, by consumer and error.",
     ["consumer", "error"],
 )
 
@@ -259,6 +264,11 @@ def _settle(reports: Iterable[tuple[asyncio.Future[None], confluent_kafka.KafkaE
             future.set_exception(_error(error))
 
 
+# How many of the records a fetch brought of a partition may be handed over now, and if fewer, the seconds to
+# hold the rest back (GroupConsumer's `pace`: an agency's records at its rate limit, services/gateway).
+Pace = Callable[[TopicPartition, int], tuple[int, float]]
+
+
 class GroupConsumer:
     """A consumer in a group, reading committed records, with aiokafka's `getmany` / `commit` / `seek` /
     `assignment`. Commits are explicit; nothing is committed automatically."""
@@ -273,6 +283,7 @@ class GroupConsumer:
         follower: bool = False,
         read_headers: bool = True,
         max_record_bytes: int | None = None,
+        pace: Pace | None = None,
     ) -> None:
         # librdkafka takes a subscription that starts with "^" as a regular expression.
         assert pattern is None or pattern.startswith("^"), "a pattern must be anchored"
@@ -283,6 +294,13 @@ class GroupConsumer:
         # unrelated line (tests/integration/test_librdkafka.py). Their records are read without headers.
         self._read_headers = read_headers
         self._max_record_bytes = max_record_bytes
+        # Held partitions (`pace`): the loop's, from the offset the hold starts at (a record of it at or past that
+        # offset is not handed over until the worker has resumed it), and the worker's, paused until a time.
+        self._pace = pace
+        self._held: dict[TopicPartition, int] = {}
+        self._holds: dict[TopicPartition, tuple[int, float]] = {}  # asked for by the loop, under the lock
+        self._paused: dict[TopicPartition, tuple[int, float]] = {}  # worker only: (resume from, at monotonic time)
+        self._released: set[TopicPartition] = set()  # worker only: resumed or revoked since the last fetch
         self._config = _common(settings, name)
         self._config.update(
             {
@@ -334,9 +352,13 @@ class GroupConsumer:
         librdkafka fetched ahead are dropped by the seek, so none from before it is returned after it."""
         with self._lock:
             self._seeks[tp] = offset
+        if tp in self._held:  # a rewind of a held partition: it resumes from the earlier offset
+            self._held[tp] = min(self._held[tp], offset)
 
     async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
-        messages = await self._call(self._consume, max_records or 500, timeout_ms / 1000)
+        messages, released = await self._call(self._consume, max_records or 500, timeout_ms / 1000)
+        for tp in released:
+            self._held.pop(tp, None)
         batches: dict[TopicPartition, list[Any]] = {}
         for m in messages:
             error = m.error()
@@ -345,9 +367,25 @@ class GroupConsumer:
                     raise _error(error)
                 self._errors.seen(error, m.topic(), m.partition())
                 continue
-            record = _record(m, self._read_headers, self._max_record_bytes)
-            batches.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
-        return batches
+            tp = TopicPartition(m.topic(), m.partition())
+            held_from = self._held.get(tp)
+            if held_from is not None and m.offset() >= held_from:
+                continue  # fetched before its pause took effect: read again from held_from when resumed
+            batches.setdefault(tp, []).append(_record(m, self._read_headers, self._max_record_bytes))
+        if self._pace is not None:
+            for tp, records in batches.items():
+                taken, wait_s = self._pace(tp, len(records))
+                if taken < len(records):
+                    self._hold(tp, records[taken].offset, wait_s)
+                    del records[taken:]
+        return {tp: records for tp, records in batches.items() if records}
+
+    def _hold(self, tp: TopicPartition, offset: int, wait_s: float) -> None:
+        """Hand over nothing of `tp` from `offset` on for `wait_s`: its partition is paused, so that what was
+        fetched of it makes way for the other partitions' records, and then read again from `offset`."""
+        self._held[tp] = offset
+        with self._lock:
+            self._holds[tp] = (offset, wait_s)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         listed = [confluent_kafka.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
@@ -363,22 +401,44 @@ class GroupConsumer:
             if tp.error is not None:
                 raise _error(tp.error)
 
-    def _consume(self, count: int, timeout_s: float) -> list[confluent_kafka.Message]:
+    def _consume(self, count: int, timeout_s: float) -> tuple[list[confluent_kafka.Message], set[TopicPartition]]:
+        """The messages ready (waiting up to `timeout_s` for one), and the held partitions released since the
+        last call (resumed, or revoked: the new owner reads from the commit)."""
         assert self._consumer is not None
+        now = time.monotonic()
         with self._lock:
             seeks, self._seeks = self._seeks, {}
+            holds, self._holds = self._holds, {}
+        for tp, (offset, wait_s) in holds.items():
+            if tp in self._assigned:
+                self._consumer.pause([_ctp(tp)])
+                self._paused[tp] = (offset, now + wait_s)
+            else:
+                self._released.add(tp)
         for tp, offset in seeks.items():
-            if tp in self._assigned:  # a rebalance in between took it: the new owner reads from the commit
-                self._consumer.seek(confluent_kafka.TopicPartition(tp.topic, tp.partition, offset))
+            if tp in self._paused:  # applied when it resumes
+                self._paused[tp] = (offset, self._paused[tp][1])
+            elif tp in self._assigned:  # a rebalance in between took it: the new owner reads from the commit
+                self._consumer.seek(_ctp(tp, offset))
+        for tp, (offset, at) in list(self._paused.items()):
+            if at <= now:
+                # Resumed, then sought: librdkafka would go on after the last message it handed over, which
+                # getmany dropped while the pause was taking effect.
+                self._consumer.resume([_ctp(tp)])
+                self._consumer.seek(_ctp(tp, offset))
+                del self._paused[tp]
+                self._released.add(tp)
+        if self._paused:
+            timeout_s = min(timeout_s, max(0.0, min(at for _, at in self._paused.values()) - now))
         # What is already here, without waiting; else wait for one record and take what came with it. (consume(n,
         # timeout) itself waits until it has n records or the time is up: 170 ms more per hop at 20 alerts/s.)
         ready: list[confluent_kafka.Message] = self._consumer.consume(count, 0)
-        if ready:
-            return ready
-        first = self._consumer.poll(timeout_s)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(count - 1, 0)] if count > 1 else [first]
+        if not ready:
+            first = self._consumer.poll(timeout_s)
+            if first is not None:
+                ready = [first, *self._consumer.consume(count - 1, 0)] if count > 1 else [first]
+        released, self._released = self._released, set()
+        return ready, released
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -392,13 +452,22 @@ class GroupConsumer:
         with self._lock:
             for tp in gone:
                 self._seeks.pop(tp, None)
+        for tp in gone & self._paused.keys():
+            del self._paused[tp]
+            self._released.add(tp)
+
+
+def _ctp(tp: TopicPartition, offset: int | None = None) -> confluent_kafka.TopicPartition:
+    if offset is None:
+        return confluent_kafka.TopicPartition(tp.topic, tp.partition)
+    return confluent_kafka.TopicPartition(tp.topic, tp.partition, offset)
 
 
 class _ErrorLog:
-    """The log line `kafka.consume_error` for an error librdkafka hands over in place of a record and goes on
-    past (a batch it cannot decompress, a topic the principal may not read): one line the first time an error
-    comes from a partition, then at most one a minute with how many came meanwhile. A writer that can make the
-    error at will (an agency, on its own topic) must not be able to flood the log with it."""
+    """The log line `kafka.consume_error` for an error librdkafka hands over in place of a record (a batch it
+    cannot decompress, which it then fetches again and again; a topic the principal may not read): one line the
+    first time an error comes from a partition, then at most one a minute with how many came meanwhile. A
+    writer that can make the error at will (an agency, on its own topic) must not be able to flood the log."""
 
     EVERY_S = 60.0
 
@@ -431,9 +500,10 @@ def bounded_fetch(max_record_bytes: int) -> dict[str, Any]:
     """What a reader of topics others write (an agency's) asks of librdkafka, so that what it holds decompressed
     stays bounded whatever the writer did. The topic's max.message.bytes bounds a batch as written, compressed:
     a gzip batch of zeros within it inflates about a thousand times (260 KB to 270 MB), and neither client caps
-    gzip (librdkafka caps zstd and lz4 at receive.message.max.bytes). So: a fetch brings at most one such batch
-    (max_record_bytes, or the first batch whole if larger: KIP-74), and no partition is fetched again while
-    more than 1 MiB of what it brought waits to be handed over. librdkafka rounds fetch.max.bytes up to its
+    gzip (librdkafka refuses zstd and lz4 past receive.message.max.bytes, and fetches such a batch again and
+    again: that partition stops there). So: a fetch brings at most one such batch (max_record_bytes, or the
+    first batch whole if larger: KIP-74), and no partition is fetched again while more than 1 MiB of what it
+    brought waits to be handed over. librdkafka rounds fetch.max.bytes up to its
     message.max.bytes, hence that one too."""
     limit = max(max_record_bytes, 1000)  # librdkafka's least message.max.bytes
     return {

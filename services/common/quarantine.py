@@ -63,6 +63,11 @@ QUARANTINED = Counter(
 # source topic (its topic, partition and offset are in the entry) until that topic's retention ends.
 MAX_KEY_BYTES = 16 * 1024
 MAX_VALUE_BYTES = 512 * 1024
+# What an entry keeps of a value an agency wrote (its own submissions and acks topics): enough to see what it
+# is. An agency can make every record of a compressed batch an entry, so an entry that kept the whole value
+# would turn a 230 KB batch into 230 MB on records.quarantine, which is kept for ever; the record itself stays
+# on the agency's topic (where the entry says) for that topic's retention.
+AGENCY_VALUE_BYTES = 4 * 1024
 MAX_REASON_CHARS = 1000
 
 
@@ -71,15 +76,22 @@ def source_key(record: ConsumerRecord) -> bytes:
     return f"{record.topic}/{record.partition}/{record.offset}".encode()
 
 
-def quarantined(record: ConsumerRecord, reason: str, service: str, now: datetime | None = None) -> Quarantined:
-    """The entry for `record`, refused by `service` for `reason`."""
+def quarantined(
+    record: ConsumerRecord,
+    reason: str,
+    service: str,
+    now: datetime | None = None,
+    *,
+    max_value_bytes: int = MAX_VALUE_BYTES,
+) -> Quarantined:
+    """The entry for `record`, refused by `service` for `reason`, keeping at most `max_value_bytes` of its value."""
     key, value = _raw(record.key), _raw(record.value)
     return Quarantined(
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         key=None if key is None else key[:MAX_KEY_BYTES],
-        value=None if value is None else value[:MAX_VALUE_BYTES],
+        value=None if value is None else value[: min(max_value_bytes, MAX_VALUE_BYTES)],
         # A reader that drops an oversized value (librdkafka.oversized) says how large it was.
         value_size=0 if value is None else max(len(value), record.serialized_value_size),
         reason=reason[:MAX_REASON_CHARS],
@@ -112,6 +124,7 @@ class Quarantine:
         *,
         kafka: KafkaSettings | None = None,
         name: str = "quarantine",
+        max_value_bytes: int = MAX_VALUE_BYTES,
     ) -> None:
         if producer is None and kafka is None:
             raise ValueError("Quarantine needs a producer, or Kafka settings to open its own")
@@ -119,6 +132,7 @@ class Quarantine:
         self._codec = codec
         self._kafka = kafka
         self._name = name
+        self._max_value_bytes = max_value_bytes  # AGENCY_VALUE_BYTES for what agencies write
         self._own: AIOKafkaProducer | None = None
 
     @classmethod
@@ -128,7 +142,8 @@ class Quarantine:
 
     def entry(self, record: ConsumerRecord, reason: str, service: str) -> tuple[str, bytes, bytes]:
         """(topic, key, value) of the entry for `record`, to add to a transaction's outputs."""
-        return RECORDS_QUARANTINE, source_key(record), self._codec.encode(quarantined(record, reason, service))
+        entry = quarantined(record, reason, service, max_value_bytes=self._max_value_bytes)
+        return RECORDS_QUARANTINE, source_key(record), self._codec.encode(entry)
 
     async def put(self, record: ConsumerRecord, reason: str, service: str, *, best_effort: bool = False) -> None:
         """Write the entry for `record` and wait for the broker to have it; then log and count it.

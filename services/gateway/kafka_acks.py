@@ -20,11 +20,12 @@ from services.common.consume import consume_batches
 from services.common.errors import CodecError
 from services.common.kafka import AnyProducer, Outbox
 from services.common.logs import get_logger
-from services.common.quarantine import Quarantine
+from services.common.quarantine import AGENCY_VALUE_BYTES, Quarantine
 from services.common.records import AckSubmitted, recipient_key, utcnow
 from services.common.registry import RegistryView
 from services.common.settings import KafkaSettings
 from services.common.topics import ACKS_SUBMITTED, AGENCY_ACKS_PATTERN, agency_of_ack_topic
+from services.gateway.ratelimit import KafkaPace
 from services.gateway.submission import AGENCY_RECORD_MAX_BYTES, kafka_ack_problem
 
 log = get_logger("rctc.gateway.acks")
@@ -40,7 +41,7 @@ class KafkaAcks:
         # The registry in force: an ack from an agency it suspends or no longer lists is refused, as over HTTP
         # (records written before its ACLs went, or on a broker whose ACLs an apply skipped).
         self._registry = registry
-        self._quarantine = Quarantine(producer, codec)
+        self._quarantine = Quarantine(producer, codec, max_value_bytes=AGENCY_VALUE_BYTES)
         self._consumer: librdkafka.GroupConsumer | None = None
 
     async def start(self) -> None:
@@ -54,6 +55,7 @@ class KafkaAcks:
             follower=True,
             read_headers=False,
             max_record_bytes=AGENCY_RECORD_MAX_BYTES,  # librdkafka.bounded_fetch: compressed batches inflate
+            pace=KafkaPace(self._registry, agency_of_ack_topic, "acks"),  # at the agency's rate limit, as HTTP acks
         )
         await self._consumer.start()
 

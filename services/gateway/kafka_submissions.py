@@ -8,9 +8,11 @@ alerts.submitted exactly as an HTTP one does (the alert id derived from (agency,
 twice, or read twice after a restart, is routed once: the router de-duplicates by alert id); a refused one
 becomes a SubmissionRejected on `agency.<CODE>.rejections` with the error body HTTP answers.
 
-Not rate limited here, unlike HTTP: the record is already stored when the gateway reads it, so refusing it
-would only make the agency send it again. Kafka's own quotas on the agency's principal (producer_byte_rate)
-and the topic's max.message.bytes bound what an agency can write; README.md, "Security model".
+Taken at the agency's rate limit, as HTTP requests are, but not refused past it: the record is already stored,
+so refusing it would only make the agency send it again. The reader holds the agency's topic back until its
+bucket refills (ratelimit.KafkaPace), and every other agency's records go on meanwhile. Kafka's own quotas on
+the agency's principal (producer_byte_rate) and the topic's max.message.bytes bound what an agency can write
+in bytes, not in records; README.md, "Security model".
 
 A record that is not a SubmitAlert goes to records.quarantine (for an operator) and the agency is told
 (`unsupported_record`); a record on the topic of an agency the registry does not know goes to quarantine
@@ -30,7 +32,7 @@ from services.common.consume import consume_batches
 from services.common.errors import CodecError
 from services.common.kafka import AnyProducer, Outbox
 from services.common.logs import get_logger
-from services.common.quarantine import Quarantine
+from services.common.quarantine import AGENCY_VALUE_BYTES, Quarantine
 from services.common.records import Problem, SubmissionRejected, SubmitAlert, utcnow
 from services.common.registry import RegistryView
 from services.common.settings import KafkaSettings
@@ -42,6 +44,7 @@ from services.common.topics import (
 )
 from services.gateway import intake
 from services.gateway.idempotency import KeyReuseGuard
+from services.gateway.ratelimit import KafkaPace
 from services.gateway.submission import AGENCY_SUBMISSION_MAX_BYTES
 
 log = get_logger("rctc.gateway.submissions")
@@ -110,7 +113,7 @@ class KafkaSubmissions:
         self._registry = registry
         self._keys = keys
         self._max_body_bytes = max_body_bytes
-        self._quarantine = Quarantine(producer, codec)
+        self._quarantine = Quarantine(producer, codec, max_value_bytes=AGENCY_VALUE_BYTES)
         self._consumer: librdkafka.GroupConsumer | None = None
 
     async def start(self) -> None:
@@ -127,6 +130,7 @@ class KafkaSubmissions:
             pattern=AGENCY_SUBMISSIONS_PATTERN,
             read_headers=False,
             max_record_bytes=AGENCY_SUBMISSION_MAX_BYTES,
+            pace=KafkaPace(self._registry, lambda topic: agency_of(topic, "submissions"), "submissions"),
         )
         await self._consumer.start()
 

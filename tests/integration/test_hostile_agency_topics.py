@@ -7,9 +7,11 @@ A record whose header name is not UTF-8 is tests/integration/test_kafka_submissi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,24 @@ async def send_good(kafka: KafkaSettings, codec: Codec, code: str, key: str, tit
     return alert_id_for(code, key)
 
 
+async def ack_from(kafka: KafkaSettings, codec: Codec, code: str) -> Callable[[], Awaitable[bool]]:
+    """`code` writes an ack to its acks topic; the check that the gateway forwarded it to acks.submitted."""
+    alert_id = str(uuid.uuid4())
+    ack = AckSubmitted(ack_id=f"ack-{code}", alert_id=alert_id, agency=code, channel="kafka", submitted_at=utcnow())
+    p = producer(kafka, f"agency-{code}-acks")
+    await p.start()
+    try:
+        await p.send_and_wait(agency_ack_topic(code), codec.encode(ack))
+    finally:
+        await p.stop()
+
+    async def forwarded() -> bool:
+        got = await read_topic(kafka, codec, ACKS_SUBMITTED, AckSubmitted)
+        return any(x.alert_id == alert_id and x.agency == code for _, x in got)
+
+    return forwarded
+
+
 async def test_a_huge_record_key_stalls_no_agencys_kafka_intake(kafka: KafkaSettings, codec: Codec) -> None:
     """A's record key is as long as its topic lets it be (~264 KB): refused (bad_idempotency_key), and the
     rejection does not repeat it (its key is the record's position): a rejection as large as the key could be
@@ -156,23 +176,16 @@ async def test_odd_ack_records_stall_no_agencys_ack_intake(kafka: KafkaSettings,
         # 16 MiB of zeros in a gzip batch of 16 KB: set aside without its value (larger than an ack may be).
         zipped = raw_producer(kafka, "agency-a-gzip-acks", **{"compression.type": "gzip", "message.max.bytes": 10**9})
         produce(zipped, topic, bytes(16 * 1024 * 1024), b"zip")
-        alert_id = str(uuid.uuid4())
-        ack = AckSubmitted(ack_id="ack-b-1", alert_id=alert_id, agency=b.code, channel="kafka", submitted_at=utcnow())
-        p = producer(kafka, "agency-b-acks")
-        await p.start()
-        try:
-            await p.send_and_wait(agency_ack_topic(b.code), codec.encode(ack))
-        finally:
-            await p.stop()
+        assert await eventually(await ack_from(kafka, codec, b.code), within_s=40)
 
-        async def forwarded() -> bool:
-            got = await read_topic(kafka, codec, ACKS_SUBMITTED, AckSubmitted)
-            return any(x.alert_id == alert_id and x.agency == b.code for _, x in got)
+        async def big() -> list[Quarantined]:
+            entries = await read_topic(kafka, codec, RECORDS_QUARANTINE, Quarantined)
+            return [q for _, q in entries if q.topic == topic and q.value_size == 16 * 1024 * 1024]
 
-        assert await eventually(forwarded, within_s=40)
-        entries = await read_topic(kafka, codec, RECORDS_QUARANTINE, Quarantined)
-        big = [q for _, q in entries if q.topic == topic and q.value_size == 16 * 1024 * 1024]
-        assert len(big) == 1 and big[0].value == b"" and "larger than an ack may be" in big[0].reason
+        # A's own records, a batch a fetch, may come after B's ack: each agency's topic is its own partition.
+        assert await eventually(lambda: _count(big(), 1), within_s=20)
+        [entry] = await big()
+        assert entry.value == b"" and "larger than an ack may be" in entry.reason
 
 
 async def test_an_open_transaction_on_one_agencys_topic_holds_up_no_other(kafka: KafkaSettings, codec: Codec) -> None:
@@ -249,3 +262,78 @@ async def test_a_compression_bomb_stays_out_of_the_gateways_memory(kafka: KafkaS
     # Bounded: a bomb decompressed (librdkafka) and copied (confluent-kafka) at a time, and the next one's
     # fetch perhaps under way: 416 MiB measured. Unbounded, one fetch took all four: 993 MiB.
     assert grew < 3.5 * BOMB, f"the gateway's peak grew by {grew >> 20} MiB reading four {BOMB >> 20} MiB bombs"
+
+
+def one_batch(kafka: KafkaSettings, name: str, topic: str, n: int, value: bytes, key: bytes | None) -> None:
+    """`n` records in one gzip batch (the red team's: a batch as large as the producer allows, sent at flush)."""
+    p = raw_producer(
+        kafka,
+        name,
+        **{
+            "compression.type": "gzip",
+            "message.max.bytes": 1_000_000_000,
+            "batch.size": 2_000_000_000,
+            "batch.num.messages": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+            "linger.ms": 60_000,
+        },
+    )
+    errors: list[Any] = []
+    for _ in range(n):
+        p.produce(topic, value, key, on_delivery=lambda err, _m: errors.append(err) if err else None)
+    assert p.flush(60) == 0 and not errors, errors[:3]
+
+
+async def test_one_batch_of_many_records_holds_up_no_other_agency(kafka: KafkaSettings, codec: Codec) -> None:
+    """A writes one gzip batch of 20,000 empty records (28 KB; a batch within the topic's limit holds 180,000):
+    each is a rejection and a quarantine entry. Handled in the order fetched, B's submission waited behind all
+    of them (the red team's run: not there after 90 s). Now A's records are taken at A's rate limit (the
+    registry's default, 20 a second after a burst of 100) and A's topic is held back meanwhile: B's goes
+    through at once, and what A made the gateway write stays within the limit."""
+    _cast, a, b = await setup(kafka, codec)
+    topic = agency_submission_topic(a.code)
+    async with system(kafka, codec):
+        warm = await send_good(kafka, codec, a.code, "a-warm", "A warm", "JO")
+        assert await eventually(lambda: has(kafka, codec, {warm}), within_s=30)
+        one_batch(kafka, "agency-a-many", topic, 20_000, b"", None)
+        flooded = time.monotonic()
+        await asyncio.sleep(2)
+        after_b = await send_good(kafka, codec, b.code, "b-1", "From B", "IQ")
+        assert await eventually(lambda: has(kafka, codec, {after_b}), within_s=15)
+        rejections = await read_topic(kafka, codec, agency_rejection_topic(a.code), SubmissionRejected)
+        elapsed = time.monotonic() - flooded
+        assert 100 <= len(rejections) <= 1 + 100 + 20 * elapsed, (len(rejections), elapsed)
+        assert {r.error for _, r in rejections} == {"unsupported_record"}
+        # Taken in order, none skipped: A's records wait on its topic, not lost.
+        offsets = [r.offset for _, r in rejections]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+
+
+async def test_one_batch_of_many_acks_holds_up_no_other_agencys_ack(kafka: KafkaSettings, codec: Codec) -> None:
+    """The same on the acks topic (64 KB a batch): 20,000 empty acks from A, set aside at A's rate; B's ack is
+    forwarded at once."""
+    _cast, a, b = await setup(kafka, codec)
+    async with system(kafka, codec):
+        one_batch(kafka, "agency-a-acks-many", agency_ack_topic(a.code), 20_000, b"", None)
+        await asyncio.sleep(2)
+        assert await eventually(await ack_from(kafka, codec, b.code), within_s=15)
+
+
+async def test_what_an_agency_writes_is_not_multiplied_on_records_quarantine(
+    kafka: KafkaSettings, codec: Codec
+) -> None:
+    """One gzip batch of 200 records of 260,000 zero bytes each (50 KB written): each is under the record limit
+    and not Avro, so set aside. An entry that kept the whole value turned such a batch into 50 MB on
+    records.quarantine, kept for ever (the red team's: 223 MiB from one 230 KB batch). An entry of an agency's
+    record keeps its first 4 KiB and its size; the record stays on the agency's topic."""
+    _cast, a, _b = await setup(kafka, codec)
+    topic = agency_submission_topic(a.code)
+    async with system(kafka, codec):
+        one_batch(kafka, "agency-a-amp", topic, 200, bytes(260_000), b"amp")
+
+        async def entries() -> list[Quarantined]:
+            return [q for _, q in await read_topic(kafka, codec, RECORDS_QUARANTINE, Quarantined) if q.topic == topic]
+
+        assert await eventually(lambda: _count(entries(), 100), within_s=30)
+        got = await entries()
+        assert all(q.value == bytes(4096) and q.value_size == 260_000 for q in got)
