@@ -443,18 +443,25 @@ class GroupConsumer:
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    def _on_assign(self, _consumer: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
         self._assigned = self._assigned | {TopicPartition(p.topic, p.partition) for p in partitions}
+        consumer.assign(partitions)
+        # librdkafka keeps a partition's pause across a rebalance: one held (`pace`) when its group rebalanced
+        # would come back paused, with nothing here to resume it, and never be read again (red team).
+        consumer.resume(partitions)
 
-    def _on_revoke(self, _consumer: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
         gone = {TopicPartition(p.topic, p.partition) for p in partitions}
         self._assigned = self._assigned - gone
         with self._lock:
             for tp in gone:
                 self._seeks.pop(tp, None)
-        for tp in gone & self._paused.keys():
+        held = gone & self._paused.keys()
+        for tp in held:
             del self._paused[tp]
             self._released.add(tp)
+        if held:
+            consumer.resume([_ctp(tp) for tp in held])
 
 
 def _ctp(tp: TopicPartition, offset: int | None = None) -> confluent_kafka.TopicPartition:
