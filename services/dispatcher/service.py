@@ -199,16 +199,26 @@ class Dispatcher:
         # (safety.py), unless the registry marks it private AND this deployment allows private endpoints
         # (the demo's receivers on 127.0.0.1). Without that setting the unguarded session does not exist.
         # No proxies from the environment (trust_env is off), and every POST passes allow_redirects=False.
+        # No cookie jar: a session serves every agency's endpoint, so a receiver's Set-Cookie (with a Domain
+        # that covers another agency's receiver, or thousands of them) would be state one agency plants in
+        # what another receives, and memory it grows at will (tests/unit/test_receiver_cookies.py).
         guarded = aiohttp.TCPConnector(
             resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=self.settings.concurrency
         )
-        self._public = aiohttp.ClientSession(timeout=timeout, headers=headers, connector=guarded, trust_env=False)
+        self._public = aiohttp.ClientSession(
+            timeout=timeout,
+            headers=headers,
+            connector=guarded,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         if self.settings.allow_private_endpoints:
             self._private = aiohttp.ClientSession(
                 timeout=timeout,
                 headers=headers,
-                connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
+                connector=aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency),
                 trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     def _private_allowed(self, webhook: WebhookEntry) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from services.dispatcher.outcome import Observed, decide
 from services.dispatcher.safety import UnsafeDestination, check_url, guarded_socket, is_public
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import DispatcherSettings
+from tests.support.dns import LoopbackDNS
 from tests.support.world import new_secret
 
 # The error's class: "refused destination: <reason>" today, "refused_destination" once delivery errors
@@ -184,18 +184,6 @@ async def listeners(tls_context: Any) -> AsyncIterator[tuple[Listener, Listener]
         assert listener.server is not None
         listener.server.close()
         await listener.server.wait_closed()
-
-
-class LoopbackDNS(AbstractResolver):
-    """A hostile DNS: every name resolves to 127.0.0.1."""
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}]
-
-    async def close(self) -> None:
-        return None
 
 
 @asynccontextmanager
