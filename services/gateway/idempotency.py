@@ -4,7 +4,9 @@ The alert id is derived from (agency, key) with UUIDv5, so every gateway replica
 restart, answers a retry with the same id without shared state, and the same id travels down the
 pipeline where consumers de-duplicate on it. Reusing a key for a different body is a client bug that the
 IETF Idempotency-Key draft answers with 422; detecting it needs the first body, which each replica
-remembers for its most recent keys (a bounded LRU), so the check is best effort across replicas.
+remembers for each agency's most recent keys (a bounded LRU per agency), so the check is best effort across
+replicas. Per agency, not one LRU for all: an agency submitting a flood of distinct keys would otherwise push
+every other agency's keys out, and their reused keys would then pass unchecked.
 """
 
 from __future__ import annotations
@@ -23,21 +25,24 @@ def alert_id_for(agency: str, idempotency_key: str | None) -> str:
 
 
 class KeyReuseGuard:
-    """Remembers the body digest of recent (agency, key) pairs to refuse a key reused for another body."""
+    """Remembers the body digest of each agency's recent keys to refuse a key reused for another body."""
 
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._digests: OrderedDict[tuple[str, str], str] = OrderedDict()
+    def __init__(self, keys_per_agency: int) -> None:
+        self._capacity = keys_per_agency
+        # Agencies are authenticated registry members, so the outer map is bounded by the registry.
+        self._digests: dict[str, OrderedDict[str, str]] = {}
 
     def conflicts(self, agency: str, key: str, body: bytes) -> bool:
         """True when the key was used with a different body; otherwise remember this one."""
         digest = hashlib.sha256(body).hexdigest()
-        slot = (agency, key)
-        seen = self._digests.get(slot)
+        recent = self._digests.get(agency)
+        if recent is None:
+            recent = self._digests[agency] = OrderedDict()
+        seen = recent.get(key)
         if seen is not None:
-            self._digests.move_to_end(slot)
+            recent.move_to_end(key)
             return seen != digest
-        self._digests[slot] = digest
-        if len(self._digests) > self._capacity:
-            self._digests.popitem(last=False)
+        recent[key] = digest
+        if len(recent) > self._capacity:
+            recent.popitem(last=False)
         return False

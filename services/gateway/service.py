@@ -44,7 +44,7 @@ class Gateway:
         self._acks = KafkaAcks(self.settings.kafka, self.codec, self._producer, self.registry)
         await self._acks.start()
         # One guard for both channels: a key means one alert id whichever way the alert came.
-        keys = KeyReuseGuard(self.settings.idempotency_cache_size)
+        keys = KeyReuseGuard(self.settings.idempotency_keys_per_agency)
         max_body = self.settings.http.max_body_bytes
         self._submissions = KafkaSubmissions(
             self.settings.kafka, self.codec, self._producer, self.registry, keys, max_body_bytes=max_body

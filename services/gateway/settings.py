@@ -20,5 +20,6 @@ class GatewaySettings(ServiceSettings):
     # The credential sent with every call to the tracker (RCTC_INTERNAL_TOKEN, the tracker's too). Required:
     # a gateway without it could answer no status query, so it refuses to start and names the variable.
     internal_token: InternalToken = Field(default=SecretStr(""), validate_default=True)
-    # How many Idempotency-Keys to remember per replica for detecting a reused key with another body.
-    idempotency_cache_size: int = 100_000
+    # How many of each agency's Idempotency-Keys to remember per replica for detecting a reused key with another
+    # body (about 100 bytes each: 20,000 keys are 16 minutes at the default rate limit of 20 submissions/s).
+    idempotency_keys_per_agency: int = 20_000

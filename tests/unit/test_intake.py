@@ -54,6 +54,18 @@ def test_each_rule_gives_its_status_and_code() -> None:
     assert expected == [(c.status, c.error) for c in cases if isinstance(c, Refused)]
 
 
+def test_one_agencys_flood_of_keys_pushes_out_no_other_agencys() -> None:
+    """A reused key is caught for an agency however many distinct keys another agency has sent since: each
+    agency's keys are remembered apart, and only its own oldest make way for its new ones."""
+    keys = KeyReuseGuard(10)
+    assert not keys.conflicts("JO-B", "b-1", b"first body")
+    for n in range(1000):
+        assert not keys.conflicts("IQ-A", f"flood-{n}", b"x")
+    assert keys.conflicts("JO-B", "b-1", b"another body")
+    assert not keys.conflicts("IQ-A", "flood-0", b"another body")  # its own oldest made way
+    assert keys.conflicts("IQ-A", "flood-999", b"another body")
+
+
 def test_an_invalid_alert_lists_every_problem_at_its_path() -> None:
     """The 422 carries the problems parse_submission found, each at its JSON path."""
     refused = verdict(json.dumps(alert_json(tlp="PURPLE", category="nope")).encode(), "k")
