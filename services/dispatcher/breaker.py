@@ -36,7 +36,11 @@ class CircuitBreaker:
         return False
 
     def remaining(self) -> float:
-        """Seconds until an open circuit lets a probe through (0 when it would now)."""
+        """Seconds a refused request should wait: until an open circuit lets a probe through (0 when it would
+        now), or, while a probe is out, a cooldown (its verdict may take a response timeout; put off for less,
+        every other delivery to the endpoint cycled through the shortest retry tier until it came, red team)."""
+        if self.state == "half_open":
+            return self.cooldown_s
         if self.state != "open":
             return 0.0
         return max(0.0, self.cooldown_s - (self.clock() - self.opened_at))

@@ -11,6 +11,8 @@ module decides, one guard clause per row, first match wins:
     | the destination is refused (SSRF guard)         | dead       |                       |
     | circuit open, given up after give_up_after()    | dead       |                       |
     | circuit open                                    | deferred   | (not an attempt)      |
+    | endpoint busy, given up after give_up_after()   | dead       |                       |
+    | endpoint busy: its queue on this replica full   | deferred   | (not an attempt)      |
     | no signing secret yet, after give_up_after()    | dead       |                       |
     | no signing secret at the registry's version yet | deferred   | (not an attempt)      |
     | 2xx                                             | delivered  | success               |
@@ -56,6 +58,7 @@ FAILURES: Final[frozenset[str]] = frozenset(
         "endpoint_disabled",
         "no_endpoint",
         "circuit_open",
+        "endpoint_busy",
         "secret_pending",
         "agency_inactive",
     }
@@ -64,9 +67,13 @@ FAILURES: Final[frozenset[str]] = frozenset(
 _NOT_ATTEMPTED: Final[frozenset[str]] = frozenset(
     {"agency_inactive", "no_endpoint", "endpoint_disabled", "refused_destination"}
 )
-# Failures that put a delivery off without attempting it: an open circuit, and an endpoint whose secrets for
-# the registry in force the dispatcher has not read yet (never sent unsigned, nor with another version's).
-DEFERRED: Final[frozenset[str]] = frozenset({"circuit_open", "secret_pending"})
+# Failures that put a delivery off without attempting it: an open circuit; an endpoint with as many deliveries
+# waiting on this replica as it may queue (a slow receiver's backlog waits in a retry tier, not in the lane's
+# in-flight limit that every agency shares); and an endpoint whose secrets for the registry in force the
+# dispatcher has not read yet (never sent unsigned, nor with another version's).
+DEFERRED: Final[frozenset[str]] = frozenset({"circuit_open", "endpoint_busy", "secret_pending"})
+# Deferrals whose wait the dispatcher says (`Observed.retry_after`, in real time).
+_TIMED: Final[frozenset[str]] = frozenset({"circuit_open", "endpoint_busy"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,8 @@ class Observed:
     """What one attempt (or the refusal to make one) observed, before any decision.
 
     `status` when the receiver answered; otherwise `failure`, the class of why not. `retry_after` is the
-    receiver's Retry-After, or the seconds an open circuit still waits. `detail` is for the log only.
+    receiver's Retry-After, or the seconds an open circuit (or a busy endpoint) puts a delivery off. `detail`
+    is for the log only.
     """
 
     status: int | None = None
@@ -135,7 +143,7 @@ def decide(
         if waited_s > give_up_after(urgency) * time_scale:
             return Decision("dead", failure)
         # A pending secret arrives within moments of its registry: the shortest tier, in schedule time.
-        wait = observed.retry_after if failure == "circuit_open" else min(TIERS.values()) * time_scale
+        wait = observed.retry_after if failure in _TIMED else min(TIERS.values()) * time_scale
         wait = wait or 0.0
         return Decision("deferred", failure, delay_s=wait, tier=tier_for(wait / time_scale))
     status = observed.status

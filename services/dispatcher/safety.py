@@ -216,16 +216,32 @@ def _literal(host: str) -> IPv4Address | IPv6Address | None:
     return ip
 
 
+# How long what the dispatcher sent may go unacknowledged before the kernel drops the connection. On a timeout
+# aiohttp closes the transport, and asyncio keeps the socket open until its write buffer drains: a receiver
+# that never reads and advertises a zero window held each such descriptor for good (red team, 8 MB bodies on
+# loopback). Twice the response timeout: the answer is waited for no longer than that anyway.
+USER_TIMEOUT_MS = 20_000
+
+
+def open_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The socket for a delivery's connection (the private endpoints' connector's factory; `guarded_socket`'s)."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux, where the services run
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
+    return sock
+
+
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
     """The connector's socket factory: the socket for an address aiohttp is about to connect to, if public.
 
     aiohappyeyeballs calls it with each address right before connecting, whether the address came from
     the resolver, its cache or an IP literal in the URL.
     """
-    family, type_, proto, _, sockaddr = addr_info
+    sockaddr = addr_info[4]
     if not is_public(str(sockaddr[0])):
         raise UnsafeDestination("the destination address is not public")
-    return socket.socket(family=family, type=type_, proto=proto)
+    return open_socket(addr_info)
 
 
 class SafeResolver(AbstractResolver):

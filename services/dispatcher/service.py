@@ -69,8 +69,9 @@ from services.common.topics import (
 )
 from services.dispatcher.breaker import CircuitBreaker
 from services.dispatcher.endpoints import EndpointStates, endpoint_change, publish_change
+from services.dispatcher.interim import BoundedInterimResponse
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
-from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket
+from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket, open_socket
 from services.dispatcher.schedule import TIERS, parse_retry_after
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.signing import signed_headers
@@ -163,6 +164,7 @@ class Dispatcher:
         self._private: aiohttp.ClientSession | None = None
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._waiting: dict[tuple[str, str], int] = {}  # deliveries waiting for an endpoint's slots
         self._rng = random.Random()
 
     async def start(self) -> None:
@@ -211,14 +213,18 @@ class Dispatcher:
             connector=guarded,
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+            response_class=BoundedInterimResponse,
         )
         if self.settings.allow_private_endpoints:
             self._private = aiohttp.ClientSession(
                 timeout=timeout,
                 headers=headers,
-                connector=aiohttp.TCPConnector(resolver=resolver, limit=self.settings.concurrency),
+                connector=aiohttp.TCPConnector(
+                    resolver=resolver, socket_factory=open_socket, limit=self.settings.concurrency
+                ),
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                response_class=BoundedInterimResponse,
             )
 
     def _private_allowed(self, webhook: WebhookEntry) -> bool:
@@ -501,26 +507,48 @@ class Dispatcher:
         slots = self._slots.get(endpoint)
         if slots is None:
             slots = self._slots[endpoint] = asyncio.Semaphore(self.settings.per_endpoint_concurrency)
-        async with slots:
-            # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit, or
-            # been answered 410 Gone (then the endpoint is disabled before the slot is given up, below).
-            if self.endpoints.state(request.agency, webhook.url) == "disabled":
-                return Observed(failure="endpoint_disabled", detail="the endpoint was disabled meanwhile")
-            if not breaker.allow():
-                return Observed(
-                    failure="circuit_open",
-                    retry_after=max(breaker.remaining(), 0.05),
-                    detail="the endpoint failed repeatedly",
-                )
-            observed = await self._post(request, webhook, secrets)
-            # A 410 disables the endpoint here before the next request waiting for this slot is let through (a
-            # quiet CI run saw 7 requests reach a gone endpoint with 4 slots); _endpoint_learned then finds it
-            # disabled already.
-            gone: EndpointChanged | None = None
-            if observed.status == 410:
-                gone = self._in_force(
-                    request.agency, webhook.url, "disabled", f"the endpoint answered {failure_of(410)}"
-                )
+        waiting = self._waiting.get(endpoint, 0)
+        if slots.locked() and waiting >= self.settings.per_endpoint_queue:
+            # Put off rather than queued: a delivery waiting here holds a place in its lane's in-flight limit,
+            # which every agency shares (settings.py).
+            return Observed(
+                failure="endpoint_busy",
+                retry_after=self.settings.breaker_cooldown_s,
+                detail=f"{waiting} deliveries already wait for the endpoint",
+            )
+        self._waiting[endpoint] = waiting + 1
+        queued = True
+        try:
+            async with slots:
+                self._waiting[endpoint] -= 1
+                queued = False
+                # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit,
+                # or been answered 410 Gone (then the endpoint is disabled before the slot is given up, below).
+                if self.endpoints.state(request.agency, webhook.url) == "disabled":
+                    return Observed(failure="endpoint_disabled", detail="the endpoint was disabled meanwhile")
+                if not breaker.allow():
+                    return Observed(
+                        failure="circuit_open",
+                        retry_after=max(breaker.remaining(), 0.05),
+                        detail="the endpoint failed repeatedly",
+                    )
+                observed = await self._post(request, webhook, secrets)
+                if observed.failure == "refused_destination":
+                    # Refused at connect time (its name now resolves to an internal address): no verdict on
+                    # the endpoint follows from it (outcome.py), yet the breaker let this request through and,
+                    # were it the probe, would wait for its answer for good (red team). A failure, then.
+                    breaker.failure()
+                # A 410 disables the endpoint here before the next request waiting for this slot is let through
+                # (a quiet CI run saw 7 requests reach a gone endpoint with 4 slots); _endpoint_learned then finds
+                # it disabled already.
+                gone: EndpointChanged | None = None
+                if observed.status == 410:
+                    gone = self._in_force(
+                        request.agency, webhook.url, "disabled", f"the endpoint answered {failure_of(410)}"
+                    )
+        finally:
+            if queued:  # cancelled while waiting for a slot
+                self._waiting[endpoint] -= 1
         # The other replicas are told once the slot is given up: the requests queued for it need not wait on the
         # broker to find the endpoint disabled.
         if gone is not None:

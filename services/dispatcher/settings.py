@@ -7,8 +7,13 @@ class DispatcherSettings(ServiceSettings):
     # Records fetched at once per lane, and deliveries in flight per lane before fetching pauses.
     concurrency: int = 64
     max_in_flight: int = 2000
-    # Requests in flight to one endpoint; the rest of its deliveries wait their turn.
+    # Requests in flight to one endpoint; the rest of its deliveries wait their turn, up to per_endpoint_queue of
+    # them on this replica. Past that a delivery is put off to a retry tier (`endpoint_busy`, not an attempt):
+    # what waits here holds a place in its lane's max_in_flight, which every agency shares, so a receiver slow to
+    # answer (even with a 2xx, which never opens its circuit) would otherwise fill the lane and stall every
+    # other agency's deliveries (red team). It takes max_in_flight / per_endpoint_queue slow endpoints at once.
     per_endpoint_concurrency: int = 4
+    per_endpoint_queue: int = 64
     connect_timeout_s: float = 3.0
     response_timeout_s: float = 10.0
     max_response_bytes: int = 64 * 1024

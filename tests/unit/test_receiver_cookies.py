@@ -11,30 +11,15 @@ without bound. Here the two receivers are hostile.agency.test and victim.agency.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from services.common.codec import Codec
-from services.common.records import DeliverWebhook
 from services.common.registry import WebhookEntry
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import DispatcherSettings
-from tests.support.dns import LoopbackDNS
+from tests.support.receivers import LoopbackDNS, delivery
 from tests.support.world import new_secret
-
-
-def delivery(n: int) -> DeliverWebhook:
-    return DeliverWebhook(
-        webhook_id=f"msg_{n}",
-        alert_id=f"a-{n}",
-        agency="JO-B",
-        event_type="alert.shared",
-        urgency="Immediate",
-        payload=b"{}",
-        requested_at=datetime.now(UTC),
-    )
 
 
 async def test_a_cookie_a_receiver_sets_is_sent_to_no_receiver(codec: Codec) -> None:

@@ -33,7 +33,7 @@ from services.dispatcher.outcome import Observed, decide
 from services.dispatcher.safety import UnsafeDestination, check_url, guarded_socket, is_public
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import DispatcherSettings
-from tests.support.dns import LoopbackDNS
+from tests.support.receivers import LoopbackDNS
 from tests.support.world import new_secret
 
 # The error's class: "refused destination: <reason>" today, "refused_destination" once delivery errors

@@ -1,0 +1,225 @@
+"""What a hostile agency's webhook receiver can do to the dispatcher that every agency's deliveries share, one test
+per class of attack the red team found (the cookie jar: test_receiver_cookies.py; the SSRF guard: test_ssrf.py).
+
+Each drives `Dispatcher._attempt` against receivers on 127.0.0.1 (no Kafka): a flood of interim responses, a
+receiver slow to answer, a half-open circuit whose probe is held, and a probe refused at connect time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import ResolveResult
+from aiohttp.test_utils import TestServer
+
+from services.common.codec import Codec
+from services.common.registry import WebhookEntry
+from services.dispatcher.breaker import CircuitBreaker
+from services.dispatcher.interim import MAX_INTERIM
+from services.dispatcher.outcome import decide
+from services.dispatcher.safety import USER_TIMEOUT_MS, UnsafeDestination, guarded_socket
+from services.dispatcher.service import Dispatcher
+from services.dispatcher.settings import DispatcherSettings
+from tests.support.receivers import LoopbackDNS, delivery
+from tests.support.world import new_secret
+
+SECRETS = [new_secret()]
+
+
+@asynccontextmanager
+async def dispatching(codec: Codec, dns: LoopbackDNS | None = None, **settings: Any) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher(DispatcherSettings(allow_private_endpoints=True, **settings), codec)
+    dispatcher._open_sessions(dns or LoopbackDNS())
+    try:
+        yield dispatcher
+    finally:
+        for session in (dispatcher._public, dispatcher._private):
+            if session is not None:
+                await session.close()
+
+
+@asynccontextmanager
+async def receiver(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[WebhookEntry]:
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield WebhookEntry(url=f"http://hostile.agency.test:{server.port}/hook", allow_private=True)
+
+
+async def test_a_stream_of_interim_responses_ends_the_attempt_at_once(codec: Codec) -> None:
+    """100 Continue after 100 Continue, then a 200: the attempt fails as soon as the stream passes the bound,
+    neither counted delivered nor holding the event loop for the stream's length (aiohttp reads 1xx unbounded)."""
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        end = time.monotonic() + 3.0
+        with contextlib.suppress(ConnectionError):  # the dispatcher hangs up on it
+            while time.monotonic() < end:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 500)
+                await writer.drain()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hook = WebhookEntry(url=f"http://hostile.agency.test:{port}/hook", allow_private=True)
+    try:
+        async with dispatching(codec) as dispatcher:
+            started = time.monotonic()
+            observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
+            took = time.monotonic() - started
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert observed.status is None and observed.failure == "connection_error", observed
+    assert f"more than {MAX_INTERIM} interim" in (observed.detail or "")
+    assert took < 1.5  # not the 3 s of the stream
+
+
+async def test_a_few_interim_responses_are_still_answered(codec: Codec) -> None:
+    """103 Early Hints before the answer is allowed: the bound is on a stream, not on HTTP."""
+
+    async def hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" * MAX_INTERIM)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hints, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hook = WebhookEntry(url=f"http://hostile.agency.test:{port}/hook", allow_private=True)
+    try:
+        async with dispatching(codec) as dispatcher:
+            observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert observed.status == 204, observed
+
+
+async def test_a_slow_receivers_backlog_waits_in_a_retry_tier_not_in_the_shared_lane(codec: Codec) -> None:
+    """A receiver that takes its time (and answers 2xx, so its circuit never opens) gets its slots and a queue
+    of per_endpoint_queue; the deliveries past that are put off at once (`endpoint_busy`, deferred a cooldown,
+    not an attempt) instead of waiting in the lane's in-flight limit that every agency shares."""
+    release = asyncio.Event()
+    answered = 0
+
+    async def slow(_: web.Request) -> web.Response:
+        nonlocal answered
+        await release.wait()
+        answered += 1
+        return web.Response(status=204)
+
+    async with (
+        receiver(slow) as hook,
+        dispatching(codec, per_endpoint_concurrency=1, per_endpoint_queue=2, breaker_cooldown_s=30.0) as dispatcher,
+    ):
+        attempts = [asyncio.create_task(dispatcher._attempt(delivery(n), hook, SECRETS)) for n in range(6)]
+        done, pending = await asyncio.wait(attempts, timeout=2.0)
+        put_off = [t.result() for t in done]
+        release.set()
+        answers = [await t for t in pending]
+    assert len(put_off) == 3 and len(answers) == 3  # one in flight and two waiting; the other three put off
+    assert {(o.failure, o.retry_after) for o in put_off} == {("endpoint_busy", 30.0)}
+    decision = decide(put_off[0], attempt=1, urgency="Immediate", waited_s=0.0, rng=random.Random())
+    assert (decision.outcome, decision.delay_s, decision.endpoint) == ("deferred", 30.0, None)
+    assert {o.status for o in answers} == {204} and answered == 3
+    assert dispatcher._waiting[("JO-B", hook.url)] == 0
+
+
+async def test_while_a_probe_is_out_the_other_deliveries_wait_a_cooldown(codec: Codec) -> None:
+    """A half-open circuit lets one probe through; the rest are put off for a cooldown, not for the 50 ms that had
+    them cycle through the shortest retry tier for as long as the receiver held its probe."""
+    release = asyncio.Event()
+
+    async def holds_the_probe(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=204)
+
+    async with receiver(holds_the_probe) as hook, dispatching(codec, breaker_cooldown_s=0.2) as dispatcher:
+        breaker = dispatcher._breakers[("JO-B", hook.url)] = CircuitBreaker(
+            threshold=1, cooldown_s=0.2, clock=time.monotonic
+        )
+        breaker.failure()
+        await asyncio.sleep(0.25)
+        probe = asyncio.create_task(dispatcher._attempt(delivery(1), hook, SECRETS))
+        await asyncio.sleep(0.2)
+        other = await dispatcher._attempt(delivery(2), hook, SECRETS)
+        release.set()
+        assert (await probe).status == 204
+    assert other.failure == "circuit_open" and other.retry_after == 0.2
+    assert breaker.state == "half_open"  # until _endpoint_learned is told of the probe's success
+
+
+class SwitchableDNS(LoopbackDNS):
+    """The agency's own zone: its name can answer an internal address (refused by the guard) for a while."""
+
+    internal = False
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self.internal:
+            raise UnsafeDestination("the name resolves only to non-public addresses")
+        return await super().resolve(host, port, family)
+
+
+async def test_a_probe_refused_at_connect_time_does_not_wedge_the_circuit(codec: Codec) -> None:
+    """The probe's name resolves to an internal address: refused, it still counts against the endpoint, so once
+    the name is fixed and the cooldown has passed, the next probe reaches the receiver (before, the breaker
+    waited for the refused probe's verdict for good and put every delivery off until a restart)."""
+    hits = 0
+
+    async def healthy(_: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        return web.Response(status=204)
+
+    dns = SwitchableDNS()
+    async with receiver(healthy) as hook, dispatching(codec, dns) as dispatcher:
+        breaker = dispatcher._breakers[("JO-B", hook.url)] = CircuitBreaker(
+            threshold=1, cooldown_s=0.1, clock=time.monotonic
+        )
+        breaker.failure()
+        await asyncio.sleep(0.15)
+        dns.internal = True
+        refused = await dispatcher._attempt(delivery(1), hook, SECRETS)
+        dns.internal = False
+        await asyncio.sleep(0.15)
+        probe = await dispatcher._attempt(delivery(2), hook, SECRETS)
+    assert refused.failure == "refused_destination"
+    assert probe.status == 204 and hits == 1
+
+
+async def test_a_receiver_that_stops_reading_cannot_keep_a_connection_for_good(codec: Codec) -> None:
+    """Every delivery's socket, guarded or private, has the kernel drop it once what was sent goes unacknowledged
+    for USER_TIMEOUT_MS (a receiver advertising a zero window held each socket past every timeout of ours)."""
+    seen: list[int] = []
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async with receiver(ok) as hook, dispatching(codec) as dispatcher:
+        assert (await dispatcher._attempt(delivery(1), hook, SECRETS)).status == 204
+        session = dispatcher._private
+        assert session is not None
+        for conns in session.connector._conns.values():  # type: ignore[union-attr]  # the kept-alive one
+            for protocol, _ in conns:
+                sock = protocol.transport.get_extra_info("socket")
+                seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+    public = guarded_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 443)))
+    try:
+        seen.append(public.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+    finally:
+        public.close()
+    assert seen == [USER_TIMEOUT_MS, USER_TIMEOUT_MS]
