@@ -54,6 +54,20 @@ async def receiver(handler: Callable[[web.Request], Awaitable[web.StreamResponse
         yield WebhookEntry(url=f"http://hostile.agency.test:{server.port}/hook", allow_private=True)
 
 
+@asynccontextmanager
+async def raw_receiver(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[WebhookEntry]:
+    """A receiver writing whatever bytes `handler` writes: answers no HTTP server would send."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield WebhookEntry(url=f"http://hostile.agency.test:{port}/hook", allow_private=True)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_stream_of_interim_responses_ends_the_attempt_at_once(codec: Codec) -> None:
     """100 Continue after 100 Continue, then a 200: the attempt fails as soon as the stream passes the bound,
     neither counted delivered nor holding the event loop for the stream's length (aiohttp reads 1xx unbounded)."""
@@ -69,17 +83,10 @@ async def test_a_stream_of_interim_responses_ends_the_attempt_at_once(codec: Cod
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(flood, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    hook = WebhookEntry(url=f"http://hostile.agency.test:{port}/hook", allow_private=True)
-    try:
-        async with dispatching(codec) as dispatcher:
-            started = time.monotonic()
-            observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
-            took = time.monotonic() - started
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with raw_receiver(flood) as hook, dispatching(codec) as dispatcher:
+        started = time.monotonic()
+        observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
+        took = time.monotonic() - started
     assert observed.status is None and observed.failure == "connection_error", observed
     assert f"more than {MAX_INTERIM} interim" in (observed.detail or "")
     assert took < 1.5  # not the 3 s of the stream
@@ -95,15 +102,8 @@ async def test_a_few_interim_responses_are_still_answered(codec: Codec) -> None:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(hints, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    hook = WebhookEntry(url=f"http://hostile.agency.test:{port}/hook", allow_private=True)
-    try:
-        async with dispatching(codec) as dispatcher:
-            observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with raw_receiver(hints) as hook, dispatching(codec) as dispatcher:
+        observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
     assert observed.status == 204, observed
 
 
