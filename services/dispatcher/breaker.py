@@ -2,8 +2,10 @@
 
 Closed: requests flow; `threshold` consecutive failures open it. Open: requests are refused at once (the
 delivery is deferred to a retry tier without counting as an attempt) until `cooldown_s` has passed.
-Half-open: one probe is let through; success closes the circuit, failure opens it again. The clock is
-passed in for tests.
+Half-open: one probe is let through; success closes the circuit, failure opens it again. A probe that has
+not reported within `probe_timeout_s` is taken as lost and another is let through: whatever path forgets to
+report one (a refusal before any request, a 410 that disabled the endpoint) must not leave the circuit
+waiting for it for good (red team). The clock is passed in for tests.
 """
 
 from __future__ import annotations
@@ -24,23 +26,29 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float = 0.0
     probing: bool = False
+    probe_timeout_s: float = 60.0
+    # What a request refused while the probe is out waits: about a retry tier's shortest wait, so a probe that
+    # succeeds lets the rest through soon, yet they do not cycle through the tier while it is out.
+    probe_wait_s: float = 5.0
+    probe_started: float = 0.0
 
     def allow(self) -> bool:
         if self.state == "closed":
             return True
-        if self.state == "open" and self.clock() - self.opened_at >= self.cooldown_s:
+        now = self.clock()
+        if self.state == "open" and now - self.opened_at >= self.cooldown_s:
             self.state = "half_open"
-        if self.state == "half_open" and not self.probing:
-            self.probing = True
+        if self.state == "half_open" and (not self.probing or now - self.probe_started >= self.probe_timeout_s):
+            self.probing, self.probe_started = True, now
             return True
         return False
 
     def remaining(self) -> float:
         """Seconds a refused request should wait: until an open circuit lets a probe through (0 when it would
-        now), or, while a probe is out, a cooldown (its verdict may take a response timeout; put off for less,
-        every other delivery to the endpoint cycled through the shortest retry tier until it came, red team)."""
+        now), or, while a probe is out, `probe_wait_s` (it was 0: every other delivery to the endpoint cycled
+        through the shortest retry tier, a Kafka write and read each, for as long as the probe was held)."""
         if self.state == "half_open":
-            return self.cooldown_s
+            return self.probe_wait_s
         if self.state != "open":
             return 0.0
         return max(0.0, self.cooldown_s - (self.clock() - self.opened_at))

@@ -68,6 +68,7 @@ from services.common.topics import (
     retry_topic,
 )
 from services.dispatcher.breaker import CircuitBreaker
+from services.dispatcher.connections import GuardedConnector
 from services.dispatcher.endpoints import EndpointStates, endpoint_change, publish_change
 from services.dispatcher.interim import BoundedInterimResponse
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
@@ -165,6 +166,7 @@ class Dispatcher:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._waiting: dict[tuple[str, str], int] = {}  # deliveries waiting for an endpoint's slots
+        self._latency: dict[tuple[str, str], float] = {}  # an endpoint's recent answers' latency (an average)
         self._rng = random.Random()
 
     async def start(self) -> None:
@@ -204,9 +206,9 @@ class Dispatcher:
         # No cookie jar: a session serves every agency's endpoint, so a receiver's Set-Cookie (with a Domain
         # that covers another agency's receiver, or thousands of them) would be state one agency plants in
         # what another receives, and memory it grows at will (tests/unit/test_receiver_cookies.py).
-        guarded = aiohttp.TCPConnector(
-            resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=self.settings.concurrency
-        )
+        # No connector-wide limit: the per-endpoint slots bound each endpoint's connections, and a shared limit
+        # (it was 64) let 16 slow endpoints hold every connection while other agencies' requests waited (red team).
+        guarded = GuardedConnector(resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=0)
         self._public = aiohttp.ClientSession(
             timeout=timeout,
             headers=headers,
@@ -219,9 +221,7 @@ class Dispatcher:
             self._private = aiohttp.ClientSession(
                 timeout=timeout,
                 headers=headers,
-                connector=aiohttp.TCPConnector(
-                    resolver=resolver, socket_factory=open_socket, limit=self.settings.concurrency
-                ),
+                connector=GuardedConnector(resolver=resolver, socket_factory=open_socket, limit=0),
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 response_class=BoundedInterimResponse,
@@ -503,6 +503,9 @@ class Dispatcher:
                 threshold=self.settings.breaker_threshold,
                 cooldown_s=self.settings.breaker_cooldown_s,
                 clock=time.monotonic,
+                # A probe reports within its timeouts; one that has not by then never will.
+                probe_timeout_s=2 * (self.settings.connect_timeout_s + self.settings.response_timeout_s),
+                probe_wait_s=min(TIERS.values()) * self.settings.retry_time_scale,
             )
         slots = self._slots.get(endpoint)
         if slots is None:
@@ -510,10 +513,12 @@ class Dispatcher:
         waiting = self._waiting.get(endpoint, 0)
         if slots.locked() and waiting >= self.settings.per_endpoint_queue:
             # Put off rather than queued: a delivery waiting here holds a place in its lane's in-flight limit,
-            # which every agency shares (settings.py).
+            # which every agency shares (settings.py). For about as long as the queue takes to drain at the
+            # endpoint's pace: soon for a fast one in a burst, long for one that answers in seconds, whose
+            # backlog would otherwise cycle through a retry tier every few seconds (red team).
             return Observed(
                 failure="endpoint_busy",
-                retry_after=self.settings.breaker_cooldown_s,
+                retry_after=self._busy_wait(endpoint, waiting),
                 detail=f"{waiting} deliveries already wait for the endpoint",
             )
         self._waiting[endpoint] = waiting + 1
@@ -533,11 +538,15 @@ class Dispatcher:
                         detail="the endpoint failed repeatedly",
                     )
                 observed = await self._post(request, webhook, secrets)
+                if observed.latency_s > 0:
+                    known = self._latency.get(endpoint, observed.latency_s)
+                    self._latency[endpoint] = 0.8 * known + 0.2 * observed.latency_s
+                opened = False
                 if observed.failure == "refused_destination":
                     # Refused at connect time (its name now resolves to an internal address): no verdict on
                     # the endpoint follows from it (outcome.py), yet the breaker let this request through and,
-                    # were it the probe, would wait for its answer for good (red team). A failure, then.
-                    breaker.failure()
+                    # were it the probe, would wait for its answer (red team). A failure, then.
+                    opened = breaker.failure()
                 # A 410 disables the endpoint here before the next request waiting for this slot is let through
                 # (a quiet CI run saw 7 requests reach a gone endpoint with 4 slots); _endpoint_learned then finds
                 # it disabled already.
@@ -553,7 +562,20 @@ class Dispatcher:
         # broker to find the endpoint disabled.
         if gone is not None:
             await self._publish(gone)
+        if opened:
+            CIRCUIT_OPEN.labels(request.agency).set(1)
+            await self._set_state(request.agency, webhook.url, "failing", "circuit opened: refused_destination")
         return observed
+
+    def _busy_wait(self, endpoint: tuple[str, str], waiting: int) -> float:
+        """Seconds to put off a delivery to a busy endpoint: the time its queue takes to drain at its recent
+        pace (its answers' latency, `per_endpoint_concurrency` at a time), between the shortest retry tier and
+        the longest, with jitter so that what was put off together does not come back together."""
+        latency = self._latency.get(endpoint, self.settings.response_timeout_s)
+        drain = waiting * latency / self.settings.per_endpoint_concurrency
+        scale = self.settings.retry_time_scale
+        wait = min(max(drain, min(TIERS.values()) * scale), max(TIERS.values()) * scale)
+        return wait * self._rng.uniform(0.8, 1.2)
 
     async def _endpoint_learned(self, agency: str, url: str, decision: Decision) -> None:
         """Tell the endpoint's circuit breaker, and every replica when its state changes, what the attempt showed."""
@@ -563,6 +585,10 @@ class Dispatcher:
                 CIRCUIT_OPEN.labels(agency).set(0)
                 await self._set_state(agency, url, "active", "delivered again")
         elif decision.endpoint == "disable":
+            # Its breaker goes with it: an operator re-enables the endpoint to a fresh, closed one (a probe
+            # answered 410 had left it half-open, waiting for that probe, red team).
+            if self._breakers.pop((agency, url), None) is not None:
+                CIRCUIT_OPEN.labels(agency).set(0)
             await self._set_state(agency, url, "disabled", f"the endpoint answered {decision.failure}")
         elif decision.endpoint == "failure" and breaker is not None and breaker.failure():
             CIRCUIT_OPEN.labels(agency).set(1)

@@ -8,12 +8,14 @@ class DispatcherSettings(ServiceSettings):
     concurrency: int = 64
     max_in_flight: int = 2000
     # Requests in flight to one endpoint; the rest of its deliveries wait their turn, up to per_endpoint_queue of
-    # them on this replica. Past that a delivery is put off to a retry tier (`endpoint_busy`, not an attempt):
-    # what waits here holds a place in its lane's max_in_flight, which every agency shares, so a receiver slow to
-    # answer (even with a 2xx, which never opens its circuit) would otherwise fill the lane and stall every
-    # other agency's deliveries (red team). It takes max_in_flight / per_endpoint_queue slow endpoints at once.
+    # them on this replica. Past that a delivery is put off to a retry tier for about as long as the queue takes
+    # to drain (`endpoint_busy`, not an attempt): what waits here holds a place in its lane's max_in_flight,
+    # which every agency shares, so a receiver slow to answer (even with a 2xx, which never opens its circuit)
+    # would otherwise fill the lane and stall every other agency's deliveries (red team). A quarter of
+    # max_in_flight: it takes four endpoints slow at once to fill a lane, and an honest burst to one endpoint
+    # waits here up to 500 deep before any of it is put off.
     per_endpoint_concurrency: int = 4
-    per_endpoint_queue: int = 64
+    per_endpoint_queue: int = 500
     connect_timeout_s: float = 3.0
     response_timeout_s: float = 10.0
     max_response_bytes: int = 64 * 1024

@@ -21,11 +21,14 @@ from aiohttp.abc import ResolveResult
 from aiohttp.test_utils import TestServer
 
 from services.common.codec import Codec
+from services.common.records import EndpointChanged
 from services.common.registry import WebhookEntry
 from services.dispatcher.breaker import CircuitBreaker
+from services.dispatcher.endpoints import endpoint_change
 from services.dispatcher.interim import MAX_INTERIM
-from services.dispatcher.outcome import decide
+from services.dispatcher.outcome import Observed, decide
 from services.dispatcher.safety import USER_TIMEOUT_MS, UnsafeDestination, guarded_socket
+from services.dispatcher.schedule import TIERS
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import DispatcherSettings
 from tests.support.receivers import LoopbackDNS, delivery
@@ -109,8 +112,10 @@ async def test_a_few_interim_responses_are_still_answered(codec: Codec) -> None:
 
 async def test_a_slow_receivers_backlog_waits_in_a_retry_tier_not_in_the_shared_lane(codec: Codec) -> None:
     """A receiver that takes its time (and answers 2xx, so its circuit never opens) gets its slots and a queue
-    of per_endpoint_queue; the deliveries past that are put off at once (`endpoint_busy`, deferred a cooldown,
-    not an attempt) instead of waiting in the lane's in-flight limit that every agency shares."""
+    of per_endpoint_queue; the deliveries past that are put off at once (`endpoint_busy`, not an attempt) for
+    about the time its queue takes to drain, instead of waiting in the lane's in-flight limit that every agency
+    shares. Its pace not known yet, a request is taken to last the response timeout (10 s): two waiting, one at
+    a time, 20 s, with a fifth either way of jitter."""
     release = asyncio.Event()
     answered = 0
 
@@ -122,7 +127,7 @@ async def test_a_slow_receivers_backlog_waits_in_a_retry_tier_not_in_the_shared_
 
     async with (
         receiver(slow) as hook,
-        dispatching(codec, per_endpoint_concurrency=1, per_endpoint_queue=2, breaker_cooldown_s=30.0) as dispatcher,
+        dispatching(codec, per_endpoint_concurrency=1, per_endpoint_queue=2) as dispatcher,
     ):
         attempts = [asyncio.create_task(dispatcher._attempt(delivery(n), hook, SECRETS)) for n in range(6)]
         done, pending = await asyncio.wait(attempts, timeout=2.0)
@@ -130,16 +135,18 @@ async def test_a_slow_receivers_backlog_waits_in_a_retry_tier_not_in_the_shared_
         release.set()
         answers = [await t for t in pending]
     assert len(put_off) == 3 and len(answers) == 3  # one in flight and two waiting; the other three put off
-    assert {(o.failure, o.retry_after) for o in put_off} == {("endpoint_busy", 30.0)}
+    assert {o.failure for o in put_off} == {"endpoint_busy"}
+    waits = [o.retry_after or 0.0 for o in put_off]
+    assert all(16.0 <= w <= 24.0 for w in waits) and len(set(waits)) == 3, waits
     decision = decide(put_off[0], attempt=1, urgency="Immediate", waited_s=0.0, rng=random.Random())
-    assert (decision.outcome, decision.delay_s, decision.endpoint) == ("deferred", 30.0, None)
+    assert (decision.outcome, decision.delay_s, decision.endpoint) == ("deferred", waits[0], None)
     assert {o.status for o in answers} == {204} and answered == 3
     assert dispatcher._waiting[("JO-B", hook.url)] == 0
 
 
-async def test_while_a_probe_is_out_the_other_deliveries_wait_a_cooldown(codec: Codec) -> None:
-    """A half-open circuit lets one probe through; the rest are put off for a cooldown, not for the 50 ms that had
-    them cycle through the shortest retry tier for as long as the receiver held its probe."""
+async def test_while_a_probe_is_out_the_other_deliveries_wait_a_retry_tier(codec: Codec) -> None:
+    """A half-open circuit lets one probe through; the rest are put off for the shortest retry tier (5 s), not
+    for the 50 ms that had them cycle through it for as long as the receiver held its probe."""
     release = asyncio.Event()
 
     async def holds_the_probe(_: web.Request) -> web.Response:
@@ -157,7 +164,7 @@ async def test_while_a_probe_is_out_the_other_deliveries_wait_a_cooldown(codec: 
         other = await dispatcher._attempt(delivery(2), hook, SECRETS)
         release.set()
         assert (await probe).status == 204
-    assert other.failure == "circuit_open" and other.retry_after == 0.2
+    assert other.failure == "circuit_open" and other.retry_after == 5.0
     assert breaker.state == "half_open"  # until _endpoint_learned is told of the probe's success
 
 
@@ -187,6 +194,7 @@ async def test_a_probe_refused_at_connect_time_does_not_wedge_the_circuit(codec:
 
     dns = SwitchableDNS()
     async with receiver(healthy) as hook, dispatching(codec, dns) as dispatcher:
+        published = told(dispatcher)
         breaker = dispatcher._breakers[("JO-B", hook.url)] = CircuitBreaker(
             threshold=1, cooldown_s=0.1, clock=time.monotonic
         )
@@ -198,7 +206,47 @@ async def test_a_probe_refused_at_connect_time_does_not_wedge_the_circuit(codec:
         await asyncio.sleep(0.15)
         probe = await dispatcher._attempt(delivery(2), hook, SECRETS)
     assert refused.failure == "refused_destination"
+    assert published == ["failing"]  # the circuit it opened again is told, as any other failure's
     assert probe.status == 204 and hits == 1
+
+
+def told(dispatcher: Dispatcher) -> list[str]:
+    """The endpoint states the dispatcher tells the other replicas of (no Kafka here)."""
+    states: list[str] = []
+
+    async def publish(change: EndpointChanged) -> None:
+        states.append(change.state)
+
+    dispatcher._publish = publish  # type: ignore[method-assign]
+    return states
+
+
+async def test_an_endpoint_re_enabled_after_its_probe_was_answered_410_gets_deliveries(codec: Codec) -> None:
+    """The probe of an open circuit is answered 410 Gone: the endpoint is disabled, and its breaker with it, so
+    when an operator enables it again its deliveries go (the half-open breaker had waited for that probe for good,
+    every delivery put off until a restart)."""
+    status = 503
+
+    async def flaky(_: web.Request) -> web.Response:
+        return web.Response(status=status)
+
+    async def attempt(n: int) -> Observed:
+        observed = await dispatcher._attempt(delivery(n), hook, SECRETS)
+        decision = decide(observed, attempt=1, urgency="Immediate", waited_s=0.0, rng=random.Random())
+        await dispatcher._endpoint_learned("JO-B", hook.url, decision)
+        return observed
+
+    async with receiver(flaky) as hook, dispatching(codec, breaker_threshold=1, breaker_cooldown_s=0.1) as dispatcher:
+        published = told(dispatcher)
+        assert (await attempt(1)).status == 503  # the circuit opens
+        await asyncio.sleep(0.15)
+        status = 410
+        assert (await attempt(2)).status == 410  # the probe
+        dispatcher.endpoints.current["JO-B"] = endpoint_change("JO-B", hook.url, "active", "fixed", by="operator")
+        status = 204
+        after = await attempt(3)
+    assert published == ["failing", "disabled"]
+    assert after.status == 204, after
 
 
 async def test_a_receiver_that_stops_reading_cannot_keep_a_connection_for_good(codec: Codec) -> None:
@@ -223,3 +271,58 @@ async def test_a_receiver_that_stops_reading_cannot_keep_a_connection_for_good(c
     finally:
         public.close()
     assert seen == [USER_TIMEOUT_MS, USER_TIMEOUT_MS]
+
+
+async def test_what_a_receiver_writes_on_an_idle_connection_is_neither_kept_nor_taken_for_an_answer(
+    codec: Codec,
+) -> None:
+    """The receiver answers, then (the connection back in the pool) writes a stale 200 and 2 MB of interim
+    responses. aiohttp parsed and queued all of it, without bound (30 MB of them grew the dispatcher by 525 MB),
+    and the next request on the connection took the stale 200 for its answer. Now the connection is dropped at
+    the first unasked byte: the next delivery opens another and gets a real answer. An honest receiver's
+    connection is still kept alive and reused."""
+    connections = 0
+    requests = 0
+
+    async def answers_then_writes_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections, requests
+        connections += 1
+        hostile = connections == 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)  # the body, b"{}"
+                requests += 1
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+                if hostile:
+                    await asyncio.sleep(0.2)  # back in the pool by now
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    for _ in range(20):
+                        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 4000)
+                        await writer.drain()
+        writer.close()
+
+    async with raw_receiver(answers_then_writes_on) as hook, dispatching(codec) as dispatcher:
+        assert (await dispatcher._attempt(delivery(1), hook, SECRETS)).status == 204
+        await asyncio.sleep(0.5)
+        session = dispatcher._private
+        assert session is not None
+        pooled = [p for conns in session.connector._conns.values() for p, _ in conns]  # type: ignore[union-attr]
+        assert all(len(p._buffer) == 0 for p in pooled)
+        second = await dispatcher._attempt(delivery(2, agency="IQ-A"), hook, SECRETS)
+        third = await dispatcher._attempt(delivery(3, agency="IQ-A"), hook, SECRETS)
+    assert (second.status, third.status) == (204, 204)
+    assert (requests, connections) == (3, 2)  # each answered for real; the honest connection reused
+
+
+def test_a_busy_endpoint_is_put_off_for_about_as_long_as_its_queue_takes_to_drain(codec: Codec) -> None:
+    """An honest endpoint answering in 20 ms, 500 deep in a burst: the shortest tier (its queue drains in 2.5 s).
+    One answering in 9 s: 500 x 9 s / 4 at a time, about 19 minutes, so its backlog does not cycle through a
+    retry tier every few seconds until it dies. Never past the longest tier; a fifth of jitter either way."""
+    dispatcher = Dispatcher(DispatcherSettings(), codec)
+    fast, slow = ("JO-B", "https://fast.example/hook"), ("IQ-A", "https://slow.example/hook")
+    dispatcher._latency[fast], dispatcher._latency[slow] = 0.02, 9.0
+    assert 0.8 * 5 <= dispatcher._busy_wait(fast, 500) <= 1.2 * 5
+    assert 0.8 * 1125 <= dispatcher._busy_wait(slow, 500) <= 1.2 * 1125
+    assert dispatcher._busy_wait(slow, 100_000) <= 1.2 * max(TIERS.values())
