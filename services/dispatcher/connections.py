@@ -21,6 +21,17 @@ from typing import Any, cast
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import BadHttpMessage
+
+from services.dispatcher.interim import MAX_INTERIM
+
+# What one call of the parser gets. aiohttp parses a whole read (up to 256 KiB) at once, and the connection can
+# be released into the pool in the middle of it (a body's last byte ends the response there): the rest was then
+# parsed and queued on a pooled connection after all, 3,368 messages from one 128 KiB read, a stale answer for
+# the next request among them (red team, round 3). Parsed a slice at a time, a read stops where that happens.
+SLICE = 4096
+# Messages a response may leave queued at once: its interim ones (interim.py) and the final one.
+MAX_QUEUED = MAX_INTERIM + 1
 
 
 class IdleGuard(ResponseHandler):
@@ -31,13 +42,26 @@ class IdleGuard(ResponseHandler):
         super().set_response_params(**params)
 
     def data_received(self, data: bytes) -> None:
-        if self.idle and data:
-            # Unasked for: not queued, not parsed. The pool finds the connection closed and opens another.
-            self.idle = False
-            if self.transport is not None:
-                self.transport.abort()
+        if self.idle:
+            if data.strip(b"\r\n"):  # a stray CRLF after a body is a sloppy server, not an attack
+                self._drop()
             return
-        super().data_received(data)
+        for start in range(0, len(data), SLICE):
+            super().data_received(data[start : start + SLICE])
+            left = start + SLICE < len(data)
+            if (self.idle and (left or self._buffer or self._tail)) or len(self._buffer) > MAX_QUEUED:
+                self._drop()
+                return
+
+    def _drop(self) -> None:
+        """Unasked for: nothing more parsed or kept. A request reading the connection fails as on a malformed
+        answer (a ClientResponseError: with the queue emptied and no error set it got aiohttp's bare EofStream,
+        which no caller expects); the pool finds the connection closed and opens another."""
+        self.idle = False
+        self._buffer.clear()
+        self.set_exception(BadHttpMessage("more was written than one answer and its interim responses"))
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class GuardedConnector(aiohttp.TCPConnector):

@@ -36,6 +36,7 @@ import aiohttp
 import msgspec
 import structlog
 from aiohttp.abc import AbstractResolver
+from aiohttp.streams import EofStream
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -166,7 +167,7 @@ class Dispatcher:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._waiting: dict[tuple[str, str], int] = {}  # deliveries waiting for an endpoint's slots
-        self._latency: dict[tuple[str, str], float] = {}  # an endpoint's recent answers' latency (an average)
+        self._latency: dict[tuple[str, str], tuple[float, float]] = {}  # slowest_recent's, and when
         self._rng = random.Random()
 
     async def start(self) -> None:
@@ -539,8 +540,11 @@ class Dispatcher:
                     )
                 observed = await self._post(request, webhook, secrets)
                 if observed.latency_s > 0:
-                    known = self._latency.get(endpoint, observed.latency_s)
-                    self._latency[endpoint] = 0.8 * known + 0.2 * observed.latency_s
+                    now = time.monotonic()
+                    self._latency[endpoint] = (
+                        slowest_recent(self._latency.get(endpoint), observed.latency_s, now),
+                        now,
+                    )
                 opened = False
                 if observed.failure == "refused_destination":
                     # Refused at connect time (its name now resolves to an internal address): no verdict on
@@ -569,9 +573,12 @@ class Dispatcher:
 
     def _busy_wait(self, endpoint: tuple[str, str], waiting: int) -> float:
         """Seconds to put off a delivery to a busy endpoint: the time its queue takes to drain at its recent
-        pace (its answers' latency, `per_endpoint_concurrency` at a time), between the shortest retry tier and
-        the longest, with jitter so that what was put off together does not come back together."""
-        latency = self._latency.get(endpoint, self.settings.response_timeout_s)
+        pace (its slowest recent answers, `per_endpoint_concurrency` at a time), between the shortest retry tier
+        and the longest, with jitter so that what was put off together does not come back together. An endpoint
+        with no answer yet (a burst after a restart) gets the shortest tier: it was taken to answer in the full
+        response timeout, and an honest burst was put off for 20 minutes (red team)."""
+        known = self._latency.get(endpoint)
+        latency = slowest_recent(known, 0.0, time.monotonic()) if known is not None else 0.0
         drain = waiting * latency / self.settings.per_endpoint_concurrency
         scale = self.settings.retry_time_scale
         wait = min(max(drain, min(TIERS.values()) * scale), max(TIERS.values()) * scale)
@@ -608,7 +615,9 @@ class Dispatcher:
                 await response.content.read(self.settings.max_response_bytes)
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, EofStream) as exc:
+            # EofStream: aiohttp's end of a connection's messages, which it turns into a ClientError on every path
+            # we know of; caught too because a receiver must never be able to stop the dispatcher.
             latency = time.perf_counter() - started
             _latency(request.agency).observe(latency)
             return Observed(failure=classify(exc), detail=f"{type(exc).__name__}: {exc}"[:500], latency_s=latency)
@@ -636,6 +645,22 @@ class Dispatcher:
         assert self._producer is not None
         await publish_change(self._producer, self.codec, change)
         log.warning("endpoint.changed", state=change.state, reason=change.reason)
+
+
+# How fast what an endpoint's slowest answer says about it fades: by half every 30 s.
+LATENCY_HALF_LIFE_S = 30.0
+
+
+def slowest_recent(known: tuple[float, float] | None, sample: float, now: float) -> float:
+    """An endpoint's latency for pacing its backlog: a slow answer counts at once, and fades by half every
+    LATENCY_HALF_LIFE_S. Not an average: a receiver answering 40 requests at once and holding the next 4 for
+    9.5 s kept an average near a millisecond, so its backlog was put off 5 s at a time, 94 Kafka round trips a
+    second, while it delivered 5 a second (red team). `known` is the previous value and when it was taken."""
+    if known is None:
+        return sample
+    value, at = known
+    faded: float = value * 0.5 ** (max(0.0, now - at) / LATENCY_HALF_LIFE_S)
+    return max(sample, faded)
 
 
 def build(settings: DispatcherSettings, codec: Codec | None = None) -> Dispatcher:
