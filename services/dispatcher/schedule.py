@@ -71,3 +71,32 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+# How fast what an endpoint's slowest answer says about it fades: by half every 30 s.
+LATENCY_HALF_LIFE_S = 30.0
+
+
+def slowest_recent(known: tuple[float, float] | None, sample: float, now: float) -> float:
+    """An endpoint's latency for pacing its backlog: a slow answer counts at once, and fades by half every
+    LATENCY_HALF_LIFE_S. Not an average: a receiver answering 40 requests at once and holding the next 4 for
+    9.5 s kept an average near a millisecond, so its backlog was put off 5 s at a time, 94 Kafka round trips a
+    second, while it delivered 5 a second (red team). `known` is the previous value and when it was taken."""
+    if known is None:
+        return sample
+    value, at = known
+    faded: float = value * 0.5 ** (max(0.0, now - at) / LATENCY_HALF_LIFE_S)
+    return max(sample, faded)
+
+
+def busy_wait(
+    latency: float | None, waiting: int, concurrency: int, rng: random.Random, time_scale: float = 1.0
+) -> float:
+    """Seconds to put off a delivery to an endpoint with `waiting` deliveries queued on this replica: the time
+    that queue takes to drain at the endpoint's `latency` (slowest_recent), `concurrency` at a time, between
+    the shortest tier and the longest, with the schedule's jitter so that what was put off together does not
+    come back together. An endpoint with no answer yet (None: a burst after a restart) gets the shortest tier:
+    taken to answer in the full response timeout, an honest burst was put off for 20 minutes (red team)."""
+    drain = waiting * (latency or 0.0) / concurrency
+    wait = min(max(drain, min(TIERS.values()) * time_scale), max(TIERS.values()) * time_scale)
+    return wait * rng.uniform(0.8, 1.2)

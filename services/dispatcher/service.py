@@ -74,7 +74,7 @@ from services.dispatcher.endpoints import EndpointStates, endpoint_change, publi
 from services.dispatcher.interim import BoundedInterimResponse
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
 from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket, open_socket
-from services.dispatcher.schedule import TIERS, parse_retry_after
+from services.dispatcher.schedule import TIERS, busy_wait, parse_retry_after, slowest_recent
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.signing import signed_headers
 from services.dispatcher.window import CommitWindow
@@ -572,17 +572,12 @@ class Dispatcher:
         return observed
 
     def _busy_wait(self, endpoint: tuple[str, str], waiting: int) -> float:
-        """Seconds to put off a delivery to a busy endpoint: the time its queue takes to drain at its recent
-        pace (its slowest recent answers, `per_endpoint_concurrency` at a time), between the shortest retry tier
-        and the longest, with jitter so that what was put off together does not come back together. An endpoint
-        with no answer yet (a burst after a restart) gets the shortest tier: it was taken to answer in the full
-        response timeout, and an honest burst was put off for 20 minutes (red team)."""
+        """Seconds to put off a delivery to a busy endpoint (schedule.py `busy_wait`)."""
         known = self._latency.get(endpoint)
-        latency = slowest_recent(known, 0.0, time.monotonic()) if known is not None else 0.0
-        drain = waiting * latency / self.settings.per_endpoint_concurrency
-        scale = self.settings.retry_time_scale
-        wait = min(max(drain, min(TIERS.values()) * scale), max(TIERS.values()) * scale)
-        return wait * self._rng.uniform(0.8, 1.2)
+        latency = slowest_recent(known, 0.0, time.monotonic()) if known is not None else None
+        return busy_wait(
+            latency, waiting, self.settings.per_endpoint_concurrency, self._rng, self.settings.retry_time_scale
+        )
 
     async def _endpoint_learned(self, agency: str, url: str, decision: Decision) -> None:
         """Tell the endpoint's circuit breaker, and every replica when its state changes, what the attempt showed."""
@@ -645,22 +640,6 @@ class Dispatcher:
         assert self._producer is not None
         await publish_change(self._producer, self.codec, change)
         log.warning("endpoint.changed", state=change.state, reason=change.reason)
-
-
-# How fast what an endpoint's slowest answer says about it fades: by half every 30 s.
-LATENCY_HALF_LIFE_S = 30.0
-
-
-def slowest_recent(known: tuple[float, float] | None, sample: float, now: float) -> float:
-    """An endpoint's latency for pacing its backlog: a slow answer counts at once, and fades by half every
-    LATENCY_HALF_LIFE_S. Not an average: a receiver answering 40 requests at once and holding the next 4 for
-    9.5 s kept an average near a millisecond, so its backlog was put off 5 s at a time, 94 Kafka round trips a
-    second, while it delivered 5 a second (red team). `known` is the previous value and when it was taken."""
-    if known is None:
-        return sample
-    value, at = known
-    faded: float = value * 0.5 ** (max(0.0, now - at) / LATENCY_HALF_LIFE_S)
-    return max(sample, faded)
 
 
 def build(settings: DispatcherSettings, codec: Codec | None = None) -> Dispatcher:

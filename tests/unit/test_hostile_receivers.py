@@ -28,8 +28,8 @@ from services.dispatcher.endpoints import endpoint_change
 from services.dispatcher.interim import MAX_INTERIM
 from services.dispatcher.outcome import Observed, decide
 from services.dispatcher.safety import USER_TIMEOUT_MS, UnsafeDestination, guarded_socket
-from services.dispatcher.schedule import TIERS
-from services.dispatcher.service import Dispatcher, slowest_recent
+from services.dispatcher.schedule import TIERS, slowest_recent
+from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import DispatcherSettings
 from tests.support.receivers import LoopbackDNS, delivery
 from tests.support.world import new_secret
