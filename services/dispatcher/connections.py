@@ -46,6 +46,9 @@ class IdleGuard(ResponseHandler):
             if data.strip(b"\r\n"):  # a stray CRLF after a body is a sloppy server, not an attack
                 self._drop()
             return
+        if not data:  # aiohttp's own call to resume a paused decompression, not a read
+            super().data_received(data)
+            return
         for start in range(0, len(data), SLICE):
             super().data_received(data[start : start + SLICE])
             left = start + SLICE < len(data)
