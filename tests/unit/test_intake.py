@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -64,6 +65,20 @@ def test_one_agencys_flood_of_keys_pushes_out_no_other_agencys() -> None:
     assert keys.conflicts("JO-B", "b-1", b"another body")
     assert not keys.conflicts("IQ-A", "flood-0", b"another body")  # its own oldest made way
     assert keys.conflicts("IQ-A", "flood-999", b"another body")
+
+
+def test_a_flood_of_the_longest_keys_costs_what_short_ones_do() -> None:
+    """An agency may send 255-character keys: what each remembered key costs must not grow with its length
+    (digests, not the key's text), so a flood of distinct keys holds a known amount per agency (settings.py)."""
+    keys = KeyReuseGuard(2_000)
+    tracemalloc.start()
+    try:
+        for n in range(2_000):
+            keys.conflicts("IQ-A", f"{n:08d}".ljust(255, "k"), b"body %d" % n)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / 2_000 < 260  # about 200 bytes an entry; the key's own text would have added 300 more
 
 
 def test_an_invalid_alert_lists_every_problem_at_its_path() -> None:
