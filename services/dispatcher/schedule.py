@@ -100,3 +100,11 @@ def busy_wait(
     drain = waiting * (latency or 0.0) / concurrency
     wait = min(max(drain, min(TIERS.values()) * time_scale), max(TIERS.values()) * time_scale)
     return wait * rng.uniform(0.8, 1.2)
+
+
+def circuit_wait(remaining: float, rng: random.Random) -> float:
+    """Seconds to put off a delivery refused by an endpoint's circuit, whose breaker says `remaining`: never
+    sooner (it would only be refused again), and up to a fifth later, so that a backlog put off while the
+    circuit was open does not all come back at the moment it lets its one probe through, to be put off again
+    together (each a retry-tier write and read on the replica every agency shares)."""
+    return max(remaining, 0.05) * rng.uniform(1.0, 1.2)

@@ -74,7 +74,7 @@ from services.dispatcher.endpoints import EndpointStates, endpoint_change, publi
 from services.dispatcher.interim import BoundedInterimResponse
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
 from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket, open_socket
-from services.dispatcher.schedule import TIERS, busy_wait, parse_retry_after, slowest_recent
+from services.dispatcher.schedule import TIERS, busy_wait, circuit_wait, parse_retry_after, slowest_recent
 from services.dispatcher.settings import DispatcherSettings
 from services.dispatcher.signing import signed_headers
 from services.dispatcher.window import CommitWindow
@@ -535,7 +535,7 @@ class Dispatcher:
                 if not breaker.allow():
                     return Observed(
                         failure="circuit_open",
-                        retry_after=max(breaker.remaining(), 0.05),
+                        retry_after=circuit_wait(breaker.remaining(), self._rng),
                         detail="the endpoint failed repeatedly",
                     )
                 observed = await self._post(request, webhook, secrets)

@@ -179,8 +179,27 @@ async def test_while_a_probe_is_out_the_other_deliveries_wait_a_retry_tier(codec
         other = await dispatcher._attempt(delivery(2), hook, SECRETS)
         release.set()
         assert (await probe).status == 204
-    assert other.failure == "circuit_open" and other.retry_after == 5.0
+    assert other.failure == "circuit_open" and 5.0 <= (other.retry_after or 0.0) <= 6.0
     assert breaker.state == "half_open"  # until _endpoint_learned is told of the probe's success
+
+
+async def test_a_backlog_put_off_by_an_open_circuit_comes_back_spread_out(codec: Codec) -> None:
+    """Deliveries refused while a circuit is open wait at least until it lets a probe through, spread over a
+    fifth of that again: all returning at once, every one but the probe would be refused and put off together."""
+
+    async def answers(_: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async with receiver(answers) as hook, dispatching(codec) as dispatcher:
+        breaker = dispatcher._breakers[("JO-B", hook.url)] = CircuitBreaker(
+            threshold=1, cooldown_s=30.0, clock=time.monotonic
+        )
+        breaker.failure()
+        put_off = [await dispatcher._attempt(delivery(n), hook, SECRETS) for n in range(50)]
+    assert {o.failure for o in put_off} == {"circuit_open"}
+    waits = sorted(o.retry_after or 0.0 for o in put_off)
+    assert waits[0] >= 29.0 and waits[-1] <= 36.0, waits
+    assert waits[-1] - waits[0] >= 3.0, waits  # spread, not one instant
 
 
 class SwitchableDNS(LoopbackDNS):
