@@ -73,6 +73,7 @@ from services.dispatcher.connections import GuardedConnector
 from services.dispatcher.endpoints import EndpointStates, endpoint_change, publish_change
 from services.dispatcher.interim import BoundedInterimResponse
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
+from services.dispatcher.queueing import may_queue
 from services.dispatcher.safety import SafeResolver, UnsafeDestination, check_url, guarded_socket, open_socket
 from services.dispatcher.schedule import TIERS, busy_wait, circuit_wait, parse_retry_after, slowest_recent
 from services.dispatcher.settings import DispatcherSettings
@@ -167,6 +168,7 @@ class Dispatcher:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._waiting: dict[tuple[str, str], int] = {}  # deliveries waiting for an endpoint's slots
+        self._queued = 0  # the same, for every endpoint together (queueing.py)
         self._latency: dict[tuple[str, str], tuple[float, float]] = {}  # slowest_recent's, and when
         self._rng = random.Random()
 
@@ -512,21 +514,28 @@ class Dispatcher:
         if slots is None:
             slots = self._slots[endpoint] = asyncio.Semaphore(self.settings.per_endpoint_concurrency)
         waiting = self._waiting.get(endpoint, 0)
-        if slots.locked() and waiting >= self.settings.per_endpoint_queue:
+        if slots.locked() and not may_queue(
+            waiting=waiting,
+            queued=self._queued,
+            per_endpoint_queue=self.settings.per_endpoint_queue,
+            max_in_flight=self.settings.max_in_flight,
+        ):
             # Put off rather than queued: a delivery waiting here holds a place in its lane's in-flight limit,
-            # which every agency shares (settings.py). For about as long as the queue takes to drain at the
-            # endpoint's pace: soon for a fast one in a burst, long for one that answers in seconds, whose
-            # backlog would otherwise cycle through a retry tier every few seconds (red team).
+            # which every agency shares (settings.py, queueing.py). For about as long as the queue takes to
+            # drain at the endpoint's pace: soon for a fast one in a burst, long for one that answers in
+            # seconds, whose backlog would otherwise cycle through a retry tier every few seconds (red team).
             return Observed(
                 failure="endpoint_busy",
                 retry_after=self._busy_wait(endpoint, waiting),
                 detail=f"{waiting} deliveries already wait for the endpoint",
             )
         self._waiting[endpoint] = waiting + 1
+        self._queued += 1
         queued = True
         try:
             async with slots:
                 self._waiting[endpoint] -= 1
+                self._queued -= 1
                 queued = False
                 # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit,
                 # or been answered 410 Gone (then the endpoint is disabled before the slot is given up, below).
@@ -562,6 +571,7 @@ class Dispatcher:
         finally:
             if queued:  # cancelled while waiting for a slot
                 self._waiting[endpoint] -= 1
+                self._queued -= 1
         # The other replicas are told once the slot is given up: the requests queued for it need not wait on the
         # broker to find the endpoint disabled.
         if gone is not None:

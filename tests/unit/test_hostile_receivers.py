@@ -30,6 +30,7 @@ from services.dispatcher.connections import SLICE, IdleGuard
 from services.dispatcher.endpoints import endpoint_change
 from services.dispatcher.interim import MAX_INTERIM
 from services.dispatcher.outcome import Observed, decide
+from services.dispatcher.queueing import FLOOR
 from services.dispatcher.safety import USER_TIMEOUT_MS, UnsafeDestination, guarded_socket
 from services.dispatcher.schedule import TIERS, slowest_recent
 from services.dispatcher.service import Dispatcher
@@ -157,6 +158,40 @@ async def test_a_slow_receivers_backlog_waits_in_a_retry_tier_not_in_the_shared_
     assert (decision.outcome, decision.delay_s, decision.endpoint) == ("deferred", waits[0], None)
     assert {o.status for o in answers} == {204} and answered == 3
     assert dispatcher._waiting[("JO-B", hook.url)] == 0
+
+
+async def test_slow_receivers_together_hold_at_most_half_a_lane(codec: Codec) -> None:
+    """Five agencies' receivers slow at once: each may queue per_endpoint_queue alone, but once half of a lane's
+    in-flight limit waits for any endpoint, one already holding FLOOR waits no deeper, so the lane every agency
+    shares keeps room (before, 4 x 500 filled its 2,000 and stalled everyone; here 5 x 50 would fill 200)."""
+    release = asyncio.Event()
+
+    async def slow(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(status=204)
+
+    async def fast(_: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    limits = {"per_endpoint_concurrency": 1, "per_endpoint_queue": 50, "max_in_flight": 200}
+    async with receiver(slow) as hook, receiver(fast) as honest, dispatching(codec, **limits) as dispatcher:
+        attempts = [
+            asyncio.create_task(dispatcher._attempt(delivery(n, agency=f"X{a}-SLOW"), hook, SECRETS))
+            for a in range(5)
+            for n in range(60)
+        ]
+        done, _ = await asyncio.wait(attempts, timeout=2.0)
+        holding = sum(dispatcher._waiting.values()) + 5  # waiting for a slot, and the one in each slot
+        put_off = [t.result() for t in done]
+        started = time.monotonic()
+        delivered = await dispatcher._attempt(delivery(1, agency="JO-B"), honest, SECRETS)
+        took = time.monotonic() - started
+        release.set()
+        await asyncio.gather(*attempts)
+    assert holding <= 200 // 2 + 3 * FLOOR + 5 < 200, holding  # two endpoints reach the half, three their floor
+    assert {o.failure for o in put_off} == {"endpoint_busy"} and len(put_off) == 300 - holding
+    assert delivered.status == 204 and took < 2.0
+    assert dispatcher._queued == 0
 
 
 async def test_while_a_probe_is_out_the_other_deliveries_wait_a_retry_tier(codec: Codec) -> None:
