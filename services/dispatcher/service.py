@@ -69,7 +69,7 @@ from services.common.topics import (
     retry_topic,
 )
 from services.dispatcher.breaker import CircuitBreaker
-from services.dispatcher.connections import GuardedConnector
+from services.dispatcher.connections import ANSWER_OVERHEAD, GuardedConnector
 from services.dispatcher.endpoints import EndpointStates, endpoint_change, publish_change
 from services.dispatcher.interim import BoundedInterimResponse
 from services.dispatcher.outcome import DEFERRED, Decision, Observed, classify, decide, failure_of
@@ -211,7 +211,10 @@ class Dispatcher:
         # what another receives, and memory it grows at will (tests/unit/test_receiver_cookies.py).
         # No connector-wide limit: the per-endpoint slots bound each endpoint's connections, and a shared limit
         # (it was 64) let 16 slow endpoints hold every connection while other agencies' requests waited (red team).
-        guarded = GuardedConnector(resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=0)
+        answer_bytes = self.settings.max_response_bytes + ANSWER_OVERHEAD
+        guarded = GuardedConnector(
+            resolver=SafeResolver(resolver), socket_factory=guarded_socket, limit=0, answer_bytes=answer_bytes
+        )
         self._public = aiohttp.ClientSession(
             timeout=timeout,
             headers=headers,
@@ -224,7 +227,9 @@ class Dispatcher:
             self._private = aiohttp.ClientSession(
                 timeout=timeout,
                 headers=headers,
-                connector=GuardedConnector(resolver=resolver, socket_factory=open_socket, limit=0),
+                connector=GuardedConnector(
+                    resolver=resolver, socket_factory=open_socket, limit=0, answer_bytes=answer_bytes
+                ),
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 response_class=BoundedInterimResponse,

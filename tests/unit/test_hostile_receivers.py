@@ -469,3 +469,80 @@ def test_the_guard_passes_on_aiohttps_own_empty_call(monkeypatch: pytest.MonkeyP
     finally:
         loop.close()
     assert seen == [b"", b"x" * SLICE, b"x"]
+
+
+@pytest.mark.parametrize(
+    ("name", "flood"),
+    [
+        ("CRLF before the status line", (b"", b"\r\n" * 32768)),
+        (
+            "a chunk extension that never ends",
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=", b"a" * 65536),
+        ),
+    ],
+)
+async def test_an_answer_cannot_take_more_than_one_answers_worth_of_bytes(
+    codec: Codec, name: str, flood: tuple[bytes, bytes]
+) -> None:
+    """aiohttp's parser skips CRLF before a status line and a chunk's extension without limit: a receiver streaming
+    either kept the dispatcher's core busy parsing for the whole response timeout (4 of them: honest deliveries
+    down from 5,788 to 883 a second; red team, round 4). The connection is dropped past one answer's worth of
+    bytes (ANSWER_OVERHEAD beyond the body read), long before the timeout."""
+    head, filler = flood
+    written = 0
+
+    async def streams(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        await reader.readuntil(b"\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            writer.write(head)
+            while written < 64 * 1024 * 1024:
+                writer.write(filler)
+                written += len(filler)
+                await writer.drain()
+        writer.close()
+
+    async with raw_receiver(streams) as hook, dispatching(codec, response_timeout_s=8.0) as dispatcher:
+        started = time.monotonic()
+        observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
+        took = time.monotonic() - started
+    assert observed.status is None and observed.failure == "connection_error", (name, observed)
+    assert written < 8 * 1024 * 1024 and took < 4.0, (name, written, took)
+
+
+async def test_an_idle_connection_streaming_crlf_is_dropped(codec: Codec) -> None:
+    """A stray CRLF after an answer is a sloppy server and is let be; a stream of them on the idle connection kept
+    the dispatcher parsing at 90% of its core until the keep-alive timeout, 15 s a delivery (red team, round 4)."""
+    written = 0
+
+    async def answers_then_streams(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+
+        async def answer() -> None:
+            nonlocal written
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)  # back in the pool by now
+            while written < 256 * 1024 * 1024:
+                writer.write(b"\r\n" * 32768)
+                written += 65536
+                await writer.drain()
+
+        await each_request(reader, writer, answer)
+
+    async with raw_receiver(answers_then_streams) as hook, dispatching(codec) as dispatcher:
+        assert (await dispatcher._attempt(delivery(1), hook, SECRETS)).status == 204
+        await asyncio.sleep(1.0)
+    assert written < 8 * 1024 * 1024, written
+
+
+async def test_an_honest_answer_with_a_long_body_is_still_taken(codec: Codec) -> None:
+    """The byte budget is on what an answer sends before the dispatcher stops reading it: a 5 MB body (more
+    than the budget) is read up to max_response_bytes and counted, as before."""
+
+    async def long_body(_: web.Request) -> web.Response:
+        return web.Response(status=200, body=b"x" * 5_000_000)
+
+    async with receiver(long_body) as hook, dispatching(codec) as dispatcher:
+        observed = [await dispatcher._attempt(delivery(n), hook, SECRETS) for n in range(3)]
+    assert [o.status for o in observed] == [200, 200, 200], observed
