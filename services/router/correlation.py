@@ -31,10 +31,21 @@ Each phase reads its thread only once the router has routed everything alerts.en
 correlation was read (service.py), so a correlation found before its alerts were routed is not decided on
 a thread half known. Phase 2 is decided once per correlation id (the routed log): a correlator's repeat, or
 phase 1 run twice, tells nobody twice.
+
+A correlation is one value shared by two threads, so two threads sharing many values are many correlations:
+an agency copying 300 phones of an alert it was sent into three of its own made 900 notices, to itself and
+to the first alert's originator, and about 36 s of the router's work (red team). Each agency is told of at
+most PAIR_NOTICES values per pair of threads (`within_budget`): an agency past it is among the not told, and
+a correlation every candidate is past is not decided at all (`spent`: its threads are not even read).
+Counted per recipient, from what that recipient itself was told, so what one agency receives never depends
+on what another was told (which would be an oracle, like the cap counts the red team read). The counts are
+the router's memory since it claimed the partition, not the log's: a restart or a rebalance lets each
+agency be told of PAIR_NOTICES more values of a pair.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import msgspec
@@ -53,6 +64,10 @@ from services.common.sightings import sightings_of
 from services.router.policy import Verdict, holder_verdict
 from services.router.redaction import shared_copy
 from services.router.threads import Thread
+
+# How many values of one pair of threads each agency is told of (module docstring): a notice says the two
+# threads are connected and by what; a few values make the case, and the duty desk sees every correlation.
+PAIR_NOTICES = 3
 
 # The rule of a decision that sent alert.correlated, and of one that did not. Those not told are recorded
 # alike, whatever kept each: the decision is on the later alert's originator's record, and which agencies
@@ -144,6 +159,23 @@ def told(
     candidates = frozenset(correlation.candidates or ())
     both = candidates & entitled(correlation.b, correlation.kind, correlation.value, thread, version, registry)
     return sorted(code for code in both if (agency := registry.agencies.get(code)) is not None and agency.active)
+
+
+def pair_of(correlation: AlertCorrelated) -> tuple[str, str]:
+    """The two threads of a correlation, in a fixed order: the key of its notices' budget."""
+    first, second = sorted((correlation.a.thread_id, correlation.b.thread_id))
+    return first, second
+
+
+def spent(candidates: list[str] | None, told_before: Mapping[str, int]) -> bool:
+    """Whether every candidate of phase 1 was told of PAIR_NOTICES values of this pair already: nobody can be
+    told, so phase 2 need not read b's thread at all."""
+    return all(told_before.get(code, 0) >= PAIR_NOTICES for code in candidates or ())
+
+
+def within_budget(recipients: list[str], told_before: Mapping[str, int]) -> list[str]:
+    """The recipients still to be told of a value of this pair (each one's own count, nobody else's)."""
+    return [code for code in recipients if told_before.get(code, 0) < PAIR_NOTICES]
 
 
 def verdicts(registry: Registry, recipients: list[str]) -> list[Verdict]:

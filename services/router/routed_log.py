@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -74,6 +76,9 @@ class RoutedLog:
         self._onward_next: dict[int, int] = {}
         # The correlations each partition decided (router/correlation.py): each is told once.
         self._correlations: dict[int, set[str]] = {}
+        # How many values of each pair of threads each agency was told of, by partition, since it was claimed
+        # (correlation.py, PAIR_NOTICES): memory only; the decisions do not name the pair's other thread.
+        self._pair_notices: dict[int, dict[tuple[str, str], Counter[str]]] = {}
 
     async def load(self, partition: int) -> int:
         """Read what `partition` routed within the window; returns how many alerts were found."""
@@ -131,6 +136,7 @@ class RoutedLog:
         self._versions[partition] = versions
         self._actions[partition] = actions
         self._correlations[partition] = correlations
+        self._pair_notices[partition] = {}
         # Done with it: a paused partition is not fetched in the background between loads.
         self._reader.pause(tp)
         return len(routed)
@@ -151,6 +157,7 @@ class RoutedLog:
         self._versions.pop(partition, None)
         self._actions.pop(partition, None)
         self._correlations.pop(partition, None)
+        self._pair_notices.pop(partition, None)
         self._onward_next.pop(partition, None)
         self._next.pop(partition, None)
 
@@ -199,11 +206,22 @@ class RoutedLog:
         """Whether a correlation's notices were decided on `partition` already (within the window)."""
         return correlation_id in self._correlations.get(partition, ())
 
-    def add_correlations(self, partition: int, decisions: list[AlertRouted]) -> None:
-        """Record correlation decisions whose transaction committed (they move no input offset nor thread)."""
+    def pair_notices(self, partition: int, pair: tuple[str, str]) -> Counter[str]:
+        """How many values of the pair of threads each agency was told of on `partition` since its claim (the
+        caller must not change it)."""
+        return self._pair_notices.get(partition, {}).get(pair) or Counter()
+
+    def add_correlations(
+        self, partition: int, decisions: list[AlertRouted], told: Mapping[tuple[str, str], Counter[str]]
+    ) -> None:
+        """Record correlation decisions whose transaction committed (they move no input offset nor thread), and
+        whom they told of a value of which pair of threads."""
         self._correlations.setdefault(partition, set()).update(
             d.correlation_id for d in decisions if d.correlation_id is not None
         )
+        counts = self._pair_notices.setdefault(partition, {})
+        for pair, recipients in told.items():
+            counts.setdefault(pair, Counter()).update(recipients)
 
     def resent(self, partition: int, request_id: str) -> set[str]:
         """The threads of `partition` a resend request already decided (the caller must not change it)."""

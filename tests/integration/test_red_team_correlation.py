@@ -25,6 +25,7 @@ from services.common.topics import (
     CORRELATOR_SIGHTINGS,
     agency_topic,
 )
+from services.router import correlation
 from tests.integration.test_correlator import fresh_phone, starts_after_the_backlog
 from tests.support.system import system
 from tests.support.world import Cast, agreement, alert_json, eventually, read_topic, registry, settled
@@ -272,3 +273,45 @@ async def test_originator_views_and_desk_probes_show_no_correlation(kafka: Kafka
         own = " ".join(views[p] for p in before).replace('"correlation_id": null', "")
         assert "correlat" not in own and "not_entitled" not in own, "no trace of the correlation decision"
         assert all(views[p].startswith(("403 ", "404 ")) for p in probes), "every probe refused"
+
+
+async def test_copying_many_values_of_one_alert_makes_a_few_notices_not_one_per_value(
+    kafka: KafkaSettings, codec: Codec
+) -> None:
+    """A copies a dozen phones of C's alert (shared to it) into its own: a dozen correlations of one pair of
+    threads, all on alerts.correlated for the duty desk, and A is told of PAIR_NOTICES of them. Found in session
+    10: a notice per value (300 phones in three alerts made 900 notices and about 36 s of the router's work)."""
+    cast, atk, _vic, par = await setup(kafka, codec)
+    phones = [fresh_phone() for _ in range(12)]
+    many = alert_json(
+        summary="Routine report.", subjects=[], indicators=[{"type": "phone", "value": w} for w, _ in phones]
+    )
+    values = {v for _, v in phones}
+    async with system(kafka, codec, correlator={}) as sys_, aiohttp.ClientSession() as http:
+        c_id = await submit(http, sys_.url, cast, par, many)
+        await eventually(lambda: sighted(kafka, codec, {c_id}), within_s=60)
+        a_id = await submit(http, sys_.url, cast, atk, many)
+
+        async def correlations() -> int:
+            found = await read_topic(kafka, codec, ALERTS_CORRELATED, AlertCorrelated)
+            return len({r.value for _, r in found if {r.a.alert_id, r.b.alert_id} == {c_id, a_id}} & values)
+
+        assert await eventually(lambda: _all(correlations, len(values)), within_s=90)
+
+        async def told() -> int:
+            return sum(
+                1
+                for _, s in await read_topic(kafka, codec, agency_topic(atk), AlertShared)
+                if s.event_type == "alert.correlated"
+                and s.correlation is not None
+                and s.correlation.value in values
+                and set(s.correlation.thread_ids) == {c_id, a_id}
+            )
+
+        notices = await settled(told, quiet_s=8)
+    # Found before: 12, one per value.
+    assert notices == correlation.PAIR_NOTICES, notices
+
+
+async def _all(count: Any, expected: int) -> bool:
+    return bool(await count() == expected)

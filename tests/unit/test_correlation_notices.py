@@ -282,3 +282,36 @@ def test_the_notice_names_only_the_recipients_own_threads_versions_and_the_value
         ("SA-D", True, "correlated"),
     ]
     assert len({v.reason for v in verdicts if not v.delivered}) == 1, "one reason for all not told"
+
+
+CODES = ["IQ-A", "JO-B", "SA-C", "AE-D"]
+
+
+@given(st.lists(st.frozensets(st.sampled_from(CODES), min_size=1), max_size=30))
+def test_of_one_pair_each_agency_is_told_of_a_few_values_counted_by_its_own_notices_alone(
+    entitled_per_value: list[frozenset[str]],
+) -> None:
+    """Two threads sharing many values (an agency copying 300 phones of an alert it was sent made 900 notices):
+    each agency is told of at most PAIR_NOTICES of them, and whether it is told of the next one depends only on
+    what it was told itself, never on what another agency was told (which would be an oracle)."""
+    counts: dict[str, int] = {}
+    told_to: dict[str, list[int]] = {code: [] for code in CODES}
+    for n, recipients in enumerate(entitled_per_value):
+        candidates = sorted(recipients)
+        if correlation.spent(candidates, counts):
+            continue
+        for code in correlation.within_budget(candidates, counts):
+            counts[code] = counts.get(code, 0) + 1
+            told_to[code].append(n)
+    for code in CODES:
+        alone = [n for n, recipients in enumerate(entitled_per_value) if code in recipients][: correlation.PAIR_NOTICES]
+        assert told_to[code] == alone, code
+
+
+def test_a_pair_is_keyed_the_same_whichever_thread_is_the_earlier() -> None:
+    a, b = (
+        CorrelatedAlert(alert_id="x", thread_id="t1", origin="A", fields=[]),
+        CorrelatedAlert(alert_id="y", thread_id="t2", origin="B", fields=[]),
+    )
+    found = AlertCorrelated(correlation_id="c", kind="domain", value="v", a=a, b=b, found_at=NOW)
+    assert correlation.pair_of(found) == correlation.pair_of(msgspec.structs.replace(found, a=b, b=a)) == ("t1", "t2")
