@@ -1,7 +1,11 @@
 """A circuit breaker per webhook endpoint, so a dead or hanging receiver stops costing anything.
 
 Closed: requests flow; `threshold` consecutive failures open it. Open: requests are refused at once (the
-delivery is deferred to a retry tier without counting as an attempt) until `cooldown_s` has passed.
+delivery is deferred to a retry tier without counting as an attempt) until its cooldown has passed: `cooldown_s`
+times the times it opened in a row, at most `max_cooldown_s` (as Envoy ejects a host for longer each time).
+A receiver holding each probe for most of its timeout and then failing it had every delivery of its backlog
+put off about 120 times before it died, each a retry-tier write and read on the dispatcher every agency
+shares, twice what a dead endpoint costs (red team, round 4); each reopening waiting longer bounds both.
 Half-open: one probe is let through; success closes the circuit, failure opens it again. A probe that has
 not reported within `probe_timeout_s` is taken as lost and another is let through: whatever path forgets to
 report one (a refusal before any request, a 410 that disabled the endpoint) must not leave the circuit
@@ -31,12 +35,19 @@ class CircuitBreaker:
     # succeeds lets the rest through soon, yet they do not cycle through the tier while it is out.
     probe_wait_s: float = 5.0
     probe_started: float = 0.0
+    # Times it opened since it last closed, and the longest its cooldown grows to.
+    opens: int = 0
+    max_cooldown_s: float = 300.0
+
+    @property
+    def cooldown(self) -> float:
+        return min(self.cooldown_s * max(self.opens, 1), max(self.max_cooldown_s, self.cooldown_s))
 
     def allow(self) -> bool:
         if self.state == "closed":
             return True
         now = self.clock()
-        if self.state == "open" and now - self.opened_at >= self.cooldown_s:
+        if self.state == "open" and now - self.opened_at >= self.cooldown:
             self.state = "half_open"
         if self.state == "half_open" and (not self.probing or now - self.probe_started >= self.probe_timeout_s):
             self.probing, self.probe_started = True, now
@@ -51,12 +62,12 @@ class CircuitBreaker:
             return self.probe_wait_s
         if self.state != "open":
             return 0.0
-        return max(0.0, self.cooldown_s - (self.clock() - self.opened_at))
+        return max(0.0, self.cooldown - (self.clock() - self.opened_at))
 
     def success(self) -> bool:
         """Record a success; True when this closed an open circuit."""
         reopened = self.state != "closed"
-        self.state, self.failures, self.probing = "closed", 0, False
+        self.state, self.failures, self.probing, self.opens = "closed", 0, False, 0
         return reopened
 
     def failure(self) -> bool:
@@ -65,5 +76,6 @@ class CircuitBreaker:
         self.probing = False
         if self.state == "half_open" or (self.state == "closed" and self.failures >= self.threshold):
             self.state, self.opened_at = "open", self.clock()
+            self.opens += 1
             return True
         return False

@@ -510,6 +510,7 @@ class Dispatcher:
             breaker = self._breakers[endpoint] = CircuitBreaker(
                 threshold=self.settings.breaker_threshold,
                 cooldown_s=self.settings.breaker_cooldown_s,
+                max_cooldown_s=self.settings.breaker_max_cooldown_s,
                 clock=time.monotonic,
                 # A probe reports within its timeouts; one that has not by then never will.
                 probe_timeout_s=2 * (self.settings.connect_timeout_s + self.settings.response_timeout_s),
@@ -624,7 +625,9 @@ class Dispatcher:
                 # Read a bounded amount: a receiver's body is not ours to buffer without limit.
                 await response.content.read(self.settings.max_response_bytes)
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                # As docs/webhooks.md says: only a 429 or a 503 asks for a later retry.
+                asked = status in (429, 503)
+                retry_after = parse_retry_after(response.headers.get("Retry-After")) if asked else None
         except (aiohttp.ClientError, TimeoutError, OSError, EofStream) as exc:
             # EofStream: aiohttp's end of a connection's messages, which it turns into a ClientError on every path
             # we know of; caught too because a receiver must never be able to stop the dispatcher.
@@ -633,6 +636,10 @@ class Dispatcher:
             return Observed(failure=classify(exc), detail=f"{type(exc).__name__}: {exc}"[:500], latency_s=latency)
         latency = time.perf_counter() - started
         _latency(request.agency).observe(latency)
+        if not 100 <= status <= 599:
+            # aiohttp takes any three digits: a receiver's own classes (http_0 ... http_999) would reach records,
+            # which say what the originator and others may read (outcome.py). Not HTTP: malformed.
+            return Observed(failure="connection_error", detail=f"status {status} is not HTTP", latency_s=latency)
         return Observed(status=status, retry_after=retry_after, detail=f"HTTP {status}", latency_s=latency)
 
     async def _set_state(self, agency: str, url: str, state: EndpointState, reason: str) -> None:

@@ -56,10 +56,28 @@ def test_breaker_opens_refuses_and_probes() -> None:
     assert not breaker.allow() and breaker.remaining() == 10
     now[0] = 10.0
     assert breaker.allow() and not breaker.allow()  # one probe at a time
-    assert breaker.failure()  # the probe failed: open again
-    now[0] = 20.0
+    assert breaker.failure()  # the probe failed: open again, for one cooldown longer
+    now[0] = 29.0
+    assert not breaker.allow()
+    now[0] = 30.0
     assert breaker.allow()
     assert breaker.success() and breaker.state == "closed" and breaker.allow()
+
+
+def test_a_circuit_that_keeps_failing_its_probes_stays_open_longer_each_time() -> None:
+    """One cooldown more at each reopening, up to max_cooldown_s, back to one once it closes: a receiver holding
+    each probe and failing it had its backlog put off 120 times a delivery (red team, round 4)."""
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, cooldown_s=30, max_cooldown_s=100, clock=lambda: now[0])
+    waits = []
+    for _ in range(5):
+        assert breaker.failure()  # opens (again)
+        waits.append(breaker.remaining())
+        now[0] += waits[-1]
+        assert breaker.allow()  # the probe
+    assert waits == [30, 60, 90, 100, 100]
+    assert breaker.success() and breaker.opens == 0
+    assert [breaker.failure()] == [True] and breaker.remaining() == 30
 
 
 def test_breaker_counts_consecutive_failures_only() -> None:

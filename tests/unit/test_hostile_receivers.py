@@ -272,7 +272,7 @@ async def test_a_probe_refused_at_connect_time_does_not_wedge_the_circuit(codec:
         dns.internal = True
         refused = await dispatcher._attempt(delivery(1), hook, SECRETS)
         dns.internal = False
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.25)  # its second cooldown is twice the first (breaker.py)
         probe = await dispatcher._attempt(delivery(2), hook, SECRETS)
     assert refused.failure == "refused_destination"
     assert published == ["failing"]  # the circuit it opened again is told, as any other failure's
@@ -546,3 +546,33 @@ async def test_an_honest_answer_with_a_long_body_is_still_taken(codec: Codec) ->
     async with receiver(long_body) as hook, dispatching(codec) as dispatcher:
         observed = [await dispatcher._attempt(delivery(n), hook, SECRETS) for n in range(3)]
     assert [o.status for o in observed] == [200, 200, 200], observed
+
+
+@pytest.mark.parametrize("status", [0, 99, 600, 999])
+async def test_a_status_that_is_not_http_is_a_malformed_answer_not_a_class_of_its_own(
+    codec: Codec, status: int
+) -> None:
+    """Failure classes reach records the originator reads: a receiver answering `999` made `http_999` (any of 900
+    classes of its choosing; red team, round 4)."""
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 %03d Odd\r\nContent-Length: 0\r\n\r\n" % status)
+        await writer.drain()
+        writer.close()
+
+    async with raw_receiver(answers) as hook, dispatching(codec) as dispatcher:
+        observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
+    assert (observed.status, observed.failure) == (None, "connection_error"), observed
+
+
+@pytest.mark.parametrize(("status", "honoured"), [(429, True), (503, True), (500, False), (200, False)])
+async def test_retry_after_is_honoured_with_a_429_or_a_503_only(codec: Codec, status: int, honoured: bool) -> None:
+    """As docs/webhooks.md says; a receiver's Retry-After on a 500 was honoured too (red team, round 4)."""
+
+    async def answers(_: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Retry-After": "600"})
+
+    async with receiver(answers) as hook, dispatching(codec) as dispatcher:
+        observed = await dispatcher._attempt(delivery(1), hook, SECRETS)
+    assert observed.status == status and (observed.retry_after == 600.0) is honoured, observed
