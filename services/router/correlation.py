@@ -96,10 +96,8 @@ def entitled(
 ) -> frozenset[str]:
     """The agencies that may be told that `side`'s thread carries the value (module docstring): `thread` as the
     routed log knows it, `version` its latest routed version (None if either is unknown)."""
-    if thread is None or version is None or thread.cancelled or thread.root != side.thread_id:
+    if thread is None or version is None or thread.cancelled or not believed(side, thread, version):
         return frozenset()
-    if side.origin != thread.origin or version.origin != thread.origin:
-        return frozenset()  # filed under a thread its sender does not own: a refused follow-up
     fields = carrying_fields(version.alert, kind, value)
     if not fields:
         return frozenset()
@@ -117,6 +115,15 @@ def entitled(
         if shown[removed]:
             told.add(code)
     return frozenset(told)
+
+
+def believed(side: CorrelatedAlert, thread: Thread, version: AlertEnriched) -> bool:
+    """Whether `side` is its thread's: a version filed under a thread its sender does not own (a follow-up the
+    router refused, which the correlator indexed anyway) is not. Such a side decides nothing, not even that
+    nobody is told: the correlation's id names only the two threads and the value, so a decision recorded for
+    it would have made the threads' genuine correlation a duplicate, told to nobody (red team, round 5: a third
+    agency holding one thread silenced its correlation with another agency's alert before it existed)."""
+    return side.thread_id == thread.root and side.origin == thread.origin and version.origin == thread.origin
 
 
 def _reads(alert: Alert, removed: frozenset[str], kind: str, value: str, fields: frozenset[str]) -> bool:

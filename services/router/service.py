@@ -946,6 +946,8 @@ class Router:
         thread, version = await self._thread_version(partition, side.thread_id, versions)
         if version is None:
             return {"event": "correlation.decided", "outcome": "thread_unknown", "told": [], **context}
+        if thread is None or not correlation.believed(side, thread, version):
+            return {"event": "correlation.decided", "outcome": "not_the_threads", "told": [], **context}
         recipients = correlation.within_budget(correlation.told(found, thread, version, registry), told_before)
         told.setdefault(pair, Counter()).update(recipients)
         decision = self._copies(

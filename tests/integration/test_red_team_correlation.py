@@ -315,3 +315,37 @@ async def test_copying_many_values_of_one_alert_makes_a_few_notices_not_one_per_
 
 async def _all(count: Any, expected: int) -> bool:
     return bool(await count() == expected)
+
+
+async def test_an_update_sent_into_a_held_thread_cannot_silence_its_later_correlation(
+    kafka: KafkaSettings, codec: Codec
+) -> None:
+    """A holds C's thread T (no phone yet); B reports a phone, not shared with A. A sends an Update "into" T
+    carrying the phone: the router refuses it, the correlator pairs it with B's alert under the id of (B, T,
+    phone). When C really updates T with the phone, B and C are each told once. Found in round 5 (session 16):
+    the refused side's correlation was recorded as decided, telling nobody, so the genuine one was a duplicate."""
+    cast, atk, vic, par = await setup(kafka, codec)
+    async with system(kafka, codec, correlator={}) as sys_, aiohttp.ClientSession() as http:
+        written, value = fresh_phone()
+        plain = alert_json(summary="Routine report.", subjects=[], indicators=[])
+        thread = await submit(http, sys_.url, cast, par, plain)  # T, shared to A (the CA agreement)
+        await eventually(lambda: sighted_or_enriched(kafka, codec, thread), within_s=60)
+        b_id = await submit(http, sys_.url, cast, vic, body(written))  # shared with C, not with A
+        await eventually(lambda: sighted(kafka, codec, {b_id}), within_s=60)
+        fake = await submit(http, sys_.url, cast, atk, body(written, msg_type="Update", references=[thread]))
+        await eventually(lambda: sighted(kafka, codec, {fake}), within_s=60)
+        await asyncio.sleep(6)  # the fake's two phases decided
+        update = await submit(http, sys_.url, cast, par, body(written, msg_type="Update", references=[thread]))
+        await eventually(lambda: sighted(kafka, codec, {update}), within_s=60)
+
+        async def told() -> tuple[int, int]:
+            return len(await notices_of(kafka, codec, par, value)), len(await notices_of(kafka, codec, vic, value))
+
+        both = await eventually(lambda: _each_told(told), within_s=90)
+        assert not await notices_of(kafka, codec, atk, value)
+    assert both == (1, 1)
+
+
+async def _each_told(told: Any) -> tuple[int, int] | None:
+    counts: tuple[int, int] = await told()
+    return counts if all(counts) else None
