@@ -103,8 +103,10 @@ def busy_wait(
 
 
 def circuit_wait(remaining: float, rng: random.Random) -> float:
-    """Seconds to put off a delivery refused by an endpoint's circuit, whose breaker says `remaining`: never
-    sooner (it would only be refused again), and up to a fifth later, so that a backlog put off while the
-    circuit was open does not all come back at the moment it lets its one probe through, to be put off again
-    together (each a retry-tier write and read on the replica every agency shares)."""
-    return max(remaining, 0.05) * rng.uniform(1.0, 1.2)
+    """Seconds to put off a delivery refused by an endpoint's circuit, whose breaker says `remaining`: spread
+    over the last fifth of it, so that a backlog put off while the circuit was open does not all come back at
+    the moment it lets its one probe through, to be put off again together (each a retry-tier write and read
+    on the replica every agency shares). Sooner, not later: the waits are the tiers' own lengths (30 s, the 5 s
+    of a probe), and a fifth more went to the next tier, behind its longer waits (red team, round 5); what
+    comes back early is put off once more for what is left, in the shortest tier."""
+    return max(remaining, 0.05) * rng.uniform(0.8, 1.0)
