@@ -169,6 +169,7 @@ class Dispatcher:
         self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._waiting: dict[tuple[str, str], int] = {}  # deliveries waiting for an endpoint's slots
         self._queued = 0  # the same, for every endpoint together (queueing.py)
+        self._queueing = 0  # endpoints with any delivery waiting
         self._latency: dict[tuple[str, str], tuple[float, float]] = {}  # slowest_recent's, and when
         self._rng = random.Random()
 
@@ -528,6 +529,7 @@ class Dispatcher:
         if slots.locked() and not may_queue(
             waiting=waiting,
             queued=self._queued,
+            endpoints=self._queueing,
             per_endpoint_queue=self.settings.per_endpoint_queue,
             max_in_flight=self.settings.max_in_flight,
         ):
@@ -542,11 +544,11 @@ class Dispatcher:
             )
         self._waiting[endpoint] = waiting + 1
         self._queued += 1
+        self._queueing += waiting == 0
         queued = True
         try:
             async with slots:
-                self._waiting[endpoint] -= 1
-                self._queued -= 1
+                self._dequeued(endpoint)
                 queued = False
                 # Asked once the slot is ours: the requests ahead of this one may just have opened the circuit,
                 # or been answered 410 Gone (then the endpoint is disabled before the slot is given up, below).
@@ -581,8 +583,7 @@ class Dispatcher:
                     )
         finally:
             if queued:  # cancelled while waiting for a slot
-                self._waiting[endpoint] -= 1
-                self._queued -= 1
+                self._dequeued(endpoint)
         # The other replicas are told once the slot is given up: the requests queued for it need not wait on the
         # broker to find the endpoint disabled.
         if gone is not None:
@@ -591,6 +592,11 @@ class Dispatcher:
             CIRCUIT_OPEN.labels(request.agency).set(1)
             await self._set_state(request.agency, webhook.url, "failing", "circuit opened: refused_destination")
         return observed
+
+    def _dequeued(self, endpoint: tuple[str, str]) -> None:
+        self._waiting[endpoint] -= 1
+        self._queued -= 1
+        self._queueing -= self._waiting[endpoint] == 0
 
     def _busy_wait(self, endpoint: tuple[str, str], waiting: int) -> float:
         """Seconds to put off a delivery to a busy endpoint (schedule.py `busy_wait`)."""

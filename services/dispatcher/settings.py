@@ -13,7 +13,7 @@ class DispatcherSettings(ServiceSettings):
     # which every agency shares, so a receiver slow to answer (even with a 2xx, which never opens its circuit)
     # would otherwise fill the lane and stall every other agency's deliveries (red team). A quarter of
     # max_in_flight: an honest burst to one endpoint waits here up to 500 deep before any of it is put off; and
-    # once half a lane waits for endpoints, each waits no deeper than a floor (queueing.py), so that four
+    # past a floor, each endpoint waits only for its share of half a lane (queueing.py), so that four
     # endpoints slow at once no longer fill a lane.
     per_endpoint_concurrency: int = 4
     per_endpoint_queue: int = 500
