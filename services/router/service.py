@@ -949,7 +949,8 @@ class Router:
         if thread is None or not correlation.believed(side, thread, version):
             return {"event": "correlation.decided", "outcome": "not_the_threads", "told": [], **context}
         recipients = correlation.within_budget(correlation.told(found, thread, version, registry), told_before)
-        told.setdefault(pair, Counter()).update(recipients)
+        if recipients:  # a pair nobody was told of takes no room
+            told.setdefault(pair, Counter()).update(recipients)
         decision = self._copies(
             outputs,
             version,
