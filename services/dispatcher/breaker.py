@@ -5,7 +5,9 @@ delivery is deferred to a retry tier without counting as an attempt) until its c
 times the times it opened in a row, at most `max_cooldown_s` (as Envoy ejects a host for longer each time).
 A receiver holding each probe for most of its timeout and then failing it had every delivery of its backlog
 put off about 120 times before it died, each a retry-tier write and read on the dispatcher every agency
-shares, twice what a dead endpoint costs (red team, round 4); each reopening waiting longer bounds both.
+shares, twice what a dead endpoint costs (red team, round 4); each reopening waiting longer bounds both (a
+never-recovering endpoint's deliveries: 16 put-offs each instead of 54, measured on a virtual clock), and the
+cap bounds how long a receiver that recovers waits for its next probe (2 minutes by default).
 Half-open: one probe is let through; success closes the circuit, failure opens it again. A probe that has
 not reported within `probe_timeout_s` is taken as lost and another is let through: whatever path forgets to
 report one (a refusal before any request, a 410 that disabled the endpoint) must not leave the circuit
@@ -37,7 +39,7 @@ class CircuitBreaker:
     probe_started: float = 0.0
     # Times it opened since it last closed, and the longest its cooldown grows to.
     opens: int = 0
-    max_cooldown_s: float = 300.0
+    max_cooldown_s: float = 120.0
 
     @property
     def cooldown(self) -> float:

@@ -557,7 +557,7 @@ class Dispatcher:
                 if not breaker.allow():
                     return Observed(
                         failure="circuit_open",
-                        retry_after=circuit_wait(breaker.remaining(), self._rng),
+                        retry_after=circuit_wait(breaker.remaining()),
                         detail="the endpoint failed repeatedly",
                     )
                 observed = await self._post(request, webhook, secrets)

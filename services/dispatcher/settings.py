@@ -23,8 +23,9 @@ class DispatcherSettings(ServiceSettings):
     # Consecutive failures that open an endpoint's circuit, and how long it stays open before a probe.
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 30.0
-    # Each time it opens again without a success in between it stays open one cooldown longer, up to this.
-    breaker_max_cooldown_s: float = 300.0
+    # Each time it opens again without a success in between it stays open one cooldown longer, up to this: a
+    # receiver that recovers waits at most this for its next probe (breaker.py).
+    breaker_max_cooldown_s: float = 120.0
     # Multiplies every retry delay (schedule.py). 1 in production; tests shrink time with it.
     retry_time_scale: float = 1.0
     # Whether the registry's `allow_private` is honoured at all (plain http, loopback and private

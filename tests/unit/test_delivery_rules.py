@@ -75,7 +75,7 @@ def test_a_circuit_that_keeps_failing_its_probes_stays_open_longer_each_time() -
         waits.append(breaker.remaining())
         now[0] += waits[-1]
         assert breaker.allow()  # the probe
-    assert waits == [30, 60, 90, 100, 100]
+    assert waits == [30, 60, 90, 100, 100]  # capped
     assert breaker.success() and breaker.opens == 0
     assert [breaker.failure()] == [True] and breaker.remaining() == 30
 
