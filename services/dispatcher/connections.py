@@ -49,9 +49,12 @@ ANSWER_OVERHEAD = 1024 * 1024
 
 class IdleGuard(ResponseHandler):
     idle = False
-    # Bytes one answer may take (GuardedConnector's answer_bytes), and what this one or this idle spell took.
-    budget = 64 * 1024 + ANSWER_OVERHEAD
-    taken = 0
+    taken = 0  # what this answer, or this idle spell, took
+
+    def __init__(self, loop: Any, budget: int = 64 * 1024 + ANSWER_OVERHEAD) -> None:
+        """`budget`: the bytes one answer may take (GuardedConnector's answer_bytes)."""
+        super().__init__(loop)
+        self.budget = budget
 
     def set_response_params(self, **params: Any) -> None:
         self.idle = False
@@ -93,7 +96,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         """`answer_bytes`: what one answer may take, its body as read (max_response_bytes) and ANSWER_OVERHEAD."""
         super().__init__(**kwargs)
         self._factory = cast(
-            "functools.partial[ResponseHandler]", functools.partial(_guard, loop=self._loop, budget=answer_bytes)
+            "functools.partial[ResponseHandler]", functools.partial(IdleGuard, loop=self._loop, budget=answer_bytes)
         )
 
     def _release(self, key: Any, protocol: ResponseHandler, *, should_close: bool = False) -> None:
@@ -101,9 +104,3 @@ class GuardedConnector(aiohttp.TCPConnector):
             protocol.idle = True
             protocol.taken = 0
         super()._release(key, protocol, should_close=should_close)
-
-
-def _guard(*, loop: Any, budget: int) -> IdleGuard:
-    guard = IdleGuard(loop=loop)
-    guard.budget = budget
-    return guard

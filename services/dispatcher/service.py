@@ -544,7 +544,8 @@ class Dispatcher:
             )
         self._waiting[endpoint] = waiting + 1
         self._queued += 1
-        self._queueing += waiting == 0
+        if waiting == 0:
+            self._queueing += 1
         queued = True
         try:
             async with slots:
@@ -596,7 +597,8 @@ class Dispatcher:
     def _dequeued(self, endpoint: tuple[str, str]) -> None:
         self._waiting[endpoint] -= 1
         self._queued -= 1
-        self._queueing -= self._waiting[endpoint] == 0
+        if self._waiting[endpoint] == 0:
+            self._queueing -= 1
 
     def _busy_wait(self, endpoint: tuple[str, str], waiting: int) -> float:
         """Seconds to put off a delivery to a busy endpoint (schedule.py `busy_wait`)."""

@@ -38,7 +38,9 @@ class KeyReuseGuard:
     def conflicts(self, agency: str, key: str, body: bytes) -> bool:
         """True when the key was used with a different body; otherwise remember this one."""
         digest = hashlib.sha256(body).digest()
-        name = hashlib.sha256(key.encode()).digest()
+        # surrogatepass: intake refuses a key that is not UTF-8 before it gets here; were one to come, it must not
+        # raise (aiohttp hands a header's undecodable bytes over as surrogates).
+        name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
         recent = self._digests.get(agency)
         if recent is None:
             recent = self._digests[agency] = OrderedDict()

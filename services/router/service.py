@@ -861,7 +861,9 @@ class Router:
         # Whom this batch told of a value of which pair of threads (correlation.py, PAIR_NOTICES).
         told: dict[tuple[str, str], Counter[str]] = {}
         # A thread's latest version, read once per batch: one alert correlates with many (a value shared by several
-        # agencies, several values shared by one pair), and each correlation would read it back again.
+        # agencies, several values shared by one pair), and each correlation would read it back again. Beside
+        # _read_back (across batches, by offset): this also remembers a version no longer there (None), and
+        # holds every thread the batch touches however many that is.
         versions: dict[str, AlertEnriched | None] = {}
         lines = [
             await self._correlation(record, partition, outputs, decisions, (decided, told), versions)
